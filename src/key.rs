@@ -1,0 +1,230 @@
+//! Keys, key ids and key derivation.
+//!
+//! # Use case
+//!
+//! A [`Key`] is the 32-byte secret behind a [`Sealer`](crate::Sealer), a
+//! [`Keyring`](crate::Keyring) or an [`Otp`](crate::otp::Otp) service. Load
+//! it once at start-up (usually [`Key::from_env`]), derive one sub-key per
+//! purpose with [`Key::derive`], and log only its [`KeyId`].
+//!
+//! # About
+//!
+//! Both derivations are fixed so that any other implementation can
+//! reproduce them:
+//!
+//! - `Key::derive(purpose)` = HKDF-SHA256 (RFC 5869) with `ikm` = the key
+//!   bytes, no salt, `info` = `"pinseal/v1/" || purpose` (UTF-8), 32 bytes of
+//!   output.
+//! - `KeyId` = the first 8 bytes of SHA-256(`"pinseal/v1/key-id" || key
+//!   bytes`), shown as 16 lowercase hex characters.
+//!
+//! # Security
+//!
+//! - Key bytes are wiped when a `Key` is dropped. `Key` is not `Clone`;
+//!   derive a new key or pass a reference.
+//! - `Debug` prints only the key id, which reveals nothing usable about the
+//!   key (it is a truncated hash under a fixed label).
+//! - A key kept in an environment variable is as safe as the process
+//!   environment: anyone who can read `/proc/<pid>/environ` or the service's
+//!   deployment configuration has it. See `SECURITY.md`.
+
+use core::fmt;
+
+use hkdf::Hkdf;
+use sha2::{Digest, Sha256};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::Error;
+
+/// Length of a [`Key`] in bytes.
+pub const KEY_LEN: usize = 32;
+
+/// A 256-bit secret key, wiped on drop.
+///
+/// # Example
+///
+/// ```
+/// use pinseal::Key;
+///
+/// let root = Key::generate();
+/// let pins = root.derive("ivr/pin");
+/// assert_ne!(root.id(), pins.id());
+/// println!("sealing PINs with key {}", pins.id()); // safe to log
+/// ```
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct Key {
+    bytes: [u8; KEY_LEN],
+}
+
+impl Key {
+    /// Generates a fresh key from the operating system's random number
+    /// generator.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system cannot provide random bytes, which on a
+    /// supported platform means the system is unusable for cryptography.
+    pub fn generate() -> Key {
+        let mut key = Key {
+            bytes: [0; KEY_LEN],
+        };
+        crate::fill_random(&mut key.bytes);
+        key
+    }
+
+    /// Wraps 32 bytes of key material.
+    ///
+    /// # Security
+    ///
+    /// The array passed in is a copy the caller still owns; wipe it if it
+    /// outlives this call.
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Key {
+        Key { bytes }
+    }
+
+    /// Copies key material from a slice.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyLength`] unless `bytes` is exactly 32 bytes long.
+    pub fn from_slice(bytes: &[u8]) -> Result<Key, Error> {
+        let mut key = Key {
+            bytes: [0; KEY_LEN],
+        };
+        if bytes.len() != KEY_LEN {
+            return Err(Error::KeyLength);
+        }
+        key.bytes.copy_from_slice(bytes);
+        Ok(key)
+    }
+
+    /// Parses a key written as 64 hexadecimal characters (either case).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyLength`] unless `hex` is exactly 64 characters long;
+    /// [`Error::KeyHex`] if any of them is not a hex digit. Neither error
+    /// contains the input.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pinseal::{Error, Key};
+    ///
+    /// let key = Key::from_hex(&"ab".repeat(32))?;
+    /// assert_eq!(Key::from_hex("abcd").unwrap_err(), Error::KeyLength);
+    /// assert_eq!(Key::from_hex(&"zz".repeat(32)).unwrap_err(), Error::KeyHex);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn from_hex(hex: &str) -> Result<Key, Error> {
+        if hex.len() != 2 * KEY_LEN {
+            return Err(Error::KeyLength);
+        }
+        let mut key = Key {
+            bytes: [0; KEY_LEN],
+        };
+        hex::decode_to_slice(hex, &mut key.bytes).map_err(|_| Error::KeyHex)?;
+        Ok(key)
+    }
+
+    /// Reads a hex-encoded key from the environment variable `var`.
+    ///
+    /// Leading and trailing whitespace (a newline left by `echo` or a
+    /// secrets file) is ignored. The copy of the variable's value read into
+    /// this process is wiped before returning; the environment itself is not
+    /// changed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyEnvMissing`] if the variable is unset or not Unicode;
+    /// otherwise the errors of [`Key::from_hex`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let key = pinseal::Key::from_env("PINSEAL_KEY")?;
+    /// # Ok::<(), pinseal::Error>(())
+    /// ```
+    pub fn from_env(var: &str) -> Result<Key, Error> {
+        let value = Zeroizing::new(std::env::var(var).map_err(|_| Error::KeyEnvMissing)?);
+        Key::from_hex(value.trim())
+    }
+
+    /// The key's public identifier, safe to log and store beside data.
+    pub fn id(&self) -> KeyId {
+        let digest = Sha256::new()
+            .chain_update(b"pinseal/v1/key-id")
+            .chain_update(self.bytes)
+            .finalize();
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&digest[..8]);
+        KeyId(id)
+    }
+
+    /// Derives an independent key for one `purpose` (HKDF-SHA256, see the
+    /// [module documentation](self) for the exact construction).
+    ///
+    /// Use a distinct purpose string for each use of one root key, for
+    /// example `"ivr/pin"`, `"ivr/pan"`, `"otp/pepper"`.
+    pub fn derive(&self, purpose: &str) -> Key {
+        let hk = Hkdf::<Sha256>::new(None, &self.bytes);
+        let mut out = Key {
+            bytes: [0; KEY_LEN],
+        };
+        #[allow(clippy::expect_used)]
+        hk.expand_multi_info(&[b"pinseal/v1/", purpose.as_bytes()], &mut out.bytes)
+            .expect("32 bytes is always a valid HKDF-SHA256 output length");
+        out
+    }
+
+    /// The raw key bytes, for handing the key to another system.
+    ///
+    /// # Security
+    ///
+    /// The returned bytes are the key. Never log or persist them in clear.
+    pub fn expose_secret(&self) -> &[u8; KEY_LEN] {
+        &self.bytes
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key").field("id", &self.id()).finish()
+    }
+}
+
+/// A short public identifier of a [`Key`]: 8 bytes, shown as 16 lowercase
+/// hex characters by both `Display` and `Debug`.
+///
+/// # Example
+///
+/// ```
+/// let key = pinseal::Key::from_bytes([7; 32]);
+/// let id = key.id();
+/// assert_eq!(id.to_string().len(), 16);
+/// assert_eq!(format!("{id:?}"), id.to_string());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId([u8; 8]);
+
+impl KeyId {
+    /// The identifier's 8 bytes.
+    pub fn as_bytes(&self) -> &[u8; 8] {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 16];
+        // 8 bytes always encode to exactly 16 hex characters.
+        hex::encode_to_slice(self.0, &mut buf).map_err(|_| fmt::Error)?;
+        f.write_str(core::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}

@@ -1,0 +1,309 @@
+//! Redaction: values that print as `*REDACTED*`, compare in constant time
+//! and are wiped when dropped.
+//!
+//! # Use case
+//!
+//! Wrap every PIN, card number, code or decrypted buffer the moment it enters
+//! the program, so that a stray `{:?}` in a log line, a `panic!` message, an
+//! error report or a serde dump shows `*REDACTED*` and nothing else.
+//!
+//! # Security
+//!
+//! - [`Secret`] hides its value from `Debug`, `Display` and (with the `serde`
+//!   feature) serialization. The value is reached only through
+//!   [`Secret::expose_secret`], so every use is greppable.
+//! - Memory is overwritten with zeros when a `Secret` is dropped, through
+//!   [`zeroize`]. Copies the program made before wrapping, or that a
+//!   reallocating `Vec`/`String` left behind (see
+//!   [`Secret::expose_secret_mut`]), are not reached.
+//! - Equality runs in constant time for the contents; the lengths of the two
+//!   values are not hidden.
+
+use core::fmt;
+use core::str::FromStr;
+
+use subtle::{Choice, ConstantTimeEq};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::Error;
+
+/// The exact text every redacted value formats as.
+pub const REDACTED: &str = "*REDACTED*";
+
+/// A value that never shows itself.
+///
+/// `Debug` and `Display` write exactly [`REDACTED`] (padding and alternate
+/// flags are ignored), the value is zeroized on drop, and for `T:
+/// AsRef<[u8]>` equality is constant-time.
+///
+/// `Secret<T>` is `Clone` only when `T` implements [`CloneableSecret`], a
+/// marker the owner of `T` opts into; [`Secret::clone_secret`] is the
+/// explicit alternative for any `T: Clone`.
+///
+/// # Example
+///
+/// ```
+/// use pinseal::Secret;
+///
+/// let pin = Secret::new(String::from("1234"));
+/// assert_eq!(format!("{pin:?} {pin}"), "*REDACTED* *REDACTED*");
+/// assert_eq!(pin.expose_secret(), "1234");
+/// assert!(pin == Secret::new(String::from("1234")));
+/// ```
+pub struct Secret<T: Zeroize> {
+    inner: T,
+}
+
+impl<T: Zeroize> Secret<T> {
+    /// Wraps `value`. From here on it prints as `*REDACTED*` and is wiped on
+    /// drop.
+    #[inline]
+    pub fn new(value: T) -> Self {
+        Secret { inner: value }
+    }
+
+    /// Borrows the value.
+    ///
+    /// # Security
+    ///
+    /// Whatever is done with the returned reference is outside the
+    /// protection of this type: do not format it, log it or copy it into a
+    /// longer-lived buffer.
+    #[inline]
+    pub fn expose_secret(&self) -> &T {
+        &self.inner
+    }
+
+    /// Borrows the value mutably.
+    ///
+    /// # Security
+    ///
+    /// Growing a `Vec` or `String` through this reference may reallocate and
+    /// leave a copy of the old contents in freed memory that is never wiped.
+    /// Reserve the full capacity before writing secret data.
+    #[inline]
+    pub fn expose_secret_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+
+    /// Copies the secret. The copy is also a `Secret` and is wiped on drop.
+    ///
+    /// This is the explicit, greppable way to duplicate a secret whose type
+    /// does not implement [`CloneableSecret`].
+    pub fn clone_secret(&self) -> Self
+    where
+        T: Clone,
+    {
+        Secret::new(self.inner.clone())
+    }
+}
+
+impl<T: Zeroize> From<T> for Secret<T> {
+    fn from(value: T) -> Self {
+        Secret::new(value)
+    }
+}
+
+impl<T: Zeroize + Default> Default for Secret<T> {
+    fn default() -> Self {
+        Secret::new(T::default())
+    }
+}
+
+impl<T: Zeroize> Drop for Secret<T> {
+    fn drop(&mut self) {
+        self.inner.zeroize();
+    }
+}
+
+impl<T: Zeroize> ZeroizeOnDrop for Secret<T> {}
+
+impl<T: Zeroize> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl<T: Zeroize> fmt::Display for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+/// Marker for types whose secrets may be duplicated with `Clone`.
+///
+/// Implement it for your own secret-bearing type to make `Secret<YourType>`
+/// implement `Clone`. It is deliberately not implemented for `Vec<u8>` or
+/// `String`: use [`Secret::clone_secret`] for those.
+pub trait CloneableSecret: Clone + Zeroize {}
+
+impl<T: CloneableSecret> Clone for Secret<T> {
+    fn clone(&self) -> Self {
+        self.clone_secret()
+    }
+}
+
+impl<T: Zeroize + AsRef<[u8]>> ConstantTimeEq for Secret<T> {
+    /// Compares the contents in time that depends only on their lengths.
+    fn ct_eq(&self, other: &Self) -> Choice {
+        self.inner.as_ref().ct_eq(other.inner.as_ref())
+    }
+}
+
+impl<T: Zeroize + AsRef<[u8]>> PartialEq for Secret<T> {
+    /// Constant-time equality, through [`ConstantTimeEq`].
+    fn eq(&self, other: &Self) -> bool {
+        self.ct_eq(other).into()
+    }
+}
+
+impl<T: Zeroize + AsRef<[u8]>> Eq for Secret<T> {}
+
+#[cfg(feature = "serde")]
+impl<T: Zeroize> serde::Serialize for Secret<T> {
+    /// Writes the string `*REDACTED*`, never the value.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(REDACTED)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de, T: Zeroize + serde::Deserialize<'de>> serde::Deserialize<'de> for Secret<T> {
+    /// Reads the value itself. Buffers the deserializer used on the way are
+    /// outside this type's control.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(deserializer).map(Secret::new)
+    }
+}
+
+/// A payment card number (PAN), validated and redacted.
+///
+/// # Use case
+///
+/// Card digits typed on an IVR keypad or pasted into a chat. The full number
+/// is reachable only through [`Pan::expose_secret`]; the only partial view
+/// is [`Pan::last_four`], the most PCI DSS allows to be displayed.
+///
+/// # Errors
+///
+/// [`Pan::parse`] (and `FromStr`) return [`Error::InvalidPan`] unless the
+/// input is 12 to 19 ASCII digits, with no spaces or separators, whose last
+/// digit is a valid Luhn check digit. The error does not contain the input.
+///
+/// # Example
+///
+/// ```
+/// use pinseal::Pan;
+///
+/// let pan = Pan::parse("4111111111111111")?;
+/// assert_eq!(pan.last_four(), "1111");
+/// assert_eq!(format!("{pan:?}"), "*REDACTED*");
+/// assert!(Pan::parse("4111111111111112").is_err()); // Luhn fails
+/// # Ok::<(), pinseal::Error>(())
+/// ```
+pub struct Pan {
+    digits: Secret<String>,
+}
+
+impl Pan {
+    /// Shortest card number accepted.
+    pub const MIN_LEN: usize = 12;
+    /// Longest card number accepted.
+    pub const MAX_LEN: usize = 19;
+
+    /// Validates and wraps a card number.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPan`] if `input` is not 12–19 ASCII digits with a
+    /// valid Luhn check digit.
+    pub fn parse(input: &str) -> Result<Pan, Error> {
+        let bytes = input.as_bytes();
+        if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&bytes.len())
+            || !bytes.iter().all(u8::is_ascii_digit)
+            || !luhn_valid(bytes)
+        {
+            return Err(Error::InvalidPan);
+        }
+        let mut digits = String::with_capacity(bytes.len());
+        digits.push_str(input);
+        Ok(Pan {
+            digits: Secret::new(digits),
+        })
+    }
+
+    /// The last four digits, the only part of a card number that may be shown.
+    pub fn last_four(&self) -> &str {
+        let s = self.digits.expose_secret();
+        // `parse` guarantees at least 12 ASCII digits.
+        s.get(s.len().saturating_sub(4)..).unwrap_or("")
+    }
+
+    /// The full card number.
+    pub fn expose_secret(&self) -> &str {
+        self.digits.expose_secret()
+    }
+}
+
+impl FromStr for Pan {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Pan, Error> {
+        Pan::parse(s)
+    }
+}
+
+impl fmt::Debug for Pan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl fmt::Display for Pan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl ZeroizeOnDrop for Pan {}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Pan {
+    /// Writes the string `*REDACTED*`, never the number.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(REDACTED)
+    }
+}
+
+/// Luhn (ISO/IEC 7812-1 annex B) check over ASCII digits.
+fn luhn_valid(digits: &[u8]) -> bool {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| {
+            let d = u32::from(d - b'0');
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luhn_known_numbers() {
+        // Test card numbers published by card networks.
+        for ok in ["4111111111111111", "5555555555554444", "378282246310005"] {
+            assert!(luhn_valid(ok.as_bytes()), "{ok}");
+        }
+        assert!(!luhn_valid(b"4111111111111112"));
+        assert!(!luhn_valid(b"378282246310006"));
+    }
+}

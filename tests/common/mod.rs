@@ -1,0 +1,79 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// One block of a `NAME = value` vector file: the fields in order, and the
+/// bare flag lines (such as NIST's `FAIL`).
+#[derive(Debug, Default)]
+pub struct Block {
+    pub fields: BTreeMap<String, String>,
+    pub flags: Vec<String>,
+}
+
+impl Block {
+    pub fn get(&self, name: &str) -> &str {
+        self.fields
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("vector block lacks field {name}: {self:?}"))
+    }
+    pub fn hex(&self, name: &str) -> Vec<u8> {
+        hex::decode(self.get(name)).unwrap_or_else(|_| panic!("field {name} is not hex"))
+    }
+    pub fn has(&self, flag: &str) -> bool {
+        self.flags.iter().any(|f| f == flag)
+    }
+}
+
+pub fn data_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+}
+
+/// Splits a vector file into blocks. A block starts at a line whose field
+/// name is `start`; `#` comments and `[section]` lines are skipped.
+pub fn read_blocks(name: &str, start: &str) -> Vec<Block> {
+    let text = std::fs::read_to_string(data_path(name)).expect("vector file");
+    let mut blocks = Vec::new();
+    let mut cur: Option<Block> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('[') {
+            continue;
+        }
+        match line.split_once('=') {
+            Some((k, v)) => {
+                let (k, v) = (k.trim().to_string(), v.trim().to_string());
+                if k == start {
+                    blocks.extend(cur.take());
+                    cur = Some(Block::default());
+                }
+                let block = cur.as_mut().expect("field before first block start");
+                block.fields.insert(k, v);
+            }
+            None => cur
+                .as_mut()
+                .expect("flag before first block start")
+                .flags
+                .push(line.to_string()),
+        }
+    }
+    blocks.extend(cur);
+    blocks
+}
+
+/// Asserts that `haystack` contains neither `secret` itself (as text, when
+/// it is UTF-8) nor its hex in either case.
+pub fn assert_no_leak(haystack: &str, secret: &[u8], what: &str) {
+    let lower = hex::encode(secret);
+    let upper = lower.to_uppercase();
+    assert!(!haystack.contains(&lower), "{what} leaks the secret as hex");
+    assert!(!haystack.contains(&upper), "{what} leaks the secret as HEX");
+    if let Ok(text) = std::str::from_utf8(secret) {
+        assert!(!haystack.contains(text), "{what} leaks the secret as text");
+    }
+    let debug_bytes = format!("{secret:?}");
+    let inner = debug_bytes.trim_start_matches('[').trim_end_matches(']');
+    assert!(!haystack.contains(inner), "{what} leaks the secret as a byte list");
+}
