@@ -1,51 +1,4 @@
 //! Envelope encryption: AES-256-GCM with a random nonce carried in the output.
-//!
-//! # Use case
-//!
-//! Seal a PIN, card digits or any short secret at the edge of a system and
-//! pass only the envelope onward (through queues, logs, databases); open it
-//! where the value is needed. Associated data binds an envelope to its
-//! context (field name, call id), so an envelope moved to another field or
-//! call does not open.
-//!
-//! # About
-//!
-//! An envelope is one byte string:
-//!
-//! ```text
-//! +----------------+--------------------------+----------------+
-//! | nonce 12 bytes | ciphertext (= plaintext  | tag 16 bytes   |
-//! | (random)       |  length)                 |                |
-//! +----------------+--------------------------+----------------+
-//! ```
-//!
-//! It is standard AES-256-GCM (NIST SP 800-38D) with a 96-bit nonce, so any
-//! AES-GCM implementation opens it given the key and associated data. The
-//! hex form is the same bytes in hex (lowercase on output, either case on
-//! input).
-//!
-//! # Parameters
-//!
-//! - `plaintext`: any length up to 2^36 - 32 bytes (the GCM limit).
-//! - `aad`: associated data, authenticated but not encrypted and not part of
-//!   the envelope; the same bytes must be given to open.
-//!
-//! # Errors
-//!
-//! Opening fails with [`Error::Decrypt`] for every cause: an envelope shorter
-//! than [`OVERHEAD`], bad hex, a wrong key, wrong associated data, any
-//! changed bit. The error never says which.
-//!
-//! # Security
-//!
-//! - Each seal draws a fresh 96-bit nonce from the operating system. A nonce
-//!   must never repeat under one key; with random nonces the chance of any
-//!   repeat stays below 2^-32 for up to 2^32 seals per key (NIST SP 800-38D
-//!   section 8.3). Rotate keys (see [`Keyring`]) well before that.
-//! - Plaintext is released only after the tag has been checked; a failed
-//!   [`Sealer::open_into`] leaves zeros, never plaintext, in `out`.
-//! - The length of the plaintext is visible from the envelope's length. A
-//!   4-digit PIN and a 6-digit code are distinguishable; pad if that matters.
 
 use core::fmt;
 
@@ -66,6 +19,53 @@ pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 const MAX_PLAINTEXT: u64 = (1 << 36) - 32;
 
 /// Seals and opens envelopes under one key.
+///
+/// # Use case
+///
+/// Seal a PIN, card digits or any short secret at the edge of a system and
+/// pass only the envelope onward (through queues, logs, databases); open it
+/// where the value is needed. Associated data binds an envelope to its
+/// context (field name, call id), so an envelope moved to another field or
+/// call does not open.
+///
+/// # About
+///
+/// An envelope is one byte string:
+///
+/// ```text
+/// +----------------+--------------------------+----------------+
+/// | nonce 12 bytes | ciphertext (= plaintext  | tag 16 bytes   |
+/// | (random)       |  length)                 |                |
+/// +----------------+--------------------------+----------------+
+/// ```
+///
+/// It is standard AES-256-GCM (NIST SP 800-38D) with a 96-bit nonce, so any
+/// AES-GCM implementation opens it given the key and associated data. The
+/// hex form is the same bytes in hex (lowercase on output, either case on
+/// input).
+///
+/// # Parameters
+///
+/// - `plaintext`: any length up to 2^36 - 32 bytes (the GCM limit).
+/// - `aad`: associated data, authenticated but not encrypted and not part of
+///   the envelope; the same bytes must be given to open.
+///
+/// # Errors
+///
+/// Opening fails with [`Error::Decrypt`] for every cause: an envelope shorter
+/// than [`OVERHEAD`], bad hex, a wrong key, wrong associated data, any
+/// changed bit. The error never says which.
+///
+/// # Security
+///
+/// - Each seal draws a fresh 96-bit nonce from the operating system. A nonce
+///   must never repeat under one key; with random nonces the chance of any
+///   repeat stays below 2^-32 for up to 2^32 seals per key (NIST SP 800-38D
+///   section 8.3). Rotate keys (see [`Keyring`]) well before that.
+/// - Plaintext is released only after the tag has been checked; a failed
+///   [`Sealer::open_into`] leaves zeros, never plaintext, in `out`.
+/// - The length of the plaintext is visible from the envelope's length. A
+///   4-digit PIN and a 6-digit code are distinguishable; pad if that matters.
 ///
 /// `Sealer` expands the AES key schedule and GHASH key once, in
 /// [`Sealer::new`]; it is `Send + Sync`, so one instance (in an `Arc` or a
@@ -180,7 +180,11 @@ impl Sealer {
     ///
     /// [`Error::Decrypt`] for every failure, whatever its cause.
     pub fn open(&self, envelope: &[u8], aad: &[u8]) -> Result<Secret<Vec<u8>>, Error> {
-        let (nonce, ciphertext, tag) = split(envelope)?;
+        let Parts {
+            nonce,
+            ciphertext,
+            tag,
+        } = split(envelope)?;
         // Allocated once at its final size and wrapped before decryption, so
         // no unwiped copy of the plaintext is ever left behind.
         let mut plaintext = Secret::new(Vec::with_capacity(ciphertext.len()));
@@ -221,7 +225,11 @@ impl Sealer {
     /// `out` holds plaintext on success: wipe it when done (for example with
     /// [`zeroize::Zeroize`]).
     pub fn open_into(&self, envelope: &[u8], aad: &[u8], out: &mut [u8]) -> Result<usize, Error> {
-        let (nonce, ciphertext, tag) = split(envelope)?;
+        let Parts {
+            nonce,
+            ciphertext,
+            tag,
+        } = split(envelope)?;
         let out = out
             .get_mut(..ciphertext.len())
             .ok_or(Error::BufferTooSmall)?;
@@ -240,15 +248,25 @@ impl Sealer {
     }
 }
 
-/// Splits an envelope into nonce, ciphertext and tag, checking the length
-/// first.
-fn split(envelope: &[u8]) -> Result<(&[u8], &[u8], &[u8]), Error> {
+/// The three fields of an envelope.
+struct Parts<'a> {
+    nonce: &'a [u8],
+    ciphertext: &'a [u8],
+    tag: &'a [u8],
+}
+
+/// Splits an envelope into its fields, checking the length first.
+fn split(envelope: &[u8]) -> Result<Parts<'_>, Error> {
     if envelope.len() < OVERHEAD {
         return Err(Error::Decrypt);
     }
     let (nonce, rest) = envelope.split_at(NONCE_LEN);
     let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
-    Ok((nonce, ciphertext, tag))
+    Ok(Parts {
+        nonce,
+        ciphertext,
+        tag,
+    })
 }
 
 impl fmt::Debug for Sealer {
@@ -342,7 +360,8 @@ impl Keyring {
     ///
     /// [`Error::Decrypt`] if no key opens it.
     pub fn open(&self, envelope: &[u8], aad: &[u8]) -> Result<Secret<Vec<u8>>, Error> {
-        self.open_with_key_id(envelope, aad).map(|(plaintext, _)| plaintext)
+        self.open_with_key_id(envelope, aad)
+            .map(|(plaintext, _)| plaintext)
     }
 
     /// Like [`Keyring::open`], and also returns the id of the key that

@@ -1,32 +1,4 @@
 //! Keys, key ids and key derivation.
-//!
-//! # Use case
-//!
-//! A [`Key`] is the 32-byte secret behind a [`Sealer`](crate::Sealer), a
-//! [`Keyring`](crate::Keyring) or an [`Otp`](crate::otp::Otp) service. Load
-//! it once at start-up (usually [`Key::from_env`]), derive one sub-key per
-//! purpose with [`Key::derive`], and log only its [`KeyId`].
-//!
-//! # About
-//!
-//! Both derivations are fixed so that any other implementation can
-//! reproduce them:
-//!
-//! - `Key::derive(purpose)` = HKDF-SHA256 (RFC 5869) with `ikm` = the key
-//!   bytes, no salt, `info` = `"pinseal/v1/" || purpose` (UTF-8), 32 bytes of
-//!   output.
-//! - `KeyId` = the first 8 bytes of SHA-256(`"pinseal/v1/key-id" || key
-//!   bytes`), shown as 16 lowercase hex characters.
-//!
-//! # Security
-//!
-//! - Key bytes are wiped when a `Key` is dropped. `Key` is not `Clone`;
-//!   derive a new key or pass a reference.
-//! - `Debug` prints only the key id, which reveals nothing usable about the
-//!   key (it is a truncated hash under a fixed label).
-//! - A key kept in an environment variable is as safe as the process
-//!   environment: anyone who can read `/proc/<pid>/environ` or the service's
-//!   deployment configuration has it. See `SECURITY.md`.
 
 use core::fmt;
 
@@ -40,6 +12,34 @@ use crate::Error;
 pub const KEY_LEN: usize = 32;
 
 /// A 256-bit secret key, wiped on drop.
+///
+/// # Use case
+///
+/// A [`Key`] is the 32-byte secret behind a [`Sealer`](crate::Sealer), a
+/// [`Keyring`](crate::Keyring) or an [`Otp`](crate::otp::Otp) service. Load
+/// it once at start-up (usually [`Key::from_env`]), derive one sub-key per
+/// purpose with [`Key::derive`], and log only its [`KeyId`].
+///
+/// # About
+///
+/// Both derivations are fixed so that any other implementation can
+/// reproduce them:
+///
+/// - `Key::derive(purpose)` = HKDF-SHA256 (RFC 5869) with `ikm` = the key
+///   bytes, no salt, `info` = `"pinseal/v1/" || purpose` (UTF-8), 32 bytes of
+///   output.
+/// - `KeyId` = the first 8 bytes of SHA-256(`"pinseal/v1/key-id" || key
+///   bytes`), shown as 16 lowercase hex characters.
+///
+/// # Security
+///
+/// - Key bytes are wiped when a `Key` is dropped. `Key` is not `Clone`;
+///   derive a new key or pass a reference.
+/// - `Debug` prints only the key id, which reveals nothing usable about the
+///   key (it is a truncated hash under a fixed label).
+/// - A key kept in an environment variable is as safe as the process
+///   environment: anyone who can read `/proc/<pid>/environ` or the service's
+///   deployment configuration has it. See `SECURITY.md`.
 ///
 /// # Example
 ///
@@ -162,7 +162,7 @@ impl Key {
     }
 
     /// Derives an independent key for one `purpose` (HKDF-SHA256, see the
-    /// [module documentation](self) for the exact construction).
+    /// [`Key`] type documentation for the exact construction).
     ///
     /// Use a distinct purpose string for each use of one root key, for
     /// example `"ivr/pin"`, `"ivr/pan"`, `"otp/pepper"`.

@@ -1,23 +1,4 @@
-//! Redaction: values that print as `*REDACTED*`, compare in constant time
-//! and are wiped when dropped.
-//!
-//! # Use case
-//!
-//! Wrap every PIN, card number, code or decrypted buffer the moment it enters
-//! the program, so that a stray `{:?}` in a log line, a `panic!` message, an
-//! error report or a serde dump shows `*REDACTED*` and nothing else.
-//!
-//! # Security
-//!
-//! - [`Secret`] hides its value from `Debug`, `Display` and (with the `serde`
-//!   feature) serialization. The value is reached only through
-//!   [`Secret::expose_secret`], so every use is greppable.
-//! - Memory is overwritten with zeros when a `Secret` is dropped, through
-//!   [`zeroize`]. Copies the program made before wrapping, or that a
-//!   reallocating `Vec`/`String` left behind (see
-//!   [`Secret::expose_secret_mut`]), are not reached.
-//! - Equality runs in constant time for the contents; the lengths of the two
-//!   values are not hidden.
+//! Redaction: `Secret<T>` and `Pan`.
 
 use core::fmt;
 use core::str::FromStr;
@@ -30,11 +11,30 @@ use crate::Error;
 /// The exact text every redacted value formats as.
 pub const REDACTED: &str = "*REDACTED*";
 
-/// A value that never shows itself.
+/// A value that never shows itself: it prints as `*REDACTED*`, compares in
+/// constant time and is wiped when dropped.
+///
+/// # Use case
+///
+/// Wrap every PIN, card number, code or decrypted buffer the moment it enters
+/// the program, so that a stray `{:?}` in a log line, a `panic!` message, an
+/// error report or a serde dump shows `*REDACTED*` and nothing else.
+///
+/// # Security
+///
+/// - [`Secret`] hides its value from `Debug`, `Display` and (with the `serde`
+///   feature) serialization. The value is reached only through
+///   [`Secret::expose_secret`], so every use is greppable.
+/// - Memory is overwritten with zeros when a `Secret` is dropped, through
+///   [`zeroize`]. Copies the program made before wrapping, or that a
+///   reallocating `Vec`/`String` left behind (see
+///   [`Secret::expose_secret_mut`]), are not reached.
+/// - Equality runs in constant time for the contents; the lengths of the two
+///   values are not hidden.
 ///
 /// `Debug` and `Display` write exactly [`REDACTED`] (padding and alternate
-/// flags are ignored), the value is zeroized on drop, and for `T:
-/// AsRef<[u8]>` equality is constant-time.
+/// flags are ignored). Equality (`==` and [`ConstantTimeEq`]) is available
+/// for `T: AsRef<[u8]>`.
 ///
 /// `Secret<T>` is `Clone` only when `T` implements [`CloneableSecret`], a
 /// marker the owner of `T` opts into; [`Secret::clone_secret`] is the

@@ -86,11 +86,17 @@ fn short_and_malformed_input_is_one_opaque_error() {
     }
     // Upper-case hex opens too.
     assert_eq!(
-        sealer.open_hex(&good.to_uppercase(), b"pin").unwrap().expose_secret(),
+        sealer
+            .open_hex(&good.to_uppercase(), b"pin")
+            .unwrap()
+            .expose_secret(),
         b"1234"
     );
     let wrong_key = Sealer::new(&Key::generate());
-    assert_eq!(wrong_key.open_hex(&good, b"pin").unwrap_err(), Error::Decrypt);
+    assert_eq!(
+        wrong_key.open_hex(&good, b"pin").unwrap_err(),
+        Error::Decrypt
+    );
 }
 
 #[test]
@@ -103,7 +109,10 @@ fn seal_produces_the_documented_layout() {
     assert_ne!(a, b);
     let hex = sealer.seal_hex(b"4321", b"last4");
     assert_eq!(hex.len(), 2 * (4 + OVERHEAD));
-    assert!(hex.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+    assert!(
+        hex.bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    );
 }
 
 #[test]
@@ -119,7 +128,10 @@ fn buffers_are_checked_before_use() {
     let mut big = [0xEEu8; 64];
     let n = sealer.seal_into(b"1234", b"aad", &mut big).unwrap();
     assert_eq!(n, 4 + OVERHEAD);
-    assert!(big[n..].iter().all(|&b| b == 0xEE), "bytes past the envelope untouched");
+    assert!(
+        big[n..].iter().all(|&b| b == 0xEE),
+        "bytes past the envelope untouched"
+    );
 
     let mut tiny = [0x55u8; 3];
     assert_eq!(
@@ -149,11 +161,16 @@ fn keyring_rotates() {
     assert_eq!(id, Key::from_bytes(k1).id());
 
     let moved = ring.reseal(&env1, b"pin").unwrap();
-    assert_eq!(ring.open_with_key_id(&moved, b"pin").unwrap().1, ring.primary_id());
+    assert_eq!(
+        ring.open_with_key_id(&moved, b"pin").unwrap().1,
+        ring.primary_id()
+    );
     assert_eq!(old.open(&moved, b"pin").unwrap_err(), Error::Decrypt);
     assert_eq!(ring.reseal(&env1, b"other").unwrap_err(), Error::Decrypt);
     assert_eq!(
-        Keyring::new(Key::from_bytes(k2)).open(&env1, b"pin").unwrap_err(),
+        Keyring::new(Key::from_bytes(k2))
+            .open(&env1, b"pin")
+            .unwrap_err(),
         Error::Decrypt
     );
 }

@@ -35,7 +35,10 @@ fn derive_and_key_id_match_independent_implementation() {
     let (mut key, mut purpose) = (None::<Key>, String::new());
     let mut derived = None::<Key>;
     let mut checked = 0;
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let (name, value) = line.split_once('=').unwrap();
         let value = value.trim();
         match name.trim() {
@@ -60,11 +63,23 @@ fn parsing_errors_are_typed() {
     assert_eq!(Key::from_slice(&[0; 31]).unwrap_err(), Error::KeyLength);
     assert_eq!(Key::from_slice(&[0; 33]).unwrap_err(), Error::KeyLength);
     assert!(Key::from_slice(&[0; 32]).is_ok());
-    assert_eq!(Key::from_hex(&"0".repeat(63)).unwrap_err(), Error::KeyLength);
-    assert_eq!(Key::from_hex(&"0".repeat(65)).unwrap_err(), Error::KeyLength);
-    assert_eq!(Key::from_hex(&format!("{}x", "0".repeat(63))).unwrap_err(), Error::KeyHex);
+    assert_eq!(
+        Key::from_hex(&"0".repeat(63)).unwrap_err(),
+        Error::KeyLength
+    );
+    assert_eq!(
+        Key::from_hex(&"0".repeat(65)).unwrap_err(),
+        Error::KeyLength
+    );
+    assert_eq!(
+        Key::from_hex(&format!("{}x", "0".repeat(63))).unwrap_err(),
+        Error::KeyHex
+    );
     // A multi-byte character of the right byte length is bad hex, not a panic.
-    assert_eq!(Key::from_hex(&format!("é{}", "0".repeat(62))).unwrap_err(), Error::KeyHex);
+    assert_eq!(
+        Key::from_hex(&format!("é{}", "0".repeat(62))).unwrap_err(),
+        Error::KeyHex
+    );
     let upper = Key::from_hex(&"AB".repeat(32)).unwrap();
     let lower = Key::from_hex(&"ab".repeat(32)).unwrap();
     assert_eq!(upper.id(), lower.id());
@@ -82,8 +97,14 @@ fn from_env() {
     }
     let key = Key::from_env("PINSEAL_TEST_KEY_OK").unwrap();
     assert_eq!(key.id(), Key::from_bytes([0x0f; 32]).id());
-    assert_eq!(Key::from_env("PINSEAL_TEST_KEY_SHORT").unwrap_err(), Error::KeyLength);
-    assert_eq!(Key::from_env("PINSEAL_TEST_KEY_BAD").unwrap_err(), Error::KeyHex);
+    assert_eq!(
+        Key::from_env("PINSEAL_TEST_KEY_SHORT").unwrap_err(),
+        Error::KeyLength
+    );
+    assert_eq!(
+        Key::from_env("PINSEAL_TEST_KEY_BAD").unwrap_err(),
+        Error::KeyHex
+    );
     assert_eq!(
         Key::from_env("PINSEAL_TEST_KEY_UNSET_8d2f").unwrap_err(),
         Error::KeyEnvMissing

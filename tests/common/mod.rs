@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod otp_suite;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -28,7 +30,9 @@ impl Block {
 }
 
 pub fn data_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 /// Splits a vector file into blocks. A block starts at a line whose field
@@ -75,5 +79,8 @@ pub fn assert_no_leak(haystack: &str, secret: &[u8], what: &str) {
     }
     let debug_bytes = format!("{secret:?}");
     let inner = debug_bytes.trim_start_matches('[').trim_end_matches(']');
-    assert!(!haystack.contains(inner), "{what} leaks the secret as a byte list");
+    assert!(
+        !haystack.contains(inner),
+        "{what} leaks the secret as a byte list"
+    );
 }

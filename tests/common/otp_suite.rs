@@ -1,0 +1,374 @@
+//! One behavioural suite for every `Store`: `otp_suite!(make_store)` expands
+//! to the tests below, each with a fresh store from `make_store()`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use pinseal::Error;
+use pinseal::otp::Store;
+
+/// Wraps a store and keeps every key and value ever written, so tests can
+/// search what reached the store at rest.
+pub struct Recording<S> {
+    pub inner: S,
+    pub writes: Mutex<BTreeMap<String, Vec<Vec<u8>>>>,
+}
+
+impl<S: Store> Recording<S> {
+    pub fn new(inner: S) -> Self {
+        Recording {
+            inner,
+            writes: Mutex::new(BTreeMap::new()),
+        }
+    }
+    /// Every key and value written, as one byte string for searching.
+    pub fn everything(&self) -> Vec<u8> {
+        let writes = self.writes.lock().unwrap();
+        let mut all = Vec::new();
+        for (k, vs) in writes.iter() {
+            all.extend_from_slice(k.as_bytes());
+            for v in vs {
+                all.extend_from_slice(v);
+            }
+        }
+        all
+    }
+}
+
+impl<S: Store> Store for Recording<S> {
+    fn get(&self, key: &str, now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
+        self.inner.get(key, now_ms)
+    }
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool, Error> {
+        let swapped = self
+            .inner
+            .compare_and_swap(key, expected, new, expires_ms, now_ms)?;
+        if swapped {
+            self.writes
+                .lock()
+                .unwrap()
+                .entry(key.to_string())
+                .or_default()
+                .push(new.map(<[u8]>::to_vec).unwrap_or_default());
+        }
+        Ok(swapped)
+    }
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[macro_export]
+macro_rules! otp_suite {
+    ($make:expr) => {
+        use std::sync::{Arc, Barrier};
+        use std::time::Duration;
+
+        use pinseal::otp::{ManualClock, Otp, Policy, Store, Verdict};
+        use pinseal::{Error, Key};
+        use $crate::common::otp_suite::{Recording, contains};
+
+        const T0: Duration = Duration::from_secs(1_700_000_000);
+
+        fn service(policy: Policy) -> (Otp<Arc<dyn Store>, ManualClock>, ManualClock) {
+            let clock = ManualClock::new(T0);
+            let store: Arc<dyn Store> = Arc::new($make);
+            (
+                Otp::with_parts(&Key::from_bytes([9; 32]), policy, store, clock.clone()),
+                clock,
+            )
+        }
+
+        fn chat() -> Policy {
+            Policy::new(6, Duration::from_secs(60), 5).unwrap()
+        }
+
+        /// Some input of the right shape that is not `code`.
+        fn wrong(code: &str) -> String {
+            code.bytes()
+                .map(|b| char::from(b'0' + (b - b'0' + 1) % 10))
+                .collect()
+        }
+
+        #[test]
+        fn approves_once() {
+            let (otp, _) = service(chat());
+            let (id, code) = otp.issue("+15550001").unwrap();
+            assert_eq!(
+                otp.verify(&id, code.expose_secret()).unwrap(),
+                Verdict::Approved
+            );
+            assert_eq!(
+                otp.verify(&id, code.expose_secret()).unwrap(),
+                Verdict::Unknown
+            );
+        }
+
+        #[test]
+        fn unknown_ids_are_unknown() {
+            let (otp, _) = service(chat());
+            let (id, code) = otp.issue("+15550002").unwrap();
+            let other: pinseal::otp::ChallengeId =
+                "0123456789abcdef0123456789abcdef".parse().unwrap();
+            assert_ne!(other, id);
+            assert_eq!(
+                otp.verify(&other, code.expose_secret()).unwrap(),
+                Verdict::Unknown
+            );
+            assert_eq!(
+                otp.verify(&id, code.expose_secret()).unwrap(),
+                Verdict::Approved
+            );
+        }
+
+        #[test]
+        fn wrong_codes_count_down_then_lock() {
+            let (otp, _) = service(chat());
+            let (id, code) = otp.issue("+15550003").unwrap();
+            for left in (0..5).rev() {
+                assert_eq!(
+                    otp.verify(&id, &wrong(code.expose_secret())).unwrap(),
+                    Verdict::Rejected {
+                        attempts_left: left
+                    }
+                );
+            }
+            assert_eq!(
+                otp.verify(&id, code.expose_secret()).unwrap(),
+                Verdict::Locked
+            );
+            assert_eq!(otp.issue("+15550003").unwrap_err(), Error::Locked);
+        }
+
+        #[test]
+        fn malformed_input_is_a_wrong_attempt() {
+            let (otp, _) = service(Policy::new(6, Duration::from_secs(60), 100).unwrap());
+            let (id, code) = otp.issue("+15550004").unwrap();
+            let c = code.expose_secret().clone();
+            let inputs = [
+                String::new(),
+                c[..5].to_string(),
+                format!("{c}0"),
+                format!("{c}\n"),
+                format!(" {c}"),
+                "abcdef".into(),
+                "١٢٣٤٥٦".into(),
+                "１２３４５６".into(),
+                c.replace(|_: char| true, "é"),
+                "-12345".into(),
+                "+12345".into(),
+            ];
+            for (i, input) in inputs.iter().enumerate() {
+                assert_eq!(
+                    otp.verify(&id, input).unwrap(),
+                    Verdict::Rejected {
+                        attempts_left: 99 - i as u32
+                    },
+                    "input #{i}"
+                );
+            }
+            assert_eq!(otp.verify(&id, &c).unwrap(), Verdict::Approved);
+        }
+
+        #[test]
+        fn ttl_boundary_is_exact() {
+            let (otp, clock) = service(chat());
+            let (id, code) = otp.issue("+15550005").unwrap();
+            clock.advance(Duration::from_millis(59_999));
+            assert_eq!(
+                otp.verify(&id, &wrong(code.expose_secret())).unwrap(),
+                Verdict::Rejected { attempts_left: 4 }
+            );
+            clock.advance(Duration::from_millis(1));
+            assert_eq!(
+                otp.verify(&id, code.expose_secret()).unwrap(),
+                Verdict::Expired
+            );
+            assert_eq!(
+                otp.verify(&id, &wrong(code.expose_secret())).unwrap(),
+                Verdict::Expired,
+                "expired challenges count nothing"
+            );
+            // A wrong guess did not extend the TTL, and a new code still has 4 attempts.
+            let (id2, code2) = otp.issue("+15550005").unwrap();
+            assert_eq!(
+                otp.verify(&id2, &wrong(code2.expose_secret())).unwrap(),
+                Verdict::Rejected { attempts_left: 3 }
+            );
+            assert_eq!(
+                otp.verify(&id2, code2.expose_secret()).unwrap(),
+                Verdict::Approved
+            );
+        }
+
+        #[test]
+        fn resend_replaces_code_and_keeps_attempts() {
+            let (otp, _) = service(chat());
+            let (id1, code1) = otp.issue("+15550006").unwrap();
+            for _ in 0..2 {
+                let _ = otp.verify(&id1, &wrong(code1.expose_secret())).unwrap();
+            }
+            let (id2, code2) = otp.issue("+15550006").unwrap();
+            assert_eq!(
+                otp.verify(&id1, code1.expose_secret()).unwrap(),
+                Verdict::Unknown,
+                "the old code stops working at once"
+            );
+            assert_eq!(
+                otp.verify(&id2, &wrong(code2.expose_secret())).unwrap(),
+                Verdict::Rejected { attempts_left: 2 },
+                "attempts survive the resend"
+            );
+            assert_eq!(
+                otp.verify(&id2, code2.expose_secret()).unwrap(),
+                Verdict::Approved
+            );
+            // Approval resets the attempt count.
+            let (id3, code3) = otp.issue("+15550006").unwrap();
+            assert_eq!(
+                otp.verify(&id3, &wrong(code3.expose_secret())).unwrap(),
+                Verdict::Rejected { attempts_left: 4 }
+            );
+        }
+
+        #[test]
+        fn send_budget_per_window() {
+            let (otp, clock) = service(chat());
+            for _ in 0..5 {
+                otp.issue("+15550007").unwrap();
+            }
+            assert_eq!(otp.issue("+15550007").unwrap_err(), Error::SendLimit);
+            assert!(otp.issue("+15550008").is_ok(), "budgets are per subject");
+            clock.advance(Duration::from_secs(10 * 60 - 1));
+            assert_eq!(otp.issue("+15550007").unwrap_err(), Error::SendLimit);
+            clock.advance(Duration::from_secs(1));
+            let (id, code) = otp.issue("+15550007").unwrap();
+            assert_eq!(
+                otp.verify(&id, code.expose_secret()).unwrap(),
+                Verdict::Approved
+            );
+        }
+
+        #[test]
+        fn lock_lifts_when_the_window_ends() {
+            let (otp, clock) = service(chat());
+            let (id, code) = otp.issue("+15550009").unwrap();
+            for _ in 0..5 {
+                let _ = otp.verify(&id, &wrong(code.expose_secret())).unwrap();
+            }
+            assert_eq!(otp.issue("+15550009").unwrap_err(), Error::Locked);
+            clock.advance(Duration::from_secs(10 * 60));
+            let (id, code) = otp.issue("+15550009").unwrap();
+            assert_eq!(
+                otp.verify(&id, code.expose_secret()).unwrap(),
+                Verdict::Approved
+            );
+        }
+
+        #[test]
+        fn nothing_in_clear_at_rest() {
+            let clock = ManualClock::new(T0);
+            let store = Arc::new(Recording::new($make));
+            let otp = Otp::with_parts(&Key::from_bytes([3; 32]), chat(), store.clone(), clock);
+            let subject = "+15557654321";
+            let mut codes = Vec::new();
+            for _ in 0..3 {
+                let (id, code) = otp.issue(subject).unwrap();
+                let _ = otp.verify(&id, &wrong(code.expose_secret())).unwrap();
+                codes.push((id, code));
+            }
+            let (id, code) = codes.pop().unwrap();
+            assert_eq!(
+                otp.verify(&id, code.expose_secret()).unwrap(),
+                Verdict::Approved
+            );
+            codes.push((id, code));
+            let all = store.everything();
+            assert!(!all.is_empty());
+            assert!(!contains(&all, subject.as_bytes()), "subject in clear");
+            assert!(!contains(&all, b"5557654321"), "subject digits in clear");
+            for (id, code) in &codes {
+                assert!(
+                    !contains(&all, code.expose_secret().as_bytes()),
+                    "code as text"
+                );
+                // The id is public (it travels in URLs); keys still use its HMAC.
+                assert!(
+                    !contains(&all, id.to_string().as_bytes()),
+                    "challenge id in a key"
+                );
+            }
+        }
+
+        #[test]
+        fn concurrent_verifications_approve_exactly_once() {
+            let (otp, _) = service(chat());
+            for round in 0..100 {
+                let (id, code) = otp.issue(&format!("+1555{round:06}")).unwrap();
+                let barrier = Barrier::new(8);
+                let verdicts: Vec<Verdict> = std::thread::scope(|s| {
+                    let handles: Vec<_> = (0..8)
+                        .map(|_| {
+                            s.spawn(|| {
+                                barrier.wait();
+                                otp.verify(&id, code.expose_secret()).unwrap()
+                            })
+                        })
+                        .collect();
+                    handles.into_iter().map(|h| h.join().unwrap()).collect()
+                });
+                let approved = verdicts.iter().filter(|v| **v == Verdict::Approved).count();
+                assert_eq!(approved, 1, "round {round}: {verdicts:?}");
+                assert!(
+                    verdicts
+                        .iter()
+                        .all(|v| matches!(v, Verdict::Approved | Verdict::Unknown))
+                );
+            }
+        }
+
+        #[test]
+        fn concurrent_wrong_guesses_never_exceed_max_attempts() {
+            let (otp, _) = service(chat());
+            for round in 0..20 {
+                let (id, code) = otp.issue(&format!("+1556{round:06}")).unwrap();
+                let bad = wrong(code.expose_secret());
+                let barrier = Barrier::new(8);
+                let verdicts: Vec<Verdict> = std::thread::scope(|s| {
+                    let handles: Vec<_> = (0..8)
+                        .map(|_| {
+                            s.spawn(|| {
+                                barrier.wait();
+                                (0..3)
+                                    .map(|_| otp.verify(&id, &bad).unwrap())
+                                    .collect::<Vec<_>>()
+                            })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .flat_map(|h| h.join().unwrap())
+                        .collect()
+                });
+                let rejected = verdicts
+                    .iter()
+                    .filter(|v| matches!(v, Verdict::Rejected { .. }))
+                    .count();
+                let locked = verdicts.iter().filter(|v| **v == Verdict::Locked).count();
+                assert_eq!((rejected, locked), (5, 19), "round {round}");
+                assert_eq!(
+                    otp.verify(&id, code.expose_secret()).unwrap(),
+                    Verdict::Locked
+                );
+            }
+        }
+    };
+}

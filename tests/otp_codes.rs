@@ -1,0 +1,209 @@
+//! HOTP/TOTP against RFC 4226 and RFC 6238, TOTP replay protection, and the
+//! uniformity of generated codes.
+
+mod common;
+
+use common::read_blocks;
+use pinseal::otp::{Hash, Totp, TotpGuard, hotp, random_code, totp};
+use pinseal::{Error, Secret};
+
+/// RFC 4226 appendix D: all ten counters.
+#[test]
+fn rfc4226_appendix_d() {
+    let blocks = read_blocks("rfc4226_hotp.txt", "COUNT");
+    assert_eq!(blocks.len(), 10);
+    for b in &blocks {
+        let counter: u64 = b.get("COUNTER").parse().unwrap();
+        let code = hotp(b.get("SECRET").as_bytes(), counter, 6, Hash::Sha1).unwrap();
+        assert_eq!(code.expose_secret(), b.get("HOTP"), "counter {counter}");
+    }
+}
+
+/// RFC 6238 appendix B: all 18 rows (six times, three hash functions, the
+/// per-algorithm seeds), 8 digits, 30-second steps.
+#[test]
+fn rfc6238_appendix_b() {
+    let blocks = read_blocks("rfc6238_totp.txt", "COUNT");
+    assert_eq!(blocks.len(), 18);
+    for b in &blocks {
+        let hash = match b.get("MODE") {
+            "SHA1" => Hash::Sha1,
+            "SHA256" => Hash::Sha256,
+            "SHA512" => Hash::Sha512,
+            other => panic!("unknown mode {other}"),
+        };
+        let time: u64 = b.get("TIME").parse().unwrap();
+        let code = totp(b.get("SECRET").as_bytes(), time, 30, 8, hash).unwrap();
+        assert_eq!(code.expose_secret(), b.get("TOTP"), "T={time} {hash:?}");
+        let verifier = Totp::new(
+            Secret::new(b.get("SECRET").as_bytes().to_vec()),
+            8,
+            30,
+            hash,
+        )
+        .unwrap();
+        assert_eq!(verifier.verify(b.get("TOTP"), time, None), Some(time / 30));
+    }
+}
+
+#[test]
+fn parameters_are_checked() {
+    for digits in [0, 5, 9, 10] {
+        assert_eq!(
+            hotp(b"k", 0, digits, Hash::Sha1).unwrap_err(),
+            Error::InvalidOtpParameter
+        );
+    }
+    assert_eq!(
+        hotp(b"", 0, 6, Hash::Sha1).unwrap_err(),
+        Error::InvalidOtpParameter
+    );
+    assert_eq!(
+        totp(b"k", 0, 0, 6, Hash::Sha1).unwrap_err(),
+        Error::InvalidOtpParameter
+    );
+    assert!(Totp::new(Secret::new(b"k".to_vec()), 6, 0, Hash::Sha1).is_err());
+    assert!(Totp::new(Secret::new(Vec::new()), 6, 30, Hash::Sha1).is_err());
+}
+
+#[test]
+fn totp_skew_window_and_replay() {
+    let secret = b"12345678901234567890";
+    let t = 1_111_111_109;
+    let verifier = Totp::new(Secret::new(secret.to_vec()), 6, 30, Hash::Sha1)
+        .unwrap()
+        .with_skew(1);
+    let prev = totp(secret, t - 30, 30, 6, Hash::Sha1).unwrap();
+    let next = totp(secret, t + 30, 30, 6, Hash::Sha1).unwrap();
+    let far = totp(secret, t + 60, 30, 6, Hash::Sha1).unwrap();
+    assert_eq!(
+        verifier.verify(prev.expose_secret(), t, None),
+        Some(t / 30 - 1)
+    );
+    assert_eq!(
+        verifier.verify(next.expose_secret(), t, None),
+        Some(t / 30 + 1)
+    );
+    assert_eq!(verifier.verify(far.expose_secret(), t, None), None);
+    // Once step s is accepted, s and anything before it are refused.
+    assert_eq!(
+        verifier.verify(prev.expose_secret(), t, Some(t / 30 - 1)),
+        None
+    );
+    assert_eq!(
+        verifier.verify(next.expose_secret(), t, Some(t / 30)),
+        Some(t / 30 + 1)
+    );
+    for junk in ["", "12345", "1234567", "abcdef", " 12345", "１２３４５６"] {
+        assert_eq!(verifier.verify(junk, t, None), None);
+    }
+
+    let guard = TotpGuard::new(
+        Totp::new(Secret::new(secret.to_vec()), 6, 30, Hash::Sha1)
+            .unwrap()
+            .with_skew(1),
+    );
+    let now = totp(secret, t, 30, 6, Hash::Sha1).unwrap();
+    assert!(guard.verify("alice", now.expose_secret(), t));
+    assert!(
+        !guard.verify("alice", now.expose_secret(), t),
+        "replay refused"
+    );
+    assert!(
+        !guard.verify("alice", prev.expose_secret(), t),
+        "older step refused"
+    );
+    assert!(guard.verify("bob", now.expose_secret(), t), "per subject");
+    assert!(guard.verify("alice", next.expose_secret(), t + 30));
+}
+
+#[test]
+fn concurrent_totp_submissions_accept_once() {
+    let secret = b"12345678901234567890";
+    let guard = std::sync::Arc::new(TotpGuard::new(
+        Totp::new(Secret::new(secret.to_vec()), 6, 30, Hash::Sha1).unwrap(),
+    ));
+    for round in 0..50u64 {
+        let t = 1_000_000 + round * 30;
+        let code = totp(secret, t, 30, 6, Hash::Sha1).unwrap();
+        let accepted: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| guard.verify("carol", code.expose_secret(), t)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| usize::from(h.join().unwrap()))
+                .sum()
+        });
+        assert_eq!(accepted, 1, "round {round}");
+    }
+}
+
+/// Pearson's chi-squared statistic of `counts` against a uniform expectation.
+fn chi_squared(counts: &[u64]) -> f64 {
+    let total: u64 = counts.iter().sum();
+    let expected = total as f64 / counts.len() as f64;
+    counts
+        .iter()
+        .map(|&c| (c as f64 - expected).powi(2) / expected)
+        .sum()
+}
+
+/// Critical value of chi-squared with 9 degrees of freedom at p = 0.0001:
+/// a uniform generator exceeds it once in 10 000 runs.
+const CHI2_9_DOF_P0001: f64 = 33.72;
+
+/// The first and the last digit of generated codes are uniform; the test's
+/// statistic does catch a modulo-biased generator.
+#[test]
+fn codes_are_uniform() {
+    const N: usize = 100_000;
+    let (mut first, mut last) = ([0u64; 10], [0u64; 10]);
+    for _ in 0..N {
+        let code = random_code(6).unwrap();
+        let b = code.expose_secret().as_bytes();
+        assert_eq!(b.len(), 6);
+        assert!(b.iter().all(u8::is_ascii_digit));
+        first[usize::from(b[0] - b'0')] += 1;
+        last[usize::from(b[5] - b'0')] += 1;
+    }
+    let (c1, c2) = (chi_squared(&first), chi_squared(&last));
+    assert!(
+        c1 < CHI2_9_DOF_P0001,
+        "first digit not uniform: chi2 = {c1:.2} {first:?}"
+    );
+    assert!(
+        c2 < CHI2_9_DOF_P0001,
+        "last digit not uniform: chi2 = {c2:.2} {last:?}"
+    );
+
+    // Control: a byte reduced modulo 10 (digits 0-5 have 26/256, 6-9 have
+    // 25/256) must be flagged by the same statistic and threshold.
+    let mut biased = [0u64; 10];
+    let mut bytes = vec![0u8; 300_000];
+    getrandom::getrandom(&mut bytes).unwrap();
+    for b in bytes {
+        biased[usize::from(b % 10)] += 1;
+    }
+    assert!(
+        chi_squared(&biased) > CHI2_9_DOF_P0001,
+        "the test can detect modulo bias"
+    );
+}
+
+#[test]
+fn codes_keep_leading_zeros_and_check_length() {
+    let mut saw_leading_zero = false;
+    for _ in 0..2_000 {
+        let code = random_code(4).unwrap();
+        assert_eq!(code.expose_secret().len(), 4);
+        saw_leading_zero |= code.expose_secret().starts_with('0');
+    }
+    assert!(
+        saw_leading_zero,
+        "P(no leading zero in 2000 draws) = 0.9^2000"
+    );
+    assert_eq!(random_code(10).unwrap().expose_secret().len(), 10);
+    assert_eq!(random_code(3).unwrap_err(), Error::InvalidPolicy);
+    assert_eq!(random_code(11).unwrap_err(), Error::InvalidPolicy);
+}

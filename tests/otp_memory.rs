@@ -1,0 +1,84 @@
+//! The OTP behavioural suite on the embedded `MemoryStore`, plus the
+//! memory-store-specific bound and property tests.
+
+mod common;
+
+otp_suite!(pinseal::otp::MemoryStore::new());
+
+mod bounds {
+    use std::time::Duration;
+
+    use pinseal::otp::{ManualClock, MemoryStore, Otp, Policy, Verdict};
+    use pinseal::{Error, Key};
+    use proptest::prelude::*;
+
+    /// A flood of issues that are never verified: the store never holds more
+    /// than its capacity, refuses with a typed error when full, and frees
+    /// itself once the flood's entries expire.
+    #[test]
+    fn memory_stays_bounded_under_a_flood() {
+        let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+        let policy = Policy::new(6, Duration::from_secs(60), 5)
+            .unwrap()
+            .with_send_budget(5, Duration::from_secs(120))
+            .unwrap();
+        let otp = Otp::with_parts(
+            &Key::generate(),
+            policy,
+            MemoryStore::with_capacity(1_000),
+            clock.clone(),
+        );
+        let now = || clock_ms(&clock);
+        let mut full = 0;
+        for i in 0..5_000 {
+            match otp.issue(&format!("flood-{i}")) {
+                Ok(_) => {}
+                Err(Error::StoreFull) => full += 1,
+                Err(e) => panic!("unexpected {e}"),
+            }
+            assert!(otp.store().len(now()) <= 1_000);
+            if i % 1_000 == 999 {
+                clock.advance(Duration::from_secs(30));
+            }
+        }
+        assert!(full > 0, "the cap was reached");
+        // Every entry expires within max(ttl, window) = 120 s of its write.
+        clock.advance(Duration::from_secs(120));
+        assert_eq!(otp.store().len(now()), 0);
+        let (id, code) = otp.issue("after-flood").unwrap();
+        assert_eq!(
+            otp.verify(&id, code.expose_secret()).unwrap(),
+            Verdict::Approved
+        );
+    }
+
+    fn clock_ms(clock: &ManualClock) -> u64 {
+        use pinseal::otp::Clock;
+        clock.now().as_millis() as u64
+    }
+
+    proptest! {
+        #[test]
+        fn any_input_gives_a_verdict(inputs in prop::collection::vec(".{0,16}", 1..8)) {
+            let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+            let otp = Otp::with_parts(&Key::from_bytes([1; 32]), Policy::default(), MemoryStore::new(), clock);
+            let (id, code) = otp.issue("prop").unwrap();
+            for input in &inputs {
+                let verdict = otp.verify(&id, input).unwrap();
+                if input == code.expose_secret() {
+                    prop_assert!(matches!(verdict, Verdict::Approved | Verdict::Locked | Verdict::Unknown));
+                } else {
+                    prop_assert_ne!(verdict, Verdict::Approved);
+                }
+            }
+        }
+
+        #[test]
+        fn challenge_ids_parse_only_when_well_formed(s in ".{0,40}") {
+            match s.parse::<pinseal::otp::ChallengeId>() {
+                Ok(id) => prop_assert_eq!(id.to_string(), s.to_lowercase()),
+                Err(e) => prop_assert_eq!(e, Error::InvalidChallengeId),
+            }
+        }
+    }
+}
