@@ -3,7 +3,7 @@
 
 mod common;
 
-otp_suite!(pinseal::otp::MemoryStore::new());
+otp_suite!(Some(pinseal::otp::MemoryStore::new()));
 
 mod bounds {
     use std::time::Duration;

@@ -88,6 +88,8 @@
 //! ```
 
 mod hotp;
+#[cfg(feature = "redis")]
+mod redis;
 mod store;
 
 use core::fmt;
@@ -102,7 +104,11 @@ use subtle::{Choice, ConstantTimeEq};
 use zeroize::Zeroize;
 
 pub use hotp::{Hash, Totp, TotpGuard, hotp, totp};
-pub use store::{MemoryStore, Store};
+#[cfg(feature = "redis-tokio")]
+pub use redis::AsyncRedisStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
+pub use store::{AsyncStore, MemoryStore, Store};
 
 use crate::{Error, Key, Secret};
 
@@ -552,16 +558,42 @@ impl Otp {
     }
 }
 
-/// Whether a record's live challenge is `id`, and its state.
-enum State<'a> {
-    Unknown,
-    Expired,
-    Locked,
-    Live(&'a Live),
+/// Everything [`Otp::issue`] computes before it touches the store.
+struct IssuePlan {
+    now: u64,
+    key: String,
+    index_key: String,
+    tag: Tag,
+    id: ChallengeId,
+    live: Live,
+    code: Secret<String>,
 }
 
-impl<S: Store, C: Clock> Otp<S, C> {
-    /// An OTP service over any store and clock.
+/// Everything [`Otp::verify`] computes before it touches the store.
+struct VerifyPlan<'a> {
+    now: u64,
+    id: &'a ChallengeId,
+    index_key: String,
+    candidate: &'a [u8],
+    valid: Choice,
+}
+
+/// What one verification round decided.
+enum Step {
+    /// Nothing to write: the verdict stands.
+    Done(Verdict),
+    /// Write `next` in place of the record read, then the verdict stands.
+    Swap {
+        next: Vec<u8>,
+        expires: u64,
+        verdict: Verdict,
+    },
+}
+
+impl<S, C> Otp<S, C> {
+    /// An OTP service over any store and clock: a [`Store`] for
+    /// [`Otp::issue`]/[`Otp::verify`], an [`AsyncStore`] for
+    /// [`Otp::issue_async`]/[`Otp::verify_async`].
     pub fn with_parts(pepper: &Key, policy: Policy, store: S, clock: C) -> Self {
         Otp {
             keys: Keys::new(pepper),
@@ -581,10 +613,6 @@ impl<S: Store, C: Clock> Otp<S, C> {
         &self.store
     }
 
-    fn now_ms(&self) -> u64 {
-        millis(self.clock.now())
-    }
-
     fn subject_key(tag: &Tag) -> String {
         format!("s:{}", hex::encode(tag))
     }
@@ -601,25 +629,8 @@ impl<S: Store, C: Clock> Otp<S, C> {
             .map_or(window_end, |l| l.expires_ms.max(window_end))
     }
 
-    /// Issues a new code for `subject` (a phone number, user id, ...).
-    ///
-    /// Returns the challenge id to keep (in the session, a URL) and the code
-    /// to send. A previous code for the subject stops working at once.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::SendLimit`] when the subject's send budget for the window is
-    /// spent; [`Error::Locked`] when its attempt budget is; store errors
-    /// ([`Error::Store`], [`Error::StoreFull`], [`Error::StoreCorrupt`],
-    /// [`Error::Contention`]). On any error no code has been issued.
-    ///
-    /// # Panics
-    ///
-    /// If the operating system cannot provide random bytes.
-    pub fn issue(&self, subject: &str) -> Result<(ChallengeId, Secret<String>), Error> {
-        let now = self.now_ms();
+    fn plan_issue(&self, subject: &str, now: u64) -> Result<IssuePlan, Error> {
         let tag = hmac(&self.keys.subject, &[subject.as_bytes()]);
-        let key = Self::subject_key(&tag);
         let id = ChallengeId::random();
         let code = random_code(self.policy.digits)?;
         let live = Live {
@@ -630,43 +641,164 @@ impl<S: Store, C: Clock> Otp<S, C> {
             ),
             expires_ms: now.saturating_add(self.policy.ttl_ms),
         };
+        Ok(IssuePlan {
+            now,
+            key: Self::subject_key(&tag),
+            index_key: self.index_key(&id),
+            tag,
+            id,
+            live,
+            code,
+        })
+    }
 
+    /// The subject record after this issue, and when it expires; or why the
+    /// issue is refused.
+    fn issue_step(
+        &self,
+        plan: &IssuePlan,
+        current: Option<&[u8]>,
+    ) -> Result<(Vec<u8>, u64), Error> {
+        let now = plan.now;
+        let mut next = match current {
+            Some(bytes) => Record::decode(bytes)?,
+            None => Record {
+                window_start_ms: now,
+                sends: 0,
+                attempts: 0,
+                live: None,
+            },
+        };
+        if now
+            >= next
+                .window_start_ms
+                .saturating_add(self.policy.send_window_ms)
+        {
+            next.window_start_ms = now;
+            next.sends = 0;
+            next.attempts = 0;
+        }
+        if next.attempts >= self.policy.max_attempts {
+            return Err(Error::Locked);
+        }
+        if next.sends >= self.policy.max_sends {
+            return Err(Error::SendLimit);
+        }
+        next.sends += 1;
+        next.live = Some(plan.live.clone());
+        let expires = self.record_expiry(&next);
+        Ok((next.encode(), expires))
+    }
+
+    fn plan_verify<'a>(&self, id: &'a ChallengeId, input: &'a str, now: u64) -> VerifyPlan<'a> {
+        let digits = usize::from(self.policy.digits);
+        let well_formed = input.len() == digits && input.bytes().all(|b| b.is_ascii_digit());
+        // Malformed input is replaced by a same-length placeholder so the
+        // HMAC does the same work; it can never match (see `valid`).
+        let candidate: &[u8] = if well_formed {
+            input.as_bytes()
+        } else {
+            &b"0000000000"[..digits]
+        };
+        VerifyPlan {
+            now,
+            id,
+            index_key: self.index_key(id),
+            candidate,
+            valid: Choice::from(u8::from(well_formed)),
+        }
+    }
+
+    /// The subject tag an index entry holds.
+    fn subject_of(index_entry: Option<Vec<u8>>) -> Result<Option<Tag>, Error> {
+        index_entry
+            .map(|bytes| bytes.try_into().map_err(|_| Error::StoreCorrupt))
+            .transpose()
+    }
+
+    /// The verdict for an id with no index entry, after the same HMAC and
+    /// comparison a real check costs.
+    fn verify_unknown(&self, plan: &VerifyPlan<'_>) -> Verdict {
+        let _ = self.compare(plan, &[0; TAG_LEN], &[0; TAG_LEN]);
+        Verdict::Unknown
+    }
+
+    /// One verification round against the subject record as read.
+    fn verify_step(
+        &self,
+        plan: &VerifyPlan<'_>,
+        tag: &Tag,
+        current: Option<&[u8]>,
+    ) -> Result<Step, Error> {
+        let record = current.map(Record::decode).transpose()?;
+        let live = match &record {
+            Some(r) => r.live.as_ref().filter(|l| l.id == plan.id.0),
+            None => None,
+        };
+        // Exactly one HMAC and one comparison, whatever the state.
+        let stored = live.map_or([0; TAG_LEN], |l| l.mac);
+        let matched: bool = (self.compare(plan, tag, &stored) & plan.valid).into();
+        let (Some(record), Some(live)) = (&record, live) else {
+            return Ok(Step::Done(Verdict::Unknown));
+        };
+        if record.attempts >= self.policy.max_attempts {
+            return Ok(Step::Done(Verdict::Locked));
+        }
+        if plan.now >= live.expires_ms {
+            return Ok(Step::Done(Verdict::Expired));
+        }
+        let mut next = record.clone();
+        let verdict = if matched {
+            next.live = None;
+            next.attempts = 0;
+            Verdict::Approved
+        } else {
+            next.attempts += 1;
+            Verdict::Rejected {
+                attempts_left: self.policy.max_attempts.saturating_sub(next.attempts),
+            }
+        };
+        Ok(Step::Swap {
+            expires: self.record_expiry(&next),
+            next: next.encode(),
+            verdict,
+        })
+    }
+
+    /// HMAC of the candidate code, compared in constant time with `stored`.
+    fn compare(&self, plan: &VerifyPlan<'_>, tag: &Tag, stored: &Tag) -> Choice {
+        hmac(&self.keys.code, &[&plan.id.0, tag, plan.candidate]).ct_eq(stored)
+    }
+}
+
+impl<S: Store, C: Clock> Otp<S, C> {
+    /// Issues a new code for `subject` (a phone number, user id, ...).
+    ///
+    /// Returns the challenge id to keep (in the session, a URL) and the code
+    /// to send. A previous code for the subject stops working at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SendLimit`] when the subject's send budget for the window is
+    /// spent; [`Error::Locked`] when its attempt budget is; store errors
+    /// ([`Error::Store`], [`Error::StoreFull`], [`Error::StoreCorrupt`],
+    /// [`Error::Contention`]). On any error no usable code has been issued.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system cannot provide random bytes.
+    pub fn issue(&self, subject: &str) -> Result<(ChallengeId, Secret<String>), Error> {
+        let plan = self.plan_issue(subject, millis(self.clock.now()))?;
         let mut committed = None;
         for _ in 0..MAX_RETRIES {
-            let current = self.store.get(&key, now)?;
-            let mut next = match &current {
-                Some(bytes) => Record::decode(bytes)?,
-                None => Record {
-                    window_start_ms: now,
-                    sends: 0,
-                    attempts: 0,
-                    live: None,
-                },
-            };
-            if now
-                >= next
-                    .window_start_ms
-                    .saturating_add(self.policy.send_window_ms)
-            {
-                next.window_start_ms = now;
-                next.sends = 0;
-                next.attempts = 0;
-            }
-            if next.attempts >= self.policy.max_attempts {
-                return Err(Error::Locked);
-            }
-            if next.sends >= self.policy.max_sends {
-                return Err(Error::SendLimit);
-            }
-            next.sends += 1;
-            next.live = Some(live.clone());
-            let expires = self.record_expiry(&next);
+            let current = self.store.get(&plan.key, plan.now)?;
+            let (next, expires) = self.issue_step(&plan, current.as_deref())?;
             if self.store.compare_and_swap(
-                &key,
+                &plan.key,
                 current.as_deref(),
-                Some(&next.encode()),
+                Some(&next),
                 expires,
-                now,
+                plan.now,
             )? {
                 committed = Some(expires);
                 break;
@@ -676,13 +808,16 @@ impl<S: Store, C: Clock> Otp<S, C> {
         // The index is written only once the record names this challenge, so
         // refused issues leave nothing behind. A random 128-bit id is never
         // already taken in practice; if it were, this fails closed.
-        if !self
-            .store
-            .compare_and_swap(&self.index_key(&id), None, Some(&tag), expires, now)?
-        {
+        if !self.store.compare_and_swap(
+            &plan.index_key,
+            None,
+            Some(&plan.tag),
+            expires,
+            plan.now,
+        )? {
             return Err(Error::Contention);
         }
-        Ok((id, code))
+        Ok((plan.id, plan.code))
     }
 
     /// Checks `input` against the challenge `id`.
@@ -699,87 +834,109 @@ impl<S: Store, C: Clock> Otp<S, C> {
     /// [`Error::Contention`]); then nothing was decided, and the caller
     /// must treat the code as not verified.
     pub fn verify(&self, id: &ChallengeId, input: &str) -> Result<Verdict, Error> {
-        let now = self.now_ms();
-        let digits = usize::from(self.policy.digits);
-        let well_formed = input.len() == digits && input.bytes().all(|b| b.is_ascii_digit());
-        // Malformed input is replaced by a same-length placeholder so the
-        // HMAC below does the same work; it can never match (see `valid`).
-        let candidate: &[u8] = if well_formed {
-            input.as_bytes()
-        } else {
-            &b"0000000000"[..digits]
-        };
-        let valid = Choice::from(u8::from(well_formed));
-
-        let subject: Option<Tag> = match self.store.get(&self.index_key(id), now)? {
-            Some(bytes) => Some(bytes.try_into().map_err(|_| Error::StoreCorrupt)?),
-            None => None,
-        };
-        let Some(tag) = subject else {
-            // Same cryptographic work as a real check.
-            let _ = self.compare(id, &[0; TAG_LEN], candidate, &[0; TAG_LEN]);
-            return Ok(Verdict::Unknown);
+        let plan = self.plan_verify(id, input, millis(self.clock.now()));
+        let Some(tag) = Self::subject_of(self.store.get(&plan.index_key, plan.now)?)? else {
+            return Ok(self.verify_unknown(&plan));
         };
         let key = Self::subject_key(&tag);
-
         for _ in 0..MAX_RETRIES {
-            let current = self.store.get(&key, now)?;
-            let record = current.as_deref().map(Record::decode).transpose()?;
-            let state = match &record {
-                Some(r) => match &r.live {
-                    Some(live) if live.id == id.0 => {
-                        if r.attempts >= self.policy.max_attempts {
-                            State::Locked
-                        } else if now >= live.expires_ms {
-                            State::Expired
-                        } else {
-                            State::Live(live)
-                        }
+            let current = self.store.get(&key, plan.now)?;
+            match self.verify_step(&plan, &tag, current.as_deref())? {
+                Step::Done(verdict) => return Ok(verdict),
+                Step::Swap {
+                    next,
+                    expires,
+                    verdict,
+                } => {
+                    if self.store.compare_and_swap(
+                        &key,
+                        current.as_deref(),
+                        Some(&next),
+                        expires,
+                        plan.now,
+                    )? {
+                        return Ok(verdict);
                     }
-                    _ => State::Unknown,
-                },
-                None => State::Unknown,
-            };
-            let stored_mac = match &state {
-                State::Live(live) => live.mac,
-                _ => [0; TAG_LEN],
-            };
-            let matched: bool = (self.compare(id, &tag, candidate, &stored_mac) & valid).into();
-            let (Some(record), State::Live(_)) = (&record, &state) else {
-                return Ok(match state {
-                    State::Expired => Verdict::Expired,
-                    State::Locked => Verdict::Locked,
-                    _ => Verdict::Unknown,
-                });
-            };
-            let mut next = record.clone();
-            let verdict = if matched {
-                next.live = None;
-                next.attempts = 0;
-                Verdict::Approved
-            } else {
-                next.attempts += 1;
-                Verdict::Rejected {
-                    attempts_left: self.policy.max_attempts.saturating_sub(next.attempts),
                 }
-            };
-            let expires = self.record_expiry(&next);
-            if self.store.compare_and_swap(
-                &key,
-                current.as_deref(),
-                Some(&next.encode()),
-                expires,
-                now,
-            )? {
-                return Ok(verdict);
             }
         }
         Err(Error::Contention)
     }
+}
 
-    /// HMAC of the candidate code, compared in constant time with `stored`.
-    fn compare(&self, id: &ChallengeId, tag: &Tag, candidate: &[u8], stored: &Tag) -> Choice {
-        hmac(&self.keys.code, &[&id.0, tag, candidate]).ct_eq(stored)
+impl<S: AsyncStore, C: Clock> Otp<S, C> {
+    /// [`Otp::issue`] for an asynchronous store; same rules, same errors.
+    ///
+    /// # Errors
+    ///
+    /// As [`Otp::issue`].
+    ///
+    /// # Panics
+    ///
+    /// If the operating system cannot provide random bytes.
+    pub async fn issue_async(&self, subject: &str) -> Result<(ChallengeId, Secret<String>), Error> {
+        let plan = self.plan_issue(subject, millis(self.clock.now()))?;
+        let mut committed = None;
+        for _ in 0..MAX_RETRIES {
+            let current = self.store.get(&plan.key, plan.now).await?;
+            let (next, expires) = self.issue_step(&plan, current.as_deref())?;
+            if self
+                .store
+                .compare_and_swap(
+                    &plan.key,
+                    current.as_deref(),
+                    Some(&next),
+                    expires,
+                    plan.now,
+                )
+                .await?
+            {
+                committed = Some(expires);
+                break;
+            }
+        }
+        let expires = committed.ok_or(Error::Contention)?;
+        if !self
+            .store
+            .compare_and_swap(&plan.index_key, None, Some(&plan.tag), expires, plan.now)
+            .await?
+        {
+            return Err(Error::Contention);
+        }
+        Ok((plan.id, plan.code))
+    }
+
+    /// [`Otp::verify`] for an asynchronous store; same rules, same errors.
+    ///
+    /// # Errors
+    ///
+    /// As [`Otp::verify`].
+    pub async fn verify_async(&self, id: &ChallengeId, input: &str) -> Result<Verdict, Error> {
+        let plan = self.plan_verify(id, input, millis(self.clock.now()));
+        let Some(tag) = Self::subject_of(self.store.get(&plan.index_key, plan.now).await?)? else {
+            return Ok(self.verify_unknown(&plan));
+        };
+        let key = Self::subject_key(&tag);
+        for _ in 0..MAX_RETRIES {
+            let current = self.store.get(&key, plan.now).await?;
+            match self.verify_step(&plan, &tag, current.as_deref())? {
+                Step::Done(verdict) => return Ok(verdict),
+                Step::Swap {
+                    next,
+                    expires,
+                    verdict,
+                } => {
+                    if self
+                        .store
+                        .compare_and_swap(&key, current.as_deref(), Some(&next), expires, plan.now)
+                        .await?
+                    {
+                        return Ok(verdict);
+                    }
+                }
+            }
+        }
+        Err(Error::Contention)
     }
 }
 

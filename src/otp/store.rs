@@ -71,6 +71,60 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
 }
 
+/// The asynchronous twin of [`Store`], for services built on an async
+/// runtime: the same contract, with futures. Used by
+/// [`Otp::issue_async`](super::Otp::issue_async) and
+/// [`Otp::verify_async`](super::Otp::verify_async).
+///
+/// [`MemoryStore`] implements both traits (its operations never block on
+/// I/O); `AsyncRedisStore` (feature `redis-tokio`) implements this one.
+pub trait AsyncStore: Send + Sync {
+    /// As [`Store::get`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::get`].
+    fn get(
+        &self,
+        key: &str,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, Error>> + Send;
+
+    /// As [`Store::compare_and_swap`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::compare_and_swap`].
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+}
+
+impl<S: AsyncStore + ?Sized> AsyncStore for Arc<S> {
+    fn get(
+        &self,
+        key: &str,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, Error>> + Send {
+        (**self).get(key, now_ms)
+    }
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<bool, Error>> + Send {
+        (**self).compare_and_swap(key, expected, new, expires_ms, now_ms)
+    }
+}
+
 /// The embedded, in-process challenge store.
 ///
 /// # About
@@ -211,5 +265,22 @@ impl Store for MemoryStore {
             }
         }
         Ok(true)
+    }
+}
+
+impl AsyncStore for MemoryStore {
+    async fn get(&self, key: &str, now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
+        Store::get(self, key, now_ms)
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool, Error> {
+        Store::compare_and_swap(self, key, expected, new, expires_ms, now_ms)
     }
 }

@@ -84,3 +84,39 @@ pub fn assert_no_leak(haystack: &str, secret: &[u8], what: &str) {
         "{what} leaks the secret as a byte list"
     );
 }
+
+/// Whether tests run under CI, where a missing service is a failure.
+pub fn under_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Says why a test cannot run here, or fails it under CI.
+pub fn unavailable(what: &str) {
+    assert!(!under_ci(), "{what} is required under CI");
+    eprintln!("SKIPPED: {what} is not available on this machine");
+}
+
+/// The Redis the tests use: `PINSEAL_REDIS_URL`, else 127.0.0.1:6379.
+pub fn redis_url() -> String {
+    std::env::var("PINSEAL_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+/// A fresh key prefix, so tests never see each other's keys.
+pub fn unique_prefix() -> String {
+    let mut r = [0u8; 8];
+    getrandom::getrandom(&mut r).unwrap();
+    format!("pinseal-test:{}:", hex::encode(r))
+}
+
+/// A `RedisStore` on the test Redis with a fresh prefix, or `None` (after
+/// saying so) when there is no Redis outside CI.
+#[cfg(feature = "redis")]
+pub fn redis_store() -> Option<pinseal::otp::RedisStore> {
+    match pinseal::otp::RedisStore::open(&redis_url()) {
+        Ok(store) => Some(store.with_prefix(unique_prefix())),
+        Err(_) => {
+            unavailable("a Redis server at PINSEAL_REDIS_URL or 127.0.0.1:6379");
+            None
+        }
+    }
+}
