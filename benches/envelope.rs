@@ -1,0 +1,151 @@
+//! Seal and open against the two baselines a user would otherwise pick, in
+//! the same process and the same criterion group:
+//!
+//! - `ring`: `LessSafeKey` AES-256-GCM with a nonce from
+//!   `ring::rand::SystemRandom`, output assembled as a pinseal envelope;
+//! - `aes-gcm`: the raw RustCrypto crate with a nonce from `getrandom`.
+//!
+//! Run: `cargo bench --bench envelope`; `benches/compare.sh` turns the
+//! results into the ratio table of BENCHMARKS.md.
+
+use std::hint::black_box;
+
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use pinseal::{Key, OVERHEAD, Sealer};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+
+const SIZES: [usize; 6] = [4, 16, 64, 1024, 16 * 1024, 1024 * 1024];
+const AAD: &[u8] = b"call=CA-1001;field=pin";
+
+struct RingSealer {
+    key: LessSafeKey,
+    rng: SystemRandom,
+}
+
+impl RingSealer {
+    fn new(key: &[u8; 32]) -> Self {
+        RingSealer {
+            key: LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).unwrap()),
+            rng: SystemRandom::new(),
+        }
+    }
+    /// nonce || ciphertext || tag, like a pinseal envelope.
+    fn seal(&self, pt: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng.fill(&mut nonce).unwrap();
+        let mut out = Vec::with_capacity(pt.len() + OVERHEAD);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(pt);
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(AAD),
+                &mut out[NONCE_LEN..],
+            )
+            .unwrap();
+        out.extend_from_slice(tag.as_ref());
+        out
+    }
+    fn open(&self, envelope: &[u8]) -> Vec<u8> {
+        let nonce = Nonce::try_assume_unique_for_key(&envelope[..NONCE_LEN]).unwrap();
+        let mut buf = envelope[NONCE_LEN..].to_vec();
+        let len = self
+            .key
+            .open_in_place(nonce, Aad::from(AAD), &mut buf)
+            .unwrap()
+            .len();
+        buf.truncate(len);
+        buf
+    }
+}
+
+struct RawAesGcm {
+    cipher: aes_gcm::Aes256Gcm,
+}
+
+impl RawAesGcm {
+    fn seal(&self, pt: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; pt.len() + OVERHEAD];
+        getrandom::getrandom(&mut out[..12]).unwrap();
+        let (nonce, rest) = out.split_at_mut(12);
+        let (body, tag_out) = rest.split_at_mut(pt.len());
+        body.copy_from_slice(pt);
+        let tag = self
+            .cipher
+            .encrypt_in_place_detached(aes_gcm::Nonce::from_slice(nonce), AAD, body)
+            .unwrap();
+        tag_out.copy_from_slice(&tag);
+        out
+    }
+    fn open(&self, envelope: &[u8]) -> Vec<u8> {
+        let (nonce, rest) = envelope.split_at(12);
+        let (ct, tag) = rest.split_at(rest.len() - 16);
+        let mut buf = ct.to_vec();
+        self.cipher
+            .decrypt_in_place_detached(
+                aes_gcm::Nonce::from_slice(nonce),
+                AAD,
+                &mut buf,
+                aes_gcm::Tag::from_slice(tag),
+            )
+            .unwrap();
+        buf
+    }
+}
+
+fn envelope(c: &mut Criterion) {
+    let key_bytes = [0x42u8; 32];
+    let sealer = Sealer::new(&Key::from_bytes(key_bytes));
+    let ring = RingSealer::new(&key_bytes);
+    let raw = RawAesGcm {
+        cipher: aes_gcm::Aes256Gcm::new(&key_bytes.into()),
+    };
+
+    for size in SIZES {
+        let pt = vec![0x5au8; size];
+        let envelope = sealer.seal(&pt, AAD);
+        let mut out = vec![0u8; size + OVERHEAD];
+        let mut back = vec![0u8; size];
+
+        let mut g = c.benchmark_group(format!("envelope/{size}"));
+        g.throughput(Throughput::Bytes(size as u64));
+        if size >= 16 * 1024 {
+            g.sample_size(20);
+        }
+        g.bench_function(BenchmarkId::new("seal", "pinseal"), |b| {
+            b.iter(|| sealer.seal(black_box(&pt), AAD))
+        });
+        g.bench_function(BenchmarkId::new("seal_into", "pinseal"), |b| {
+            b.iter(|| sealer.seal_into(black_box(&pt), AAD, &mut out).unwrap())
+        });
+        g.bench_function(BenchmarkId::new("seal", "ring"), |b| {
+            b.iter(|| ring.seal(black_box(&pt)))
+        });
+        g.bench_function(BenchmarkId::new("seal", "aes-gcm"), |b| {
+            b.iter(|| raw.seal(black_box(&pt)))
+        });
+        g.bench_function(BenchmarkId::new("open", "pinseal"), |b| {
+            b.iter(|| sealer.open(black_box(&envelope), AAD).unwrap())
+        });
+        g.bench_function(BenchmarkId::new("open_into", "pinseal"), |b| {
+            b.iter(|| {
+                sealer
+                    .open_into(black_box(&envelope), AAD, &mut back)
+                    .unwrap()
+            })
+        });
+        g.bench_function(BenchmarkId::new("open", "ring"), |b| {
+            b.iter(|| ring.open(black_box(&envelope)))
+        });
+        g.bench_function(BenchmarkId::new("open", "aes-gcm"), |b| {
+            b.iter(|| raw.open(black_box(&envelope)))
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, envelope);
+criterion_main!(benches);
