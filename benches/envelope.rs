@@ -10,7 +10,7 @@
 
 use std::hint::black_box;
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::aead::{AeadInOut, KeyInit};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use pinseal::{Key, OVERHEAD, Sealer};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -73,9 +73,10 @@ impl RawAesGcm {
         let (nonce, rest) = out.split_at_mut(12);
         let (body, tag_out) = rest.split_at_mut(pt.len());
         body.copy_from_slice(pt);
+        let nonce = aes_gcm::Nonce::try_from(&*nonce).unwrap();
         let tag = self
             .cipher
-            .encrypt_in_place_detached(aes_gcm::Nonce::from_slice(nonce), AAD, body)
+            .encrypt_inout_detached(&nonce, AAD, body.into())
             .unwrap();
         tag_out.copy_from_slice(&tag);
         out
@@ -84,13 +85,10 @@ impl RawAesGcm {
         let (nonce, rest) = envelope.split_at(12);
         let (ct, tag) = rest.split_at(rest.len() - 16);
         let mut buf = ct.to_vec();
+        let nonce = aes_gcm::Nonce::try_from(nonce).unwrap();
+        let tag = aes_gcm::Tag::try_from(tag).unwrap();
         self.cipher
-            .decrypt_in_place_detached(
-                aes_gcm::Nonce::from_slice(nonce),
-                AAD,
-                &mut buf,
-                aes_gcm::Tag::from_slice(tag),
-            )
+            .decrypt_inout_detached(&nonce, AAD, buf.as_mut_slice().into(), &tag)
             .unwrap();
         buf
     }

@@ -2,7 +2,10 @@
 
 use core::fmt;
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
+use std::cell::RefCell;
+
+use aes_gcm::aead::inout::InOutBuf;
+use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use zeroize::Zeroize;
 
@@ -17,6 +20,63 @@ pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
 /// Longest plaintext AES-GCM accepts under one nonce (2^36 - 32 bytes).
 const MAX_PLAINTEXT: u64 = (1 << 36) - 32;
+
+/// Nonces per refill of a thread's pool: 4092 bytes of OS randomness.
+const POOL_NONCES: usize = 341;
+
+/// A thread's supply of nonces: OS randomness read in blocks, tagged with
+/// the id of the process that read it. See "Nonces" on [`Sealer`].
+struct NoncePool {
+    bytes: [u8; POOL_NONCES * NONCE_LEN],
+    next: usize,
+    pid: u32,
+}
+
+thread_local! {
+    static NONCES: RefCell<NoncePool> = const {
+        RefCell::new(NoncePool {
+            bytes: [0; POOL_NONCES * NONCE_LEN],
+            next: POOL_NONCES,
+            pid: 0,
+        })
+    };
+}
+
+impl NoncePool {
+    fn take(&mut self, pid: u32) -> [u8; NONCE_LEN] {
+        // A new process (a fork) never uses bytes read by its parent; pid 0
+        // is never a user process, so the first call always refills.
+        if self.pid != pid || self.next >= POOL_NONCES {
+            crate::fill_random(&mut self.bytes);
+            self.next = 0;
+            self.pid = pid;
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        let used = self
+            .bytes
+            .chunks_exact_mut(NONCE_LEN)
+            .nth(self.next)
+            .unwrap_or_default();
+        nonce.copy_from_slice(used);
+        // Served once: the copy in the pool is erased.
+        used.fill(0);
+        self.next += 1;
+        nonce
+    }
+}
+
+/// A fresh random nonce from this thread's pool (or straight from the OS
+/// while the thread is being torn down).
+fn fresh_nonce() -> [u8; NONCE_LEN] {
+    let pid = std::process::id();
+    NONCES
+        .try_with(|pool| pool.borrow_mut().take(pid))
+        .unwrap_or_else(|_| {
+            let mut nonce = [0u8; NONCE_LEN];
+            crate::fill_random(&mut nonce);
+            nonce
+        })
+}
 
 /// Seals and opens envelopes under one key.
 ///
@@ -58,14 +118,34 @@ const MAX_PLAINTEXT: u64 = (1 << 36) - 32;
 ///
 /// # Security
 ///
-/// - Each seal draws a fresh 96-bit nonce from the operating system. A nonce
-///   must never repeat under one key; with random nonces the chance of any
-///   repeat stays below 2^-32 for up to 2^32 seals per key (NIST SP 800-38D
-///   section 8.3). Rotate keys (see [`Keyring`]) well before that.
+/// - Each seal uses a fresh, uniformly random 96-bit nonce from the
+///   operating system (see "Nonces" below). A nonce must never repeat under
+///   one key; with random nonces the chance of any repeat after `q` seals is
+///   at most `q^2 / 2^97`, which stays below 2^-32 for up to 2^32 seals per
+///   key (the limit of NIST SP 800-38D section 8.3). Rotate keys (see
+///   [`Keyring`]) well before that.
 /// - Plaintext is released only after the tag has been checked; a failed
 ///   [`Sealer::open_into`] leaves zeros, never plaintext, in `out`.
 /// - The length of the plaintext is visible from the envelope's length. A
 ///   4-digit PIN and a 6-digit code are distinguishable; pad if that matters.
+///
+/// # Nonces
+///
+/// A system call per seal would cost more than the encryption of a PIN, so
+/// each thread reads OS randomness (`getrandom`) 4 KiB at a time and serves
+/// 341 nonces from it, erasing each one from the pool as it is served. The
+/// bytes are exactly as random as single reads: the collision bound above
+/// is unchanged.
+///
+/// The pool is fork-safe: it remembers the id of the process that filled
+/// it, and every seal compares that with the current process id
+/// ([`std::process::id`]). A forked child therefore refills before its
+/// first seal and never serves a nonce its parent also serves. The one case
+/// a process-id check cannot see is process-id reuse: a grandchild forked
+/// from a child that never sealed, after the original process has exited
+/// and its id has been handed out again. The crate contains no `unsafe`
+/// code, so it cannot register fork handlers or use wipe-on-fork memory,
+/// which would close that case too.
 ///
 /// `Sealer` expands the AES key schedule and GHASH key once, in
 /// [`Sealer::new`]; it is `Send + Sync`, so one instance (in an `Arc` or a
@@ -143,9 +223,7 @@ impl Sealer {
     ///
     /// If the operating system cannot provide random bytes.
     pub fn seal_into(&self, plaintext: &[u8], aad: &[u8], out: &mut [u8]) -> Result<usize, Error> {
-        let mut nonce = [0u8; NONCE_LEN];
-        crate::fill_random(&mut nonce);
-        self.seal_with_nonce(&nonce, plaintext, aad, out)
+        self.seal_with_nonce(&fresh_nonce(), plaintext, aad, out)
     }
 
     /// The deterministic core of [`Sealer::seal_into`]. Private: a caller
@@ -165,10 +243,11 @@ impl Sealer {
         let (nonce_out, rest) = out.split_at_mut(NONCE_LEN);
         let (body, tag_out) = rest.split_at_mut(plaintext.len());
         nonce_out.copy_from_slice(nonce);
-        body.copy_from_slice(plaintext);
+        // Encrypts straight from `plaintext` into `body`: no copy first.
+        let buf = InOutBuf::new(plaintext, body).map_err(|_| Error::BufferTooSmall)?;
         let tag = self
             .cipher
-            .encrypt_in_place_detached(Nonce::from_slice(nonce), aad, body)
+            .encrypt_inout_detached(&Nonce::from(*nonce), aad, buf)
             .map_err(|_| Error::PlaintextTooLong)?;
         tag_out.copy_from_slice(&tag);
         Ok(total)
@@ -187,15 +266,11 @@ impl Sealer {
         } = split(envelope)?;
         // Allocated once at its final size and wrapped before decryption, so
         // no unwiped copy of the plaintext is ever left behind.
-        let mut plaintext = Secret::new(Vec::with_capacity(ciphertext.len()));
-        plaintext.expose_secret_mut().extend_from_slice(ciphertext);
+        let mut plaintext = Secret::new(vec![0u8; ciphertext.len()]);
+        let buf = InOutBuf::new(ciphertext, plaintext.expose_secret_mut().as_mut_slice())
+            .map_err(|_| Error::Decrypt)?;
         self.cipher
-            .decrypt_in_place_detached(
-                Nonce::from_slice(nonce),
-                aad,
-                plaintext.expose_secret_mut(),
-                Tag::from_slice(tag),
-            )
+            .decrypt_inout_detached(&nonce, aad, buf, &tag)
             .map_err(|_| Error::Decrypt)?;
         Ok(plaintext)
     }
@@ -233,13 +308,9 @@ impl Sealer {
         let out = out
             .get_mut(..ciphertext.len())
             .ok_or(Error::BufferTooSmall)?;
-        out.copy_from_slice(ciphertext);
-        let opened = self.cipher.decrypt_in_place_detached(
-            Nonce::from_slice(nonce),
-            aad,
-            out,
-            Tag::from_slice(tag),
-        );
+        let opened = InOutBuf::new(ciphertext, out)
+            .map_err(|_| aes_gcm::Error)
+            .and_then(|buf| self.cipher.decrypt_inout_detached(&nonce, aad, buf, &tag));
         if opened.is_err() {
             out.zeroize();
             return Err(Error::Decrypt);
@@ -250,9 +321,9 @@ impl Sealer {
 
 /// The three fields of an envelope.
 struct Parts<'a> {
-    nonce: &'a [u8],
+    nonce: Nonce<aes_gcm::aead::consts::U12>,
     ciphertext: &'a [u8],
-    tag: &'a [u8],
+    tag: Tag,
 }
 
 /// Splits an envelope into its fields, checking the length first.
@@ -263,9 +334,9 @@ fn split(envelope: &[u8]) -> Result<Parts<'_>, Error> {
     let (nonce, rest) = envelope.split_at(NONCE_LEN);
     let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
     Ok(Parts {
-        nonce,
+        nonce: Nonce::try_from(nonce).map_err(|_| Error::Decrypt)?,
         ciphertext,
-        tag,
+        tag: Tag::try_from(tag).map_err(|_| Error::Decrypt)?,
     })
 }
 
