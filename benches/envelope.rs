@@ -119,6 +119,9 @@ fn envelope(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("seal_into", "pinseal"), |b| {
             b.iter(|| sealer.seal_into(black_box(&pt), AAD, &mut out).unwrap())
         });
+        g.bench_function(BenchmarkId::new("seal_hex", "pinseal"), |b| {
+            b.iter(|| sealer.seal_hex(black_box(&pt), AAD))
+        });
         g.bench_function(BenchmarkId::new("seal", "ring"), |b| {
             b.iter(|| ring.seal(black_box(&pt)))
         });

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::{Error, Key, KeyId, Secret};
 
@@ -339,6 +339,16 @@ fn split(envelope: &[u8]) -> Result<Parts<'_>, Error> {
         tag: Tag::try_from(tag).map_err(|_| Error::Decrypt)?,
     })
 }
+
+/// The AES key schedule and GHASH key are wiped on drop (the `zeroize`
+/// feature of `aes-gcm`); this bound fails to compile if that ever changes.
+const _: fn() = || {
+    fn wiped_on_drop<T: ZeroizeOnDrop>() {}
+    wiped_on_drop::<Aes256Gcm>();
+};
+
+impl ZeroizeOnDrop for Sealer {}
+impl ZeroizeOnDrop for Keyring {}
 
 impl fmt::Debug for Sealer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

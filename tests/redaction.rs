@@ -107,6 +107,10 @@ fn secret_bearing_types_zeroize_on_drop() {
     zod::<Secret<Vec<u8>>>();
     zod::<Secret<String>>();
     zod::<Pan>();
+    zod::<Sealer>();
+    zod::<Keyring>();
+    zod::<pinseal::otp::Totp>();
+    zod::<pinseal::otp::Otp>();
 }
 
 /// Every public type and every error path, formatted every way, is searched

@@ -240,6 +240,8 @@ impl Totp {
     }
 }
 
+impl zeroize::ZeroizeOnDrop for Totp {}
+
 impl core::fmt::Debug for Totp {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Totp")

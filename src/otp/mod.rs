@@ -940,6 +940,9 @@ impl<S: AsyncStore, C: Clock> Otp<S, C> {
     }
 }
 
+/// The derived keys are wiped on drop; the store and clock hold no secret.
+impl<S, C> zeroize::ZeroizeOnDrop for Otp<S, C> {}
+
 impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for Otp<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Otp")

@@ -156,13 +156,12 @@ impl<S: AsyncStore + ?Sized> AsyncStore for Arc<S> {
 /// assert_eq!(store.get("a", 1_000)?, None); // expired
 /// # Ok::<(), pinseal::Error>(())
 /// ```
-#[derive(Debug)]
 pub struct MemoryStore {
     capacity: usize,
     inner: Mutex<Entries>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Entries {
     map: HashMap<String, (Vec<u8>, u64)>,
     by_expiry: BTreeSet<(u64, String)>,
@@ -220,6 +219,16 @@ impl MemoryStore {
         // No code path panics while holding the lock, so a poisoned mutex
         // still guards consistent data.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl core::fmt::Debug for MemoryStore {
+    /// Capacity and size only: entries are not listed.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("capacity", &self.capacity)
+            .field("entries", &self.lock().map.len())
+            .finish()
     }
 }
 

@@ -1,0 +1,29 @@
+//! Key, card number and challenge id parsing on arbitrary text: never a
+//! panic, and an accepted value always round-trips.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use pinseal::otp::ChallengeId;
+use pinseal::{Key, Pan};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        let _ = Key::from_slice(data);
+        return;
+    };
+    if let Ok(key) = Key::from_hex(text) {
+        assert_eq!(hex_of(key.expose_secret()), text.to_ascii_lowercase());
+    }
+    if let Ok(pan) = Pan::parse(text) {
+        assert_eq!(pan.expose_secret(), text);
+        assert!(text.ends_with(pan.last_four()));
+        assert_eq!(format!("{pan:?}"), "*REDACTED*");
+    }
+    if let Ok(id) = text.parse::<ChallengeId>() {
+        assert_eq!(id.to_string(), text.to_ascii_lowercase());
+    }
+});
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
