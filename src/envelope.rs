@@ -206,7 +206,14 @@ impl Sealer {
     /// As [`Sealer::seal`].
     #[must_use]
     pub fn seal_hex(&self, plaintext: &[u8], aad: &[u8]) -> String {
-        hex::encode(self.seal(plaintext, aad))
+        let envelope = self.seal(plaintext, aad);
+        let mut text = vec![0u8; 2 * envelope.len()];
+        // The output is exactly twice the input: encoding cannot fail, and
+        // hex digits are always valid UTF-8.
+        if hex::encode_to_slice(&envelope, &mut text).is_err() {
+            return String::new();
+        }
+        String::from_utf8(text).unwrap_or_default()
     }
 
     /// Seals into the caller's buffer without allocating; returns the number
@@ -281,7 +288,11 @@ impl Sealer {
     ///
     /// [`Error::Decrypt`] for every failure, including malformed hex.
     pub fn open_hex(&self, envelope: &str, aad: &[u8]) -> Result<Secret<Vec<u8>>, Error> {
-        let bytes = hex::decode(envelope).map_err(|_| Error::Decrypt)?;
+        if envelope.len() % 2 != 0 {
+            return Err(Error::Decrypt);
+        }
+        let mut bytes = vec![0u8; envelope.len() / 2];
+        hex::decode_to_slice(envelope, &mut bytes).map_err(|_| Error::Decrypt)?;
         self.open(&bytes, aad)
     }
 

@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use pinseal::{Key, Keyring, Sealer};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, rest)) = data.split_first() else { return };
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
     let keys: Vec<[u8; 32]> = (0..3u8).map(|i| [i.wrapping_add(selector); 32]).collect();
     let ring = Keyring::new(Key::from_bytes(keys[0]))
         .with_previous(Key::from_bytes(keys[1]))
@@ -17,6 +19,9 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(plaintext.expose_secret(), rest);
     assert_eq!(id, Key::from_bytes(keys[sealed_by]).id());
     let moved = ring.reseal(&envelope, b"field").unwrap();
-    assert_eq!(ring.open_with_key_id(&moved, b"field").unwrap().1, ring.primary_id());
+    assert_eq!(
+        ring.open_with_key_id(&moved, b"field").unwrap().1,
+        ring.primary_id()
+    );
     assert!(ring.open(rest, b"field").is_err());
 });

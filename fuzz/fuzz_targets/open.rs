@@ -9,7 +9,10 @@ use std::sync::LazyLock;
 static SEALER: LazyLock<Sealer> = LazyLock::new(|| Sealer::new(&Key::from_bytes([0x11; 32])));
 
 fuzz_target!(|data: &[u8]| {
-    let (aad, envelope) = data.split_at(data.len().min(data.first().map_or(0, |&n| usize::from(n % 32))));
+    let (aad, envelope) = data.split_at(
+        data.len()
+            .min(data.first().map_or(0, |&n| usize::from(n % 32))),
+    );
     assert_eq!(SEALER.open(envelope, aad).err(), Some(Error::Decrypt));
     let mut out = vec![0xAAu8; envelope.len()];
     assert!(SEALER.open_into(envelope, aad, &mut out).is_err());

@@ -11,8 +11,15 @@ use pinseal::otp::{ManualClock, MemoryStore, Otp, Policy, Verdict};
 
 fuzz_target!(|data: &[u8]| {
     let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
-    let otp = Otp::with_parts(&Key::from_bytes([0x33; 32]), Policy::default(), MemoryStore::new(), clock.clone());
-    let Ok((id, code)) = otp.issue("fuzz") else { return };
+    let otp = Otp::with_parts(
+        &Key::from_bytes([0x33; 32]),
+        Policy::default(),
+        MemoryStore::new(),
+        clock.clone(),
+    );
+    let Ok((id, code)) = otp.issue("fuzz") else {
+        return;
+    };
     let mut approvals = 0;
     let mut rejected = 0;
     // Each step: one byte of clock jump (in 10-second units), then a
@@ -27,13 +34,20 @@ fuzz_target!(|data: &[u8]| {
         let verdict = otp.verify(&id, &input).unwrap();
         match verdict {
             Verdict::Approved => {
-                assert_eq!(input, code.expose_secret().as_str(), "a wrong code was approved");
+                assert_eq!(
+                    input,
+                    code.expose_secret().as_str(),
+                    "a wrong code was approved"
+                );
                 approvals += 1;
             }
             Verdict::Rejected { .. } => rejected += 1,
             _ => {}
         }
         assert!(approvals <= 1, "a challenge was approved twice");
-        assert!(rejected <= 5, "more wrong attempts than the budget were counted");
+        assert!(
+            rejected <= 5,
+            "more wrong attempts than the budget were counted"
+        );
     }
 });

@@ -13,11 +13,20 @@ fuzz_target!(|data: &[u8]| {
     let (aad, plaintext) = data.split_at(split);
     let envelope = SEALER.seal(plaintext, aad);
     assert_eq!(envelope.len(), plaintext.len() + OVERHEAD);
-    assert_eq!(SEALER.open(&envelope, aad).unwrap().expose_secret(), plaintext);
+    assert_eq!(
+        SEALER.open(&envelope, aad).unwrap().expose_secret(),
+        plaintext
+    );
     let hex = SEALER.seal_hex(plaintext, aad);
-    assert_eq!(SEALER.open_hex(&hex, aad).unwrap().expose_secret(), plaintext);
+    assert_eq!(
+        SEALER.open_hex(&hex, aad).unwrap().expose_secret(),
+        plaintext
+    );
     let mut out = vec![0u8; plaintext.len()];
-    assert_eq!(SEALER.open_into(&envelope, aad, &mut out), Ok(plaintext.len()));
+    assert_eq!(
+        SEALER.open_into(&envelope, aad, &mut out),
+        Ok(plaintext.len())
+    );
     assert_eq!(out, plaintext);
 
     let mut other = aad.to_vec();
