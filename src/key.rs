@@ -216,10 +216,7 @@ impl KeyId {
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = [0u8; 16];
-        // 8 bytes always encode to exactly 16 hex characters.
-        hex::encode_to_slice(self.0, &mut buf).map_err(|_| fmt::Error)?;
-        f.write_str(core::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
+        crate::write_hex::<8, 16>(f, &self.0)
     }
 }
 

@@ -30,3 +30,13 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
         panic!("pinseal: the operating system's random number generator failed");
     }
 }
+
+/// Writes `bytes` as lowercase hex without allocating (`H` = 2 * `N`).
+pub(crate) fn write_hex<const N: usize, const H: usize>(
+    f: &mut core::fmt::Formatter<'_>,
+    bytes: &[u8; N],
+) -> core::fmt::Result {
+    let mut buf = [0u8; H];
+    hex::encode_to_slice(bytes, &mut buf).map_err(|_| core::fmt::Error)?;
+    f.write_str(core::str::from_utf8(&buf).map_err(|_| core::fmt::Error)?)
+}

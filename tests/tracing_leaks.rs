@@ -65,6 +65,7 @@ fn tracing_output_holds_no_secret() {
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
         .with_ansi(false)
+        .without_time()
         .with_max_level(tracing::Level::TRACE)
         .finish();
     let mut codes = Vec::new();
@@ -95,6 +96,10 @@ fn tracing_output_holds_no_secret() {
         let guard = TotpGuard::new(
             Totp::new(Secret::new(TOTP_SECRET.to_vec()), 6, 30, Hash::Sha1).unwrap(),
         );
+        let now_code = pinseal::otp::totp(TOTP_SECRET, 1_700_000_000, 30, 6, Hash::Sha1).unwrap();
+        assert!(guard.verify("+15551234567", now_code.expose_secret(), 1_700_000_000));
+        assert!(format!("{guard:?}").contains("subjects: 1"), "{guard:?}");
+        codes.push(now_code.expose_secret().clone());
         otp_flow(&otp, &code, &totp, &guard);
         codes.push(code.expose_secret().clone());
     });

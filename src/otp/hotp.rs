@@ -274,10 +274,21 @@ impl core::fmt::Debug for Totp {
 /// assert!(!guard.verify("alice", code.expose_secret(), 96)); // replay
 /// # Ok::<(), pinseal::Error>(())
 /// ```
-#[derive(Debug)]
 pub struct TotpGuard {
     totp: Totp,
     last: Mutex<HashMap<[u8; 32], u64>>,
+}
+
+impl core::fmt::Debug for TotpGuard {
+    /// The verifier (secret redacted) and how many subjects are remembered;
+    /// never the subjects, whose hashes a phone-number list would reverse.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let remembered = self.last.lock().map_or(0, |m| m.len());
+        f.debug_struct("TotpGuard")
+            .field("totp", &self.totp)
+            .field("subjects", &remembered)
+            .finish()
+    }
 }
 
 impl TotpGuard {

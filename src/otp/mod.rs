@@ -303,9 +303,7 @@ impl ChallengeId {
 
 impl fmt::Display for ChallengeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = [0u8; 32];
-        hex::encode_to_slice(self.0, &mut buf).map_err(|_| fmt::Error)?;
-        f.write_str(core::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
+        crate::write_hex::<16, 32>(f, &self.0)
     }
 }
 
