@@ -41,8 +41,7 @@ mod redis_only {
         let subject = "+15559876543";
         let mut codes = Vec::new();
         for _ in 0..3 {
-            let (_, code) = otp.issue(subject).unwrap();
-            codes.push(code);
+            codes.push(otp.issue(subject).unwrap());
         }
         let client = redis::Client::open(redis_url()).unwrap();
         let mut conn = client.get_connection().unwrap();
@@ -65,7 +64,9 @@ mod redis_only {
             let everything = [key.as_bytes(), &value].concat();
             assert!(!contains(&everything, subject.as_bytes()));
             assert!(!contains(&everything, b"9876543"));
-            for code in &codes {
+            for (id, code) in &codes {
+                assert!(!contains(&everything, id.as_bytes()));
+                assert!(!contains(&everything, id.to_string().as_bytes()));
                 assert!(!contains(&everything, code.expose_secret().as_bytes()));
             }
         }

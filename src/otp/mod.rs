@@ -43,14 +43,17 @@
 //! From the pepper key three keys are derived with [`Key::derive`]:
 //! `otp/v1/code`, `otp/v1/subject` and `otp/v1/index`. The store holds:
 //!
-//! - under `s:` + hex(HMAC-SHA256(subject key, subject)), the subject's
-//!   record: window start, send and attempt counters, and the live
-//!   challenge's id, expiry and `mac` = HMAC-SHA256(code key, challenge id
-//!   (16 bytes) || subject tag (32 bytes) || code (ASCII digits));
-//! - under `c:` + hex(HMAC-SHA256(index key, challenge id)), the subject tag.
+//! - under `s:` + hex(subject tag), where the subject tag is
+//!   HMAC-SHA256(subject key, subject), the subject's record: window start,
+//!   send and attempt counters, and for the live challenge its id tag
+//!   HMAC-SHA256(index key, challenge id), its expiry, and `mac` =
+//!   HMAC-SHA256(code key, challenge id (16 bytes) || subject tag (32
+//!   bytes) || code (ASCII digits));
+//! - under `c:` + hex(id tag), the subject tag.
 //!
-//! Neither the code nor the subject is ever stored in clear, and the code
-//! cannot be recovered from the store without the pepper.
+//! Neither the code, the subject nor the challenge id is ever stored in
+//! clear, and the code cannot be recovered from the store without the
+//! pepper.
 //!
 //! # Errors
 //!
@@ -418,7 +421,8 @@ type Tag = [u8; TAG_LEN];
 /// The live challenge inside a subject's record.
 #[derive(Clone, PartialEq, Eq)]
 struct Live {
-    id: [u8; 16],
+    /// HMAC(index key, challenge id): the id itself is not stored.
+    id_tag: Tag,
     mac: Tag,
     expires_ms: u64,
 }
@@ -434,7 +438,7 @@ struct Record {
 
 const RECORD_VERSION: u8 = 1;
 const RECORD_HEAD: usize = 1 + 8 + 4 + 4 + 1;
-const RECORD_LIVE: usize = 16 + TAG_LEN + 8;
+const RECORD_LIVE: usize = TAG_LEN + TAG_LEN + 8;
 
 impl Record {
     fn encode(&self) -> Vec<u8> {
@@ -447,7 +451,7 @@ impl Record {
             None => out.push(0),
             Some(live) => {
                 out.push(1);
-                out.extend_from_slice(&live.id);
+                out.extend_from_slice(&live.id_tag);
                 out.extend_from_slice(&live.mac);
                 out.extend_from_slice(&live.expires_ms.to_be_bytes());
             }
@@ -472,7 +476,7 @@ impl Record {
         let live = match take::<1>(&mut b)? {
             [0] => None,
             [1] => Some(Live {
-                id: take(&mut b)?,
+                id_tag: take(&mut b)?,
                 mac: take(&mut b)?,
                 expires_ms: u64::from_be_bytes(take(&mut b)?),
             }),
@@ -571,6 +575,7 @@ struct IssuePlan {
 struct VerifyPlan<'a> {
     now: u64,
     id: &'a ChallengeId,
+    id_tag: Tag,
     index_key: String,
     candidate: &'a [u8],
     valid: Choice,
@@ -615,8 +620,10 @@ impl<S, C> Otp<S, C> {
         format!("s:{}", hex::encode(tag))
     }
 
-    fn index_key(&self, id: &ChallengeId) -> String {
-        format!("c:{}", hex::encode(hmac(&self.keys.index, &[&id.0])))
+    /// The challenge id's tag, and the index key made from it.
+    fn id_tag(&self, id: &ChallengeId) -> (Tag, String) {
+        let tag = hmac(&self.keys.index, &[&id.0]);
+        (tag, format!("c:{}", hex::encode(tag)))
     }
 
     /// When a record can be forgotten: after its window and its challenge.
@@ -631,8 +638,9 @@ impl<S, C> Otp<S, C> {
         let tag = hmac(&self.keys.subject, &[subject.as_bytes()]);
         let id = ChallengeId::random();
         let code = random_code(self.policy.digits)?;
+        let (id_tag, index_key) = self.id_tag(&id);
         let live = Live {
-            id: id.0,
+            id_tag,
             mac: hmac(
                 &self.keys.code,
                 &[&id.0, &tag, code.expose_secret().as_bytes()],
@@ -642,7 +650,7 @@ impl<S, C> Otp<S, C> {
         Ok(IssuePlan {
             now,
             key: Self::subject_key(&tag),
-            index_key: self.index_key(&id),
+            index_key,
             tag,
             id,
             live,
@@ -698,10 +706,12 @@ impl<S, C> Otp<S, C> {
         } else {
             &b"0000000000"[..digits]
         };
+        let (id_tag, index_key) = self.id_tag(id);
         VerifyPlan {
             now,
             id,
-            index_key: self.index_key(id),
+            id_tag,
+            index_key,
             candidate,
             valid: Choice::from(u8::from(well_formed)),
         }
@@ -730,7 +740,7 @@ impl<S, C> Otp<S, C> {
     ) -> Result<Step, Error> {
         let record = current.map(Record::decode).transpose()?;
         let live = match &record {
-            Some(r) => r.live.as_ref().filter(|l| l.id == plan.id.0),
+            Some(r) => r.live.as_ref().filter(|l| l.id_tag == plan.id_tag),
             None => None,
         };
         // Exactly one HMAC and one comparison, whatever the state.
@@ -963,7 +973,7 @@ mod tests {
             sends: 2,
             attempts: 3,
             live: Some(Live {
-                id: [4; 16],
+                id_tag: [4; 32],
                 mac: [5; 32],
                 expires_ms: 6,
             }),

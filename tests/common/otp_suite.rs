@@ -320,11 +320,11 @@ macro_rules! otp_suite {
                     !contains(&all, code.expose_secret().as_bytes()),
                     "code as text"
                 );
-                // The id is public (it travels in URLs); keys still use its HMAC.
                 assert!(
                     !contains(&all, id.to_string().as_bytes()),
-                    "challenge id in a key"
+                    "challenge id as text"
                 );
+                assert!(!contains(&all, id.as_bytes()), "challenge id as bytes");
             }
         }
 
