@@ -468,9 +468,19 @@ impl Keyring {
         envelope: &[u8],
         aad: &[u8],
     ) -> Result<(Secret<Vec<u8>>, KeyId), Error> {
-        self.sealers()
-            .find_map(|s| s.open(envelope, aad).ok().map(|p| (p, s.key_id)))
-            .ok_or(Error::Decrypt)
+        // One plaintext buffer for every key tried: a failed `open_into`
+        // leaves it zeroed for the next.
+        let len = envelope.len().checked_sub(OVERHEAD).ok_or(Error::Decrypt)?;
+        let mut plaintext = Secret::new(vec![0u8; len]);
+        let key_id = self
+            .sealers()
+            .find(|s| {
+                s.open_into(envelope, aad, plaintext.expose_secret_mut())
+                    .is_ok()
+            })
+            .map(Sealer::key_id)
+            .ok_or(Error::Decrypt)?;
+        Ok((plaintext, key_id))
     }
 
     /// Opens an envelope under any key of the ring and seals its plaintext
