@@ -69,7 +69,7 @@ struct RawAesGcm {
 impl RawAesGcm {
     fn seal(&self, pt: &[u8]) -> Vec<u8> {
         let mut out = vec![0u8; pt.len() + OVERHEAD];
-        getrandom::getrandom(&mut out[..12]).unwrap();
+        getrandom::fill(&mut out[..12]).unwrap();
         let (nonce, rest) = out.split_at_mut(12);
         let (body, tag_out) = rest.split_at_mut(pt.len());
         body.copy_from_slice(pt);

@@ -210,7 +210,7 @@ impl Sealer {
         let mut text = vec![0u8; 2 * envelope.len()];
         // The output is exactly twice the input: encoding cannot fail, and
         // hex digits are always valid UTF-8.
-        if hex::encode_to_slice(&envelope, &mut text).is_err() {
+        if const_hex::encode_to_slice(&envelope, &mut text).is_err() {
             return String::new();
         }
         String::from_utf8(text).unwrap_or_default()
@@ -292,7 +292,7 @@ impl Sealer {
             return Err(Error::Decrypt);
         }
         let mut bytes = vec![0u8; envelope.len() / 2];
-        hex::decode_to_slice(envelope, &mut bytes).map_err(|_| Error::Decrypt)?;
+        const_hex::decode_to_slice(envelope, &mut bytes).map_err(|_| Error::Decrypt)?;
         self.open(&bytes, aad)
     }
 
@@ -402,7 +402,10 @@ impl fmt::Debug for Sealer {
 /// ```
 pub struct Keyring {
     primary: Sealer,
-    previous: Vec<Sealer>,
+    /// Boxed so that growing the list moves pointers, not key schedules: a
+    /// reallocated `Vec<Sealer>` would free its old buffer unwiped.
+    #[allow(clippy::vec_box)]
+    previous: Vec<Box<Sealer>>,
 }
 
 impl Keyring {
@@ -421,7 +424,7 @@ impl Keyring {
     pub fn with_previous(mut self, key: Key) -> Keyring {
         let id = key.id();
         if id != self.primary.key_id && self.previous.iter().all(|s| s.key_id != id) {
-            self.previous.push(Sealer::new(&key));
+            self.previous.push(Box::new(Sealer::new(&key)));
         }
         self
     }
@@ -495,7 +498,7 @@ impl Keyring {
     }
 
     fn sealers(&self) -> impl Iterator<Item = &Sealer> {
-        core::iter::once(&self.primary).chain(self.previous.iter())
+        core::iter::once(&self.primary).chain(self.previous.iter().map(|s| &**s))
     }
 }
 
@@ -505,7 +508,7 @@ impl fmt::Debug for Keyring {
             .field("primary", &self.primary.key_id)
             .field(
                 "previous",
-                &self.previous.iter().map(Sealer::key_id).collect::<Vec<_>>(),
+                &self.previous.iter().map(|s| s.key_id).collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -516,17 +519,30 @@ mod tests {
     use super::*;
 
     /// The seal direction of the NIST CAVP vectors, which needs the nonce
-    /// fixed; the open direction runs from `tests/envelope.rs`.
+    /// fixed; the open direction runs from `tests/envelope.rs`. The vector
+    /// file is read at run time from the repository's `tests/data`, which
+    /// the published package leaves out.
     #[test]
     fn nist_cavp_encrypt_known_answers() {
-        let text = include_str!("../tests/data/nist_cavp_gcmEncryptExtIV256_iv96_tag128.rsp");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/nist_cavp_gcmEncryptExtIV256_iv96_tag128.rsp"
+        );
+        let Ok(text) = std::fs::read_to_string(path) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{path} is required under CI"
+            );
+            eprintln!("SKIPPED: {path} is not in this copy of the crate");
+            return;
+        };
         let mut fields = std::collections::HashMap::new();
         let mut checked = 0;
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (k, v) = line.split_once('=').unwrap_or_default();
             let k = k.trim();
             if ["Key", "IV", "PT", "AAD", "CT", "Tag"].contains(&k) {
-                fields.insert(k.to_string(), hex::decode(v.trim()).expect("hex"));
+                fields.insert(k.to_string(), const_hex::decode(v.trim()).expect("hex"));
             }
             if line.starts_with("Tag") {
                 let key = Key::from_slice(&fields["Key"]).expect("key");

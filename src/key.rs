@@ -123,7 +123,7 @@ impl Key {
         let mut key = Key {
             bytes: [0; KEY_LEN],
         };
-        hex::decode_to_slice(hex, &mut key.bytes).map_err(|_| Error::KeyHex)?;
+        const_hex::decode_to_slice(hex, &mut key.bytes).map_err(|_| Error::KeyHex)?;
         Ok(key)
     }
 

@@ -160,6 +160,7 @@ impl<T: Zeroize + AsRef<[u8]>> PartialEq for Secret<T> {
 impl<T: Zeroize + AsRef<[u8]>> Eq for Secret<T> {}
 
 #[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl<T: Zeroize> serde::Serialize for Secret<T> {
     /// Writes the string `*REDACTED*`, never the value.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -168,6 +169,7 @@ impl<T: Zeroize> serde::Serialize for Secret<T> {
 }
 
 #[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl<'de, T: Zeroize + serde::Deserialize<'de>> serde::Deserialize<'de> for Secret<T> {
     /// Reads the value itself. Buffers the deserializer used on the way are
     /// outside this type's control.
@@ -267,6 +269,7 @@ impl fmt::Display for Pan {
 impl ZeroizeOnDrop for Pan {}
 
 #[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl serde::Serialize for Pan {
     /// Writes the string `*REDACTED*`, never the number.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

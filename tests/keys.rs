@@ -44,10 +44,14 @@ fn derive_and_key_id_match_independent_implementation() {
         match name.trim() {
             "KEY" => key = Some(Key::from_hex(value).unwrap()),
             "KEYID" => assert_eq!(key.as_ref().unwrap().id().to_string(), value),
-            "PURPOSE" => purpose = String::from_utf8(hex::decode(value).unwrap()).unwrap(),
+            "PURPOSE" => purpose = String::from_utf8(const_hex::decode(value).unwrap()).unwrap(),
             "DERIVED" => {
                 let d = key.as_ref().unwrap().derive(&purpose);
-                assert_eq!(hex::encode(d.expose_secret()), value, "purpose {purpose:?}");
+                assert_eq!(
+                    const_hex::encode(d.expose_secret()),
+                    value,
+                    "purpose {purpose:?}"
+                );
                 derived = Some(d);
                 checked += 1;
             }

@@ -181,7 +181,7 @@ fn codes_are_uniform() {
     // 25/256) must be flagged by the same statistic and threshold.
     let mut biased = [0u64; 10];
     let mut bytes = vec![0u8; 300_000];
-    getrandom::getrandom(&mut bytes).unwrap();
+    getrandom::fill(&mut bytes).unwrap();
     for b in bytes {
         biased[usize::from(b % 10)] += 1;
     }

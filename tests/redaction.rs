@@ -118,7 +118,7 @@ fn secret_bearing_types_zeroize_on_drop() {
 #[test]
 fn debug_and_errors_never_contain_secrets() {
     let key_bytes = [0x5a; 32];
-    let key_hex = hex::encode(key_bytes);
+    let key_hex = const_hex::encode(key_bytes);
     let plaintext = b"PIN-7391-CARD-5555555555554444";
     let key = Key::from_bytes(key_bytes);
     let sealer = Sealer::new(&key);
@@ -143,7 +143,7 @@ fn debug_and_errors_never_contain_secrets() {
         Key::from_slice(&key_bytes[..31]).unwrap_err(),
         sealer.open(&envelope, b"other").unwrap_err(),
         sealer
-            .open_hex(&format!("{}zz", hex::encode(plaintext)), b"")
+            .open_hex(&format!("{}zz", const_hex::encode(plaintext)), b"")
             .unwrap_err(),
         Pan::parse("5555555555554445").unwrap_err(),
     ] {

@@ -101,15 +101,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 use zeroize::Zeroize;
 
 pub use hotp::{Hash, Totp, TotpGuard, hotp, totp};
 #[cfg(feature = "redis-tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis-tokio")))]
 pub use redis::AsyncRedisStore;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
 pub use store::{AsyncStore, MemoryStore, Store};
 
@@ -321,7 +323,7 @@ impl FromStr for ChallengeId {
     /// Parses 32 hex characters (either case).
     fn from_str(s: &str) -> Result<ChallengeId, Error> {
         let mut id = [0u8; 16];
-        hex::decode_to_slice(s, &mut id).map_err(|_| Error::InvalidChallengeId)?;
+        const_hex::decode_to_slice(s, &mut id).map_err(|_| Error::InvalidChallengeId)?;
         Ok(ChallengeId(id))
     }
 }
@@ -514,7 +516,7 @@ impl Keys {
 fn hmac(key: &Key, parts: &[&[u8]]) -> Tag {
     // HMAC accepts any key length: the fallback is unreachable, and would
     // only make every check fail.
-    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key.expose_secret()) else {
+    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(key.expose_secret()) else {
         return [0; TAG_LEN];
     };
     for part in parts {
@@ -617,13 +619,13 @@ impl<S, C> Otp<S, C> {
     }
 
     fn subject_key(tag: &Tag) -> String {
-        format!("s:{}", hex::encode(tag))
+        format!("s:{}", const_hex::encode(tag))
     }
 
     /// The challenge id's tag, and the index key made from it.
     fn id_tag(&self, id: &ChallengeId) -> (Tag, String) {
         let tag = hmac(&self.keys.index, &[&id.0]);
-        (tag, format!("c:{}", hex::encode(tag)))
+        (tag, format!("c:{}", const_hex::encode(tag)))
     }
 
     /// When a record can be forgotten: after its window and its challenge.

@@ -86,6 +86,7 @@ fn cas_invocation<'a>(
 /// let (challenge, code) = otp.issue("+15551234567")?;
 /// # Ok::<(), pinseal::Error>(())
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub struct RedisStore {
     client: Client,
     prefix: String,
@@ -254,6 +255,7 @@ mod tokio {
     /// # Ok(()) }
     /// ```
     #[derive(Clone)]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tokio")))]
     pub struct AsyncRedisStore {
         conn: ConnectionManager,
         prefix: String,

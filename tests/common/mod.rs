@@ -22,7 +22,7 @@ impl Block {
             .unwrap_or_else(|| panic!("vector block lacks field {name}: {self:?}"))
     }
     pub fn hex(&self, name: &str) -> Vec<u8> {
-        hex::decode(self.get(name)).unwrap_or_else(|_| panic!("field {name} is not hex"))
+        const_hex::decode(self.get(name)).unwrap_or_else(|_| panic!("field {name} is not hex"))
     }
     pub fn has(&self, flag: &str) -> bool {
         self.flags.iter().any(|f| f == flag)
@@ -70,7 +70,7 @@ pub fn read_blocks(name: &str, start: &str) -> Vec<Block> {
 /// Asserts that `haystack` contains neither `secret` itself (as text, when
 /// it is UTF-8) nor its hex in either case.
 pub fn assert_no_leak(haystack: &str, secret: &[u8], what: &str) {
-    let lower = hex::encode(secret);
+    let lower = const_hex::encode(secret);
     let upper = lower.to_uppercase();
     assert!(!haystack.contains(&lower), "{what} leaks the secret as hex");
     assert!(!haystack.contains(&upper), "{what} leaks the secret as HEX");
@@ -104,8 +104,8 @@ pub fn redis_url() -> String {
 /// A fresh key prefix, so tests never see each other's keys.
 pub fn unique_prefix() -> String {
     let mut r = [0u8; 8];
-    getrandom::getrandom(&mut r).unwrap();
-    format!("pinseal-test:{}:", hex::encode(r))
+    getrandom::fill(&mut r).unwrap();
+    format!("pinseal-test:{}:", const_hex::encode(r))
 }
 
 /// A `RedisStore` on the test Redis with a fresh prefix, or `None` (after
