@@ -11,60 +11,77 @@
 //! What must not leak is *where* a wrong guess differs, which is what an
 //! attacker would use to build a guess byte by byte.
 //!
-//! Threshold: dudect flags |t| > 4.5 over millions of measurements on quiet
-//! machines. CI here is a shared 2-core VM with bounded samples, where
-//! scheduling and frequency noise that happens to line up with one class
-//! can push an honest |t| past 4.5 now and then. With |t| > 10 a false
-//! alarm needs a ten-sigma event, while the deliberately leaky control
-//! below lands far above it on every run, so the test can still fail.
+//! # Only the secret differs between the classes
+//!
+//! Before each timed call, the class's input is copied (untimed) into one
+//! buffer that both classes share. An earlier version of this file kept the
+//! two classes in two separate allocations and failed about half its runs:
+//! with both allocations holding *identical bytes* it still measured |t| up
+//! to 51, with a sign set by where the allocator placed the buffers (their
+//! offsets within a cache line). That was a real timing difference, but one
+//! of memory layout, not of the secret; a harness that lets layout differ
+//! between the classes cannot tell the two apart.
+//!
+//! The class sequence comes from the operating system's generator for each
+//! measurement, so no two measurements (or tests) share a sequence, and the
+//! timing tests take a lock so that only one measures at a time.
+//!
+//! # Decision rule
+//!
+//! dudect flags |t| > 4.5. A shared 2-core VM has bursts of scheduling and
+//! frequency noise, so one measurement over the threshold is re-measured:
+//! a comparison fails only when [`ROUNDS`] independent measurements all
+//! exceed [`THRESHOLD`]. The leaky control below must exceed it in every
+//! one of its rounds, so the harness is shown able to fail each time.
 
 use std::hint::black_box;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use pinseal::otp::{ManualClock, MemoryStore, Otp, Policy, Verdict};
 use pinseal::{Key, OVERHEAD, Sealer, Secret};
 
-const THRESHOLD: f64 = 10.0;
+const THRESHOLD: f64 = 4.5;
+const ROUNDS: usize = 3;
 const SAMPLES: usize = 20_000;
 
-/// A cheap deterministic coin (xorshift) so the class sequence is random
-/// with respect to the machine's noise.
+/// Held while measuring, so timing tests never run at the same time.
+static MEASURING: Mutex<()> = Mutex::new(());
+
+/// xorshift64, seeded from the OS for every measurement.
 struct Coin(u64);
 impl Coin {
+    fn seeded() -> Coin {
+        let mut seed = [0u8; 8];
+        getrandom::fill(&mut seed).expect("OS randomness");
+        Coin(u64::from_le_bytes(seed) | 1)
+    }
     fn flip(&mut self) -> bool {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        self.0 & 1 == 1
+        self.0 >> 63 == 1
     }
 }
 
-/// Times `op(class)` `SAMPLES` times with random classes; returns Welch's t.
-fn welch_t(op: impl FnMut(bool)) -> f64 {
-    welch_t_with(&mut (), |_| {}, {
-        let mut op = op;
-        move |_, class| op(class)
-    })
-}
-
-/// As [`welch_t`], with a state that `prepare` may change between timed
-/// calls (outside the timing).
-fn welch_t_with<S>(
+/// One measurement: `SAMPLES` calls of `op`, each preceded (untimed) by
+/// `prepare(state, class)` with a random class; returns Welch's t.
+fn welch_t<S>(
     state: &mut S,
-    mut prepare: impl FnMut(&mut S),
-    mut op: impl FnMut(&S, bool),
+    prepare: &mut impl FnMut(&mut S, bool),
+    op: &mut impl FnMut(&mut S),
 ) -> f64 {
-    let mut coin = Coin(0x9E37_79B9_7F4A_7C15);
+    let mut coin = Coin::seeded();
     let mut samples: Vec<(bool, f64)> = Vec::with_capacity(SAMPLES);
     for _ in 0..SAMPLES / 10 {
-        prepare(state);
-        op(state, coin.flip()); // warm up caches and branch predictors
+        prepare(state, coin.flip());
+        op(state); // warm up caches and branch predictors
     }
     for _ in 0..SAMPLES {
         let class = coin.flip();
-        prepare(state);
+        prepare(state, class);
         let start = Instant::now();
-        op(state, class);
+        op(state);
         samples.push((class, start.elapsed().as_nanos() as f64));
     }
     let mut times: Vec<f64> = samples.iter().map(|s| s.1).collect();
@@ -86,6 +103,36 @@ fn welch_t_with<S>(
     (m0 - m1) / (v0 / n0 + v1 / n1).sqrt()
 }
 
+/// Up to `ROUNDS` independent measurements, stopping at the first under the
+/// threshold. Returns every t measured.
+fn measure<S>(
+    name: &str,
+    state: &mut S,
+    mut prepare: impl FnMut(&mut S, bool),
+    mut op: impl FnMut(&mut S),
+) -> Vec<f64> {
+    let _one_at_a_time = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let mut ts = Vec::new();
+    for _ in 0..ROUNDS {
+        let t = welch_t(state, &mut prepare, &mut op);
+        eprintln!("{name}: t = {t:.1}");
+        ts.push(t);
+        if t.abs() <= THRESHOLD {
+            break;
+        }
+    }
+    ts
+}
+
+/// Asserts that not every measurement exceeded the threshold.
+fn assert_constant_time(what: &str, ts: &[f64]) {
+    assert!(
+        ts.iter().any(|t| t.abs() <= THRESHOLD),
+        "{what} leaks where inputs differ: |t| > {THRESHOLD} in {} independent measurements ({ts:.1?})",
+        ts.len()
+    );
+}
+
 /// The control: an early-exit comparison, the classic leak.
 fn leaky_eq(a: &[u8], b: &[u8]) -> bool {
     for (x, y) in a.iter().zip(b) {
@@ -96,46 +143,58 @@ fn leaky_eq(a: &[u8], b: &[u8]) -> bool {
     true
 }
 
-fn differing(len: usize, at_end: bool) -> (Vec<u8>, Vec<u8>) {
-    let a = vec![0x5a; len];
-    let mut b = a.clone();
+/// `len` bytes of 0x5a with one bit flipped at the start or the end.
+fn differing(len: usize, at_end: bool) -> Vec<u8> {
+    let mut b = vec![0x5a; len];
     b[if at_end { len - 1 } else { 0 }] ^= 1;
-    (a, b)
+    b
 }
 
 #[test]
 fn harness_detects_a_leaky_comparison() {
-    let (a, first) = differing(1024, false);
-    let (_, last) = differing(1024, true);
-    let t = welch_t(|c| {
-        let other = if c { &last } else { &first };
-        for _ in 0..8 {
-            black_box(leaky_eq(black_box(&a), black_box(other)));
-        }
-    });
-    eprintln!("leaky control: t = {t:.1}");
-    assert!(
-        t.abs() > THRESHOLD,
-        "the harness missed a leak (t = {t:.1})"
-    );
+    let a = vec![0x5a; 1024];
+    let (first, last) = (differing(1024, false), differing(1024, true));
+    let _one_at_a_time = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    // Every round must see the leak, not just one.
+    for round in 0..ROUNDS {
+        let mut other = vec![0u8; 1024];
+        let t = welch_t(
+            &mut other,
+            &mut |o: &mut Vec<u8>, c| o.copy_from_slice(if c { &last } else { &first }),
+            &mut |o: &mut Vec<u8>| {
+                for _ in 0..8 {
+                    black_box(leaky_eq(black_box(&a), black_box(o)));
+                }
+            },
+        );
+        eprintln!("leaky control, round {round}: t = {t:.1}");
+        assert!(
+            t.abs() > THRESHOLD,
+            "the harness missed a leak in round {round} (t = {t:.1})"
+        );
+    }
 }
 
 #[test]
 fn secret_equality_is_constant_time() {
-    let (a, first) = differing(1024, false);
-    let (_, last) = differing(1024, true);
-    let (a, first, last) = (Secret::new(a), Secret::new(first), Secret::new(last));
-    let t = welch_t(|c| {
-        let other = if c { &last } else { &first };
-        for _ in 0..8 {
-            black_box(black_box(&a) == black_box(other));
-        }
-    });
-    eprintln!("Secret ==: t = {t:.1}");
-    assert!(
-        t.abs() < THRESHOLD,
-        "Secret equality leaks where inputs differ (t = {t:.1})"
+    let a = Secret::new(vec![0x5a; 1024]);
+    let (first, last) = (differing(1024, false), differing(1024, true));
+    // One buffer for both classes: only its contents change.
+    let mut other = Secret::new(vec![0u8; 1024]);
+    let ts = measure(
+        "Secret ==",
+        &mut other,
+        |o, c| {
+            o.expose_secret_mut()
+                .copy_from_slice(if c { &last } else { &first })
+        },
+        |o| {
+            for _ in 0..8 {
+                black_box(black_box(&a) == black_box(&*o));
+            }
+        },
     );
+    assert_constant_time("Secret equality", &ts);
 }
 
 #[test]
@@ -148,17 +207,38 @@ fn envelope_tag_check_is_constant_time() {
     *last.last_mut().unwrap() ^= 1; // last tag byte
     assert_eq!(first.len(), 16 + OVERHEAD);
     let mut out = [0u8; 16];
-    let t = welch_t(|c| {
-        let env = if c { &last } else { &first };
-        for _ in 0..8 {
-            black_box(sealer.open_into(black_box(env), b"pin", &mut out).is_err());
-        }
-    });
-    eprintln!("tag check: t = {t:.1}");
-    assert!(
-        t.abs() < THRESHOLD,
-        "the tag check leaks where the tag differs (t = {t:.1})"
+    let mut env = vec![0u8; envelope.len()];
+    let ts = measure(
+        "tag check",
+        &mut env,
+        |e, c| e.copy_from_slice(if c { &last } else { &first }),
+        |e| {
+            for _ in 0..8 {
+                black_box(sealer.open_into(black_box(e), b"pin", &mut out).is_err());
+            }
+        },
     );
+    assert_constant_time("the tag check", &ts);
+}
+
+/// A challenge and two wrong codes for it: wrong in the first digit and
+/// wrong in the last.
+fn fresh_challenge(
+    otp: &Otp<MemoryStore, ManualClock>,
+    n: u32,
+) -> (pinseal::otp::ChallengeId, String, String) {
+    let (id, code) = otp.issue(&format!("subject-{n}")).unwrap();
+    let c = code.expose_secret().as_bytes();
+    let bump = |d: u8| char::from(b'0' + (d - b'0' + 1) % 10);
+    let first: String = std::iter::once(bump(c[0]))
+        .chain(c[1..].iter().map(|&d| char::from(d)))
+        .collect();
+    let last: String = c[..5]
+        .iter()
+        .map(|&d| char::from(d))
+        .chain(std::iter::once(bump(c[5])))
+        .collect();
+    (id, first, last)
 }
 
 #[test]
@@ -166,46 +246,42 @@ fn otp_verification_is_constant_time() {
     let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
     let policy = Policy::new(6, Duration::from_secs(600), 100).unwrap();
     let otp = Otp::with_parts(&Key::from_bytes([9; 32]), policy, MemoryStore::new(), clock);
-    let mut n = 0u32;
-    let mut fresh = || {
-        n += 1;
-        let (id, code) = otp.issue(&format!("subject-{n}")).unwrap();
-        let c = code.expose_secret().as_bytes();
-        let bump = |d: u8| char::from(b'0' + (d - b'0' + 1) % 10);
-        let first: String = std::iter::once(bump(c[0]))
-            .chain(c[1..].iter().map(|&d| char::from(d)))
-            .collect();
-        let last: String = c[..5]
-            .iter()
-            .map(|&d| char::from(d))
-            .chain(std::iter::once(bump(c[5])))
-            .collect();
-        (id, first, last)
+    struct State {
+        n: u32,
+        used: u32,
+        id: pinseal::otp::ChallengeId,
+        first: String,
+        last: String,
+        /// The one input buffer both classes are copied into.
+        input: String,
+    }
+    let (id, first, last) = fresh_challenge(&otp, 0);
+    let mut state = State {
+        n: 0,
+        used: 0,
+        id,
+        first,
+        last,
+        input: String::with_capacity(6),
     };
-    // (challenge, wrong in first digit, wrong in last digit, attempts used)
-    let mut state = {
-        let (id, first, last) = fresh();
-        (id, first, last, 0u32)
-    };
-    let t = welch_t_with(
+    let ts = measure(
+        "OTP verify",
         &mut state,
-        |s| {
-            // Stay under the attempt budget: a fresh challenge every 90 calls.
-            if s.3 == 90 {
-                let (id, first, last) = fresh();
-                *s = (id, first, last, 0);
-            }
-            s.3 += 1;
-        },
         |s, c| {
-            let input = if c { &s.2 } else { &s.1 };
-            let verdict = otp.verify(&s.0, black_box(input)).unwrap();
+            // Stay under the attempt budget: a fresh challenge every 90 calls.
+            if s.used == 90 {
+                s.n += 1;
+                (s.id, s.first, s.last) = fresh_challenge(&otp, s.n);
+                s.used = 0;
+            }
+            s.used += 1;
+            s.input.clear();
+            s.input.push_str(if c { &s.last } else { &s.first });
+        },
+        |s| {
+            let verdict = otp.verify(&s.id, black_box(&s.input)).unwrap();
             assert!(matches!(verdict, Verdict::Rejected { .. }));
         },
     );
-    eprintln!("OTP verify: t = {t:.1}");
-    assert!(
-        t.abs() < THRESHOLD,
-        "OTP verification leaks where the code differs (t = {t:.1})"
-    );
+    assert_constant_time("OTP verification", &ts);
 }
