@@ -9,7 +9,7 @@
 //! Run: `cargo run --example ivr_gather` (optionally with `PINSEAL_KEY` set
 //! to 64 hex characters).
 
-use pinseal::{Error, Key, Sealer, Secret};
+use pinseal::{Aad, Error, Key, Sealer, Secret};
 
 /// What the edge sends to the back end: identifiers and envelopes only.
 #[derive(Debug)]
@@ -19,16 +19,21 @@ struct GatherResult {
     last4: String, // hex envelope
 }
 
-fn aad(call_id: &str, field: &str) -> Vec<u8> {
-    format!("pinseal-example/ivr/v1;call={call_id};field={field}").into_bytes()
+/// The context an envelope is bound to: which flow, which call, which field.
+/// Length-prefixed fields, so a crafted call id cannot pose as a field.
+fn aad(call_id: &str, field: &str) -> Aad {
+    Aad::new()
+        .field("flow", "pinseal-example/ivr/v1")
+        .field("call", call_id)
+        .field("field", field)
 }
 
 /// The edge: seal each keypad value as soon as it is gathered.
 fn edge(sealer: &Sealer, call_id: &str, pin: &str, last4: &str) -> GatherResult {
     GatherResult {
         call_id: call_id.to_string(),
-        pin: sealer.seal_hex(pin.as_bytes(), &aad(call_id, "pin")),
-        last4: sealer.seal_hex(last4.as_bytes(), &aad(call_id, "last4")),
+        pin: sealer.seal_hex(pin.as_bytes(), aad(call_id, "pin").as_bytes()),
+        last4: sealer.seal_hex(last4.as_bytes(), aad(call_id, "last4").as_bytes()),
     }
 }
 
@@ -61,10 +66,10 @@ fn backend(sealer: &Sealer, r: &GatherResult) -> Result<(), Refusal> {
     let expected_pin = Secret::new(b"1234".to_vec());
     let expected_last4 = Secret::new(b"4321".to_vec());
     let pin = sealer
-        .open_hex(&r.pin, &aad(&r.call_id, "pin"))
+        .open_hex(&r.pin, aad(&r.call_id, "pin").as_bytes())
         .map_err(Refusal::Envelope)?;
     let last4 = sealer
-        .open_hex(&r.last4, &aad(&r.call_id, "last4"))
+        .open_hex(&r.last4, aad(&r.call_id, "last4").as_bytes())
         .map_err(Refusal::Envelope)?;
     // `&` not `&&`: both comparisons always run.
     if (pin == expected_pin) & (last4 == expected_last4) {

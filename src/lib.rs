@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(
@@ -7,12 +8,14 @@
 )]
 #![warn(rust_2018_idioms, unreachable_pub)]
 
+mod aad;
 mod envelope;
 mod error;
 mod key;
 pub mod otp;
 mod secret;
 
+pub use aad::Aad;
 pub use envelope::{Keyring, NONCE_LEN, OVERHEAD, Sealer, TAG_LEN};
 pub use error::Error;
 pub use key::{KEY_LEN, Key, KeyId};
@@ -26,7 +29,7 @@ pub use secret::{CloneableSecret, Pan, REDACTED, Secret};
 /// fallback: sealing with a predictable nonce or issuing a guessable code
 /// would be worse than stopping.
 pub(crate) fn fill_random(buf: &mut [u8]) {
-    if getrandom::getrandom(buf).is_err() {
+    if getrandom::fill(buf).is_err() {
         panic!("pinseal: the operating system's random number generator failed");
     }
 }
@@ -37,6 +40,6 @@ pub(crate) fn write_hex<const N: usize, const H: usize>(
     bytes: &[u8; N],
 ) -> core::fmt::Result {
     let mut buf = [0u8; H];
-    hex::encode_to_slice(bytes, &mut buf).map_err(|_| core::fmt::Error)?;
+    const_hex::encode_to_slice(bytes, &mut buf).map_err(|_| core::fmt::Error)?;
     f.write_str(core::str::from_utf8(&buf).map_err(|_| core::fmt::Error)?)
 }

@@ -1,53 +1,95 @@
-//! Interoperability with an independent AES-256-GCM: Node.js `crypto`.
+//! Interoperability with independent AES-256-GCM implementations: Node.js
+//! `crypto` and Python's `cryptography` package.
 //!
-//! Node opens what `Sealer::seal` makes (with associated data), and
-//! `Sealer::open` opens what Node seals. If `node` is not installed the test
-//! prints why and passes, except under CI (`CI` set), where it fails: CI
-//! must install Node.
+//! Each peer opens what `Sealer::seal` makes (with associated data),
+//! `Sealer::open` opens what the peer seals, and the peer builds the same
+//! [`Aad`] bytes from the same fields with its own code. A peer that is not
+//! installed makes its tests print why and pass, except under CI (`CI`
+//! set), where they fail: CI must install both.
+//!
+//! Python is `PINSEAL_PYTHON` if set (`.ci/run` points it at a virtualenv
+//! with `cryptography`), else `python3`.
+
+mod common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use pinseal::{Key, Sealer};
+use pinseal::{Aad, Key, Sealer};
+
+#[derive(Clone, Copy, Debug)]
+enum Peer {
+    Node,
+    Python,
+}
+
+impl Peer {
+    fn command(self) -> Command {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
+        match self {
+            Peer::Node => {
+                let mut c = Command::new("node");
+                c.arg(format!("{dir}/node_gcm.js"));
+                c
+            }
+            Peer::Python => {
+                let python = std::env::var("PINSEAL_PYTHON").unwrap_or_else(|_| "python3".into());
+                let mut c = Command::new(python);
+                c.arg(format!("{dir}/python_gcm.py"));
+                c
+            }
+        }
+    }
+
+    /// Whether the peer can run here; says why not (or fails under CI).
+    fn available(self) -> bool {
+        let probe = match self {
+            Peer::Node => Command::new("node").arg("--version").output(),
+            Peer::Python => {
+                let python = std::env::var("PINSEAL_PYTHON").unwrap_or_else(|_| "python3".into());
+                Command::new(python)
+                    .args(["-c", "import cryptography"])
+                    .output()
+            }
+        };
+        let ok = probe.as_ref().is_ok_and(|o| o.status.success());
+        if !ok {
+            common::unavailable(match self {
+                Peer::Node => "Node.js (`node`) for the interop tests",
+                Peer::Python => "Python with the `cryptography` package for the interop tests",
+            });
+        }
+        ok
+    }
+
+    /// Runs the peer over `lines`, returning one output line per input.
+    fn run(self, lines: &[String]) -> Vec<String> {
+        let mut child = self
+            .command()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{self:?} could not be started: {e}"));
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all((lines.join("\n") + "\n").as_bytes())
+            .unwrap();
+        drop(stdin);
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{self:?} failed");
+        let text = String::from_utf8(output.stdout).unwrap();
+        let out: Vec<String> = text.lines().map(str::to_string).collect();
+        assert_eq!(out.len(), lines.len(), "{self:?} answered every line");
+        out
+    }
+}
 
 fn hexd(b: &[u8]) -> String {
     if b.is_empty() {
         "-".into()
     } else {
-        hex::encode(b)
+        const_hex::encode(b)
     }
-}
-
-/// Runs the Node helper over `lines`, returning one output line per input.
-fn node(lines: &[String]) -> Option<Vec<String>> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/node_gcm.js");
-    let mut child = match Command::new("node")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "node is required under CI but could not be started: {e}"
-            );
-            eprintln!("SKIPPED: Node.js interop, `node` could not be started: {e}");
-            return None;
-        }
-    };
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all((lines.join("\n") + "\n").as_bytes())
-        .unwrap();
-    drop(stdin);
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "node failed");
-    let text = String::from_utf8(output.stdout).unwrap();
-    let out: Vec<String> = text.lines().map(str::to_string).collect();
-    assert_eq!(out.len(), lines.len(), "node answered every line");
-    Some(out)
 }
 
 fn cases() -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -61,45 +103,140 @@ fn cases() -> Vec<(Vec<u8>, Vec<u8>)> {
     ]
 }
 
-#[test]
-fn node_opens_what_pinseal_seals() {
+fn peer_opens_what_pinseal_seals(peer: Peer) {
+    if !peer.available() {
+        return;
+    }
     let key = Key::generate();
     let sealer = Sealer::new(&key);
-    let khex = hex::encode(key.expose_secret());
+    let khex = const_hex::encode(key.expose_secret());
     let lines: Vec<String> = cases()
         .iter()
         .map(|(pt, aad)| format!("open {khex} {} {}", hexd(aad), hexd(&sealer.seal(pt, aad))))
         .collect();
-    let Some(out) = node(&lines) else { return };
+    let out = peer.run(&lines);
     for ((pt, _), got) in cases().iter().zip(&out) {
         assert_eq!(got, &hexd(pt));
     }
-    // And Node refuses a pinseal envelope with the wrong AAD.
+    // And the peer refuses a pinseal envelope with the wrong AAD.
     let wrong = format!(
         "open {khex} {} {}",
         hexd(b"x"),
         hexd(&sealer.seal(b"1234", b"y"))
     );
-    assert_eq!(node(&[wrong]).unwrap(), ["ERR"]);
+    assert_eq!(peer.run(&[wrong]), ["ERR"]);
 }
 
-#[test]
-fn pinseal_opens_what_node_seals() {
+fn pinseal_opens_what_peer_seals(peer: Peer) {
+    if !peer.available() {
+        return;
+    }
     let key = Key::generate();
     let sealer = Sealer::new(&key);
-    let khex = hex::encode(key.expose_secret());
+    let khex = const_hex::encode(key.expose_secret());
     let lines: Vec<String> = cases()
         .iter()
         .map(|(pt, aad)| format!("seal {khex} {} {}", hexd(aad), hexd(pt)))
         .collect();
-    let Some(out) = node(&lines) else { return };
+    let out = peer.run(&lines);
     for ((pt, aad), envelope) in cases().iter().zip(&out) {
-        let envelope = if envelope == "-" {
-            String::new()
-        } else {
-            envelope.clone()
-        };
-        assert_eq!(sealer.open_hex(&envelope, aad).unwrap().expose_secret(), pt);
-        assert!(sealer.open_hex(&envelope, b"another context").is_err());
+        let envelope = if envelope == "-" { "" } else { envelope };
+        assert_eq!(sealer.open_hex(envelope, aad).unwrap().expose_secret(), pt);
+        assert!(sealer.open_hex(envelope, b"another context").is_err());
     }
 }
+
+/// Field lists, including empty names and values, separators, non-ASCII
+/// text and binary values.
+fn field_lists() -> Vec<Vec<(String, Vec<u8>)>> {
+    let mut lists: Vec<Vec<(String, Vec<u8>)>> = vec![
+        vec![],
+        vec![("".into(), vec![])],
+        vec![
+            ("call".into(), b"CA-1001".to_vec()),
+            ("field".into(), b"pin".to_vec()),
+        ],
+        vec![
+            ("call".into(), b"1;field=pin".to_vec()),
+            ("field".into(), b"last4".to_vec()),
+        ],
+        vec![("appel".into(), "numéro-☎".as_bytes().to_vec())],
+        vec![("bin".into(), (0..=255).collect())],
+    ];
+    let mut seed = [0u8; 64];
+    getrandom::fill(&mut seed).unwrap();
+    for chunk in seed.chunks(16) {
+        let n = usize::from(chunk[0] % 5);
+        lists.push(
+            (0..n)
+                .map(|i| {
+                    (
+                        format!("f{i}"),
+                        chunk[..usize::from(chunk[i + 1] % 16)].to_vec(),
+                    )
+                })
+                .collect(),
+        );
+    }
+    lists
+}
+
+fn peer_builds_the_same_aad(peer: Peer) {
+    if !peer.available() {
+        return;
+    }
+    let lists = field_lists();
+    let lines: Vec<String> = lists
+        .iter()
+        .map(|fields| {
+            let mut line = String::from("aad");
+            for (name, value) in fields {
+                line += &format!(" {} {}", hexd(name.as_bytes()), hexd(value));
+            }
+            line
+        })
+        .collect();
+    let out = peer.run(&lines);
+    let key = Key::generate();
+    let sealer = Sealer::new(&key);
+    let khex = const_hex::encode(key.expose_secret());
+    let mut opens = Vec::new();
+    for (fields, got) in lists.iter().zip(&out) {
+        let aad = fields
+            .iter()
+            .fold(Aad::new(), |aad, (name, value)| aad.field(name, value));
+        assert_eq!(
+            got,
+            &hexd(aad.as_bytes()),
+            "{peer:?} built other bytes for {fields:?}"
+        );
+        // The peer opens with the AAD it built itself.
+        opens.push(format!(
+            "open {khex} {got} {}",
+            hexd(&sealer.seal(b"1234", aad.as_bytes()))
+        ));
+    }
+    assert!(peer.run(&opens).iter().all(|pt| pt == &hexd(b"1234")));
+}
+
+macro_rules! interop_tests {
+    ($($peer:ident => $module:ident),*) => {$(
+        mod $module {
+            use super::*;
+            #[test]
+            fn opens_what_pinseal_seals() {
+                peer_opens_what_pinseal_seals(Peer::$peer);
+            }
+            #[test]
+            fn seals_what_pinseal_opens() {
+                pinseal_opens_what_peer_seals(Peer::$peer);
+            }
+            #[test]
+            fn builds_the_same_aad() {
+                peer_builds_the_same_aad(Peer::$peer);
+            }
+        }
+    )*};
+}
+
+interop_tests!(Node => node, Python => python);

@@ -1,7 +1,9 @@
 // AES-256-GCM with Node's own crypto module, for tests/interop.rs.
-// Reads lines "seal KEY AAD PLAINTEXT" or "open KEY AAD ENVELOPE" (all hex,
-// "-" for empty) and prints one hex line (or "ERR") per input line.
+// Reads lines "seal KEY AAD PLAINTEXT", "open KEY AAD ENVELOPE" or
+// "aad NAME VALUE [NAME VALUE ...]" (all hex, "-" for empty) and prints one
+// hex line (or "ERR") per input line.
 // Envelope layout: nonce(12) || ciphertext || tag(16).
+// Aad layout: per field, len(name) u64 BE || name || len(value) u64 BE || value.
 'use strict';
 const crypto = require('crypto');
 const readline = require('readline');
@@ -27,11 +29,27 @@ function open(key, aad, env) {
   return Buffer.concat([d.update(ct), d.final()]);
 }
 
+function u64(n) {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(BigInt(n));
+  return b;
+}
+
+function aad(parts) {
+  return Buffer.concat(parts.map(hex).flatMap((x) => [u64(x.length), x]));
+}
+
 const rl = readline.createInterface({ input: process.stdin });
 rl.on('line', (line) => {
-  const [op, k, a, data] = line.trim().split(' ');
+  const [op, ...args] = line.trim().split(' ');
   try {
-    const r = op === 'seal' ? seal(hex(k), hex(a), hex(data)) : open(hex(k), hex(a), hex(data));
+    let r;
+    if (op === 'aad') {
+      r = aad(args);
+    } else {
+      const [k, a, data] = args.map(hex);
+      r = op === 'seal' ? seal(k, a, data) : open(k, a, data);
+    }
     console.log(out(r));
   } catch (e) {
     console.log('ERR');
