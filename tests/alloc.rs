@@ -12,6 +12,8 @@ struct Counting;
 thread_local! {
     static WATCHING: Cell<bool> = const { Cell::new(false) };
     static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    /// Bytes allocated minus bytes freed on this thread while watching.
+    static LIVE_BYTES: Cell<isize> = const { Cell::new(0) };
     /// While set, every freed block is searched for this byte string.
     static NEEDLE: Cell<Option<&'static [u8]>> = const { Cell::new(None) };
     static FREED_WITH_NEEDLE: Cell<usize> = const { Cell::new(0) };
@@ -30,29 +32,33 @@ fn inspect_freed(ptr: *const u8, size: usize) {
     });
 }
 
-fn note() {
+fn note(allocated: usize, freed: usize) {
     let _ = WATCHING.try_with(|w| {
         if w.get() {
-            let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
+            if allocated > 0 {
+                let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
+            }
+            let _ = LIVE_BYTES.try_with(|b| b.set(b.get() + allocated as isize - freed as isize));
         }
     });
 }
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
+        note(layout.size(), 0);
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        note(0, layout.size());
         inspect_freed(ptr, layout.size());
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
+        note(layout.size(), 0);
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
+        note(new_size, layout.size());
         inspect_freed(ptr, layout.size());
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -60,6 +66,15 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
+
+/// Heap bytes still held, of those allocated on this thread while `f` ran.
+fn bytes_kept_by(f: impl FnOnce()) -> isize {
+    LIVE_BYTES.with(|b| b.set(0));
+    WATCHING.with(|w| w.set(true));
+    f();
+    WATCHING.with(|w| w.set(false));
+    LIVE_BYTES.with(|b| b.get())
+}
 
 /// Allocations made on this thread while `f` runs.
 fn allocations_in(f: impl FnOnce()) -> usize {
@@ -151,4 +166,102 @@ fn freed_buffers_hold_no_otp_code() {
         drop(code);
     });
     assert_eq!(leaks, 0, "a freed buffer still held the code");
+}
+
+/// A `'static` copy of `bytes`, to watch for after the original is gone.
+fn needle_of(bytes: &[u8]) -> &'static [u8] {
+    Box::leak(bytes.to_vec().into_boxed_slice())
+}
+
+#[test]
+fn freed_buffers_hold_no_key() {
+    const RAW: [u8; 32] = *b"root-key-0123456789-ABCDEFGHIJKL";
+    let raw: &'static [u8] = &RAW;
+
+    // A key on the heap, and a root key's derived keys on the heap.
+    let leaks = freed_with(raw, || drop(Box::new(Key::from_bytes(RAW))));
+    assert_eq!(leaks, 0, "a freed Key still held its bytes");
+    let root = Key::from_bytes(RAW);
+    let derived = needle_of(root.derive("ivr/pin").expose_secret());
+    let leaks = freed_with(derived, || drop(Box::new(root.derive("ivr/pin"))));
+    assert_eq!(leaks, 0, "a freed derived Key still held its bytes");
+
+    // Expanded keys: the first two AES-256 round keys are the key itself,
+    // so an unwiped key schedule would be found.
+    let leaks = freed_with(raw, || {
+        drop(Box::new(Sealer::new(&Key::from_bytes(RAW))));
+        // Several previous keys, so the ring's list grows (reallocates).
+        let ring = pinseal::Keyring::new(Key::from_bytes([1; 32]))
+            .with_previous(Key::from_bytes(RAW))
+            .with_previous(Key::from_bytes([2; 32]));
+        drop(ring);
+    });
+    assert_eq!(leaks, 0, "a freed Sealer or Keyring still held the key");
+
+    // The OTP service's derived keys.
+    let code_key = needle_of(root.derive("otp/v1/code").expose_secret());
+    let leaks = freed_with(code_key, || {
+        let otp = std::sync::Arc::new(pinseal::otp::Otp::new(
+            &root,
+            pinseal::otp::Policy::default(),
+        ));
+        drop(otp);
+    });
+    assert_eq!(leaks, 0, "a freed Otp still held a derived key");
+
+    // A key read from the environment: the hex text read into the process
+    // is wiped, not only the parsed bytes.
+    let hex_text = needle_of(const_hex::encode(RAW).as_bytes());
+    // SAFETY: no other thread of this test binary reads this variable.
+    unsafe { std::env::set_var("PINSEAL_ALLOC_TEST_KEY", const_hex::encode(RAW)) };
+    let leaks = freed_with(hex_text, || {
+        let key = Key::from_env("PINSEAL_ALLOC_TEST_KEY").unwrap();
+        drop(Box::new(key));
+    });
+    assert_eq!(leaks, 0, "Key::from_env left the key's hex in freed memory");
+
+    // Control: an unwiped heap copy of the key is seen.
+    let leaks = freed_with(raw, || drop(Box::new(RAW)));
+    assert_eq!(leaks, 1, "the freed-memory scanner sees a key");
+}
+
+/// The capacity figure in `MemoryStore`'s documentation: at most two
+/// entries per issued challenge and under 400 bytes per entry with the
+/// maps' overhead, so the default 100 000 entries stay under 40 MB.
+#[test]
+fn memory_store_bytes_per_entry_match_the_docs() {
+    use pinseal::otp::{Clock, MemoryStore, Otp, Policy, SystemClock};
+    const ISSUES: usize = 20_000;
+    let store = std::sync::Arc::new(MemoryStore::new());
+    let otp = Otp::with_parts(
+        &Key::from_bytes([6; 32]),
+        Policy::default(),
+        store.clone(),
+        SystemClock,
+    );
+    let mut subjects: Vec<String> = (0..ISSUES).map(|i| format!("+1555{i:07}")).collect();
+    subjects.shrink_to_fit();
+    let kept = bytes_kept_by(|| {
+        for subject in &subjects {
+            let (_id, _code) = otp.issue(subject).unwrap();
+        }
+    });
+    let now = SystemClock.now().as_millis() as u64;
+    let entries = store.len(now);
+    assert!(
+        entries <= 2 * ISSUES,
+        "{entries} entries for {ISSUES} issues"
+    );
+    let per_entry = kept as f64 / entries as f64;
+    eprintln!(
+        "MemoryStore: {entries} entries, {kept} bytes, {per_entry:.0} bytes per entry, \
+         {:.1} MB at the default capacity",
+        per_entry * MemoryStore::DEFAULT_CAPACITY as f64 / 1e6
+    );
+    assert!(per_entry <= 400.0, "{per_entry:.0} bytes per entry");
+    // The figure is not zero by accident: the store does hold its entries.
+    assert!(
+        per_entry >= 100.0,
+        "{per_entry:.0} bytes per entry is too small to be real"
+    );
 }
