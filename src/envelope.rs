@@ -292,7 +292,7 @@ impl Sealer {
             return Err(Error::Decrypt);
         }
         let mut bytes = vec![0u8; envelope.len() / 2];
-        const_hex::decode_to_slice(envelope, &mut bytes).map_err(|_| Error::Decrypt)?;
+        crate::decode_hex(envelope, &mut bytes).map_err(|()| Error::Decrypt)?;
         self.open(&bytes, aad)
     }
 

@@ -123,7 +123,7 @@ impl Key {
         let mut key = Key {
             bytes: [0; KEY_LEN],
         };
-        const_hex::decode_to_slice(hex, &mut key.bytes).map_err(|_| Error::KeyHex)?;
+        crate::decode_hex(hex, &mut key.bytes).map_err(|()| Error::KeyHex)?;
         Ok(key)
     }
 

@@ -34,6 +34,18 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
     }
 }
 
+/// Decodes exactly `2 * out.len()` hex characters (either case) into `out`.
+///
+/// Stricter than `const_hex::decode_to_slice`, which also accepts a `0x`
+/// prefix: every textual form this crate parses (keys, challenge ids, hex
+/// envelopes) has exactly one spelling per value, in either case.
+pub(crate) fn decode_hex(text: &str, out: &mut [u8]) -> Result<(), ()> {
+    if text.len() != 2 * out.len() {
+        return Err(());
+    }
+    const_hex::decode_to_slice(text, out).map_err(|_| ())
+}
+
 /// Writes `bytes` as lowercase hex without allocating (`H` = 2 * `N`).
 pub(crate) fn write_hex<const N: usize, const H: usize>(
     f: &mut core::fmt::Formatter<'_>,

@@ -84,6 +84,10 @@ fn parsing_errors_are_typed() {
         Key::from_hex(&format!("é{}", "0".repeat(62))).unwrap_err(),
         Error::KeyHex
     );
+    // One spelling per key: no `0x` prefix, whatever the length.
+    for prefixed in [format!("0x{}", "ab".repeat(31)), format!("0x{}", "ab".repeat(32))] {
+        assert!(Key::from_hex(&prefixed).is_err(), "{prefixed}");
+    }
     let upper = Key::from_hex(&"AB".repeat(32)).unwrap();
     let lower = Key::from_hex(&"ab".repeat(32)).unwrap();
     assert_eq!(upper.id(), lower.id());

@@ -74,11 +74,22 @@ mod bounds {
         }
 
         #[test]
-        fn challenge_ids_parse_only_when_well_formed(s in ".{0,40}") {
+        fn challenge_ids_parse_only_when_well_formed(s in "(0x)?[0-9a-fA-F]{0,34}|.{0,40}") {
             match s.parse::<pinseal::otp::ChallengeId>() {
                 Ok(id) => prop_assert_eq!(id.to_string(), s.to_lowercase()),
                 Err(e) => prop_assert_eq!(e, Error::InvalidChallengeId),
             }
         }
+    }
+
+    #[test]
+    fn challenge_ids_have_one_spelling() {
+        let id = "00112233445566778899aabbccddeeff";
+        assert!(id.parse::<pinseal::otp::ChallengeId>().is_ok());
+        // Found by the `parse` fuzz target: a `0x` prefix was accepted.
+        assert_eq!(
+            format!("0x{id}").parse::<pinseal::otp::ChallengeId>(),
+            Err(Error::InvalidChallengeId)
+        );
     }
 }

@@ -323,7 +323,7 @@ impl FromStr for ChallengeId {
     /// Parses 32 hex characters (either case).
     fn from_str(s: &str) -> Result<ChallengeId, Error> {
         let mut id = [0u8; 16];
-        const_hex::decode_to_slice(s, &mut id).map_err(|_| Error::InvalidChallengeId)?;
+        crate::decode_hex(s, &mut id).map_err(|()| Error::InvalidChallengeId)?;
         Ok(ChallengeId(id))
     }
 }
