@@ -2,13 +2,10 @@
 
 use core::fmt;
 
-use std::cell::RefCell;
+use zeroize::Zeroize;
 
-use aes_gcm::aead::inout::InOutBuf;
-use aes_gcm::aead::{AeadInOut, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
-use zeroize::{Zeroize, ZeroizeOnDrop};
-
+use crate::engine::{Engine, Selected};
+use crate::nonce::fresh_nonce;
 use crate::{Error, Key, KeyId, Secret};
 
 /// Length of the random nonce at the start of an envelope.
@@ -18,65 +15,25 @@ pub const TAG_LEN: usize = 16;
 /// Bytes an envelope adds to its plaintext: `NONCE_LEN + TAG_LEN` = 28.
 pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
+/// The AES-GCM engine this build seals and opens with: `"aes-gcm"`
+/// (RustCrypto, pure Rust, the default), `"ring"` (feature `ring`) or
+/// `"aws-lc-rs"` (feature `aws-lc-rs`).
+///
+/// With several engine features on, the fastest wins: aws-lc-rs, then ring.
+/// Every engine makes and opens the same envelope bytes, so the choice can
+/// change between deployments without touching stored data. See "Engines"
+/// in `SECURITY.md` for what each wipes.
+///
+/// # Example
+///
+/// ```
+/// println!("sealing with {}", pinseal::ENGINE);
+/// assert!(["aes-gcm", "ring", "aws-lc-rs"].contains(&pinseal::ENGINE));
+/// ```
+pub const ENGINE: &str = <Selected as Engine>::NAME;
+
 /// Longest plaintext AES-GCM accepts under one nonce (2^36 - 32 bytes).
 const MAX_PLAINTEXT: u64 = (1 << 36) - 32;
-
-/// Nonces per refill of a thread's pool: 4092 bytes of OS randomness.
-const POOL_NONCES: usize = 341;
-
-/// A thread's supply of nonces: OS randomness read in blocks, tagged with
-/// the id of the process that read it. See "Nonces" on [`Sealer`].
-struct NoncePool {
-    bytes: [u8; POOL_NONCES * NONCE_LEN],
-    next: usize,
-    pid: u32,
-}
-
-thread_local! {
-    static NONCES: RefCell<NoncePool> = const {
-        RefCell::new(NoncePool {
-            bytes: [0; POOL_NONCES * NONCE_LEN],
-            next: POOL_NONCES,
-            pid: 0,
-        })
-    };
-}
-
-impl NoncePool {
-    fn take(&mut self, pid: u32) -> [u8; NONCE_LEN] {
-        // A new process (a fork) never uses bytes read by its parent; pid 0
-        // is never a user process, so the first call always refills.
-        if self.pid != pid || self.next >= POOL_NONCES {
-            crate::fill_random(&mut self.bytes);
-            self.next = 0;
-            self.pid = pid;
-        }
-        let mut nonce = [0u8; NONCE_LEN];
-        let used = self
-            .bytes
-            .chunks_exact_mut(NONCE_LEN)
-            .nth(self.next)
-            .unwrap_or_default();
-        nonce.copy_from_slice(used);
-        // Served once: the copy in the pool is erased.
-        used.fill(0);
-        self.next += 1;
-        nonce
-    }
-}
-
-/// A fresh random nonce from this thread's pool (or straight from the OS
-/// while the thread is being torn down).
-fn fresh_nonce() -> [u8; NONCE_LEN] {
-    let pid = std::process::id();
-    NONCES
-        .try_with(|pool| pool.borrow_mut().take(pid))
-        .unwrap_or_else(|_| {
-            let mut nonce = [0u8; NONCE_LEN];
-            crate::fill_random(&mut nonce);
-            nonce
-        })
-}
 
 /// Seals and opens envelopes under one key.
 ///
@@ -137,20 +94,22 @@ fn fresh_nonce() -> [u8; NONCE_LEN] {
 /// bytes are exactly as random as single reads: the collision bound above
 /// is unchanged.
 ///
-/// The pool is fork-safe: it remembers the id of the process that filled
-/// it, and every seal compares that with the current process id
-/// ([`std::process::id`]). A forked child therefore refills before its
-/// first seal and never serves a nonce its parent also serves. The one case
-/// a process-id check cannot see is process-id reuse: a grandchild forked
-/// from a child that never sealed, after the original process has exited
-/// and its id has been handed out again. The crate contains no `unsafe`
-/// code, so it cannot register fork handlers or use wipe-on-fork memory,
-/// which would close that case too.
+/// The pool is fork-safe without a system call per seal: on Linux it checks
+/// a word in a page the kernel zeroes in every forked child
+/// (`MADV_WIPEONFORK`, as BoringSSL does), so a child refills before its
+/// first seal and never serves a nonce its parent also serves, however it
+/// was forked. Where the kernel lacks wipe-on-fork memory the pool compares
+/// process ids instead, which misses only a process id reused by a
+/// grandchild after its grandparent exited.
 ///
-/// `Sealer` expands the AES key schedule and GHASH key once, in
-/// [`Sealer::new`]; it is `Send + Sync`, so one instance (in an `Arc` or a
-/// `static`) serves every thread of a service. The expanded key is wiped on
-/// drop.
+/// # Engines
+///
+/// `Sealer` expands the key once, in [`Sealer::new`], with the engine named
+/// by [`ENGINE`](crate::ENGINE); it is `Send + Sync`, so one instance (in an
+/// `Arc` or a `static`) serves every thread of a service. The expanded key
+/// is wiped on drop with the default `aes-gcm` engine and with `aws-lc-rs`;
+/// the `ring` engine does not wipe it (and `Sealer` is then not
+/// [`ZeroizeOnDrop`](zeroize::ZeroizeOnDrop)).
 ///
 /// # Example
 ///
@@ -165,7 +124,7 @@ fn fresh_nonce() -> [u8; NONCE_LEN] {
 /// # Ok::<(), pinseal::Error>(())
 /// ```
 pub struct Sealer {
-    cipher: Aes256Gcm,
+    engine: Selected,
     key_id: KeyId,
 }
 
@@ -173,7 +132,7 @@ impl Sealer {
     /// Expands `key` for sealing and opening.
     pub fn new(key: &Key) -> Sealer {
         Sealer {
-            cipher: Aes256Gcm::new(key.expose_secret().into()),
+            engine: Selected::new(key.expose_secret()),
             key_id: key.id(),
         }
     }
@@ -192,9 +151,20 @@ impl Sealer {
     /// system cannot provide random bytes.
     #[must_use]
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
-        let mut out = vec![0u8; plaintext.len().saturating_add(OVERHEAD)];
-        if self.seal_into(plaintext, aad, &mut out).is_err() {
+        if plaintext.len() as u64 > MAX_PLAINTEXT {
             panic!("pinseal: plaintext exceeds the AES-GCM limit of 2^36 - 32 bytes");
+        }
+        // Built by appending, with no zero-fill pass: nonce, the plaintext
+        // (encrypted in place below), room for the tag.
+        let nonce = fresh_nonce();
+        let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plaintext);
+        out.extend_from_slice(&[0; TAG_LEN]);
+        let (body, tag_out) = out[NONCE_LEN..].split_at_mut(plaintext.len());
+        match self.engine.seal_in_place(&nonce, aad, body) {
+            Ok(tag) => tag_out.copy_from_slice(&tag),
+            Err(_) => panic!("pinseal: plaintext exceeds the AES-GCM limit of 2^36 - 32 bytes"),
         }
         out
     }
@@ -206,14 +176,18 @@ impl Sealer {
     /// As [`Sealer::seal`].
     #[must_use]
     pub fn seal_hex(&self, plaintext: &[u8], aad: &[u8]) -> String {
-        let envelope = self.seal(plaintext, aad);
-        let mut text = vec![0u8; 2 * envelope.len()];
-        // The output is exactly twice the input: encoding cannot fail, and
-        // hex digits are always valid UTF-8.
-        if const_hex::encode_to_slice(&envelope, &mut text).is_err() {
-            return String::new();
+        // Short values (PINs, card digits, codes) are sealed on the stack:
+        // the only allocation is the hex string. The buffer holds the
+        // envelope, never the plaintext, once `seal_into` returns.
+        const STACK: usize = 256;
+        let mut buf = [0u8; STACK];
+        match self.seal_into(plaintext, aad, &mut buf) {
+            Ok(len) => const_hex::encode(buf.get(..len).unwrap_or_default()),
+            Err(_) => {
+                buf.zeroize();
+                const_hex::encode(self.seal(plaintext, aad))
+            }
         }
-        String::from_utf8(text).unwrap_or_default()
     }
 
     /// Seals into the caller's buffer without allocating; returns the number
@@ -250,11 +224,9 @@ impl Sealer {
         let (nonce_out, rest) = out.split_at_mut(NONCE_LEN);
         let (body, tag_out) = rest.split_at_mut(plaintext.len());
         nonce_out.copy_from_slice(nonce);
-        // Encrypts straight from `plaintext` into `body`: no copy first.
-        let buf = InOutBuf::new(plaintext, body).map_err(|_| Error::BufferTooSmall)?;
         let tag = self
-            .cipher
-            .encrypt_inout_detached(&Nonce::from(*nonce), aad, buf)
+            .engine
+            .seal_to(nonce, aad, plaintext, body)
             .map_err(|_| Error::PlaintextTooLong)?;
         tag_out.copy_from_slice(&tag);
         Ok(total)
@@ -273,11 +245,9 @@ impl Sealer {
         } = split(envelope)?;
         // Allocated once at its final size and wrapped before decryption, so
         // no unwiped copy of the plaintext is ever left behind.
-        let mut plaintext = Secret::new(vec![0u8; ciphertext.len()]);
-        let buf = InOutBuf::new(ciphertext, plaintext.expose_secret_mut().as_mut_slice())
-            .map_err(|_| Error::Decrypt)?;
-        self.cipher
-            .decrypt_inout_detached(&nonce, aad, buf, &tag)
+        let mut plaintext = Secret::from_plaintext(vec![0u8; ciphertext.len()]);
+        self.engine
+            .open_to(nonce, aad, ciphertext, tag, plaintext.expose_secret_mut())
             .map_err(|_| Error::Decrypt)?;
         Ok(plaintext)
     }
@@ -319,10 +289,11 @@ impl Sealer {
         let out = out
             .get_mut(..ciphertext.len())
             .ok_or(Error::BufferTooSmall)?;
-        let opened = InOutBuf::new(ciphertext, out)
-            .map_err(|_| aes_gcm::Error)
-            .and_then(|buf| self.cipher.decrypt_inout_detached(&nonce, aad, buf, &tag));
-        if opened.is_err() {
+        if self
+            .engine
+            .open_to(nonce, aad, ciphertext, tag, out)
+            .is_err()
+        {
             out.zeroize();
             return Err(Error::Decrypt);
         }
@@ -332,34 +303,30 @@ impl Sealer {
 
 /// The three fields of an envelope.
 struct Parts<'a> {
-    nonce: Nonce<aes_gcm::aead::consts::U12>,
+    nonce: &'a [u8; NONCE_LEN],
     ciphertext: &'a [u8],
-    tag: Tag,
+    tag: &'a [u8; TAG_LEN],
 }
 
 /// Splits an envelope into its fields, checking the length first.
 fn split(envelope: &[u8]) -> Result<Parts<'_>, Error> {
-    if envelope.len() < OVERHEAD {
-        return Err(Error::Decrypt);
-    }
-    let (nonce, rest) = envelope.split_at(NONCE_LEN);
-    let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let (nonce, rest) = envelope
+        .split_first_chunk::<NONCE_LEN>()
+        .ok_or(Error::Decrypt)?;
+    let (ciphertext, tag) = rest.split_last_chunk::<TAG_LEN>().ok_or(Error::Decrypt)?;
     Ok(Parts {
-        nonce: Nonce::try_from(nonce).map_err(|_| Error::Decrypt)?,
+        nonce,
         ciphertext,
-        tag: Tag::try_from(tag).map_err(|_| Error::Decrypt)?,
+        tag,
     })
 }
 
-/// The AES key schedule and GHASH key are wiped on drop (the `zeroize`
-/// feature of `aes-gcm`); this bound fails to compile if that ever changes.
-const _: fn() = || {
-    fn wiped_on_drop<T: ZeroizeOnDrop>() {}
-    wiped_on_drop::<Aes256Gcm>();
-};
-
-impl ZeroizeOnDrop for Sealer {}
-impl ZeroizeOnDrop for Keyring {}
+/// The expanded key is wiped on drop by the `aes-gcm` and `aws-lc-rs`
+/// engines; `ring` offers no way to wipe it.
+#[cfg(not(all(feature = "ring", not(feature = "aws-lc-rs"))))]
+impl zeroize::ZeroizeOnDrop for Sealer {}
+#[cfg(not(all(feature = "ring", not(feature = "aws-lc-rs"))))]
+impl zeroize::ZeroizeOnDrop for Keyring {}
 
 impl fmt::Debug for Sealer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -474,7 +441,7 @@ impl Keyring {
         // One plaintext buffer for every key tried: a failed `open_into`
         // leaves it zeroed for the next.
         let len = envelope.len().checked_sub(OVERHEAD).ok_or(Error::Decrypt)?;
-        let mut plaintext = Secret::new(vec![0u8; len]);
+        let mut plaintext = Secret::from_plaintext(vec![0u8; len]);
         let key_id = self
             .sealers()
             .find(|s| {
@@ -511,52 +478,5 @@ impl fmt::Debug for Keyring {
                 &self.previous.iter().map(|s| s.key_id).collect::<Vec<_>>(),
             )
             .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The seal direction of the NIST CAVP vectors, which needs the nonce
-    /// fixed; the open direction runs from `tests/envelope.rs`. The vector
-    /// file is read at run time from the repository's `tests/data`, which
-    /// the published package leaves out.
-    #[test]
-    fn nist_cavp_encrypt_known_answers() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/nist_cavp_gcmEncryptExtIV256_iv96_tag128.rsp"
-        );
-        let Ok(text) = std::fs::read_to_string(path) else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{path} is required under CI"
-            );
-            eprintln!("SKIPPED: {path} is not in this copy of the crate");
-            return;
-        };
-        let mut fields = std::collections::HashMap::new();
-        let mut checked = 0;
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let (k, v) = line.split_once('=').unwrap_or_default();
-            let k = k.trim();
-            if ["Key", "IV", "PT", "AAD", "CT", "Tag"].contains(&k) {
-                fields.insert(k.to_string(), const_hex::decode(v.trim()).expect("hex"));
-            }
-            if line.starts_with("Tag") {
-                let key = Key::from_slice(&fields["Key"]).expect("key");
-                let nonce: [u8; NONCE_LEN] = fields["IV"].as_slice().try_into().expect("iv");
-                let pt = &fields["PT"];
-                let mut out = vec![0u8; pt.len() + OVERHEAD];
-                let n = Sealer::new(&key)
-                    .seal_with_nonce(&nonce, pt, &fields["AAD"], &mut out)
-                    .expect("seal");
-                let expected = [&fields["IV"][..], &fields["CT"], &fields["Tag"]].concat();
-                assert_eq!(out[..n], expected[..], "Count {checked}");
-                checked += 1;
-            }
-        }
-        assert_eq!(checked, 375, "every vector in the file was checked");
     }
 }

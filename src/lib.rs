@@ -1,6 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(
     not(test),
@@ -9,14 +9,16 @@
 #![warn(rust_2018_idioms, unreachable_pub)]
 
 mod aad;
+mod engine;
 mod envelope;
 mod error;
 mod key;
+mod nonce;
 pub mod otp;
 mod secret;
 
 pub use aad::Aad;
-pub use envelope::{Keyring, NONCE_LEN, OVERHEAD, Sealer, TAG_LEN};
+pub use envelope::{ENGINE, Keyring, NONCE_LEN, OVERHEAD, Sealer, TAG_LEN};
 pub use error::Error;
 pub use key::{KEY_LEN, Key, KeyId};
 pub use secret::{CloneableSecret, Pan, REDACTED, Secret};

@@ -52,6 +52,9 @@ pub const REDACTED: &str = "*REDACTED*";
 /// ```
 pub struct Secret<T: Zeroize> {
     inner: T,
+    /// How the value is wiped on drop: `T::zeroize`, or for byte buffers
+    /// the crate makes, a bulk wipe of the slice and its spare capacity.
+    wipe: fn(&mut T),
 }
 
 impl<T: Zeroize> Secret<T> {
@@ -59,7 +62,10 @@ impl<T: Zeroize> Secret<T> {
     /// drop.
     #[inline]
     pub fn new(value: T) -> Self {
-        Secret { inner: value }
+        Secret {
+            inner: value,
+            wipe: T::zeroize,
+        }
     }
 
     /// Borrows the value.
@@ -94,8 +100,30 @@ impl<T: Zeroize> Secret<T> {
     where
         T: Clone,
     {
-        Secret::new(self.inner.clone())
+        Secret {
+            inner: self.inner.clone(),
+            wipe: self.wipe,
+        }
     }
+}
+
+impl Secret<Vec<u8>> {
+    /// Wraps a byte buffer the crate made (decrypted plaintext), wiped on
+    /// drop through its slice and spare capacity in bulk rather than byte by
+    /// byte as `Vec::zeroize` does.
+    pub(crate) fn from_plaintext(bytes: Vec<u8>) -> Self {
+        Secret {
+            inner: bytes,
+            wipe: wipe_bytes,
+        }
+    }
+}
+
+/// Wipes a byte buffer in bulk: its contents, then its spare capacity.
+fn wipe_bytes(bytes: &mut Vec<u8>) {
+    bytes.as_mut_slice().zeroize();
+    bytes.spare_capacity_mut().zeroize();
+    bytes.clear();
 }
 
 impl<T: Zeroize> From<T> for Secret<T> {
@@ -112,7 +140,7 @@ impl<T: Zeroize + Default> Default for Secret<T> {
 
 impl<T: Zeroize> Drop for Secret<T> {
     fn drop(&mut self) {
-        self.inner.zeroize();
+        (self.wipe)(&mut self.inner);
     }
 }
 

@@ -1,9 +1,12 @@
-//! Fork safety of the nonce pool: after `fork`, parent and child never
-//! produce the same nonce. (Test code may use `unsafe`; the crate does not.)
+//! Fork safety of the nonce pool: after a fork, parent and child never
+//! produce the same nonce, whether the child was made by `fork(3)` (which
+//! runs `pthread_atfork` handlers) or by the raw `clone` system call (which
+//! runs none). Test code may use `unsafe`; see `tests/unsafe_sites.rs` for
+//! the crate's own.
 //!
 //! The child allocates nothing and talks to the parent through a pipe.
 
-#![cfg(unix)]
+#![cfg(target_os = "linux")]
 
 use pinseal::{Key, OVERHEAD, Sealer};
 
@@ -17,8 +20,29 @@ fn next_nonces(sealer: &Sealer, out: &mut [[u8; 12]; N]) {
     }
 }
 
+/// `fork(3)` from the C library.
+fn libc_fork() -> libc::pid_t {
+    unsafe { libc::fork() }
+}
+
+/// The `clone` system call with only `SIGCHLD`: a fork that bypasses the C
+/// library, so no atfork handler runs and no cached process state is reset.
+fn raw_clone() -> libc::pid_t {
+    let pid = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) };
+    pid as libc::pid_t
+}
+
 #[test]
-fn parent_and_child_never_share_a_nonce() {
+fn parent_and_child_never_share_a_nonce_after_fork() {
+    parent_and_child_never_share_a_nonce(libc_fork);
+}
+
+#[test]
+fn parent_and_child_never_share_a_nonce_after_raw_clone() {
+    parent_and_child_never_share_a_nonce(raw_clone);
+}
+
+fn parent_and_child_never_share_a_nonce(fork: fn() -> libc::pid_t) {
     let sealer = Sealer::new(&Key::from_bytes([1; 32]));
     // Fill this thread's pool before forking, so the child inherits it.
     let mut envelope = [0u8; 4 + OVERHEAD];
@@ -26,7 +50,7 @@ fn parent_and_child_never_share_a_nonce() {
 
     let mut fds = [0i32; 2];
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    let pid = unsafe { libc::fork() };
+    let pid = fork();
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
         // Child: its next N nonces, raw, into the pipe; then leave at once.

@@ -1,0 +1,189 @@
+//! Nonces: a per-thread pool of OS randomness that a forked child never
+//! shares with its parent, checked without a system call per seal.
+//!
+//! # How a fork is seen
+//!
+//! Each thread reads OS randomness 4 KiB at a time and serves 341 nonces
+//! from it, erasing each one as it is served. The pool remembers the
+//! *generation* it was filled in, and is refilled whenever the process's
+//! current generation differs.
+//!
+//! On Linux the current generation is a word in one page of memory marked
+//! `MADV_WIPEONFORK`: the kernel hands a forked child that page filled with
+//! zeros, whatever way the child was created (`fork`, `vfork`-less `clone`,
+//! a raw system call that skips `pthread_atfork` handlers). A zero word
+//! means "new process": the child picks a generation no pool of its own
+//! has used, and the inherited pool is refilled before its first nonce.
+//! Reading the word is one memory load; BoringSSL detects forks the same
+//! way.
+//!
+//! Where the kernel refuses `MADV_WIPEONFORK` (Linux before 4.14, other
+//! systems), the generation is the process id, read on every seal; the one
+//! case that check misses is a process id reused by a grandchild after its
+//! grandparent exited.
+
+use std::cell::RefCell;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::envelope::NONCE_LEN;
+
+/// Nonces per refill of a thread's pool: 4092 bytes of OS randomness.
+const POOL_NONCES: usize = 341;
+
+/// A thread's supply of nonces.
+struct Pool {
+    bytes: [u8; POOL_NONCES * NONCE_LEN],
+    next: usize,
+    /// The generation the bytes were read in; 0 is never a generation.
+    generation: u64,
+}
+
+thread_local! {
+    static POOL: RefCell<Pool> = const {
+        RefCell::new(Pool {
+            bytes: [0; POOL_NONCES * NONCE_LEN],
+            next: POOL_NONCES,
+            generation: 0,
+        })
+    };
+}
+
+impl Pool {
+    fn take(&mut self, generation: u64) -> [u8; NONCE_LEN] {
+        if self.generation != generation || self.next >= POOL_NONCES {
+            crate::fill_random(&mut self.bytes);
+            self.next = 0;
+            self.generation = generation;
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        let used = self
+            .bytes
+            .chunks_exact_mut(NONCE_LEN)
+            .nth(self.next)
+            .unwrap_or_default();
+        nonce.copy_from_slice(used);
+        // Served once: the copy in the pool is erased.
+        used.fill(0);
+        self.next += 1;
+        nonce
+    }
+}
+
+/// A fresh random nonce from this thread's pool (or straight from the OS
+/// while the thread is being torn down).
+pub(crate) fn fresh_nonce() -> [u8; NONCE_LEN] {
+    let generation = current_generation();
+    POOL.try_with(|pool| pool.borrow_mut().take(generation))
+        .unwrap_or_else(|_| {
+            let mut nonce = [0u8; NONCE_LEN];
+            crate::fill_random(&mut nonce);
+            nonce
+        })
+}
+
+/// How this process notices that it is a fork.
+#[derive(Clone, Copy)]
+enum ForkWatch {
+    /// A word the kernel zeroes in a forked child.
+    WipeOnFork(&'static AtomicU64),
+    /// The process id, read on every call.
+    ProcessId,
+}
+
+fn fork_watch() -> ForkWatch {
+    static WATCH: OnceLock<ForkWatch> = OnceLock::new();
+    *WATCH.get_or_init(|| wipe_on_fork_word().map_or(ForkWatch::ProcessId, ForkWatch::WipeOnFork))
+}
+
+/// Generations handed out in this process so far. A child inherits the
+/// count, so a generation it picks is newer than any its parent's pools
+/// (including the one it inherited) were filled in.
+static GENERATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// The process's current generation: never 0, and different in a forked
+/// child from every generation its parent used.
+fn current_generation() -> u64 {
+    match fork_watch() {
+        ForkWatch::WipeOnFork(word) => match word.load(Ordering::Relaxed) {
+            0 => {
+                // First use, or the first nonce of a forked child.
+                let fresh = GENERATIONS.fetch_add(1, Ordering::Relaxed) + 1;
+                match word.compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed) {
+                    Ok(_) => fresh,
+                    Err(set_by_another_thread) => set_by_another_thread,
+                }
+            }
+            generation => generation,
+        },
+        // Process ids are never 0; the high bit keeps them apart from
+        // wipe-on-fork generations should the watch ever differ.
+        ForkWatch::ProcessId => u64::from(std::process::id()) | 1 << 63,
+    }
+}
+
+/// Maps one page, asks the kernel to wipe it in forked children, and
+/// returns its first word; `None` where the kernel does not offer
+/// wipe-on-fork memory. The page is never unmapped.
+///
+/// This is the crate's only `unsafe` code (a test counts the sites).
+#[allow(unsafe_code)]
+fn wipe_on_fork_word() -> Option<&'static AtomicU64> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::mm::{Advice, MapFlags, ProtFlags, madvise, mmap_anonymous, munmap};
+        let len = rustix::param::page_size();
+        // SAFETY:
+        // - `mmap_anonymous` with a null address asks the kernel for a new
+        //   private mapping; it overlaps nothing the program owns.
+        // - `madvise` and `munmap` are given exactly that mapping.
+        // - On success the mapping is never unmapped, so a `'static`
+        //   reference into it stays valid for the life of the process. It
+        //   is page-aligned (so aligned for `AtomicU64`), readable and
+        //   writable, zero-filled by the kernel (a valid `AtomicU64`), and
+        //   only ever accessed through that atomic. A forked child gets the
+        //   same mapping at the same address, zeroed: still valid.
+        unsafe {
+            let page = mmap_anonymous(
+                core::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE,
+            )
+            .ok()?;
+            if madvise(page, len, Advice::LinuxWipeOnFork).is_err() {
+                let _ = munmap(page, len);
+                return None;
+            }
+            Some(&*page.cast::<AtomicU64>())
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernels this crate is tested on (Linux 4.14 and later) offer
+    /// wipe-on-fork memory, so the fork test exercises that path.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn linux_uses_wipe_on_fork() {
+        assert!(matches!(fork_watch(), ForkWatch::WipeOnFork(_)));
+        let generation = current_generation();
+        assert_ne!(generation, 0);
+        assert_eq!(current_generation(), generation, "stable within a process");
+    }
+
+    #[test]
+    fn nonces_differ() {
+        let a = fresh_nonce();
+        let b = fresh_nonce();
+        assert_ne!(a, b);
+        assert_ne!(a, [0; NONCE_LEN]);
+    }
+}
