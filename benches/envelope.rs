@@ -5,8 +5,11 @@
 //!   `ring::rand::SystemRandom`, output assembled as a pinseal envelope;
 //! - `aes-gcm`: the raw RustCrypto crate with a nonce from `getrandom`.
 //!
-//! Run: `cargo bench --bench envelope`; `benches/compare.sh` turns the
-//! results into the ratio table of BENCHMARKS.md.
+//! pinseal runs on the engine the features select (`pinseal::ENGINE`).
+//!
+//! Run: `cargo bench --bench envelope [--features ring|aws-lc-rs]`;
+//! `benches/compare.sh [ENGINE]` turns the results into the ratio table of
+//! BENCHMARKS.md.
 
 use std::hint::black_box;
 
@@ -95,6 +98,7 @@ impl RawAesGcm {
 }
 
 fn envelope(c: &mut Criterion) {
+    eprintln!("pinseal engine: {}", pinseal::ENGINE);
     let key_bytes = [0x42u8; 32];
     let sealer = Sealer::new(&Key::from_bytes(key_bytes));
     let ring = RingSealer::new(&key_bytes);
