@@ -85,7 +85,10 @@ fn parsing_errors_are_typed() {
         Error::KeyHex
     );
     // One spelling per key: no `0x` prefix, whatever the length.
-    for prefixed in [format!("0x{}", "ab".repeat(31)), format!("0x{}", "ab".repeat(32))] {
+    for prefixed in [
+        format!("0x{}", "ab".repeat(31)),
+        format!("0x{}", "ab".repeat(32)),
+    ] {
         assert!(Key::from_hex(&prefixed).is_err(), "{prefixed}");
     }
     let upper = Key::from_hex(&"AB".repeat(32)).unwrap();
