@@ -16,6 +16,9 @@ mod key;
 mod nonce;
 pub mod otp;
 mod secret;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub mod serde;
 
 pub use aad::Aad;
 pub use envelope::{ENGINE, Keyring, NONCE_LEN, OVERHEAD, Sealer, TAG_LEN};

@@ -23,7 +23,8 @@ pub const REDACTED: &str = "*REDACTED*";
 /// # Security
 ///
 /// - [`Secret`] hides its value from `Debug`, `Display` and (with the `serde`
-///   feature) serialization. The value is reached only through
+///   feature) serialization and deserialization errors; the `pinseal::serde`
+///   module (feature `serde`) has the explicit opt-in that persists a value. The value is reached only through
 ///   [`Secret::expose_secret`], so every use is greppable.
 /// - Memory is overwritten with zeros when a `Secret` is dropped, through
 ///   [`zeroize`]. Copies the program made before wrapping, or that a
@@ -187,25 +188,6 @@ impl<T: Zeroize + AsRef<[u8]>> PartialEq for Secret<T> {
 
 impl<T: Zeroize + AsRef<[u8]>> Eq for Secret<T> {}
 
-#[cfg(feature = "serde")]
-#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
-impl<T: Zeroize> serde::Serialize for Secret<T> {
-    /// Writes the string `*REDACTED*`, never the value.
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(REDACTED)
-    }
-}
-
-#[cfg(feature = "serde")]
-#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
-impl<'de, T: Zeroize + serde::Deserialize<'de>> serde::Deserialize<'de> for Secret<T> {
-    /// Reads the value itself. Buffers the deserializer used on the way are
-    /// outside this type's control.
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        T::deserialize(deserializer).map(Secret::new)
-    }
-}
-
 /// A payment card number (PAN), validated and redacted.
 ///
 /// # Use case
@@ -295,15 +277,6 @@ impl fmt::Display for Pan {
 }
 
 impl ZeroizeOnDrop for Pan {}
-
-#[cfg(feature = "serde")]
-#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
-impl serde::Serialize for Pan {
-    /// Writes the string `*REDACTED*`, never the number.
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(REDACTED)
-    }
-}
 
 /// Luhn (ISO/IEC 7812-1 annex B) check over ASCII digits.
 fn luhn_valid(digits: &[u8]) -> bool {

@@ -1,0 +1,135 @@
+//! serde: secrets serialize as `*REDACTED*` unless a field opts in with
+//! `pinseal::serde::expose`, and no deserialization error ever quotes the
+//! input, whatever shape the input has.
+
+#![cfg(feature = "serde")]
+
+use pinseal::{Pan, Secret};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+#[allow(dead_code)]
+struct Form {
+    call: String,
+    pin: Secret<String>,
+    digits: Secret<Vec<u8>>,
+    card: Pan,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[allow(dead_code)]
+struct Outer {
+    caller: String,
+    form: Form,
+}
+
+const OK_FORM: &str =
+    r#"{"call":"CA-1","pin":"1234","digits":[1,2,3,4],"card":"4111111111111111"}"#;
+
+/// A well-formed form, with one field replaced by `value`.
+fn form_with(field: &str, value: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(OK_FORM).unwrap();
+    v[field] = serde_json::from_str(value).unwrap();
+    v.to_string()
+}
+
+/// The secrets planted in the malformed inputs: none may reach an error.
+const PLANTED: [&str; 6] = [
+    "739182",
+    "5555555555554444",
+    "5555555555554445",
+    "pin-marker",
+    "98765",
+    "NDMyMQ",
+];
+
+fn assert_quiet(input: &str, err: &serde_json::Error) {
+    let shown = format!("{err} | {err:?}");
+    for secret in PLANTED {
+        if input.contains(secret) {
+            assert!(
+                !shown.contains(secret),
+                "the error for {input} quotes the input: {shown}"
+            );
+        }
+    }
+    assert!(shown.contains("input not shown"), "{shown}");
+}
+
+#[test]
+fn deserialization_errors_never_quote_the_input() {
+    let cases = [
+        // field, malformed value: integers, strings, arrays, maps, nesting
+        ("pin", "739182"),
+        ("pin", "-739182"),
+        ("pin", "7391.82"),
+        ("pin", "[7,3,9,1,8,2]"),
+        ("pin", r#"{"value":"739182"}"#),
+        ("pin", r#"["pin-marker"]"#),
+        ("pin", "true"),
+        ("digits", r#""5555555555554444""#),
+        ("digits", r#"[98765, 1]"#),
+        ("digits", r#"{"a":"pin-marker"}"#),
+        ("digits", r#"[1, "pin-marker"]"#),
+        ("card", "5555555555554444"),
+        ("card", r#""5555555555554445""#),
+        ("card", r#"["5555555555554444"]"#),
+        ("card", r#"{"n":"5555555555554444"}"#),
+        ("card", r#""NDMyMQ""#),
+    ];
+    for (field, value) in cases {
+        let input = form_with(field, value);
+        let err = serde_json::from_str::<Form>(&input).unwrap_err();
+        assert_quiet(&input, &err);
+        // The same form nested one level down.
+        let nested = format!(r#"{{"caller":"c","form":{input}}}"#);
+        let err = serde_json::from_str::<Outer>(&nested).unwrap_err();
+        assert_quiet(&nested, &err);
+    }
+    // Each shape is refused (not silently accepted).
+    assert!(serde_json::from_str::<Form>(OK_FORM).is_ok());
+}
+
+#[test]
+fn serde_json_alone_would_quote_them() {
+    // Control: without `Secret`, serde's own messages quote the input, so
+    // the test above is looking for something that really appears.
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Plain {
+        pin: String,
+    }
+    let err = serde_json::from_str::<Plain>(r#"{"pin":739182}"#).unwrap_err();
+    assert!(err.to_string().contains("739182"), "{err}");
+}
+
+#[test]
+fn serialization_is_redacted_unless_a_field_opts_in() {
+    let form: Form = serde_json::from_str(OK_FORM).unwrap();
+    assert_eq!(form.pin.expose_secret(), "1234");
+    assert_eq!(form.digits.expose_secret(), &[1, 2, 3, 4]);
+    assert_eq!(form.card.last_four(), "1111");
+    let json = serde_json::to_string(&form).unwrap();
+    assert_eq!(
+        json,
+        r#"{"call":"CA-1","pin":"*REDACTED*","digits":"*REDACTED*","card":"*REDACTED*"}"#
+    );
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Stored {
+        #[serde(with = "pinseal::serde::expose")]
+        secret: Secret<Vec<u8>>,
+        logged: Secret<Vec<u8>>,
+    }
+    let stored = Stored {
+        secret: Secret::new(vec![9, 8, 7]),
+        logged: Secret::new(vec![6, 5]),
+    };
+    let json = serde_json::to_string(&stored).unwrap();
+    assert_eq!(json, r#"{"secret":[9,8,7],"logged":"*REDACTED*"}"#);
+    let back: Stored = serde_json::from_str(r#"{"secret":[9,8,7],"logged":[6,5]}"#).unwrap();
+    assert!(back.secret == stored.secret);
+    // The opt-in reads like the default: errors stay quiet.
+    let err = serde_json::from_str::<Stored>(r#"{"secret":"pin-marker","logged":[]}"#).unwrap_err();
+    assert_quiet(r#"pin-marker"#, &err);
+}
