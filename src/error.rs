@@ -51,6 +51,9 @@ pub enum Error {
     InvalidOtpParameter,
     /// A string is not a well-formed challenge id.
     InvalidChallengeId,
+    /// An `otpauth://` enrollment URI is malformed, incomplete or out of
+    /// range.
+    InvalidOtpUri,
     /// The subject has used its send budget for the current window.
     SendLimit,
     /// The subject has used its attempt budget for the current window; no
@@ -80,6 +83,7 @@ impl fmt::Display for Error {
             Error::InvalidPolicy => "OTP policy parameter is out of range",
             Error::InvalidOtpParameter => "HOTP/TOTP parameter is out of range",
             Error::InvalidChallengeId => "challenge id is not valid",
+            Error::InvalidOtpUri => "otpauth URI is not valid",
             Error::SendLimit => "send budget for this subject is spent",
             Error::Locked => "attempt budget for this subject is spent",
             Error::StoreFull => "challenge store is full",

@@ -4,8 +4,10 @@
 mod common;
 
 use common::read_blocks;
-use pinseal::otp::{Hash, Totp, TotpGuard, hotp, random_code, totp};
-use pinseal::{Error, Secret};
+use std::time::Duration;
+
+use pinseal::otp::{Hash, ManualClock, MemoryStore, Totp, TotpGuard, hotp, random_code, totp};
+use pinseal::{Error, Key, Secret};
 
 /// RFC 4226 appendix D: all ten counters.
 #[test]
@@ -37,8 +39,8 @@ fn rfc6238_appendix_b() {
         assert_eq!(code.expose_secret(), b.get("TOTP"), "T={time} {hash:?}");
         let verifier = Totp::new(
             Secret::new(b.get("SECRET").as_bytes().to_vec()),
-            8,
             30,
+            8,
             hash,
         )
         .unwrap();
@@ -48,29 +50,43 @@ fn rfc6238_appendix_b() {
 
 #[test]
 fn parameters_are_checked() {
+    let k16 = [7u8; 16];
     for digits in [0, 5, 9, 10] {
         assert_eq!(
-            hotp(b"k", 0, digits, Hash::Sha1).unwrap_err(),
+            hotp(&k16, 0, digits, Hash::Sha1).unwrap_err(),
             Error::InvalidOtpParameter
         );
     }
+    // RFC 4226 R6: at least 128 bits of secret.
+    for short in [&b""[..], b"k", &[7u8; 15]] {
+        assert_eq!(
+            hotp(short, 0, 6, Hash::Sha1).unwrap_err(),
+            Error::InvalidOtpParameter
+        );
+        assert!(Totp::new(Secret::new(short.to_vec()), 30, 6, Hash::Sha1).is_err());
+    }
+    assert!(hotp(&k16, 0, 6, Hash::Sha1).is_ok());
     assert_eq!(
-        hotp(b"", 0, 6, Hash::Sha1).unwrap_err(),
+        totp(&k16, 0, 0, 6, Hash::Sha1).unwrap_err(),
         Error::InvalidOtpParameter
     );
+    assert!(Totp::new(Secret::new(k16.to_vec()), 0, 6, Hash::Sha1).is_err());
+    // One argument order: secret, step, digits, hash (as `totp`).
+    let t = Totp::new(Secret::new(k16.to_vec()), 60, 8, Hash::Sha256).unwrap();
+    assert_eq!((t.step(), t.digits(), t.hash()), (60, 8, Hash::Sha256));
     assert_eq!(
-        totp(b"k", 0, 0, 6, Hash::Sha1).unwrap_err(),
-        Error::InvalidOtpParameter
+        t.generate(1_000_000).expose_secret(),
+        totp(&k16, 1_000_000, 60, 8, Hash::Sha256)
+            .unwrap()
+            .expose_secret()
     );
-    assert!(Totp::new(Secret::new(b"k".to_vec()), 6, 0, Hash::Sha1).is_err());
-    assert!(Totp::new(Secret::new(Vec::new()), 6, 30, Hash::Sha1).is_err());
 }
 
 #[test]
 fn totp_skew_window_and_replay() {
     let secret = b"12345678901234567890";
     let t = 1_111_111_109;
-    let verifier = Totp::new(Secret::new(secret.to_vec()), 6, 30, Hash::Sha1)
+    let verifier = Totp::new(Secret::new(secret.to_vec()), 30, 6, Hash::Sha1)
         .unwrap()
         .with_skew(1);
     let prev = totp(secret, t - 30, 30, 6, Hash::Sha1).unwrap();
@@ -98,37 +114,49 @@ fn totp_skew_window_and_replay() {
         assert_eq!(verifier.verify(junk, t, None), None);
     }
 
-    let guard = TotpGuard::new(
-        Totp::new(Secret::new(secret.to_vec()), 6, 30, Hash::Sha1)
-            .unwrap()
-            .with_skew(1),
-    );
+    let clock = ManualClock::new(Duration::from_secs(t));
+    let guard = TotpGuard::with_parts(&Key::from_bytes([3; 32]), MemoryStore::new(), clock.clone());
+    let alice = Totp::new(Secret::new(secret.to_vec()), 30, 6, Hash::Sha1)
+        .unwrap()
+        .with_skew(1);
+    let bob = Totp::new(Secret::new(secret.to_vec()), 30, 6, Hash::Sha1)
+        .unwrap()
+        .with_skew(1);
     let now = totp(secret, t, 30, 6, Hash::Sha1).unwrap();
-    assert!(guard.verify("alice", now.expose_secret(), t));
+    assert!(guard.verify("alice", &alice, now.expose_secret()).unwrap());
     assert!(
-        !guard.verify("alice", now.expose_secret(), t),
+        !guard.verify("alice", &alice, now.expose_secret()).unwrap(),
         "replay refused"
     );
     assert!(
-        !guard.verify("alice", prev.expose_secret(), t),
+        !guard.verify("alice", &alice, prev.expose_secret()).unwrap(),
         "older step refused"
     );
-    assert!(guard.verify("bob", now.expose_secret(), t), "per subject");
-    assert!(guard.verify("alice", next.expose_secret(), t + 30));
+    assert!(
+        guard.verify("bob", &bob, now.expose_secret()).unwrap(),
+        "per subject"
+    );
+    clock.advance(Duration::from_secs(30));
+    assert!(guard.verify("alice", &alice, next.expose_secret()).unwrap());
+    // The record expires once the window has moved past it: bounded memory.
+    clock.advance(Duration::from_secs(120));
+    let now_ms = (t + 150) * 1000;
+    assert_eq!(guard.store().len(now_ms), 0, "expired records are pruned");
 }
 
 #[test]
 fn concurrent_totp_submissions_accept_once() {
     let secret = b"12345678901234567890";
-    let guard = std::sync::Arc::new(TotpGuard::new(
-        Totp::new(Secret::new(secret.to_vec()), 6, 30, Hash::Sha1).unwrap(),
-    ));
+    let clock = ManualClock::new(Duration::from_secs(1_000_000));
+    let guard = TotpGuard::with_parts(&Key::from_bytes([4; 32]), MemoryStore::new(), clock.clone());
+    let carol = Totp::new(Secret::new(secret.to_vec()), 30, 6, Hash::Sha1).unwrap();
     for round in 0..50u64 {
         let t = 1_000_000 + round * 30;
+        clock.set(Duration::from_secs(t));
         let code = totp(secret, t, 30, 6, Hash::Sha1).unwrap();
         let accepted: usize = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)
-                .map(|_| s.spawn(|| guard.verify("carol", code.expose_secret(), t)))
+                .map(|_| s.spawn(|| guard.verify("carol", &carol, code.expose_secret()).unwrap()))
                 .collect();
             handles
                 .into_iter()

@@ -1,9 +1,9 @@
-//! Key, card number and challenge id parsing on arbitrary text: never a
-//! panic, and an accepted value always round-trips.
+//! Key, card number, challenge id and otpauth URI parsing on arbitrary
+//! text: never a panic, and an accepted value always round-trips.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pinseal::otp::ChallengeId;
+use pinseal::otp::{ChallengeId, Totp};
 use pinseal::{Key, Pan};
 
 fuzz_target!(|data: &[u8]| {
@@ -21,6 +21,15 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(id) = text.parse::<ChallengeId>() {
         assert_eq!(id.to_string(), text.to_ascii_lowercase());
+    }
+    if let Ok(totp) = Totp::from_uri(text) {
+        let again = Totp::from_uri(totp.to_uri("issuer", "account").expose_secret())
+            .expect("a URI pinseal writes parses");
+        assert!(again.secret() == totp.secret());
+        assert_eq!(
+            (again.step(), again.digits(), again.hash()),
+            (totp.step(), totp.digits(), totp.hash())
+        );
     }
 });
 

@@ -1,12 +1,9 @@
 //! HOTP (RFC 4226) and TOTP (RFC 6238), with a skew window and replay
 //! protection.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use hmac::{Hmac, Mac, digest::KeyInit};
 use sha1::Sha1;
-use sha2::{Digest, Sha256, Sha512};
+use sha2::{Sha256, Sha512};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, ConstantTimeGreater};
 use zeroize::Zeroizing;
 
@@ -43,9 +40,16 @@ fn hmac_digest(hash: Hash, key: &[u8], msg: &[u8]) -> Result<Zeroizing<Vec<u8>>,
     }
 }
 
+/// Shortest shared secret accepted: 128 bits (RFC 4226 section 4, R6).
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// Length of secrets [`Totp::random`] generates: 160 bits, as RFC 4226
+/// recommends and every authenticator app accepts.
+pub const SECRET_LEN: usize = 20;
+
 /// The HOTP value as a number, before formatting (RFC 4226 section 5.3).
 fn hotp_value(secret: &[u8], counter: u64, digits: u32, hash: Hash) -> Result<u32, Error> {
-    if !(6..=8).contains(&digits) || secret.is_empty() {
+    if !(6..=8).contains(&digits) || secret.len() < MIN_SECRET_LEN {
         return Err(Error::InvalidOtpParameter);
     }
     let msg = counter.to_be_bytes();
@@ -75,8 +79,8 @@ pub(crate) fn format_code(value: u64, digits: u32) -> Secret<String> {
 ///
 /// # Parameters
 ///
-/// - `secret`: the shared secret (RFC 4226 asks for at least 128 bits, 160
-///   recommended).
+/// - `secret`: the shared secret, at least 16 bytes (RFC 4226 requires 128
+///   bits and recommends 160).
 /// - `counter`: the moving factor.
 /// - `digits`: 6, 7 or 8.
 /// - `hash`: the HMAC hash; RFC 4226 uses [`Hash::Sha1`].
@@ -84,7 +88,7 @@ pub(crate) fn format_code(value: u64, digits: u32) -> Secret<String> {
 /// # Errors
 ///
 /// [`Error::InvalidOtpParameter`] if `digits` is outside 6..=8 or `secret`
-/// is empty.
+/// is shorter than 16 bytes.
 ///
 /// # Example
 ///
@@ -131,13 +135,21 @@ pub fn totp(
     hotp(secret, unix_time / step, digits, hash)
 }
 
-/// A TOTP verifier: a secret, its parameters and a tolerated clock skew.
+/// A TOTP generator and verifier: a secret, its parameters and a tolerated
+/// clock skew.
 ///
 /// # Use case
 ///
-/// Second-factor codes from an authenticator app. Pair it with a
-/// [`TotpGuard`] (or store the returned step yourself) so that a code, once
-/// accepted, is never accepted again.
+/// Second-factor codes from an authenticator app (Google Authenticator,
+/// 1Password, Authy, ...). Enroll a user with [`Totp::random`] and
+/// [`Totp::to_uri`] (shown as a QR code), keep the secret (sealed), and
+/// verify through a [`TotpGuard`](super::TotpGuard) so that a code, once accepted, is never
+/// accepted again on any instance sharing the guard's store.
+///
+/// # Parameters
+///
+/// The argument order is the same as [`totp`] and [`hotp`]: secret, then
+/// time step (seconds), then digits, then hash.
 ///
 /// # Security
 ///
@@ -154,7 +166,7 @@ pub fn totp(
 /// use pinseal::Secret;
 ///
 /// let secret = b"12345678901234567890".to_vec();
-/// let verifier = Totp::new(Secret::new(secret.clone()), 6, 30, Hash::Sha1)?.with_skew(1);
+/// let verifier = Totp::new(Secret::new(secret.clone()), 30, 6, Hash::Sha1)?.with_skew(1);
 /// let code = totp(&secret, 1_000, 30, 6, Hash::Sha1)?;
 /// let step = verifier.verify(code.expose_secret(), 1_010, None).expect("accepted");
 /// // The same code is refused once its step has been accepted.
@@ -170,14 +182,16 @@ pub struct Totp {
 }
 
 impl Totp {
-    /// A verifier with no skew.
+    /// A generator and verifier with no skew; the same argument order as
+    /// [`totp`].
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidOtpParameter`] if `digits` is outside 6..=8, `step`
-    /// is 0 or the secret is empty.
-    pub fn new(secret: Secret<Vec<u8>>, digits: u32, step: u64, hash: Hash) -> Result<Totp, Error> {
-        if !(6..=8).contains(&digits) || step == 0 || secret.expose_secret().is_empty() {
+    /// [`Error::InvalidOtpParameter`] if `step` is 0, `digits` is outside
+    /// 6..=8 or the secret is shorter than 16 bytes.
+    pub fn new(secret: Secret<Vec<u8>>, step: u64, digits: u32, hash: Hash) -> Result<Totp, Error> {
+        if !(6..=8).contains(&digits) || step == 0 || secret.expose_secret().len() < MIN_SECRET_LEN
+        {
             return Err(Error::InvalidOtpParameter);
         }
         Ok(Totp {
@@ -189,12 +203,63 @@ impl Totp {
         })
     }
 
+    /// A new secret of 20 bytes from the operating system's generator, with
+    /// the parameters every authenticator app supports: 30-second steps, 6
+    /// digits, SHA-1.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system cannot provide random bytes.
+    pub fn random() -> Totp {
+        let mut secret = Secret::new(vec![0u8; SECRET_LEN]);
+        crate::fill_random(secret.expose_secret_mut());
+        Totp {
+            secret,
+            digits: 6,
+            step: 30,
+            hash: Hash::Sha1,
+            skew: 0,
+        }
+    }
+
+    /// The shared secret.
+    pub fn secret(&self) -> &Secret<Vec<u8>> {
+        &self.secret
+    }
+    /// The time step in seconds.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+    /// Digits per code.
+    pub fn digits(&self) -> u32 {
+        self.digits
+    }
+    /// The HMAC hash.
+    pub fn hash(&self) -> Hash {
+        self.hash
+    }
+    /// Steps accepted on each side of the current one.
+    pub fn skew(&self) -> u64 {
+        self.skew
+    }
+
     /// Also accepts codes up to `steps` steps before or after the current one
     /// (at most 10).
     #[must_use]
     pub fn with_skew(mut self, steps: u8) -> Totp {
         self.skew = u64::from(steps.min(10));
         self
+    }
+
+    /// The code for the current time on the system clock.
+    pub fn generate_now(&self) -> Secret<String> {
+        self.generate(unix_now())
+    }
+
+    /// [`Totp::verify`] at the current time on the system clock.
+    #[must_use]
+    pub fn verify_now(&self, input: &str, last_accepted: Option<u64>) -> Option<u64> {
+        self.verify(input, unix_now(), last_accepted)
     }
 
     /// The code for `unix_time`.
@@ -254,68 +319,8 @@ impl core::fmt::Debug for Totp {
     }
 }
 
-/// Replay protection for [`Totp`]: remembers, per subject, the last accepted
-/// time step, so a code is accepted at most once even if the same code is
-/// submitted again within its window.
-///
-/// Subjects are kept as SHA-256 hashes, and entries older than the skew
-/// window are pruned as new ones arrive, so memory stays proportional to
-/// the subjects active in the last few steps.
-///
-/// # Example
-///
-/// ```
-/// use pinseal::otp::{totp, Hash, Totp, TotpGuard};
-/// use pinseal::Secret;
-///
-/// let guard = TotpGuard::new(Totp::new(Secret::new(b"12345678901234567890".to_vec()), 6, 30, Hash::Sha1)?);
-/// let code = totp(b"12345678901234567890", 90, 30, 6, Hash::Sha1)?;
-/// assert!(guard.verify("alice", code.expose_secret(), 95));
-/// assert!(!guard.verify("alice", code.expose_secret(), 96)); // replay
-/// # Ok::<(), pinseal::Error>(())
-/// ```
-pub struct TotpGuard {
-    totp: Totp,
-    last: Mutex<HashMap<[u8; 32], u64>>,
-}
-
-impl core::fmt::Debug for TotpGuard {
-    /// The verifier (secret redacted) and how many subjects are remembered;
-    /// never the subjects, whose hashes a phone-number list would reverse.
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let remembered = self.last.lock().map_or(0, |m| m.len());
-        f.debug_struct("TotpGuard")
-            .field("totp", &self.totp)
-            .field("subjects", &remembered)
-            .finish()
-    }
-}
-
-impl TotpGuard {
-    /// Guards `totp` with an empty replay memory.
-    pub fn new(totp: Totp) -> TotpGuard {
-        TotpGuard {
-            totp,
-            last: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Accepts `input` for `subject` at `unix_time` if it matches a step in
-    /// the window that is later than any step accepted before for this
-    /// subject. Check and record happen under one lock, so two concurrent
-    /// submissions of one code are accepted at most once.
-    #[must_use]
-    pub fn verify(&self, subject: &str, input: &str, unix_time: u64) -> bool {
-        let id: [u8; 32] = Sha256::digest(subject.as_bytes()).into();
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let accepted = self.totp.verify(input, unix_time, last.get(&id).copied());
-        if let Some(step) = accepted {
-            let oldest = (unix_time / self.totp.step).saturating_sub(self.totp.skew + 1);
-            if last.len() >= 1024 {
-                last.retain(|_, s| *s >= oldest);
-            }
-            last.insert(id, step);
-        }
-        accepted.is_some()
-    }
+/// Seconds since the Unix epoch on the system clock.
+fn unix_now() -> u64 {
+    use super::Clock;
+    super::SystemClock.now().as_secs()
 }

@@ -4,7 +4,8 @@
 //!
 //! Sign-in and step-up flows that send a short numeric code by SMS or chat
 //! (or read it out on a call) and ask the user to type it back; and
-//! authenticator-app codes ([`hotp`], [`totp`], [`Totp`]).
+//! authenticator-app codes ([`hotp`], [`totp`], [`Totp`] with enrollment,
+//! [`TotpGuard`] for replay protection).
 //!
 //! # About
 //!
@@ -91,8 +92,10 @@
 //! ```
 
 mod hotp;
+mod otpauth;
 #[cfg(feature = "redis")]
 mod redis;
+mod replay;
 mod store;
 
 use core::fmt;
@@ -106,13 +109,14 @@ use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 use zeroize::Zeroize;
 
-pub use hotp::{Hash, Totp, TotpGuard, hotp, totp};
+pub use hotp::{Hash, MIN_SECRET_LEN, SECRET_LEN, Totp, hotp, totp};
 #[cfg(feature = "redis-tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis-tokio")))]
 pub use redis::AsyncRedisStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
+pub use replay::TotpGuard;
 pub use store::{AsyncStore, MemoryStore, Store};
 
 use crate::{Error, Key, Secret};

@@ -1,0 +1,145 @@
+//! Replay protection for TOTP codes, shared by every instance on one store.
+
+use core::fmt;
+
+use super::{Clock, MAX_RETRIES, MemoryStore, Store, SystemClock, Tag, Totp, hmac, millis};
+use crate::{Error, Key};
+
+/// Accepts each TOTP time step at most once per subject, across every
+/// instance of a service that shares the guard's [`Store`].
+///
+/// # Use case
+///
+/// A second factor from an authenticator app. A code stays valid for its
+/// whole time step (and the skew around it), so without a memory of what
+/// was accepted, a code read over a shoulder or replayed from a proxy log
+/// works again. The guard remembers, per subject, the last accepted step in
+/// the store, and updates it with a compare-and-swap: on a [`MemoryStore`]
+/// this covers one process, on a `RedisStore` every instance.
+///
+/// # About
+///
+/// - Each subject has its own [`Totp`] (its own secret); the guard holds
+///   none, only a key to name subjects in the store.
+/// - Under `t:` + hex(HMAC-SHA256(guard key, subject)) the store keeps the
+///   last accepted step (8 bytes, big-endian), expiring once no code of that
+///   step or an earlier one can fall inside the skew window again, so memory
+///   is bounded by the subjects active in the last few steps.
+/// - The guard key is derived from the pepper as `otp/v1/totp-subject`; an
+///   [`Otp`](super::Otp) service may share the pepper and the store.
+///
+/// # Errors
+///
+/// Store errors ([`Error::Store`], [`Error::StoreFull`],
+/// [`Error::StoreCorrupt`], [`Error::Contention`]): nothing was decided and
+/// the code must be treated as not verified.
+///
+/// # Example
+///
+/// ```
+/// use pinseal::Key;
+/// use pinseal::otp::{Totp, TotpGuard};
+///
+/// let guard = TotpGuard::new(&Key::generate());
+/// let alice = Totp::random(); // enrolled earlier; its secret kept sealed
+/// let code = alice.generate_now();
+/// assert!(guard.verify("alice", &alice, code.expose_secret())?);
+/// assert!(!guard.verify("alice", &alice, code.expose_secret())?); // replay
+/// # Ok::<(), pinseal::Error>(())
+/// ```
+pub struct TotpGuard<S = MemoryStore, C = SystemClock> {
+    subject_key: Key,
+    store: S,
+    clock: C,
+}
+
+impl TotpGuard {
+    /// A guard on its own in-memory store and the system clock (one
+    /// process; use [`TotpGuard::with_parts`] with a shared store for
+    /// several).
+    pub fn new(pepper: &Key) -> TotpGuard {
+        TotpGuard::with_parts(pepper, MemoryStore::new(), SystemClock)
+    }
+}
+
+impl<S, C> TotpGuard<S, C> {
+    /// A guard over any store and clock.
+    pub fn with_parts(pepper: &Key, store: S, clock: C) -> Self {
+        TotpGuard {
+            subject_key: pepper.derive("otp/v1/totp-subject"),
+            store,
+            clock,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    fn key_of(&self, subject: &str) -> String {
+        let tag: Tag = hmac(&self.subject_key, &[subject.as_bytes()]);
+        format!("t:{}", const_hex::encode(tag))
+    }
+}
+
+impl<S: Store, C: Clock> TotpGuard<S, C> {
+    /// Accepts `input` for `subject`, checked with the subject's `totp`, if
+    /// it matches a step in the skew window later than any step accepted
+    /// before for this subject by any guard on the same store.
+    ///
+    /// Among concurrent submissions of one code, at most one is accepted.
+    ///
+    /// # Errors
+    ///
+    /// See the type documentation.
+    #[must_use = "a code is accepted only if this returns Ok(true)"]
+    pub fn verify(&self, subject: &str, totp: &Totp, input: &str) -> Result<bool, Error> {
+        let now = self.clock.now();
+        let (now_s, now_ms) = (now.as_secs(), millis(now));
+        let key = self.key_of(subject);
+        for _ in 0..MAX_RETRIES {
+            let current = self.store.get(&key, now_ms)?;
+            let last = match current.as_deref() {
+                None => None,
+                Some(bytes) => Some(u64::from_be_bytes(
+                    bytes.try_into().map_err(|_| Error::StoreCorrupt)?,
+                )),
+            };
+            let Some(step) = totp.verify(input, now_s, last) else {
+                return Ok(false);
+            };
+            // Once the window has moved past `step`, no code of it (or of
+            // an earlier step) can be accepted again: the record may go.
+            let expires_ms = step
+                .saturating_add(totp.skew())
+                .saturating_add(1)
+                .saturating_mul(totp.step())
+                .saturating_mul(1000);
+            let next = step.to_be_bytes();
+            if self.store.compare_and_swap(
+                &key,
+                current.as_deref(),
+                Some(&next),
+                expires_ms.max(now_ms.saturating_add(1)),
+                now_ms,
+            )? {
+                return Ok(true);
+            }
+        }
+        Err(Error::Contention)
+    }
+}
+
+impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for TotpGuard<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TotpGuard")
+            .field("key", &crate::REDACTED)
+            .field("store", &self.store)
+            .field("clock", &self.clock)
+            .finish()
+    }
+}
+
+/// The derived key is wiped on drop; the store and clock hold no secret.
+impl<S, C> zeroize::ZeroizeOnDrop for TotpGuard<S, C> {}

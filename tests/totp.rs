@@ -1,0 +1,289 @@
+//! TOTP enrollment: the `otpauth://` URI both ways against pyotp (an
+//! implementation nobody here wrote), URI parsing errors, and replay
+//! protection shared by two verifier instances on one Redis.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use pinseal::otp::{Hash, Totp};
+use pinseal::{Error, Secret};
+
+fn python() -> String {
+    std::env::var("PINSEAL_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Runs the pyotp helper over `lines`, or says why it cannot (failing
+/// under CI).
+fn pyotp(lines: &[String]) -> Option<Vec<String>> {
+    let ok = Command::new(python())
+        .args(["-c", "import pyotp"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        common::unavailable("Python with the `pyotp` package for the TOTP interop tests");
+        return None;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/pyotp_totp.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all((lines.join("\n") + "\n").as_bytes())
+        .unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let out: Vec<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(out.len(), lines.len(), "pyotp answered every line");
+    Some(out)
+}
+
+/// Deterministic pseudo-random cases: secret, hash, digits, period,
+/// issuer, account, time.
+struct Case {
+    secret: Vec<u8>,
+    hash: Hash,
+    digits: u32,
+    period: u64,
+    issuer: String,
+    account: String,
+    time: u64,
+}
+
+fn cases(n: usize) -> Vec<Case> {
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).unwrap();
+    let mut x = u64::from_le_bytes(seed) | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    const NAMES: [&str; 8] = [
+        "ACME Co",
+        "alice@example.com",
+        "Bank & Trust",
+        "a+b=c",
+        "Zürich Télécom",
+        "user/42?x#y",
+        "☎ support",
+        "plain",
+    ];
+    (0..n)
+        .map(|_| Case {
+            secret: (0..16 + next() % 49).map(|_| next() as u8).collect(),
+            hash: [Hash::Sha1, Hash::Sha256, Hash::Sha512][(next() % 3) as usize],
+            digits: 6 + (next() % 3) as u32,
+            period: [15, 30, 45, 60, 90][(next() % 5) as usize],
+            issuer: NAMES[(next() % 8) as usize].to_string(),
+            account: format!("{}-{}", NAMES[(next() % 8) as usize], next() % 1000),
+            time: 1_500_000_000 + next() % 500_000_000,
+        })
+        .collect()
+}
+
+fn totp_of(c: &Case) -> Totp {
+    Totp::new(Secret::new(c.secret.clone()), c.period, c.digits, c.hash).unwrap()
+}
+
+#[test]
+fn pyotp_reads_the_uris_pinseal_writes() {
+    let cases = cases(300);
+    let lines: Vec<String> = cases
+        .iter()
+        .map(|c| {
+            let uri = totp_of(c).to_uri(&c.issuer, &c.account);
+            format!("code {} {}", const_hex::encode(uri.expose_secret()), c.time)
+        })
+        .collect();
+    let Some(out) = pyotp(&lines) else { return };
+    for (c, code) in cases.iter().zip(&out) {
+        assert_eq!(
+            code,
+            totp_of(c).generate(c.time).expose_secret(),
+            "{:?} {} digits {} s",
+            c.hash,
+            c.digits,
+            c.period
+        );
+    }
+}
+
+#[test]
+fn pinseal_reads_the_uris_pyotp_writes() {
+    let cases = cases(300);
+    let lines: Vec<String> = cases
+        .iter()
+        .map(|c| {
+            format!(
+                "make {} {} {} {} {} {} {}",
+                const_hex::encode(&c.secret),
+                c.hash.uri_name(),
+                c.digits,
+                c.period,
+                const_hex::encode(&c.issuer),
+                const_hex::encode(&c.account),
+                c.time
+            )
+        })
+        .collect();
+    let Some(out) = pyotp(&lines) else { return };
+    for (c, line) in cases.iter().zip(&out) {
+        let (uri, code) = line.split_once(' ').expect("uri and code");
+        let parsed = Totp::from_uri(uri).unwrap_or_else(|e| panic!("{e}: {:?}", c.hash));
+        assert!(parsed.secret().expose_secret() == &c.secret);
+        assert_eq!(
+            (parsed.hash(), parsed.digits(), parsed.step()),
+            (c.hash, c.digits, c.period)
+        );
+        assert_eq!(parsed.generate(c.time).expose_secret(), code);
+        // pyotp leaves out parameters at their defaults and `/` unencoded;
+        // pinseal writes every parameter and encodes all but unreserved
+        // characters. The labels decode to the same text.
+        let ours = totp_of(c).to_uri(&c.issuer, &c.account);
+        let label = |u: &str| {
+            let (l, _) = u.split_once('?').unwrap();
+            percent_encoding::percent_decode_str(l)
+                .decode_utf8()
+                .unwrap()
+                .into_owned()
+        };
+        assert_eq!(label(ours.expose_secret()), label(uri));
+    }
+}
+
+#[test]
+fn uri_errors_are_typed_and_never_echo_the_uri() {
+    let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"; // 20 bytes
+    let good = format!("otpauth://totp/ACME:alice?secret={secret}&issuer=ACME");
+    let t = Totp::from_uri(&good).unwrap();
+    assert_eq!(
+        (t.hash(), t.digits(), t.step()),
+        (Hash::Sha1, 6, 30),
+        "defaults"
+    );
+    // Either case, padding or not.
+    assert!(Totp::from_uri(&good.to_lowercase()).is_ok());
+    assert!(Totp::from_uri(&good.replace(secret, &format!("{secret}===="))).is_ok());
+    let bad = [
+        format!("otpauth://hotp/ACME:alice?secret={secret}"),
+        format!("https://totp/ACME:alice?secret={secret}"),
+        "otpauth://totp/ACME:alice?issuer=ACME".to_string(),
+        format!("otpauth://totp/ACME:alice?secret={secret}&secret={secret}"),
+        format!("otpauth://totp/ACME:alice?secret={secret}&digits=5"),
+        format!("otpauth://totp/ACME:alice?secret={secret}&digits=9"),
+        format!("otpauth://totp/ACME:alice?secret={secret}&digits=six"),
+        format!("otpauth://totp/ACME:alice?secret={secret}&period=0"),
+        format!("otpauth://totp/ACME:alice?secret={secret}&period=86401"),
+        format!("otpauth://totp/ACME:alice?secret={secret}&algorithm=MD5"),
+        format!("otpauth://totp/ACME:alice?secret={secret}1"),
+        format!("otpauth://totp/ACME:alice?secret={secret}%ZZ"),
+        // 10 bytes: the common 16-character secret, under RFC 4226's minimum.
+        "otpauth://totp/ACME:alice?secret=JBSWY3DPEHPK3PXP".to_string(),
+    ];
+    for uri in &bad {
+        let err = Totp::from_uri(uri).unwrap_err();
+        assert_eq!(err, Error::InvalidOtpUri, "{uri}");
+        let shown = format!("{err} {err:?}");
+        assert!(
+            !shown.contains("GEZDGNBV") && !shown.contains("JBSWY3DP"),
+            "{shown}"
+        );
+    }
+    // The URI itself is a secret: its Debug is redacted.
+    let uri = t.to_uri("ACME", "alice");
+    assert_eq!(format!("{uri:?}"), "*REDACTED*");
+    assert_eq!(format!("{t:?}").matches("GEZDGNBV").count(), 0);
+}
+
+#[test]
+fn random_secrets_are_fresh_and_long_enough() {
+    let a = Totp::random();
+    let b = Totp::random();
+    assert_eq!(a.secret().expose_secret().len(), pinseal::otp::SECRET_LEN);
+    assert!(a.secret() != b.secret());
+    assert_eq!(a.secret_base32().expose_secret().len(), 32);
+    let back = Totp::from_uri(a.to_uri("i", "a").expose_secret()).unwrap();
+    assert_eq!(
+        back.generate_now().expose_secret(),
+        a.generate_now().expose_secret()
+    );
+}
+
+#[cfg(feature = "qr")]
+#[test]
+fn qr_svg_is_an_svg() {
+    let svg = Totp::random()
+        .to_qr_svg("ACME Co", "alice@example.com")
+        .unwrap();
+    let svg = svg.expose_secret();
+    assert!(
+        svg.contains("<svg") && svg.contains("</svg>"),
+        "{}",
+        &svg[..80]
+    );
+    assert!(svg.len() > 1000);
+    assert!(Totp::random().to_qr_svg(&"x".repeat(5000), "a").is_err());
+}
+
+/// Two verifier instances on one Redis: a code accepted by one is refused
+/// by the other, and 8 threads racing one code across both get exactly one
+/// acceptance.
+#[cfg(feature = "redis")]
+#[test]
+fn replay_protection_is_shared_through_redis() {
+    use pinseal::Key;
+    use pinseal::otp::{RedisStore, SystemClock, TotpGuard};
+    let Some(first) = common::redis_store() else {
+        return;
+    };
+    let prefix = first.prefix().to_string();
+    let second = RedisStore::open(&common::redis_url())
+        .unwrap()
+        .with_prefix(prefix);
+    let pepper = Key::from_bytes([8; 32]);
+    let a = TotpGuard::with_parts(&pepper, first, SystemClock);
+    let b = TotpGuard::with_parts(&pepper, second, SystemClock);
+    let dave = Totp::random().with_skew(1);
+    let code = dave.generate_now();
+    assert!(a.verify("dave", &dave, code.expose_secret()).unwrap());
+    assert!(
+        !b.verify("dave", &dave, code.expose_secret()).unwrap(),
+        "replayed on B"
+    );
+    assert!(
+        !a.verify("dave", &dave, code.expose_secret()).unwrap(),
+        "replayed on A"
+    );
+
+    for round in 0..10 {
+        let erin = Totp::random();
+        let code = erin.generate_now();
+        let subject = format!("erin-{round}");
+        let accepted: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let guard = if i % 2 == 0 { &a } else { &b };
+                    let (erin, code, subject) = (&erin, &code, &subject);
+                    s.spawn(move || guard.verify(subject, erin, code.expose_secret()).unwrap())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| usize::from(h.join().unwrap()))
+                .sum()
+        });
+        assert_eq!(accepted, 1, "round {round}");
+    }
+}
