@@ -1,22 +1,59 @@
 //! The IVR gather flow, end to end in one process.
 //!
 //! A caller types a 4-digit PIN and the last four digits of a card on the
-//! phone keypad. The edge (the service that receives the keypad digits)
-//! seals each value at once, binding it to its field and call id, and hands
-//! only envelopes to the back end. The back end opens them, checks them, and
-//! logs failures without ever printing a value.
+//! phone keypad. The telephony provider posts the digits to the edge in a
+//! signed webhook. The edge:
+//!
+//! 1. checks the webhook signature (`X-Twilio-Signature`) before reading a
+//!    parameter, and refuses forged requests;
+//! 2. seals each value at once into an envelope that expires in 5 minutes,
+//!    bound to its field and call id;
+//! 3. logs the caller by keyed pseudonym, never by number.
+//!
+//! The back end opens the envelopes, checks them (test data: PIN `1234`,
+//! last-4 `4321`) in constant time, and logs failures without printing a
+//! value. A forged request, an expired envelope and an envelope replayed
+//! into another call are all refused.
 //!
 //! Run: `cargo run --example ivr_gather` (optionally with `PINSEAL_KEY` set
 //! to 64 hex characters).
 
-use pinseal::{Aad, Error, Key, Sealer, Secret};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pinseal::webhook::TwilioSignature;
+use pinseal::{Aad, Error, Key, Pseudonymizer, Sealer, Secret};
+
+/// How long an envelope may wait between the edge and the back end.
+const ENVELOPE_TTL_SECS: u64 = 5 * 60;
+
+/// A webhook as the provider posts it: URL, form parameters, signature.
+struct Webhook {
+    url: String,
+    params: Vec<(String, String)>,
+    signature: String,
+}
+
+impl Webhook {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+    fn pairs(&self) -> Vec<(&str, &str)> {
+        self.params
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect()
+    }
+}
 
 /// What the edge sends to the back end: identifiers and envelopes only.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct GatherResult {
     call_id: String,
-    pin: String,   // hex envelope
-    last4: String, // hex envelope
+    pin: String,   // hex expiring envelope
+    last4: String, // hex expiring envelope
 }
 
 /// The context an envelope is bound to: which flow, which call, which field.
@@ -28,18 +65,10 @@ fn aad(call_id: &str, field: &str) -> Aad {
         .field("field", field)
 }
 
-/// The edge: seal each keypad value as soon as it is gathered.
-fn edge(sealer: &Sealer, call_id: &str, pin: &str, last4: &str) -> GatherResult {
-    GatherResult {
-        call_id: call_id.to_string(),
-        pin: sealer.seal_hex(pin.as_bytes(), aad(call_id, "pin").as_bytes()),
-        last4: sealer.seal_hex(last4.as_bytes(), aad(call_id, "last4").as_bytes()),
-    }
-}
-
-/// Why the back end refused a call. Holds no value.
+/// Why a request or a call was refused. Holds no value.
 #[derive(Debug)]
 enum Refusal {
+    Webhook(Error),
     Envelope(Error),
     Mismatch,
 }
@@ -47,29 +76,67 @@ enum Refusal {
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Refusal::Webhook(e) => write!(f, "refused at the edge: {e}"),
             Refusal::Envelope(e) => write!(f, "refused: {e}"),
             Refusal::Mismatch => f.write_str("refused: values do not match"),
         }
     }
 }
 
-fn report(label: &str, result: &Result<(), Refusal>) {
-    match result {
-        Ok(()) => println!("[backend] {label}: accepted"),
-        Err(refusal) => println!("[backend] {label}: {refusal}"),
+struct Edge {
+    webhooks: TwilioSignature,
+    sealer: Sealer,
+    callers: Pseudonymizer,
+}
+
+impl Edge {
+    /// Checks the signature first, then seals the two gathered values.
+    fn gather(
+        &self,
+        pin_hook: &Webhook,
+        last4_hook: &Webhook,
+        now: u64,
+    ) -> Result<GatherResult, Refusal> {
+        for hook in [pin_hook, last4_hook] {
+            self.webhooks
+                .verify_form(&hook.url, &hook.pairs(), &hook.signature)
+                .map_err(Refusal::Webhook)?;
+        }
+        let call_id = pin_hook.param("CallSid").unwrap_or_default().to_string();
+        let caller = self
+            .callers
+            .pseudonym(pin_hook.param("From").unwrap_or_default());
+        // The digits are wrapped the moment they are read.
+        let pin = Secret::new(pin_hook.param("Digits").unwrap_or_default().to_string());
+        let last4 = Secret::new(last4_hook.param("Digits").unwrap_or_default().to_string());
+        println!("[edge] call {call_id} from caller {caller}: gathered pin={pin} last4={last4}");
+        let expires = now + ENVELOPE_TTL_SECS;
+        Ok(GatherResult {
+            pin: self.sealer.seal_until_hex(
+                pin.expose_secret().as_bytes(),
+                aad(&call_id, "pin").as_bytes(),
+                expires,
+            ),
+            last4: self.sealer.seal_until_hex(
+                last4.expose_secret().as_bytes(),
+                aad(&call_id, "last4").as_bytes(),
+                expires,
+            ),
+            call_id,
+        })
     }
 }
 
 /// The back end: open both envelopes and compare in constant time with the
 /// account's values (here the test data `1234` / `4321`).
-fn backend(sealer: &Sealer, r: &GatherResult) -> Result<(), Refusal> {
+fn backend(sealer: &Sealer, r: &GatherResult, now: u64) -> Result<(), Refusal> {
     let expected_pin = Secret::new(b"1234".to_vec());
     let expected_last4 = Secret::new(b"4321".to_vec());
     let pin = sealer
-        .open_hex(&r.pin, aad(&r.call_id, "pin").as_bytes())
+        .open_expiring_hex(&r.pin, aad(&r.call_id, "pin").as_bytes(), now)
         .map_err(Refusal::Envelope)?;
     let last4 = sealer
-        .open_hex(&r.last4, aad(&r.call_id, "last4").as_bytes())
+        .open_expiring_hex(&r.last4, aad(&r.call_id, "last4").as_bytes(), now)
         .map_err(Refusal::Envelope)?;
     // `&` not `&&`: both comparisons always run.
     if (pin == expected_pin) & (last4 == expected_last4) {
@@ -81,6 +148,13 @@ fn backend(sealer: &Sealer, r: &GatherResult) -> Result<(), Refusal> {
             r.call_id
         );
         Err(Refusal::Mismatch)
+    }
+}
+
+fn report(label: &str, result: &Result<(), Refusal>) {
+    match result {
+        Ok(()) => println!("[backend] {label}: accepted"),
+        Err(refusal) => println!("[backend] {label}: {refusal}"),
     }
 }
 
@@ -100,36 +174,107 @@ fn load_key() -> Key {
     }
 }
 
+/// The provider's side, for the demonstration: a signed form post.
+fn provider_posts(signer: &TwilioSignature, call: &str, step: &str, digits: &str) -> Webhook {
+    let url = format!("https://ivr.example.com/gather?step={step}");
+    let params = vec![
+        ("CallSid".to_string(), call.to_string()),
+        ("From".to_string(), "+15551234567".to_string()),
+        ("Digits".to_string(), digits.to_string()),
+    ];
+    let pairs: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let signature = signer.sign_form(&url, &pairs);
+    Webhook {
+        url,
+        params,
+        signature,
+    }
+}
+
 fn main() {
     let root = load_key();
-    // One derived key per purpose; only its id is ever logged.
+    // One derived key per purpose; only key ids are ever logged.
     let key = root.derive("ivr/gather");
     let sealer = Sealer::new(&key);
     println!("[edge] sealing with key id {}", key.id());
+    // The provider account's auth token (in a service: from a secret store).
+    let auth_token = Secret::new("example-auth-token-0123456789abcdef".to_string());
+    let provider = TwilioSignature::new(Secret::new(auth_token.expose_secret().clone()));
+    let edge = Edge {
+        webhooks: TwilioSignature::new(auth_token),
+        sealer: Sealer::new(&key),
+        callers: Pseudonymizer::new(&root, "ivr/caller"),
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
 
     // Call 1: the right PIN and card digits.
-    let ok = edge(&sealer, "CA-1001", "1234", "4321");
+    let ok = edge
+        .gather(
+            &provider_posts(&provider, "CA-1001", "pin", "1234"),
+            &provider_posts(&provider, "CA-1001", "last4", "4321"),
+            now,
+        )
+        .map_err(|e| e.to_string());
+    let ok = ok.expect("a signed request is accepted");
     println!("[edge] call {} forwarded: {ok:?}", ok.call_id);
-    let r1 = backend(&sealer, &ok);
+    let r1 = backend(&sealer, &ok, now + 2);
     report("call CA-1001", &r1);
 
     // Call 2: a wrong PIN. The error log shows *REDACTED*, never the digits.
-    let wrong = edge(&sealer, "CA-1002", "9999", "4321");
-    let r2 = backend(&sealer, &wrong);
+    let wrong = edge
+        .gather(
+            &provider_posts(&provider, "CA-1002", "pin", "9999"),
+            &provider_posts(&provider, "CA-1002", "last4", "4321"),
+            now,
+        )
+        .map_err(|e| e.to_string())
+        .expect("a signed request is accepted");
+    let r2 = backend(&sealer, &wrong, now + 2);
     report("call CA-1002", &r2);
 
-    // Call 3: an attacker swaps the envelopes between fields and calls.
-    // The associated data binds each one to its field and call: they fail.
-    let mut swapped = edge(&sealer, "CA-1003", "1234", "4321");
-    std::mem::swap(&mut swapped.pin, &mut swapped.last4);
-    let r3 = backend(&sealer, &swapped);
-    report("call CA-1003 (fields swapped)", &r3);
-    let mut replayed = edge(&sealer, "CA-1004", "0000", "0000");
-    replayed.pin = ok.pin.clone();
-    let r4 = backend(&sealer, &replayed);
-    report("call CA-1004 (PIN replayed from CA-1001)", &r4);
+    // Call 3: a forged request: someone who found the URL posts digits
+    // with a made-up signature. Refused before any parameter is read.
+    let mut forged = provider_posts(&provider, "CA-1003", "pin", "1234");
+    forged.params[2].1 = "0000".to_string();
+    let r3 = edge
+        .gather(
+            &forged,
+            &provider_posts(&provider, "CA-1003", "last4", "4321"),
+            now,
+        )
+        .map(|_| ());
+    report("call CA-1003 (forged webhook)", &r3);
 
-    let outcomes = (r1.is_ok(), r2.is_ok(), r3.is_ok(), r4.is_ok());
-    assert_eq!(outcomes, (true, false, false, false), "unexpected outcome");
-    println!("done: 1 call accepted, 3 refused, no value printed");
+    // Call 1's envelopes, opened after their 5 minutes: expired.
+    let r4 = backend(&sealer, &ok, now + ENVELOPE_TTL_SECS);
+    report("call CA-1001 envelopes after 5 minutes", &r4);
+
+    // Call 1's PIN envelope replayed into another call: bound to CA-1001.
+    let mut replayed = edge
+        .gather(
+            &provider_posts(&provider, "CA-1004", "pin", "0000"),
+            &provider_posts(&provider, "CA-1004", "last4", "0000"),
+            now,
+        )
+        .map_err(|e| e.to_string())
+        .expect("a signed request is accepted");
+    replayed.pin = ok.pin.clone();
+    let r5 = backend(&sealer, &replayed, now + 2);
+    report("call CA-1004 (PIN replayed from CA-1001)", &r5);
+
+    let outcomes = [&r1, &r2, &r3, &r4, &r5].map(|r| r.is_ok());
+    assert_eq!(
+        outcomes,
+        [true, false, false, false, false],
+        "unexpected outcome"
+    );
+    assert!(matches!(r3, Err(Refusal::Webhook(Error::WebhookSignature))));
+    assert!(matches!(r4, Err(Refusal::Envelope(Error::Expired))));
+    assert!(matches!(r5, Err(Refusal::Envelope(Error::Decrypt))));
+    println!("done: 1 call accepted, 4 refused, no value printed");
 }

@@ -32,6 +32,12 @@ pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 /// ```
 pub const ENGINE: &str = <Selected as Engine>::NAME;
 
+/// Length of the expiry at the start of an expiring envelope.
+pub const EXPIRY_LEN: usize = 8;
+/// Bytes an expiring envelope adds to its plaintext: `EXPIRY_LEN + OVERHEAD`
+/// = 36.
+pub const EXPIRING_OVERHEAD: usize = EXPIRY_LEN + OVERHEAD;
+
 /// Longest plaintext AES-GCM accepts under one nonce (2^36 - 32 bytes).
 const MAX_PLAINTEXT: u64 = (1 << 36) - 32;
 
@@ -258,12 +264,7 @@ impl Sealer {
     ///
     /// [`Error::Decrypt`] for every failure, including malformed hex.
     pub fn open_hex(&self, envelope: &str, aad: &[u8]) -> Result<Secret<Vec<u8>>, Error> {
-        if envelope.len() % 2 != 0 {
-            return Err(Error::Decrypt);
-        }
-        let mut bytes = vec![0u8; envelope.len() / 2];
-        crate::decode_hex(envelope, &mut bytes).map_err(|()| Error::Decrypt)?;
-        self.open(&bytes, aad)
+        self.open(&hex_envelope(envelope)?, aad)
     }
 
     /// Opens into the caller's buffer without allocating; returns the
@@ -299,6 +300,127 @@ impl Sealer {
         }
         Ok(out.len())
     }
+
+    /// Seals `plaintext` so that it opens only before `expires_at` (Unix
+    /// seconds): an *expiring envelope*.
+    ///
+    /// # About
+    ///
+    /// The expiring envelope is
+    ///
+    /// ```text
+    /// expires_at (8 bytes, big-endian Unix seconds) || nonce (12) || ciphertext || tag (16)
+    /// ```
+    ///
+    /// where the last three fields are an ordinary envelope sealed with the
+    /// associated data `Aad::new().field("pinseal/expires",
+    /// expires_at_be_bytes).field("aad", aad)` (see [`Aad`](crate::Aad) for
+    /// the bytes). The expiry is in clear but authenticated: change one bit
+    /// and the envelope no longer opens. Any AES-GCM implementation opens it
+    /// after rebuilding that associated data; the interop tests do so in
+    /// Node.js and Python.
+    ///
+    /// # Panics
+    ///
+    /// As [`Sealer::seal`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pinseal::{Error, Key, Sealer};
+    ///
+    /// let sealer = Sealer::new(&Key::generate());
+    /// let now = 1_700_000_000; // SystemTime::now() as Unix seconds in a service
+    /// let envelope = sealer.seal_until(b"1234", b"call-42/pin", now + 300);
+    /// assert_eq!(sealer.open_expiring(&envelope, b"call-42/pin", now + 299)?.expose_secret(), b"1234");
+    /// assert_eq!(sealer.open_expiring(&envelope, b"call-42/pin", now + 300).unwrap_err(), Error::Expired);
+    /// # Ok::<(), Error>(())
+    /// ```
+    #[must_use]
+    pub fn seal_until(&self, plaintext: &[u8], aad: &[u8], expires_at: u64) -> Vec<u8> {
+        let inner = self.seal(plaintext, expiring_aad(expires_at, aad).as_bytes());
+        let mut out = Vec::with_capacity(EXPIRY_LEN + inner.len());
+        out.extend_from_slice(&expires_at.to_be_bytes());
+        out.extend_from_slice(&inner);
+        out
+    }
+
+    /// Like [`Sealer::seal_until`], in lowercase hex.
+    ///
+    /// # Panics
+    ///
+    /// As [`Sealer::seal`].
+    #[must_use]
+    pub fn seal_until_hex(&self, plaintext: &[u8], aad: &[u8], expires_at: u64) -> String {
+        const_hex::encode(self.seal_until(plaintext, aad, expires_at))
+    }
+
+    /// Opens an expiring envelope at time `now` (Unix seconds): it opens
+    /// while `now < expires_at`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decrypt`] for every forgery, including a changed expiry;
+    /// [`Error::Expired`] for an authentic envelope whose expiry has passed.
+    /// The tag is checked first, so only the holder of the key can tell the
+    /// two apart by making envelopes, and the expiry is readable by anyone
+    /// anyway (it is in clear): the distinct error tells an operator that a
+    /// stale envelope was replayed, and nothing more.
+    pub fn open_expiring(
+        &self,
+        envelope: &[u8],
+        aad: &[u8],
+        now: u64,
+    ) -> Result<Secret<Vec<u8>>, Error> {
+        let (expires_at, inner) = split_expiry(envelope)?;
+        let plaintext = self.open(inner, expiring_aad(expires_at, aad).as_bytes())?;
+        if now >= expires_at {
+            return Err(Error::Expired);
+        }
+        Ok(plaintext)
+    }
+
+    /// Opens a hex expiring envelope (either case); see
+    /// [`Sealer::open_expiring`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Sealer::open_expiring`]; malformed hex is [`Error::Decrypt`].
+    pub fn open_expiring_hex(
+        &self,
+        envelope: &str,
+        aad: &[u8],
+        now: u64,
+    ) -> Result<Secret<Vec<u8>>, Error> {
+        let bytes = hex_envelope(envelope)?;
+        self.open_expiring(&bytes, aad, now)
+    }
+}
+
+/// The associated data an expiring envelope is sealed with.
+fn expiring_aad(expires_at: u64, aad: &[u8]) -> crate::Aad {
+    crate::Aad::new()
+        .field("pinseal/expires", expires_at.to_be_bytes())
+        .field("aad", aad)
+}
+
+/// The expiry and the inner envelope of an expiring envelope.
+fn split_expiry(envelope: &[u8]) -> Result<(u64, &[u8]), Error> {
+    let (expiry, inner) = envelope
+        .split_first_chunk::<EXPIRY_LEN>()
+        .ok_or(Error::Decrypt)?;
+    Ok((u64::from_be_bytes(*expiry), inner))
+}
+
+/// Hex text to bytes for the `open_*_hex` forms: every failure is
+/// [`Error::Decrypt`].
+fn hex_envelope(envelope: &str) -> Result<Vec<u8>, Error> {
+    if envelope.len() % 2 != 0 {
+        return Err(Error::Decrypt);
+    }
+    let mut bytes = vec![0u8; envelope.len() / 2];
+    crate::decode_hex(envelope, &mut bytes).map_err(|()| Error::Decrypt)?;
+    Ok(bytes)
 }
 
 /// The three fields of an envelope.
@@ -462,6 +584,53 @@ impl Keyring {
     pub fn reseal(&self, envelope: &[u8], aad: &[u8]) -> Result<Vec<u8>, Error> {
         let plaintext = self.open(envelope, aad)?;
         Ok(self.primary.seal(plaintext.expose_secret(), aad))
+    }
+
+    /// Seals an expiring envelope under the primary key; see
+    /// [`Sealer::seal_until`].
+    ///
+    /// # Panics
+    ///
+    /// As [`Sealer::seal`].
+    #[must_use]
+    pub fn seal_until(&self, plaintext: &[u8], aad: &[u8], expires_at: u64) -> Vec<u8> {
+        self.primary.seal_until(plaintext, aad, expires_at)
+    }
+
+    /// Opens an expiring envelope under any key of the ring at time `now`;
+    /// see [`Sealer::open_expiring`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decrypt`] if no key opens it; [`Error::Expired`] if it is
+    /// authentic and expired.
+    pub fn open_expiring(
+        &self,
+        envelope: &[u8],
+        aad: &[u8],
+        now: u64,
+    ) -> Result<Secret<Vec<u8>>, Error> {
+        let (expires_at, inner) = split_expiry(envelope)?;
+        let plaintext = self.open(inner, expiring_aad(expires_at, aad).as_bytes())?;
+        if now >= expires_at {
+            return Err(Error::Expired);
+        }
+        Ok(plaintext)
+    }
+
+    /// Moves an expiring envelope to the primary key, keeping its expiry:
+    /// the reseal of [`Keyring::reseal`] for envelopes from
+    /// [`Keyring::seal_until`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Keyring::open_expiring`]: an expired envelope is not resealed.
+    pub fn reseal_expiring(&self, envelope: &[u8], aad: &[u8], now: u64) -> Result<Vec<u8>, Error> {
+        let (expires_at, _) = split_expiry(envelope)?;
+        let plaintext = self.open_expiring(envelope, aad, now)?;
+        Ok(self
+            .primary
+            .seal_until(plaintext.expose_secret(), aad, expires_at))
     }
 
     fn sealers(&self) -> impl Iterator<Item = &Sealer> {

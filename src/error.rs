@@ -59,6 +59,14 @@ pub enum Error {
     /// The subject has used its attempt budget for the current window; no
     /// new code is issued until the window ends.
     Locked,
+    /// A webhook's signature does not match its URL, parameters and the
+    /// account's token.
+    WebhookSignature,
+    /// A signed JSON webhook's body does not hash to the `bodySHA256` in its
+    /// URL, or the URL has none.
+    WebhookBody,
+    /// An envelope sealed with an expiry was authentic but has expired.
+    Expired,
     /// The challenge store holds as many live challenges as it is allowed to.
     StoreFull,
     /// The challenge store could not be reached or answered with an error.
@@ -86,6 +94,9 @@ impl fmt::Display for Error {
             Error::InvalidOtpUri => "otpauth URI is not valid",
             Error::SendLimit => "send budget for this subject is spent",
             Error::Locked => "attempt budget for this subject is spent",
+            Error::WebhookSignature => "webhook signature does not match",
+            Error::WebhookBody => "webhook body does not match its signed hash",
+            Error::Expired => "envelope has expired",
             Error::StoreFull => "challenge store is full",
             Error::Store => "challenge store is unavailable",
             Error::StoreCorrupt => "challenge store returned an unreadable record",

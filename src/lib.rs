@@ -15,15 +15,20 @@ mod error;
 mod key;
 mod nonce;
 pub mod otp;
+mod pseudonym;
 mod secret;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod serde;
+pub mod webhook;
 
 pub use aad::Aad;
-pub use envelope::{ENGINE, Keyring, NONCE_LEN, OVERHEAD, Sealer, TAG_LEN};
+pub use envelope::{
+    ENGINE, EXPIRING_OVERHEAD, EXPIRY_LEN, Keyring, NONCE_LEN, OVERHEAD, Sealer, TAG_LEN,
+};
 pub use error::Error;
 pub use key::{KEY_LEN, Key, KeyId};
+pub use pseudonym::{Pseudonym, Pseudonymizer};
 pub use secret::{CloneableSecret, Pan, REDACTED, Secret};
 
 /// Fills `buf` from the operating system's random number generator.
@@ -37,6 +42,18 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
     if getrandom::fill(buf).is_err() {
         panic!("pinseal: the operating system's random number generator failed");
     }
+}
+
+/// HMAC-SHA256 under `key` over the concatenation of `parts`.
+pub(crate) fn hmac_sha256(key: &Key, parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::{Hmac, KeyInit, Mac};
+    #[allow(clippy::expect_used)]
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key.expose_secret())
+        .expect("HMAC accepts keys of any length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
 }
 
 /// Decodes exactly `2 * out.len()` hex characters (either case) into `out`.

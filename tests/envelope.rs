@@ -3,7 +3,7 @@
 mod common;
 
 use common::read_blocks;
-use pinseal::{Error, Key, Keyring, OVERHEAD, Sealer};
+use pinseal::{EXPIRING_OVERHEAD, Error, Key, Keyring, OVERHEAD, Sealer};
 use proptest::prelude::*;
 
 fn envelope_of(b: &common::Block) -> Vec<u8> {
@@ -233,5 +233,82 @@ proptest! {
         prop_assume!(a != b);
         let sealer = Sealer::new(&Key::generate());
         prop_assert!(sealer.open(&sealer.seal(&pt, &a), &b).is_err());
+    }
+}
+
+proptest! {
+    /// Expiring envelopes: open exactly while `now < expires_at`; any flipped
+    /// bit (the expiry included) or other associated data is a forgery;
+    /// an authentic expired envelope is `Error::Expired`.
+    #[test]
+    fn expiring_envelopes_open_only_before_their_expiry(
+        pt in prop::collection::vec(any::<u8>(), 0..256),
+        aad in prop::collection::vec(any::<u8>(), 0..64),
+        expires_at in any::<u64>(),
+        now in any::<u64>(),
+        bit in any::<prop::sample::Index>(),
+    ) {
+        let sealer = Sealer::new(&Key::generate());
+        let env = sealer.seal_until(&pt, &aad, expires_at);
+        prop_assert_eq!(env.len(), pt.len() + EXPIRING_OVERHEAD);
+        prop_assert_eq!(&env[..8], &expires_at.to_be_bytes()[..]);
+        match sealer.open_expiring(&env, &aad, now) {
+            Ok(opened) => {
+                prop_assert!(now < expires_at);
+                prop_assert_eq!(opened.expose_secret(), &pt);
+            }
+            Err(e) => {
+                prop_assert!(now >= expires_at);
+                prop_assert_eq!(e, Error::Expired);
+            }
+        }
+        let mut flipped = env.clone();
+        let i = bit.index(flipped.len() * 8);
+        flipped[i / 8] ^= 1 << (i % 8);
+        prop_assert_eq!(sealer.open_expiring(&flipped, &aad, now).unwrap_err(), Error::Decrypt);
+        let mut other = aad.clone();
+        other.push(0);
+        prop_assert_eq!(sealer.open_expiring(&env, &other, 0).unwrap_err(), Error::Decrypt);
+        // Not an ordinary envelope either way round.
+        prop_assert!(sealer.open(&env, &aad).is_err());
+        prop_assert!(sealer.open_expiring(&sealer.seal(&pt, &aad), &aad, 0).is_err());
+        let hex = sealer.seal_until_hex(&pt, &aad, expires_at);
+        prop_assert_eq!(
+            sealer.open_expiring_hex(&hex, &aad, now).is_ok(),
+            now < expires_at
+        );
+    }
+}
+
+#[test]
+fn keyring_reseal_keeps_the_expiry() {
+    let old = Keyring::new(Key::from_bytes([1; 32]));
+    let env = old.seal_until(b"4321", b"last4", 2_000);
+    let ring = Keyring::new(Key::from_bytes([2; 32])).with_previous(Key::from_bytes([1; 32]));
+    let moved = ring.reseal_expiring(&env, b"last4", 1_000).unwrap();
+    assert_eq!(&moved[..8], &2_000u64.to_be_bytes());
+    assert!(
+        old.open_expiring(&moved, b"last4", 1_000).is_err(),
+        "now under the new key"
+    );
+    assert_eq!(
+        ring.open_expiring(&moved, b"last4", 1_999)
+            .unwrap()
+            .expose_secret(),
+        b"4321"
+    );
+    assert_eq!(
+        ring.open_expiring(&moved, b"last4", 2_000).unwrap_err(),
+        Error::Expired
+    );
+    assert_eq!(
+        ring.reseal_expiring(&env, b"last4", 2_000).unwrap_err(),
+        Error::Expired
+    );
+    for cut in 0..EXPIRING_OVERHEAD {
+        assert_eq!(
+            ring.open_expiring(&env[..cut], b"last4", 0).unwrap_err(),
+            Error::Decrypt
+        );
     }
 }

@@ -196,3 +196,38 @@ fn panic_messages_are_redacted() {
     assert_eq!(messages.matches("*REDACTED*").count(), 4, "{messages}");
     assert_no_leak(&messages, b"8642", "panic message");
 }
+
+/// The edge types: a webhook checker shows nothing of its token, a
+/// pseudonymizer nothing of its key, a pseudonym only its token.
+#[test]
+fn edge_types_never_show_their_secrets() {
+    use pinseal::webhook::TwilioSignature;
+    use pinseal::{Pseudonymizer, REDACTED};
+    let token = "auth-token-5f3a9c";
+    let check = TwilioSignature::new(Secret::new(token.to_string()));
+    let shown = format!("{check:?} {check:#?}");
+    assert!(
+        !shown.contains(token) && shown.contains(REDACTED),
+        "{shown}"
+    );
+
+    let root = Key::from_bytes([0x5a; 32]);
+    let callers = Pseudonymizer::new(&root, "ivr/caller");
+    let shown = format!("{callers:?}");
+    assert_no_leak(&shown, &[0x5a; 32], "Pseudonymizer");
+    assert_no_leak(
+        &shown,
+        root.derive("pseudonym/ivr/caller").expose_secret(),
+        "Pseudonymizer",
+    );
+    let p = callers.pseudonym("+15551234567");
+    for text in [format!("{p}"), format!("{p:?}")] {
+        assert!(!text.contains("5551234567"), "{text}");
+        assert_eq!(text.len(), 35, "{text}");
+    }
+    // A rotation is visible in the token's key field.
+    let rotated =
+        Pseudonymizer::new(&Key::from_bytes([0x5b; 32]), "ivr/caller").pseudonym("+15551234567");
+    assert_ne!(p.as_str()[4..12], rotated.as_str()[4..12]);
+    assert_eq!(&p.as_str()[4..12], &callers.key_id().to_string()[..8]);
+}

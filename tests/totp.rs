@@ -32,12 +32,13 @@ fn pyotp(lines: &[String]) -> Option<Vec<String>> {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    // Written from another thread: a peer that answers while it reads
+    // must not block on a full pipe while this thread is still writing.
     let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all((lines.join("\n") + "\n").as_bytes())
-        .unwrap();
-    drop(stdin);
+    let input = lines.join("\n") + "\n";
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     let output = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
     assert!(output.status.success());
     let out: Vec<String> = String::from_utf8(output.stdout)
         .unwrap()

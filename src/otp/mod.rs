@@ -104,8 +104,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 use zeroize::Zeroize;
 
@@ -518,15 +516,7 @@ impl Keys {
 }
 
 fn hmac(key: &Key, parts: &[&[u8]]) -> Tag {
-    // HMAC accepts any key length: the fallback is unreachable, and would
-    // only make every check fail.
-    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(key.expose_secret()) else {
-        return [0; TAG_LEN];
-    };
-    for part in parts {
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().into()
+    crate::hmac_sha256(key, parts)
 }
 
 /// The OTP service: issues codes and verifies them against a store.

@@ -4,6 +4,9 @@
 // hex line (or "ERR") per input line.
 // Envelope layout: nonce(12) || ciphertext || tag(16).
 // Aad layout: per field, len(name) u64 BE || name || len(value) u64 BE || value.
+// Also "openexp KEY AAD ENVELOPE NOW" (an expiring envelope: expiry(8 BE) ||
+// envelope, AAD = Aad("pinseal/expires"=expiry, "aad"=AAD), ERR once NOW >=
+// expiry) and "pseudonym ROOT PURPOSE INPUT" (see src/pseudonym.rs).
 'use strict';
 const crypto = require('crypto');
 const readline = require('readline');
@@ -35,8 +38,28 @@ function u64(n) {
   return b;
 }
 
+function aadOf(fields) {
+  return Buffer.concat(fields.flatMap((x) => [u64(x.length), x]));
+}
+
 function aad(parts) {
-  return Buffer.concat(parts.map(hex).flatMap((x) => [u64(x.length), x]));
+  return aadOf(parts.map(hex));
+}
+
+function openExpiring(key, ad, env, now) {
+  if (env.length < 8 + 28) throw new Error('short');
+  const expiry = env.subarray(0, 8);
+  const pt = open(key, aadOf([Buffer.from('pinseal/expires'), expiry, Buffer.from('aad'), ad]), env.subarray(8));
+  if (BigInt(now) >= expiry.readBigUInt64BE()) throw new Error('expired');
+  return pt;
+}
+
+function pseudonym(root, purpose, value) {
+  const info = Buffer.concat([Buffer.from('pinseal/v1/pseudonym/'), purpose]);
+  const k = Buffer.from(crypto.hkdfSync('sha256', root, Buffer.alloc(0), info, 32));
+  const keyId = crypto.createHash('sha256').update(Buffer.concat([Buffer.from('pinseal/v1/key-id'), k])).digest('hex').slice(0, 8);
+  const tag = crypto.createHmac('sha256', k).update(value).digest().subarray(0, 16);
+  return 'ps1.' + keyId + '.' + tag.toString('base64url');
 }
 
 const rl = readline.createInterface({ input: process.stdin });
@@ -46,6 +69,11 @@ rl.on('line', (line) => {
     let r;
     if (op === 'aad') {
       r = aad(args);
+    } else if (op === 'pseudonym') {
+      console.log(pseudonym(...args.map(hex)));
+      return;
+    } else if (op === 'openexp') {
+      r = openExpiring(hex(args[0]), hex(args[1]), hex(args[2]), args[3]);
     } else {
       const [k, a, data] = args.map(hex);
       r = op === 'seal' ? seal(k, a, data) : open(k, a, data);

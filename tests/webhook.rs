@@ -1,0 +1,320 @@
+//! Webhook signatures against the provider's published example and, both
+//! ways, against its official `twilio` npm package (an implementation
+//! nobody here wrote) on a few hundred random URLs, parameter sets and JSON
+//! bodies.
+//!
+//! The npm package is found through `NODE_PATH` (`.ci/run` installs it
+//! under `target/ci-node`); without it the interop tests print why and
+//! pass, except under CI.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use pinseal::webhook::{TwilioSignature, body_sha256};
+use pinseal::{Error, Secret};
+
+fn checker(token: &str) -> TwilioSignature {
+    TwilioSignature::new(Secret::new(token.to_string()))
+}
+
+#[test]
+fn the_providers_published_example() {
+    let text = std::fs::read_to_string(common::data_path("twilio_webhook.txt")).unwrap();
+    let field = |name: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.split_once(" = "))
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_string())
+            .collect()
+    };
+    let params: Vec<(String, String)> = field("PARAM")
+        .iter()
+        .map(|p| {
+            let (n, v) = p.split_once('=').unwrap();
+            (n.to_string(), v.to_string())
+        })
+        .collect();
+    let pairs: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(pairs.len(), 5);
+    let (token, url, signature) = (&field("TOKEN")[0], &field("URL")[0], &field("SIGNATURE")[0]);
+    let check = checker(token);
+    assert_eq!(check.sign_form(url, &pairs), *signature);
+    check.verify_form(url, &pairs, signature).unwrap();
+    // Parameter order does not matter; the port variants are accepted.
+    let reversed: Vec<(&str, &str)> = pairs.iter().rev().copied().collect();
+    check.verify_form(url, &reversed, signature).unwrap();
+    let with_port = url.replace("mycompany.com", "mycompany.com:443");
+    check.verify_form(&with_port, &pairs, signature).unwrap();
+    // Any change is refused, with a typed error that echoes nothing.
+    let mut forged = pairs.clone();
+    forged[2] = ("Digits", "1235");
+    let err = check.verify_form(url, &forged, signature).unwrap_err();
+    assert_eq!(err, Error::WebhookSignature);
+    let shown = format!("{err} {err:?} {check:?}");
+    for leak in ["12345", "1235", "mycompany", "GvWf1c"] {
+        assert!(!shown.contains(leak), "{shown}");
+    }
+    assert!(
+        check
+            .verify_form(&url.replace("foo=1", "foo=2"), &pairs, signature)
+            .is_err()
+    );
+    assert!(
+        checker("12346")
+            .verify_form(url, &pairs, signature)
+            .is_err()
+    );
+
+    assert_eq!(
+        body_sha256(field("BODY")[0].as_bytes()),
+        field("BODYSHA256")[0]
+    );
+}
+
+#[test]
+fn json_bodies_are_bound_by_their_hash() {
+    let check = checker("token-for-json");
+    let body = br#"{"CallSid":"CA1","Digits":"4321"}"#;
+    let (url, signature) = check.sign_json("https://ivr.example/gather?step=pin", body);
+    assert!(url.contains("&bodySHA256="));
+    check.verify_json(&url, body, &signature).unwrap();
+    let other = br#"{"CallSid":"CA1","Digits":"4322"}"#;
+    assert_eq!(
+        check.verify_json(&url, other, &signature),
+        Err(Error::WebhookBody)
+    );
+    let bare = url.split("&bodySHA256").next().unwrap();
+    let bare_signature = check.sign_form(bare, &[]);
+    assert_eq!(
+        check.verify_json(bare, body, &bare_signature),
+        Err(Error::WebhookBody)
+    );
+    assert_eq!(
+        check.verify_json(&url, body, "AAAA"),
+        Err(Error::WebhookSignature)
+    );
+}
+
+/// Runs the npm package over `lines`, or says why it cannot (failing under
+/// CI).
+fn twilio_npm(lines: &[String]) -> Option<Vec<String>> {
+    let ok = Command::new("node")
+        .args(["-e", "require('twilio')"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        common::unavailable(
+            "Node.js with the `twilio` npm package (NODE_PATH) for the webhook interop tests",
+        );
+        return None;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/twilio_webhook.js"
+    );
+    let mut child = Command::new("node")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Written from another thread: a peer that answers while it reads
+    // must not block on a full pipe while this thread is still writing.
+    let mut stdin = child.stdin.take().unwrap();
+    let input = lines.join("\n") + "\n";
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(output.status.success());
+    let out: Vec<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(out.len(), lines.len(), "node answered every line");
+    Some(out)
+}
+
+fn hx(s: &str) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        const_hex::encode(s)
+    }
+}
+
+/// Random requests: token, URL, parameters (names may repeat).
+struct Request {
+    token: String,
+    url: String,
+    params: Vec<(String, String)>,
+}
+
+impl Request {
+    fn pairs(&self) -> Vec<(&str, &str)> {
+        self.params
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect()
+    }
+    /// The parameters as the npm package takes them: repeated names as
+    /// arrays.
+    fn params_json(&self) -> String {
+        let mut map: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (n, v) in &self.params {
+            map.entry(n).or_default().push(v);
+        }
+        let obj: serde_json::Map<String, serde_json::Value> = map
+            .into_iter()
+            .map(|(n, vs)| {
+                let value = if vs.len() == 1 {
+                    serde_json::Value::from(vs[0])
+                } else {
+                    serde_json::Value::from(vs)
+                };
+                (n.to_string(), value)
+            })
+            .collect();
+        serde_json::Value::Object(obj).to_string()
+    }
+}
+
+fn requests(n: usize) -> Vec<Request> {
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).unwrap();
+    let mut x = u64::from_le_bytes(seed) | 1;
+    let mut next = move |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % m
+    };
+    const HOSTS: [&str; 4] = [
+        "ivr.example.com",
+        "api.example.org",
+        "127.0.0.1",
+        "hooks.example.net",
+    ];
+    const PORTS: [&str; 4] = ["", ":443", ":8443", ":80"];
+    const WORDS: [&str; 10] = [
+        "CallSid",
+        "Digits",
+        "From",
+        "To",
+        "Caller",
+        "SpeechResult",
+        "a b",
+        "é",
+        "x&y=z",
+        "+1555",
+    ];
+    (0..n)
+        .map(|_| {
+            let scheme = if next(4) == 0 { "http" } else { "https" };
+            let mut url = format!(
+                "{scheme}://{}{}/ivr/{}",
+                HOSTS[next(4) as usize],
+                PORTS[next(4) as usize],
+                next(1000)
+            );
+            if next(2) == 0 {
+                url += &format!("?step={}&lang=en-US", next(10));
+            }
+            let params = (0..next(8))
+                .map(|_| {
+                    let name = WORDS[next(6) as usize].to_string();
+                    let value = format!("{}{}", WORDS[next(10) as usize], next(100_000));
+                    (name, value)
+                })
+                .collect();
+            Request {
+                token: format!("{:032x}", next(u64::MAX)),
+                url,
+                params,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn pinseal_verifies_what_the_npm_package_signs() {
+    let requests = requests(300);
+    let lines: Vec<String> = requests
+        .iter()
+        .map(|r| {
+            format!(
+                "sign {} {} {}",
+                hx(&r.token),
+                hx(&r.url),
+                hx(&r.params_json())
+            )
+        })
+        .collect();
+    let Some(signatures) = twilio_npm(&lines) else {
+        return;
+    };
+    for (r, signature) in requests.iter().zip(&signatures) {
+        let check = checker(&r.token);
+        assert_eq!(&check.sign_form(&r.url, &r.pairs()), signature, "{}", r.url);
+        check.verify_form(&r.url, &r.pairs(), signature).unwrap();
+        let mut forged = r.params.clone();
+        forged.push(("Digits".into(), "0000".into()));
+        let forged: Vec<(&str, &str)> = forged
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        assert!(check.verify_form(&r.url, &forged, signature).is_err());
+    }
+}
+
+#[test]
+fn the_npm_package_verifies_what_pinseal_signs() {
+    let requests = requests(300);
+    let mut lines = Vec::new();
+    for r in &requests {
+        let check = checker(&r.token);
+        let signature = check.sign_form(&r.url, &r.pairs());
+        lines.push(format!(
+            "check {} {} {} {}",
+            hx(&r.token),
+            hx(&signature),
+            hx(&r.url),
+            hx(&r.params_json())
+        ));
+        // A signature for another token is refused there too.
+        let wrong = checker("another-token").sign_form(&r.url, &r.pairs());
+        lines.push(format!(
+            "check {} {} {} {}",
+            hx(&r.token),
+            hx(&wrong),
+            hx(&r.url),
+            hx(&r.params_json())
+        ));
+        // JSON bodies: pinseal adds bodySHA256 and signs.
+        let body = format!(
+            r#"{{"CallSid":"CA{}","Digits":"{}"}}"#,
+            r.token,
+            r.params.len()
+        );
+        let (url, signature) = check.sign_json(&r.url, body.as_bytes());
+        lines.push(format!(
+            "checkbody {} {} {} {}",
+            hx(&r.token),
+            hx(&signature),
+            hx(&url),
+            hx(&body)
+        ));
+    }
+    let Some(out) = twilio_npm(&lines) else {
+        return;
+    };
+    for (i, chunk) in out.chunks(3).enumerate() {
+        assert_eq!(chunk, ["true", "false", "true"], "{}", requests[i].url);
+    }
+}
