@@ -102,7 +102,12 @@ impl Edge {
                 .verify_form(&hook.url, &hook.pairs(), &hook.signature)
                 .map_err(Refusal::Webhook)?;
         }
+        // Both gathers must belong to one call: two validly signed requests
+        // from different calls are not a pair.
         let call_id = pin_hook.param("CallSid").unwrap_or_default().to_string();
+        if last4_hook.param("CallSid") != Some(call_id.as_str()) {
+            return Err(Refusal::Webhook(Error::WebhookSignature));
+        }
         let caller = self
             .callers
             .pseudonym(pin_hook.param("From").unwrap_or_default());

@@ -30,7 +30,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     {
         let svg = totp.to_qr_svg("ACME Co", "alice@example.com")?;
         let path = std::env::temp_dir().join("pinseal-totp-enroll.svg");
-        std::fs::write(&path, svg.expose_secret())?;
+        // Readable by this user only: the picture is the secret.
+        let _ = std::fs::remove_file(&path);
+        let mut file = std::fs::OpenOptions::new();
+        file.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+        std::io::Write::write_all(&mut file.open(&path)?, svg.expose_secret().as_bytes())?;
         println!(
             "[enroll] QR code written to {} (scan it, then delete it)",
             path.display()

@@ -137,6 +137,7 @@ pub struct Sealer {
 impl Sealer {
     /// Expands `key` for sealing and opening.
     pub fn new(key: &Key) -> Sealer {
+        crate::nonce::prepare();
         Sealer {
             engine: Selected::new(key.expose_secret()),
             key_id: key.id(),
@@ -362,10 +363,13 @@ impl Sealer {
     ///
     /// [`Error::Decrypt`] for every forgery, including a changed expiry;
     /// [`Error::Expired`] for an authentic envelope whose expiry has passed.
-    /// The tag is checked first, so only the holder of the key can tell the
-    /// two apart by making envelopes, and the expiry is readable by anyone
-    /// anyway (it is in clear): the distinct error tells an operator that a
-    /// stale envelope was replayed, and nothing more.
+    /// The tag is checked first, so a changed expiry is a forgery. The
+    /// distinct error tells an operator that a stale envelope was replayed;
+    /// it also confirms to whoever sees it that the envelope is authentic
+    /// under the associated data given (for example, that it belongs to the
+    /// call it was replayed into), which the same envelope before its
+    /// expiry would confirm by opening. Where that matters, report both
+    /// errors the same way.
     pub fn open_expiring(
         &self,
         envelope: &[u8],

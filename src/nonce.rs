@@ -17,10 +17,15 @@
 //! Reading the word is one memory load; BoringSSL detects forks the same
 //! way.
 //!
-//! Where the kernel refuses `MADV_WIPEONFORK` (Linux before 4.14, other
-//! systems), the generation is the process id, read on every seal; the one
-//! case that check misses is a process id reused by a grandchild after its
-//! grandparent exited.
+//! Where the kernel refuses `MADV_WIPEONFORK` (Linux before 4.14, some
+//! sandboxes, other systems), the generation is the process id, read on
+//! every seal; that check misses a process id reused by a grandchild after
+//! its grandparent exited, and a child that gets its parent's id in another
+//! PID namespace.
+//!
+//! Neither check sees a restored memory snapshot (Firecracker, Lambda
+//! SnapStart, CRIU): every instance restored from one snapshot holds the
+//! same unused nonces. See "Known limits" in SECURITY.md.
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -91,6 +96,12 @@ enum ForkWatch {
     ProcessId,
 }
 
+/// Sets up fork detection now rather than at the first seal, so that no
+/// thread can be inside the one-time setup when another forks.
+pub(crate) fn prepare() {
+    let _ = fork_watch();
+}
+
 fn fork_watch() -> ForkWatch {
     static WATCH: OnceLock<ForkWatch> = OnceLock::new();
     *WATCH.get_or_init(|| wipe_on_fork_word().map_or(ForkWatch::ProcessId, ForkWatch::WipeOnFork))
@@ -105,11 +116,11 @@ static GENERATIONS: AtomicU64 = AtomicU64::new(0);
 /// child from every generation its parent used.
 fn current_generation() -> u64 {
     match fork_watch() {
-        ForkWatch::WipeOnFork(word) => match word.load(Ordering::Relaxed) {
+        ForkWatch::WipeOnFork(word) => match word.load(Ordering::Acquire) {
             0 => {
                 // First use, or the first nonce of a forked child.
-                let fresh = GENERATIONS.fetch_add(1, Ordering::Relaxed) + 1;
-                match word.compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed) {
+                let fresh = GENERATIONS.fetch_add(1, Ordering::AcqRel) + 1;
+                match word.compare_exchange(0, fresh, Ordering::AcqRel, Ordering::Acquire) {
                     Ok(_) => fresh,
                     Err(set_by_another_thread) => set_by_another_thread,
                 }

@@ -188,12 +188,11 @@ pub fn body_sha256(body: &[u8]) -> String {
 /// provider's JavaScript library sorts), and for a repeated name each
 /// distinct value, sorted the same way.
 fn signed_pairs<'a>(params: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    let utf16 = |s: &str| s.encode_utf16().collect::<Vec<u16>>();
     let mut pairs: Vec<(&str, &str)> = params.to_vec();
     pairs.sort_by(|a, b| {
-        utf16(a.0)
-            .cmp(&utf16(b.0))
-            .then_with(|| utf16(a.1).cmp(&utf16(b.1)))
+        a.0.encode_utf16()
+            .cmp(b.0.encode_utf16())
+            .then_with(|| a.1.encode_utf16().cmp(b.1.encode_utf16()))
     });
     pairs.dedup();
     pairs

@@ -272,3 +272,21 @@ fn memory_store_bytes_per_entry_match_the_docs() {
         "{per_entry:.0} bytes per entry is too small to be real"
     );
 }
+
+#[test]
+fn freed_buffers_hold_no_totp_secret() {
+    use pinseal::otp::Totp;
+    let totp = Totp::random();
+    let needle = needle_of(totp.secret_base32().expose_secret().as_bytes());
+    let leaks = freed_with(needle, || {
+        let uri = totp.to_uri("ACME Co", "alice@example.com");
+        let back = Totp::from_uri(uri.expose_secret()).unwrap();
+        assert!(back.secret() == totp.secret());
+        drop((uri, back));
+        drop(totp.secret_base32());
+    });
+    assert_eq!(
+        leaks, 0,
+        "a freed buffer still held the TOTP secret's base32"
+    );
+}

@@ -64,15 +64,30 @@ impl Totp {
     /// ```
     pub fn to_uri(&self, issuer: &str, account: &str) -> Secret<String> {
         let issuer = utf8_percent_encode(issuer, ENCODE).to_string();
-        let account = utf8_percent_encode(account, ENCODE);
+        let account = utf8_percent_encode(account, ENCODE).to_string();
         let secret = self.secret_base32();
-        Secret::new(format!(
-            "otpauth://totp/{issuer}:{account}?secret={}&issuer={issuer}&algorithm={}&digits={}&period={}",
-            secret.expose_secret(),
+        let tail = format!(
+            "&issuer={issuer}&algorithm={}&digits={}&period={}",
             self.hash().uri_name(),
             self.digits(),
             self.step()
-        ))
+        );
+        let parts = [
+            "otpauth://totp/",
+            &issuer,
+            ":",
+            &account,
+            "?secret=",
+            secret.expose_secret(),
+            &tail,
+        ];
+        // Allocated once at its final size: no reallocation leaves a copy
+        // of the secret behind.
+        let mut uri = Secret::new(String::with_capacity(parts.iter().map(|p| p.len()).sum()));
+        for part in parts {
+            uri.expose_secret_mut().push_str(part);
+        }
+        uri
     }
 
     /// Reads an enrollment URI in the Key URI Format (as written by
@@ -82,7 +97,8 @@ impl Totp {
     /// `secret` is required (base32, either case, padding optional);
     /// `algorithm` (`SHA1`, `SHA256`, `SHA512`), `digits` (6 to 8) and
     /// `period` (1 to 86 400 s) default to SHA-1, 6 and 30 as the format
-    /// says; other parameters (`issuer`, `image`, ...) are ignored.
+    /// says; other parameters (`issuer`, `image`, ...) and the label are
+    /// ignored, and only the four named ones may not repeat.
     ///
     /// # Errors
     ///
@@ -131,7 +147,8 @@ impl Totp {
     /// # Security
     ///
     /// The picture encodes the secret: serve it once, over TLS, with
-    /// `Cache-Control: no-store`.
+    /// `Cache-Control: no-store`. The `qrcode` crate's working buffers are
+    /// freed without being wiped.
     ///
     /// # Errors
     ///
@@ -158,16 +175,25 @@ fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> 
         .flatten()
 }
 
-/// Percent-decodes a query value (`+` is a space, as in forms).
+/// Percent-decodes a query value (`+` is a space, as in forms). The
+/// copies are made at their final size and wiped: the value may be the
+/// secret.
 fn decode_component(value: &str) -> Result<String, Error> {
-    let spaced = value.replace('+', " ");
-    let decoded = percent_decode_str(&spaced)
+    let mut spaced = Secret::new(String::with_capacity(value.len()));
+    for c in value.chars() {
+        spaced
+            .expose_secret_mut()
+            .push(if c == '+' { ' ' } else { c });
+    }
+    let decoded = percent_decode_str(spaced.expose_secret())
         .decode_utf8()
-        .map_err(|_| Error::InvalidOtpUri)?
-        .into_owned();
-    let mut spaced = spaced;
-    zeroize::Zeroize::zeroize(&mut spaced);
-    Ok(decoded)
+        .map_err(|_| Error::InvalidOtpUri)?;
+    let mut out = String::with_capacity(decoded.len());
+    out.push_str(&decoded);
+    if let std::borrow::Cow::Owned(mut owned) = decoded {
+        zeroize::Zeroize::zeroize(&mut owned);
+    }
+    Ok(out)
 }
 
 /// Base32 in either case, with or without `=` padding.

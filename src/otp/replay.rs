@@ -5,6 +5,10 @@ use core::fmt;
 use super::{Clock, MAX_RETRIES, MemoryStore, Store, SystemClock, Tag, Totp, hmac, millis};
 use crate::{Error, Key};
 
+/// How far apart the clocks of instances sharing a store may be before a
+/// step could be accepted twice.
+const CLOCK_ALLOWANCE_MS: u64 = 60_000;
+
 /// Accepts each TOTP time step at most once per subject, across every
 /// instance of a service that shares the guard's [`Store`].
 ///
@@ -22,9 +26,11 @@ use crate::{Error, Key};
 /// - Each subject has its own [`Totp`] (its own secret); the guard holds
 ///   none, only a key to name subjects in the store.
 /// - Under `t:` + hex(HMAC-SHA256(guard key, subject)) the store keeps the
-///   last accepted step (8 bytes, big-endian), expiring once no code of that
-///   step or an earlier one can fall inside the skew window again, so memory
-///   is bounded by the subjects active in the last few steps.
+///   last accepted step (8 bytes, big-endian), expiring one step and one
+///   minute after no code of that step or an earlier one can fall inside
+///   the skew window again (the margin covers instances whose clocks differ
+///   by up to a minute), so memory is bounded by the subjects active in the
+///   last few steps.
 /// - The guard key is derived from the pepper as `otp/v1/totp-subject`; an
 ///   [`Otp`](super::Otp) service may share the pepper and the store.
 ///
@@ -111,11 +117,15 @@ impl<S: Store, C: Clock> TotpGuard<S, C> {
             };
             // Once the window has moved past `step`, no code of it (or of
             // an earlier step) can be accepted again: the record may go.
+            // One more step and a minute of margin cover instances whose
+            // clocks disagree (the store counts the lifetime from this
+            // instance's clock); the record is 8 bytes.
             let expires_ms = step
                 .saturating_add(totp.skew())
-                .saturating_add(1)
+                .saturating_add(2)
                 .saturating_mul(totp.step())
-                .saturating_mul(1000);
+                .saturating_mul(1000)
+                .saturating_add(CLOCK_ALLOWANCE_MS);
             let next = step.to_be_bytes();
             if self.store.compare_and_swap(
                 &key,
