@@ -376,12 +376,7 @@ impl Sealer {
         aad: &[u8],
         now: u64,
     ) -> Result<Secret<Vec<u8>>, Error> {
-        let (expires_at, inner) = split_expiry(envelope)?;
-        let plaintext = self.open(inner, expiring_aad(expires_at, aad).as_bytes())?;
-        if now >= expires_at {
-            return Err(Error::Expired);
-        }
-        Ok(plaintext)
+        open_expiring_with(envelope, aad, now, |inner, aad| self.open(inner, aad))
     }
 
     /// Opens a hex expiring envelope (either case); see
@@ -399,6 +394,22 @@ impl Sealer {
         let bytes = hex_envelope(envelope)?;
         self.open_expiring(&bytes, aad, now)
     }
+}
+
+/// Opens an expiring envelope with `open` (a sealer's or a keyring's): the
+/// tag first, then the expiry.
+fn open_expiring_with(
+    envelope: &[u8],
+    aad: &[u8],
+    now: u64,
+    open: impl FnOnce(&[u8], &[u8]) -> Result<Secret<Vec<u8>>, Error>,
+) -> Result<Secret<Vec<u8>>, Error> {
+    let (expires_at, inner) = split_expiry(envelope)?;
+    let plaintext = open(inner, expiring_aad(expires_at, aad).as_bytes())?;
+    if now >= expires_at {
+        return Err(Error::Expired);
+    }
+    Ok(plaintext)
 }
 
 /// The associated data an expiring envelope is sealed with.
@@ -614,12 +625,7 @@ impl Keyring {
         aad: &[u8],
         now: u64,
     ) -> Result<Secret<Vec<u8>>, Error> {
-        let (expires_at, inner) = split_expiry(envelope)?;
-        let plaintext = self.open(inner, expiring_aad(expires_at, aad).as_bytes())?;
-        if now >= expires_at {
-            return Err(Error::Expired);
-        }
-        Ok(plaintext)
+        open_expiring_with(envelope, aad, now, |inner, aad| self.open(inner, aad))
     }
 
     /// Moves an expiring envelope to the primary key, keeping its expiry:

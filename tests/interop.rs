@@ -14,8 +14,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use pinseal::{Aad, Key, Pseudonymizer, Sealer};
 
@@ -66,24 +65,7 @@ impl Peer {
 
     /// Runs the peer over `lines`, returning one output line per input.
     fn run(self, lines: &[String]) -> Vec<String> {
-        let mut child = self
-            .command()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{self:?} could not be started: {e}"));
-        // Written from another thread: a peer that answers while it reads
-        // must not block on a full pipe while this thread is still writing.
-        let mut stdin = child.stdin.take().unwrap();
-        let input = lines.join("\n") + "\n";
-        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-        let output = child.wait_with_output().unwrap();
-        writer.join().unwrap().unwrap();
-        assert!(output.status.success(), "{self:?} failed");
-        let text = String::from_utf8(output.stdout).unwrap();
-        let out: Vec<String> = text.lines().map(str::to_string).collect();
-        assert_eq!(out.len(), lines.len(), "{self:?} answered every line");
-        out
+        common::run_lines(self.command(), lines)
     }
 }
 

@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use pinseal::otp::{Hash, Totp};
 use pinseal::{Error, Secret};
@@ -26,27 +25,9 @@ fn pyotp(lines: &[String]) -> Option<Vec<String>> {
         return None;
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/pyotp_totp.py");
-    let mut child = Command::new(python())
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Written from another thread: a peer that answers while it reads
-    // must not block on a full pipe while this thread is still writing.
-    let mut stdin = child.stdin.take().unwrap();
-    let input = lines.join("\n") + "\n";
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let output = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(output.status.success());
-    let out: Vec<String> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    assert_eq!(out.len(), lines.len(), "pyotp answered every line");
-    Some(out)
+    let mut command = Command::new(python());
+    command.arg(script);
+    Some(common::run_lines(command, lines))
 }
 
 /// Deterministic pseudo-random cases: secret, hash, digits, period,

@@ -10,8 +10,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use pinseal::webhook::{TwilioSignature, body_sha256};
 use pinseal::{Error, Secret};
@@ -118,27 +117,9 @@ fn twilio_npm(lines: &[String]) -> Option<Vec<String>> {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/interop/twilio_webhook.js"
     );
-    let mut child = Command::new("node")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Written from another thread: a peer that answers while it reads
-    // must not block on a full pipe while this thread is still writing.
-    let mut stdin = child.stdin.take().unwrap();
-    let input = lines.join("\n") + "\n";
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let output = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(output.status.success());
-    let out: Vec<String> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    assert_eq!(out.len(), lines.len(), "node answered every line");
-    Some(out)
+    let mut command = Command::new("node");
+    command.arg(script);
+    Some(common::run_lines(command, lines))
 }
 
 fn hx(s: &str) -> String {

@@ -85,6 +85,34 @@ pub fn assert_no_leak(haystack: &str, secret: &[u8], what: &str) {
     );
 }
 
+/// Runs `command` (a peer speaking a line protocol), feeds it `lines` and
+/// returns one output line per input line.
+///
+/// The input is written from another thread: a peer that answers while it
+/// reads must not block on a full pipe while this thread is still writing.
+pub fn run_lines(mut command: std::process::Command, lines: &[String]) -> Vec<String> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?} could not be started: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    let input = lines.join("\n") + "\n";
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(output.status.success(), "{command:?} failed");
+    let out: Vec<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(out.len(), lines.len(), "{command:?} answered every line");
+    out
+}
+
 /// Whether tests run under CI, where a missing service is a failure.
 pub fn under_ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
