@@ -788,15 +788,42 @@ impl<S: Store, C: Clock> Otp<S, C> {
     /// ([`Error::Store`], [`Error::StoreFull`], [`Error::StoreCorrupt`],
     /// [`Error::Contention`]). On any error no usable code has been issued.
     ///
+    /// # Failure
+    ///
+    /// A refused or failed issue leaves the subject as it was: the code sent
+    /// before still works and no send is spent. The challenge index is
+    /// written first and the subject's record last, in one compare-and-swap;
+    /// when anything fails before that swap, the index entry left behind
+    /// names a challenge the record does not hold (it verifies
+    /// [`Verdict::Unknown`]) and expires on its own. The one exception is a
+    /// store that applies the final swap and then fails to say so (a
+    /// timeout): then the new code replaced the old one although `issue`
+    /// returned an error, and the caller should offer a resend.
+    ///
     /// # Panics
     ///
     /// If the operating system cannot provide random bytes.
     pub fn issue(&self, subject: &str) -> Result<(ChallengeId, Secret<String>), Error> {
         let plan = self.plan_issue(subject, millis(self.clock.now()))?;
-        let mut committed = None;
+        let mut index_written = false;
         for _ in 0..MAX_RETRIES {
             let current = self.store.get(&plan.key, plan.now)?;
             let (next, expires) = self.issue_step(&plan, current.as_deref())?;
+            // The index goes first (see "Failure" above): until the record
+            // swap below lands, the subject's live code and send count are
+            // untouched.
+            if !index_written {
+                if !self.store.compare_and_swap(
+                    &plan.index_key,
+                    None,
+                    Some(&plan.tag),
+                    expires,
+                    plan.now,
+                )? {
+                    return Err(Error::Contention);
+                }
+                index_written = true;
+            }
             if self.store.compare_and_swap(
                 &plan.key,
                 current.as_deref(),
@@ -804,24 +831,10 @@ impl<S: Store, C: Clock> Otp<S, C> {
                 expires,
                 plan.now,
             )? {
-                committed = Some(expires);
-                break;
+                return Ok((plan.id, plan.code));
             }
         }
-        let expires = committed.ok_or(Error::Contention)?;
-        // The index is written only once the record names this challenge, so
-        // refused issues leave nothing behind. A random 128-bit id is never
-        // already taken in practice; if it were, this fails closed.
-        if !self.store.compare_and_swap(
-            &plan.index_key,
-            None,
-            Some(&plan.tag),
-            expires,
-            plan.now,
-        )? {
-            return Err(Error::Contention);
-        }
-        Ok((plan.id, plan.code))
+        Err(Error::Contention)
     }
 
     /// Checks `input` against the challenge `id`.
@@ -880,10 +893,22 @@ impl<S: AsyncStore, C: Clock> Otp<S, C> {
     /// If the operating system cannot provide random bytes.
     pub async fn issue_async(&self, subject: &str) -> Result<(ChallengeId, Secret<String>), Error> {
         let plan = self.plan_issue(subject, millis(self.clock.now()))?;
-        let mut committed = None;
+        let mut index_written = false;
         for _ in 0..MAX_RETRIES {
             let current = self.store.get(&plan.key, plan.now).await?;
             let (next, expires) = self.issue_step(&plan, current.as_deref())?;
+            // The index goes first, as in `issue`: a failed or dropped
+            // issue leaves the live code and the send count as they were.
+            if !index_written {
+                if !self
+                    .store
+                    .compare_and_swap(&plan.index_key, None, Some(&plan.tag), expires, plan.now)
+                    .await?
+                {
+                    return Err(Error::Contention);
+                }
+                index_written = true;
+            }
             if self
                 .store
                 .compare_and_swap(
@@ -895,19 +920,10 @@ impl<S: AsyncStore, C: Clock> Otp<S, C> {
                 )
                 .await?
             {
-                committed = Some(expires);
-                break;
+                return Ok((plan.id, plan.code));
             }
         }
-        let expires = committed.ok_or(Error::Contention)?;
-        if !self
-            .store
-            .compare_and_swap(&plan.index_key, None, Some(&plan.tag), expires, plan.now)
-            .await?
-        {
-            return Err(Error::Contention);
-        }
-        Ok((plan.id, plan.code))
+        Err(Error::Contention)
     }
 
     /// [`Otp::verify`] for an asynchronous store; same rules, same errors.
