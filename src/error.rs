@@ -59,6 +59,12 @@ pub enum Error {
     /// The subject has used its attempt budget for the current window; no
     /// new code is issued until the window ends.
     Locked,
+    /// The client has used its send budget for the current window
+    /// (`Otp::issue_from`).
+    ClientLimit,
+    /// A phone number is not in international form (`+` or `00`, country
+    /// code, 7 to 15 digits).
+    InvalidPhoneNumber,
     /// A webhook's signature does not match its URL, parameters and the
     /// account's token.
     WebhookSignature,
@@ -94,6 +100,8 @@ impl fmt::Display for Error {
             Error::InvalidOtpUri => "otpauth URI is not valid",
             Error::SendLimit => "send budget for this subject is spent",
             Error::Locked => "attempt budget for this subject is spent",
+            Error::ClientLimit => "send budget for this client is spent",
+            Error::InvalidPhoneNumber => "phone number is not in international form",
             Error::WebhookSignature => "webhook signature does not match",
             Error::WebhookBody => "webhook body does not match its signed hash",
             Error::Expired => "envelope has expired",
@@ -106,3 +114,90 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// What kind of failure an [`Error`] is: what a web service answers, and
+/// whether trying again can help.
+///
+/// | class | errors | HTTP | retry |
+/// |---|---|---|---|
+/// | [`BadInput`](ErrorClass::BadInput) | `InvalidChallengeId`, `InvalidPan`, `InvalidPhoneNumber`, `InvalidOtpUri`, `PlaintextTooLong` | 400 | no: the input is wrong |
+/// | [`Unauthentic`](ErrorClass::Unauthentic) | `Decrypt`, `Expired`, `WebhookSignature`, `WebhookBody` | 403 | no |
+/// | [`Limited`](ErrorClass::Limited) | `SendLimit`, `Locked`, `ClientLimit` | 429 | after the window: `Otp::budget` / `Otp::client_budget` say when |
+/// | [`Unavailable`](ErrorClass::Unavailable) | `Store`, `StoreFull`, `Contention` | 503 | yes, with backoff |
+/// | [`Internal`](ErrorClass::Internal) | `KeyLength`, `KeyHex`, `KeyEnvMissing`, `InvalidPolicy`, `InvalidOtpParameter`, `BufferTooSmall`, `StoreCorrupt` | 500 | no: configuration or code to fix |
+///
+/// # Example
+///
+/// ```
+/// use pinseal::{Error, ErrorClass};
+///
+/// assert_eq!(Error::SendLimit.class(), ErrorClass::Limited);
+/// assert_eq!(Error::Store.class().http_status(), 503);
+/// assert!(Error::Contention.is_retryable());
+/// assert!(!Error::InvalidChallengeId.is_retryable());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// The caller's input is malformed; the same request fails again.
+    BadInput,
+    /// The input is not authentic, or no longer valid: an envelope that does
+    /// not open, a webhook that is not signed by the account, an expired
+    /// envelope.
+    Unauthentic,
+    /// A send or attempt budget is spent; the same request succeeds once the
+    /// window ends.
+    Limited,
+    /// The challenge store cannot serve the request now; retrying later is
+    /// safe.
+    Unavailable,
+    /// A key, a parameter or stored state is wrong: the service's own
+    /// configuration or code needs fixing.
+    Internal,
+}
+
+impl ErrorClass {
+    /// The HTTP status code a web service answers for this class: 400, 403,
+    /// 429, 503 or 500 (see the table above).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ErrorClass::BadInput => 400,
+            ErrorClass::Unauthentic => 403,
+            ErrorClass::Limited => 429,
+            ErrorClass::Unavailable => 503,
+            ErrorClass::Internal => 500,
+        }
+    }
+}
+
+impl Error {
+    /// The error's class (see [`ErrorClass`]).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::InvalidChallengeId
+            | Error::InvalidPan
+            | Error::InvalidPhoneNumber
+            | Error::InvalidOtpUri
+            | Error::PlaintextTooLong => ErrorClass::BadInput,
+            Error::Decrypt | Error::Expired | Error::WebhookSignature | Error::WebhookBody => {
+                ErrorClass::Unauthentic
+            }
+            Error::SendLimit | Error::Locked | Error::ClientLimit => ErrorClass::Limited,
+            Error::Store | Error::StoreFull | Error::Contention => ErrorClass::Unavailable,
+            Error::KeyLength
+            | Error::KeyHex
+            | Error::KeyEnvMissing
+            | Error::InvalidPolicy
+            | Error::InvalidOtpParameter
+            | Error::BufferTooSmall
+            | Error::StoreCorrupt => ErrorClass::Internal,
+        }
+    }
+
+    /// Whether the same request can succeed later: a spent budget or an
+    /// unavailable store ([`ErrorClass::Limited`],
+    /// [`ErrorClass::Unavailable`]).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.class(), ErrorClass::Limited | ErrorClass::Unavailable)
+    }
+}

@@ -26,7 +26,7 @@ pub use aad::Aad;
 pub use envelope::{
     ENGINE, EXPIRING_OVERHEAD, EXPIRY_LEN, Keyring, NONCE_LEN, OVERHEAD, Sealer, TAG_LEN,
 };
-pub use error::Error;
+pub use error::{Error, ErrorClass};
 pub use key::{KEY_LEN, Key, KeyId};
 pub use pseudonym::{Pseudonym, Pseudonymizer};
 pub use secret::{CloneableSecret, Pan, REDACTED, Secret};

@@ -24,6 +24,10 @@
 //!   [`Sealer::seal_hex`](crate::Sealer::seal_hex)) over storing a value in
 //!   clear.
 //!
+//! The OTP types a web service sends and receives are serde types too:
+//! [`ChallengeId`](crate::otp::ChallengeId) as its hex string,
+//! [`Verdict`](crate::otp::Verdict) as `{"status":"pending","attempts_left":3}`.
+//!
 //! # Security
 //!
 //! Deserializers may copy the input into buffers of their own (a JSON
@@ -110,6 +114,33 @@ impl<'de> Deserialize<'de> for Pan {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text: Secret<String> = read(deserializer)?;
         Pan::parse(text.expose_secret()).map_err(|_| D::Error::custom(NotShown("card number")))
+    }
+}
+
+impl Serialize for crate::otp::ChallengeId {
+    /// Writes the id as its 32 lowercase hex characters.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for crate::otp::ChallengeId {
+    /// Reads 32 hex characters; an error does not quote the input.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Hex;
+        impl ::serde::de::Visitor<'_> for Hex {
+            type Value = crate::otp::ChallengeId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a challenge id (32 hex characters)")
+            }
+            fn visit_str<E: ::serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                v.parse()
+                    .map_err(|_| E::custom("invalid challenge id (input not shown)"))
+            }
+        }
+        deserializer
+            .deserialize_str(Hex)
+            .map_err(|_| D::Error::custom("invalid challenge id (input not shown)"))
     }
 }
 

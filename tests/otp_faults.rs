@@ -1,12 +1,15 @@
-//! A refused or failed issue never destroys the code a subject already
-//! holds, and never spends a send: a store wrapper fails the Nth write, for
-//! every N an issue makes, and a store with no room left refuses the issue.
+//! A refused, failed or dropped issue never destroys the code a subject
+//! already holds, and never spends a send: a store wrapper fails the Nth
+//! write, for every N an issue makes; an async issue is dropped at each of
+//! its await points; and a store with no room left refuses the issue.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use pinseal::otp::{ManualClock, MemoryStore, Otp, Policy, Store, Verdict};
-use pinseal::{Error, Key};
+use pinseal::otp::{AsyncStore, ChallengeId, ManualClock, MemoryStore, Otp, Policy, Store, Verdict};
+use pinseal::{Error, Key, Secret};
 
 /// Fails the write numbered `fail_at` (counting from 0) with
 /// `Error::Store`, without applying it; every other call goes through.
@@ -14,6 +17,7 @@ struct FailingWrite {
     inner: MemoryStore,
     writes: AtomicUsize,
     fail_at: AtomicUsize,
+    fired: AtomicBool,
 }
 
 impl FailingWrite {
@@ -22,6 +26,7 @@ impl FailingWrite {
             inner,
             writes: AtomicUsize::new(0),
             fail_at: AtomicUsize::new(usize::MAX),
+            fired: AtomicBool::new(false),
         }
     }
     /// Fails the `n`th write from now.
@@ -31,6 +36,10 @@ impl FailingWrite {
     }
     fn heal(&self) {
         self.fail_at.store(usize::MAX, Ordering::SeqCst);
+    }
+    /// Whether the planned fault happened.
+    fn fault_fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
     }
 }
 
@@ -48,6 +57,7 @@ impl Store for FailingWrite {
     ) -> Result<bool, Error> {
         let n = self.writes.fetch_add(1, Ordering::SeqCst);
         if n == self.fail_at.load(Ordering::SeqCst) {
+            self.fired.store(true, Ordering::SeqCst);
             return Err(Error::Store);
         }
         Store::compare_and_swap(&self.inner, key, expected, new, expires_ms, now_ms)
@@ -57,49 +67,198 @@ impl Store for FailingWrite {
 fn policy() -> Policy {
     Policy::new(6, Duration::from_secs(60), 5)
         .unwrap()
-        .with_send_budget(2, Duration::from_secs(600))
+        .with_send_budget(3, Duration::from_secs(600))
         .unwrap()
+}
+
+/// A subject with a delivered code (and an earlier, replaced one, so that
+/// the resend also deletes a stale index entry).
+fn victim<S: Store>(store: S) -> (Otp<S, ManualClock>, ChallengeId, Secret<String>) {
+    let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+    let otp = Otp::with_parts(&Key::from_bytes([1; 32]), policy(), store, clock);
+    otp.issue(VICTIM).unwrap();
+    let (id, code) = otp.issue(VICTIM).unwrap();
+    (otp, id, code)
+}
+
+const VICTIM: &str = "+15551234567";
+
+/// After a resend that returned an error: the delivered code still works
+/// and the failed resend spent no send.
+fn assert_untouched<S: Store>(otp: &Otp<S, ManualClock>, id: &ChallengeId, code: &Secret<String>) {
+    assert_eq!(otp.budget(VICTIM).unwrap().sends_left, 1);
+    assert_eq!(
+        otp.verify(id, code.expose_secret()).unwrap(),
+        Verdict::Approved
+    );
 }
 
 #[test]
 fn a_failed_resend_keeps_the_code_and_the_send() {
-    // An issue makes two writes (the challenge index, then the subject's
-    // record); fail each in turn, then check a fault past them is harmless.
-    for n in 0..3 {
-        let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
-        let store = FailingWrite::new(MemoryStore::new());
-        let otp = Otp::with_parts(&Key::from_bytes([1; 32]), policy(), store, clock);
-        let (id, code) = otp.issue("+15551234567").unwrap();
-
+    // Fail each write of the resend in turn (the challenge index, the stale
+    // index deletion, the subject's record) until a fault lands past them.
+    let mut failed = 0;
+    for n in 0.. {
+        let (otp, id, code) = victim(FailingWrite::new(MemoryStore::new()));
         otp.store().fail_nth_write_from_now(n);
-        let resend = otp.issue("+15551234567");
+        let resend = otp.issue(VICTIM);
+        let faulted = otp.store().fault_fired();
         otp.store().heal();
-        if n < 2 {
-            assert_eq!(resend.err(), Some(Error::Store), "write {n} failed");
-            // The code already delivered still works...
-            assert_eq!(
-                otp.verify(&id, code.expose_secret()).unwrap(),
-                Verdict::Approved
-            );
-            // ...and the failed resend spent no send: one is left.
-            assert!(
-                otp.issue("+15551234567").is_ok(),
-                "write {n}: the second send"
-            );
-            assert_eq!(otp.issue("+15551234567").err(), Some(Error::SendLimit));
-        } else {
-            // No write of the issue failed: the new code replaced the old.
-            let (new_id, new_code) = resend.unwrap();
-            assert_eq!(
-                otp.verify(&id, code.expose_secret()).unwrap(),
-                Verdict::Unknown
-            );
-            assert_eq!(
-                otp.verify(&new_id, new_code.expose_secret()).unwrap(),
-                Verdict::Approved
-            );
+        match resend {
+            Err(e) => {
+                assert_eq!(e, Error::Store, "write {n}");
+                failed += 1;
+                assert_untouched(&otp, &id, &code);
+            }
+            Ok((new_id, new_code)) => {
+                // The resend landed: the new code replaced the old one.
+                assert_eq!(
+                    otp.verify(&id, code.expose_secret()).unwrap(),
+                    Verdict::Unknown
+                );
+                assert_eq!(
+                    otp.verify(&new_id, new_code.expose_secret()).unwrap(),
+                    Verdict::Approved
+                );
+                if !faulted {
+                    break; // no write of this resend was failed: all covered
+                }
+            }
         }
     }
+    // The index write and the record write each fail the resend; the stale
+    // entry's deletion is best effort and does not.
+    assert_eq!(failed, 2);
+}
+
+/// Yields once before each store call, so that a test can drop an
+/// `issue_async` future at each of its await points.
+struct Yielding(MemoryStore);
+
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            Poll::Pending
+        }
+    }
+}
+
+impl AsyncStore for Yielding {
+    async fn get(&self, key: &str, now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
+        YieldOnce(false).await;
+        Store::get(&self.0, key, now_ms)
+    }
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool, Error> {
+        YieldOnce(false).await;
+        Store::compare_and_swap(&self.0, key, expected, new, expires_ms, now_ms)
+    }
+}
+
+impl Store for Yielding {
+    fn get(&self, key: &str, now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
+        Store::get(&self.0, key, now_ms)
+    }
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool, Error> {
+        Store::compare_and_swap(&self.0, key, expected, new, expires_ms, now_ms)
+    }
+}
+
+/// Polls `future` `polls` times; `Some` if it completed.
+fn poll_times<F: Future>(future: F, polls: usize) -> Option<F::Output> {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..polls {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return Some(out);
+        }
+    }
+    None // dropped here, mid-flight
+}
+
+#[test]
+fn a_dropped_issue_async_keeps_the_code_and_the_send() {
+    let mut dropped = 0;
+    for polls in 1.. {
+        let (otp, id, code) = victim(Yielding(MemoryStore::new()));
+        match poll_times(otp.issue_async(VICTIM), polls) {
+            None => {
+                dropped += 1;
+                assert_untouched(&otp, &id, &code);
+            }
+            Some(issued) => {
+                let (new_id, new_code) = issued.unwrap();
+                assert_eq!(
+                    otp.verify(&new_id, new_code.expose_secret()).unwrap(),
+                    Verdict::Approved
+                );
+                break;
+            }
+        }
+    }
+    // Read the record, write the index, delete the stale entry, write the
+    // record: the future was dropped at each of the four awaits.
+    assert_eq!(dropped, 4);
+}
+
+#[test]
+fn a_dropped_issue_from_async_spends_at_most_the_client_send() {
+    let mut dropped = 0;
+    for polls in 1.. {
+        let (otp, id, code) = victim(Yielding(MemoryStore::new()));
+        match poll_times(otp.issue_from_async(VICTIM, "203.0.113.7"), polls) {
+            None => {
+                dropped += 1;
+                let client = otp.client_budget("203.0.113.7").unwrap();
+                assert!(client.sends_left >= otp.policy().client_max_sends() - 1);
+                assert_untouched(&otp, &id, &code);
+            }
+            Some(issued) => {
+                issued.unwrap();
+                assert_eq!(
+                    otp.client_budget("203.0.113.7").unwrap().sends_left,
+                    otp.policy().client_max_sends() - 1
+                );
+                break;
+            }
+        }
+    }
+    // Two awaits for the client's send, four for the subject.
+    assert_eq!(dropped, 6);
+}
+
+#[test]
+fn a_refused_issue_from_gives_the_client_its_send_back() {
+    let (otp, _, _) = victim(MemoryStore::new());
+    let before = otp.client_budget("203.0.113.7").unwrap().sends_left;
+    otp.issue_from(VICTIM, "203.0.113.7").unwrap(); // the third send: the last
+    assert_eq!(
+        otp.issue_from(VICTIM, "203.0.113.7").err(),
+        Some(Error::SendLimit)
+    );
+    assert_eq!(
+        otp.client_budget("203.0.113.7").unwrap().sends_left,
+        before - 1
+    );
 }
 
 /// The reported case: a store with room for four entries, another subject

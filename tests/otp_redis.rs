@@ -43,17 +43,19 @@ mod redis_only {
         for _ in 0..3 {
             codes.push(otp.issue(subject).unwrap());
         }
+        otp.issue_from("+15559876544", "203.0.113.9").unwrap();
         let client = redis::Client::open(redis_url()).unwrap();
         let mut conn = client.get_connection().unwrap();
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg(format!("{prefix}*"))
             .query(&mut conn)
             .unwrap();
-        assert_eq!(
-            keys.len(),
-            4,
-            "one subject record and three challenge index entries"
-        );
+        // Subject 1: its record, its newest challenge's index entry and the
+        // one it replaced (the first was deleted by the third issue).
+        // Subject 2: its record and index entry. The client: its record.
+        assert_eq!(keys.len(), 6, "{keys:?}");
+        let kinds = |k: &str| keys.iter().filter(|key| key[prefix.len()..].starts_with(k)).count();
+        assert_eq!((kinds("s:"), kinds("c:"), kinds("k:")), (2, 3, 1));
         for key in &keys {
             let value: Vec<u8> = redis::cmd("GET").arg(key).query(&mut conn).unwrap();
             let pttl: i64 = redis::cmd("PTTL").arg(key).query(&mut conn).unwrap();
@@ -63,7 +65,8 @@ mod redis_only {
             );
             let everything = [key.as_bytes(), &value].concat();
             assert!(!contains(&everything, subject.as_bytes()));
-            assert!(!contains(&everything, b"9876543"));
+            assert!(!contains(&everything, b"987654"));
+            assert!(!contains(&everything, b"203.0.113.9"));
             for (id, code) in &codes {
                 assert!(!contains(&everything, id.as_bytes()));
                 assert!(!contains(&everything, id.to_string().as_bytes()));

@@ -2,6 +2,7 @@
 //! [`MemoryStore`].
 
 use std::collections::{BTreeSet, HashMap};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use crate::Error;
@@ -55,21 +56,29 @@ pub trait Store: Send + Sync {
     ) -> Result<bool, Error>;
 }
 
-impl<S: Store + ?Sized> Store for Arc<S> {
-    fn get(&self, key: &str, now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
-        (**self).get(key, now_ms)
-    }
-    fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: Option<&[u8]>,
-        expires_ms: u64,
-        now_ms: u64,
-    ) -> Result<bool, Error> {
-        (**self).compare_and_swap(key, expected, new, expires_ms, now_ms)
-    }
+macro_rules! forward_store {
+    ($($ptr:ident),*) => {$(
+        impl<S: Store + ?Sized> Store for $ptr<S> {
+            fn get(&self, key: &str, now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
+                (**self).get(key, now_ms)
+            }
+            fn compare_and_swap(
+                &self,
+                key: &str,
+                expected: Option<&[u8]>,
+                new: Option<&[u8]>,
+                expires_ms: u64,
+                now_ms: u64,
+            ) -> Result<bool, Error> {
+                (**self).compare_and_swap(key, expected, new, expires_ms, now_ms)
+            }
+        }
+    )*};
 }
+
+// `Store` is dyn-compatible: `Arc<dyn Store>` and `Box<dyn Store>` choose a
+// store at run time for the blocking methods.
+forward_store!(Arc, Box);
 
 /// The asynchronous twin of [`Store`], for services built on an async
 /// runtime: the same contract, with futures. Used by
@@ -78,6 +87,9 @@ impl<S: Store + ?Sized> Store for Arc<S> {
 ///
 /// [`MemoryStore`] implements both traits (its operations never block on
 /// I/O); `AsyncRedisStore` (feature `redis-tokio`) implements this one.
+///
+/// The trait returns `impl Future`, so it is not dyn-compatible; wrap a
+/// store in a [`DynStore`] to choose it at run time.
 pub trait AsyncStore: Send + Sync {
     /// As [`Store::get`].
     ///
@@ -125,6 +137,102 @@ impl<S: AsyncStore + ?Sized> AsyncStore for Arc<S> {
     }
 }
 
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// [`AsyncStore`] with boxed futures: what [`DynStore`] calls through.
+trait ErasedStore: Send + Sync {
+    fn get<'a>(&'a self, key: &'a str, now_ms: u64)
+    -> BoxFuture<'a, Result<Option<Vec<u8>>, Error>>;
+    fn compare_and_swap<'a>(
+        &'a self,
+        key: &'a str,
+        expected: Option<&'a [u8]>,
+        new: Option<&'a [u8]>,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<bool, Error>>;
+}
+
+impl<S: AsyncStore> ErasedStore for S {
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, Error>> {
+        Box::pin(AsyncStore::get(self, key, now_ms))
+    }
+    fn compare_and_swap<'a>(
+        &'a self,
+        key: &'a str,
+        expected: Option<&'a [u8]>,
+        new: Option<&'a [u8]>,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(AsyncStore::compare_and_swap(
+            self, key, expected, new, expires_ms, now_ms,
+        ))
+    }
+}
+
+/// Any [`AsyncStore`], chosen at run time: one `Otp<DynStore>` type serves
+/// the memory store in development and Redis in production, so handlers
+/// need not be generic.
+///
+/// Each call boxes its future (one small allocation per store round trip).
+/// Clones share the store.
+///
+/// # Example
+///
+/// ```
+/// use pinseal::Key;
+/// use pinseal::otp::{DynStore, MemoryStore, Otp, Policy, SystemClock, Verdict};
+///
+/// // In production this could be `DynStore::new(AsyncRedisStore::open(url).await?)`.
+/// let store = DynStore::new(MemoryStore::new());
+/// let otp: Otp<DynStore> = Otp::with_parts(&Key::generate(), Policy::default(), store, SystemClock);
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let (id, code) = otp.issue_async("+15551234567").await?;
+/// assert_eq!(otp.verify_async(&id, code.expose_secret()).await?, Verdict::Approved);
+/// # Ok::<(), pinseal::Error>(())
+/// # })?;
+/// # Ok::<(), pinseal::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct DynStore(Arc<dyn ErasedStore>);
+
+impl DynStore {
+    /// Wraps `store`.
+    pub fn new<S: AsyncStore + 'static>(store: S) -> DynStore {
+        DynStore(Arc::new(store))
+    }
+}
+
+impl core::fmt::Debug for DynStore {
+    /// The wrapper only: the store's own `Debug` is not reachable here.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("DynStore")
+    }
+}
+
+impl AsyncStore for DynStore {
+    async fn get(&self, key: &str, now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
+        self.0.get(key, now_ms).await
+    }
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool, Error> {
+        self.0
+            .compare_and_swap(key, expected, new, expires_ms, now_ms)
+            .await
+    }
+}
+
 /// The embedded, in-process challenge store.
 ///
 /// # About
@@ -135,8 +243,9 @@ impl<S: AsyncStore + ?Sized> AsyncStore for Arc<S> {
 /// full, writes of new keys fail with [`Error::StoreFull`] (existing keys can
 /// still be updated, so challenges in flight still verify).
 ///
-/// Each successful [`Otp::issue`](super::Otp::issue) adds at most two entries
-/// (one per subject, one per challenge). Measured with a counting allocator
+/// A subject holds at most three entries (its record and up to two index
+/// entries, see the [module docs](super)) however often it is re-sent; a
+/// client named in [`Otp::issue_from`](super::Otp::issue_from) holds one. Measured with a counting allocator
 /// (`tests/alloc.rs`), an entry costs about 340 bytes of heap including both
 /// maps' overhead, so the default capacity, 100 000 entries, bounds the
 /// store to under 40 MB and serves at least 50 000 challenges alive at once.

@@ -14,6 +14,8 @@ use pinseal::otp::Store;
 pub struct Recording<S> {
     pub inner: S,
     pub writes: Mutex<BTreeMap<String, Vec<Vec<u8>>>>,
+    /// Each key's expiry after its last write; deleted keys are absent.
+    pub alive: Mutex<BTreeMap<String, u64>>,
 }
 
 impl<S: Store> Recording<S> {
@@ -21,7 +23,13 @@ impl<S: Store> Recording<S> {
         Recording {
             inner,
             writes: Mutex::new(BTreeMap::new()),
+            alive: Mutex::new(BTreeMap::new()),
         }
+    }
+    /// How many keys hold a value at `now_ms`, by what was written.
+    pub fn live_entries(&self, now_ms: u64) -> usize {
+        let alive = self.alive.lock().unwrap();
+        alive.values().filter(|&&expires| expires > now_ms).count()
     }
     /// Every key and value written, as one byte string for searching.
     pub fn everything(&self) -> Vec<u8> {
@@ -53,6 +61,12 @@ impl<S: Store> Store for Recording<S> {
             .inner
             .compare_and_swap(key, expected, new, expires_ms, now_ms)?;
         if swapped {
+            let mut alive = self.alive.lock().unwrap();
+            match new {
+                Some(_) if expires_ms > now_ms => alive.insert(key.to_string(), expires_ms),
+                _ => alive.remove(key),
+            };
+            drop(alive);
             self.writes
                 .lock()
                 .unwrap()
@@ -74,7 +88,7 @@ macro_rules! otp_suite {
         use std::sync::{Arc, Barrier};
         use std::time::Duration;
 
-        use pinseal::otp::{ManualClock, Otp, Policy, Store, Verdict};
+        use pinseal::otp::{Clock, ManualClock, Otp, Policy, Store, Verdict};
         use pinseal::{Error, Key};
         use $crate::common::otp_suite::{Recording, contains};
 
@@ -329,19 +343,206 @@ macro_rules! otp_suite {
         }
 
         #[test]
+        fn check_by_subject_follows_the_same_rules() {
+            let Some((otp, _)) = service(chat()) else {
+                return;
+            };
+            let subject = "+15550020";
+            assert_eq!(otp.check(subject, "123456").unwrap(), Verdict::Unknown);
+            let (id1, code1) = otp.issue(subject).unwrap();
+            assert_eq!(
+                otp.check(subject, &wrong(code1.expose_secret())).unwrap(),
+                Verdict::Rejected { attempts_left: 4 }
+            );
+            // A resend: only the newest code is checked, and the attempt
+            // made by subject counts for verification by id too.
+            let (id2, code2) = otp.issue(subject).unwrap();
+            assert_eq!(
+                otp.check(subject, code1.expose_secret()).unwrap(),
+                Verdict::Rejected { attempts_left: 3 }
+            );
+            assert_eq!(
+                otp.verify(&id1, code1.expose_secret()).unwrap(),
+                Verdict::Unknown
+            );
+            assert_eq!(
+                otp.check("+15550021", code2.expose_secret()).unwrap(),
+                Verdict::Unknown,
+                "another subject"
+            );
+            assert_eq!(
+                otp.check(subject, code2.expose_secret()).unwrap(),
+                Verdict::Approved
+            );
+            assert_eq!(
+                otp.check(subject, code2.expose_secret()).unwrap(),
+                Verdict::Unknown
+            );
+            assert_eq!(
+                otp.verify(&id2, code2.expose_secret()).unwrap(),
+                Verdict::Unknown,
+                "approved by subject is spent by id"
+            );
+        }
+
+        #[test]
+        fn cancel_withdraws_the_code_and_keeps_the_budgets() {
+            let Some((otp, clock)) = service(chat()) else {
+                return;
+            };
+            let subject = "+15550022";
+            let (id, code) = otp.issue(subject).unwrap();
+            let _ = otp.verify(&id, &wrong(code.expose_secret())).unwrap();
+            let before = otp.budget(subject).unwrap();
+            assert!(otp.cancel(&id).unwrap());
+            assert!(!otp.cancel(&id).unwrap(), "already canceled");
+            assert_eq!(otp.budget(subject).unwrap(), before);
+            assert_eq!(
+                otp.verify(&id, code.expose_secret()).unwrap(),
+                Verdict::Canceled
+            );
+            assert_eq!(
+                otp.check(subject, code.expose_secret()).unwrap(),
+                Verdict::Canceled
+            );
+            assert_eq!(otp.budget(subject).unwrap(), before, "nothing counted");
+            // A new code works; cancel by subject withdraws it.
+            let (id2, code2) = otp.issue(subject).unwrap();
+            assert!(otp.cancel_subject(subject).unwrap());
+            assert_eq!(
+                otp.verify(&id2, code2.expose_secret()).unwrap(),
+                Verdict::Canceled
+            );
+            // Unknown, approved and expired challenges are not canceled.
+            let unknown: pinseal::otp::ChallengeId =
+                "0123456789abcdef0123456789abcdef".parse().unwrap();
+            assert!(!otp.cancel(&unknown).unwrap());
+            let (id3, code3) = otp.issue(subject).unwrap();
+            assert_eq!(
+                otp.verify(&id3, code3.expose_secret()).unwrap(),
+                Verdict::Approved
+            );
+            assert!(!otp.cancel(&id3).unwrap());
+            let (id4, _) = otp.issue(subject).unwrap();
+            clock.advance(Duration::from_secs(60));
+            assert!(!otp.cancel(&id4).unwrap());
+            assert!(!otp.cancel_subject(subject).unwrap());
+        }
+
+        #[test]
+        fn budget_reports_what_is_left_and_when_it_lifts() {
+            let Some((otp, clock)) = service(chat()) else {
+                return;
+            };
+            let subject = "+15550023";
+            let fresh = otp.budget(subject).unwrap();
+            assert_eq!((fresh.sends_left, fresh.attempts_left), (5, 5));
+            assert_eq!(fresh.retry_after(), None);
+            let (id, code) = otp.issue(subject).unwrap();
+            clock.advance(Duration::from_secs(30));
+            for _ in 0..5 {
+                let _ = otp.verify(&id, &wrong(code.expose_secret())).unwrap();
+            }
+            let spent = otp.budget(subject).unwrap();
+            assert_eq!((spent.sends_left, spent.attempts_left), (4, 0));
+            assert_eq!(spent.retry_after(), Some(Duration::from_secs(570)));
+            assert_eq!(otp.issue(subject).unwrap_err(), Error::Locked);
+            clock.advance(Duration::from_secs(569));
+            assert_eq!(otp.issue(subject).unwrap_err(), Error::Locked);
+            clock.advance(Duration::from_secs(1));
+            assert_eq!(otp.budget(subject).unwrap().retry_after(), None);
+            assert!(otp.issue(subject).is_ok());
+        }
+
+        #[test]
+        fn a_subject_holds_a_bounded_number_of_entries() {
+            let clock = ManualClock::new(T0);
+            let Some(inner) = $make else { return };
+            let store = Arc::new(Recording::new(inner));
+            let policy = chat()
+                .with_send_budget(1000, Duration::from_secs(3600))
+                .unwrap();
+            let otp = Otp::with_parts(&Key::from_bytes([4; 32]), policy, store.clone(), clock.clone());
+            let now = || clock.now().as_millis() as u64;
+            for i in 0..1000 {
+                let (id, code) = otp.issue("+15550024").unwrap();
+                if i % 100 == 99 {
+                    assert_eq!(
+                        otp.verify(&id, code.expose_secret()).unwrap(),
+                        Verdict::Approved
+                    );
+                }
+                if i % 250 == 0 {
+                    let _ = otp.cancel(&id).unwrap();
+                }
+                let entries = store.live_entries(now());
+                assert!(entries <= 3, "after issue {i}: {entries} entries");
+            }
+            // Once the last challenge and its index entry expire, only the
+            // subject's record (until its window ends) remains.
+            clock.advance(Duration::from_secs(120));
+            assert_eq!(store.live_entries(now()), 1);
+            clock.advance(Duration::from_secs(3600));
+            assert_eq!(store.live_entries(now()), 0);
+        }
+
+        #[test]
+        fn one_client_flooding_many_numbers_is_cut_off_alone() {
+            let Some((otp, _)) = service(
+                chat()
+                    .with_client_budget(20, Duration::from_secs(3600))
+                    .unwrap(),
+            ) else {
+                return;
+            };
+            let pumper = "198.51.100.66";
+            let mut issued = 0;
+            for i in 0..10_000 {
+                match otp.issue_from(&format!("+4470{i:08}"), pumper) {
+                    Ok(_) => issued += 1,
+                    Err(e) => assert_eq!(e, Error::ClientLimit),
+                }
+            }
+            assert_eq!(issued, 20, "the client's budget");
+            let budget = otp.client_budget(pumper).unwrap();
+            assert_eq!(budget.sends_left, 0);
+            assert_eq!(budget.retry_after(), Some(Duration::from_secs(3600)));
+            // Every other client, and issues that name no client, still work.
+            for i in 0..50 {
+                let (id, code) = otp
+                    .issue_from(&format!("+4471{i:08}"), &format!("203.0.113.{i}"))
+                    .unwrap();
+                assert_eq!(
+                    otp.verify(&id, code.expose_secret()).unwrap(),
+                    Verdict::Approved
+                );
+            }
+            assert!(otp.issue("+447100000099").is_ok());
+        }
+
+        #[test]
         fn concurrent_verifications_approve_exactly_once() {
             let Some((otp, _)) = service(chat()) else {
                 return;
             };
             for round in 0..100 {
-                let (id, code) = otp.issue(&format!("+1555{round:06}")).unwrap();
+                let subject = format!("+1555{round:06}");
+                let (id, code) = otp.issue(&subject).unwrap();
                 let barrier = Barrier::new(8);
                 let verdicts: Vec<Verdict> = std::thread::scope(|s| {
                     let handles: Vec<_> = (0..8)
-                        .map(|_| {
-                            s.spawn(|| {
+                        .map(|i| {
+                            let (barrier, otp, id, code, subject) =
+                                (&barrier, &otp, &id, &code, &subject);
+                            s.spawn(move || {
                                 barrier.wait();
-                                otp.verify(&id, code.expose_secret()).unwrap()
+                                // Half the racers verify by id, half check
+                                // by subject.
+                                if i % 2 == 0 {
+                                    otp.verify(id, code.expose_secret()).unwrap()
+                                } else {
+                                    otp.check(subject, code.expose_secret()).unwrap()
+                                }
                             })
                         })
                         .collect();

@@ -1,0 +1,265 @@
+//! A verification service in the shape of Twilio Verify, on axum: start a
+//! verification, check a code, cancel, with per-number and per-client
+//! budgets and errors mapped to HTTP.
+//!
+//! ```text
+//! POST /verifications                {"to": "+1 555 010 0199"}
+//!   201 {"id": "<32 hex>", "to": "+15550100199", "status": "pending"}
+//! POST /verifications/check          {"to": "+15550100199", "code": "123456"}
+//!                                 or {"id": "<32 hex>", "code": "123456"}
+//!   200 {"status": "approved"} | {"status": "pending", "attempts_left": 4}
+//!     | {"status": "expired"} | {"status": "max_attempts_reached"}
+//!     | {"status": "canceled"} | {"status": "not_found"}
+//! POST /verifications/{id}/cancel
+//!   200 {"status": "canceled"} | 404 {"status": "not_found"}
+//! errors: 400 bad input, 429 + Retry-After for a spent budget,
+//!         503 + Retry-After when the store is unavailable
+//! ```
+//!
+//! The code goes out through `Outbox`, a stand-in for an SMS gateway that
+//! appends each message to a file: the only place the code is written in
+//! clear. Request bodies are read into `Secret` and error bodies never echo
+//! the input.
+//!
+//! Run: `cargo run --example http_service --features serde`, then for
+//! example `curl -s localhost:3000/verifications -d '{"to":"+15550100199"}'
+//! -H 'content-type: application/json'` and read the code from the outbox
+//! file the service names at start. Settings, all optional:
+//! `PINSEAL_KEY` (64 hex), `PINSEAL_HTTP_ADDR` (default `127.0.0.1:3000`),
+//! `PINSEAL_OUTBOX` (default `http_service_outbox.txt` in the temporary
+//! directory), and with `--features serde,redis-tokio`, `PINSEAL_REDIS_URL`
+//! to keep challenges in Redis instead of memory.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use pinseal::otp::{ChallengeId, DynStore, MemoryStore, Otp, Policy, SystemClock, canonical_phone};
+use pinseal::{Error, ErrorClass, Key, Secret};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// Stands in for an SMS gateway: appends each message to a file.
+struct Outbox {
+    path: PathBuf,
+    file: Mutex<std::fs::File>,
+}
+
+impl Outbox {
+    fn open(path: PathBuf) -> std::io::Result<Outbox> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        Ok(Outbox {
+            path,
+            file: Mutex::new(file),
+        })
+    }
+
+    fn send(&self, to: &str, code: &Secret<String>) -> std::io::Result<()> {
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        writeln!(file, "{to} Your verification code is {}", code.expose_secret())
+    }
+}
+
+struct App {
+    otp: Otp<DynStore>,
+    outbox: Outbox,
+}
+
+type Shared = State<Arc<App>>;
+
+/// What the service answers on an error: the status from the error's
+/// class, `Retry-After` when waiting helps, and a body that names the kind
+/// of failure only.
+struct Failure {
+    status: u16,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl Failure {
+    fn limited(error: Error, retry_after: Option<Duration>) -> Failure {
+        Failure {
+            retry_after,
+            ..Failure::from(error)
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Failure {
+        Failure {
+            status: error.class().http_status(),
+            message: error.to_string(),
+            retry_after: (error.class() == ErrorClass::Unavailable)
+                .then_some(Duration::from_secs(1)),
+        }
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, Json(json!({ "error": self.message }))).into_response();
+        if let Some(wait) = self.retry_after {
+            // Whole seconds, rounded up.
+            let secs = wait.as_millis().div_ceil(1000).max(1);
+            if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+/// A body that did not parse: 400, without the parser's message (which may
+/// quote the input).
+fn bad_body(_: JsonRejection) -> Failure {
+    Failure {
+        status: 400,
+        message: "request body is not the expected JSON".into(),
+        retry_after: None,
+    }
+}
+
+#[derive(Deserialize)]
+struct Start {
+    to: String,
+}
+
+#[derive(Serialize)]
+struct Started {
+    id: ChallengeId,
+    to: String,
+    status: &'static str,
+}
+
+async fn start(
+    State(app): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Json<Start>, JsonRejection>,
+) -> Result<(StatusCode, Json<Started>), Failure> {
+    let Json(start) = body.map_err(bad_body)?;
+    let to = canonical_phone(&start.to)?;
+    // The client key: the caller's address. Behind a proxy, take it from
+    // the proxy's forwarding header instead.
+    let client = peer.ip().to_string();
+    let (id, code) = match app.otp.issue_from_async(&to, &client).await {
+        Ok(issued) => issued,
+        Err(error @ (Error::SendLimit | Error::Locked)) => {
+            let budget = app.otp.budget_async(&to).await?;
+            return Err(Failure::limited(error, budget.retry_after()));
+        }
+        Err(error @ Error::ClientLimit) => {
+            let budget = app.otp.client_budget_async(&client).await?;
+            return Err(Failure::limited(error, budget.retry_after()));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if app.outbox.send(&to, &code).is_err() {
+        // Not delivered: withdraw the code rather than leave it pending.
+        let _ = app.otp.cancel_async(&id).await;
+        return Err(Error::Store.into());
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(Started {
+            id,
+            to,
+            status: "pending",
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct Check {
+    to: Option<String>,
+    id: Option<ChallengeId>,
+    code: Secret<String>,
+}
+
+async fn check(
+    State(app): Shared,
+    body: Result<Json<Check>, JsonRejection>,
+) -> Result<Json<pinseal::otp::Verdict>, Failure> {
+    let Json(check) = body.map_err(bad_body)?;
+    let verdict = match (check.id, check.to) {
+        (Some(id), _) => app.otp.verify_async(&id, check.code.expose_secret()).await?,
+        (None, Some(to)) => {
+            let to = canonical_phone(&to)?;
+            app.otp.check_async(&to, check.code.expose_secret()).await?
+        }
+        (None, None) => return Err(Error::InvalidChallengeId.into()),
+    };
+    Ok(Json(verdict))
+}
+
+async fn cancel(State(app): Shared, Path(id): Path<String>) -> Result<Response, Failure> {
+    let id: ChallengeId = id.parse()?;
+    Ok(if app.otp.cancel_async(&id).await? {
+        Json(json!({ "status": "canceled" })).into_response()
+    } else {
+        (StatusCode::NOT_FOUND, Json(json!({ "status": "not_found" }))).into_response()
+    })
+}
+
+/// The challenge store, chosen at run time: one `Otp<DynStore>` type
+/// serves both.
+async fn store() -> Result<DynStore, Error> {
+    #[cfg(feature = "redis-tokio")]
+    if let Ok(url) = std::env::var("PINSEAL_REDIS_URL") {
+        println!("challenge store: Redis");
+        return Ok(DynStore::new(pinseal::otp::AsyncRedisStore::open(&url).await?));
+    }
+    println!("challenge store: memory");
+    Ok(DynStore::new(MemoryStore::new()))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let pepper = match Key::from_env("PINSEAL_KEY") {
+        Ok(root) => root.derive("otp/pepper"),
+        Err(Error::KeyEnvMissing) => {
+            println!("PINSEAL_KEY is not set; using a fresh random key for this run only.");
+            Key::generate()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let policy = Policy::new(6, Duration::from_secs(5 * 60), 5)?
+        .with_send_budget(5, Duration::from_secs(10 * 60))?
+        .with_client_budget(20, Duration::from_secs(60 * 60))?;
+    let outbox = std::env::var_os("PINSEAL_OUTBOX")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("http_service_outbox.txt"));
+    let app = Arc::new(App {
+        otp: Otp::with_parts(&pepper, policy, store().await?, SystemClock),
+        outbox: Outbox::open(outbox)?,
+    });
+    println!("outbox (the stand-in SMS gateway): {}", app.outbox.path.display());
+
+    let router = Router::new()
+        .route("/verifications", post(start))
+        .route("/verifications/check", post(check))
+        .route("/verifications/{id}/cancel", post(cancel))
+        .with_state(app);
+    let addr = std::env::var("PINSEAL_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await?;
+    Ok(())
+}

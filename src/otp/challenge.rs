@@ -1,0 +1,213 @@
+//! What a caller holds and what it is told: [`ChallengeId`], [`Verdict`],
+//! and the budgets left ([`Budget`], [`ClientBudget`]).
+
+use core::fmt;
+use core::str::FromStr;
+use std::time::Duration;
+
+use crate::Error;
+
+/// The public handle of an issued code: 128 random bits, shown as 32
+/// lowercase hex characters (URL-safe).
+///
+/// A challenge id is not a secret on its own (it is useless without the
+/// code), so it may go into a session, a URL or a log line. With the
+/// `serde` feature it serializes as that hex string.
+///
+/// # Example
+///
+/// ```
+/// use pinseal::otp::ChallengeId;
+///
+/// let id: ChallengeId = "00112233445566778899aabbccddeeff".parse()?;
+/// assert_eq!(id.to_string(), "00112233445566778899aabbccddeeff");
+/// assert!("short".parse::<ChallengeId>().is_err());
+/// # Ok::<(), pinseal::Error>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChallengeId(pub(super) [u8; 16]);
+
+impl ChallengeId {
+    pub(super) fn random() -> ChallengeId {
+        let mut id = [0u8; 16];
+        crate::fill_random(&mut id);
+        ChallengeId(id)
+    }
+
+    /// The id's 16 bytes.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl fmt::Display for ChallengeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        crate::write_hex::<16, 32>(f, &self.0)
+    }
+}
+
+impl fmt::Debug for ChallengeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChallengeId({self})")
+    }
+}
+
+impl FromStr for ChallengeId {
+    type Err = Error;
+    /// Parses 32 hex characters (either case).
+    fn from_str(s: &str) -> Result<ChallengeId, Error> {
+        let mut id = [0u8; 16];
+        crate::decode_hex(s, &mut id).map_err(|()| Error::InvalidChallengeId)?;
+        Ok(ChallengeId(id))
+    }
+}
+
+/// The outcome of [`Otp::verify`](super::Otp::verify) and
+/// [`Otp::check`](super::Otp::check).
+///
+/// Each verdict has a status string, [`Verdict::status`], in the vocabulary
+/// of Twilio Verify, which is also its `Display` form and, with the `serde`
+/// feature, its serialized form: `{"status":"approved"}`,
+/// `{"status":"pending","attempts_left":3}`.
+///
+/// | verdict | status |
+/// |---|---|
+/// | [`Approved`](Verdict::Approved) | `approved` |
+/// | [`Rejected`](Verdict::Rejected) | `pending` |
+/// | [`Expired`](Verdict::Expired) | `expired` |
+/// | [`Locked`](Verdict::Locked) | `max_attempts_reached` |
+/// | [`Canceled`](Verdict::Canceled) | `canceled` |
+/// | [`Unknown`](Verdict::Unknown) | `not_found` |
+///
+/// The enum is `#[non_exhaustive]`: only [`Verdict::Approved`] means yes,
+/// so match it and treat every other arm as no.
+///
+/// # Example
+///
+/// ```
+/// use pinseal::otp::Verdict;
+///
+/// let v = Verdict::Rejected { attempts_left: 2 };
+/// assert_eq!(v.status(), "pending");
+/// assert!(!v.is_approved());
+/// assert_eq!(Verdict::Locked.to_string(), "max_attempts_reached");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[must_use]
+#[non_exhaustive]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(tag = "status", rename_all = "snake_case")
+)]
+pub enum Verdict {
+    /// The code is right. The challenge is consumed: it never verifies again.
+    Approved,
+    /// The code is wrong (or malformed); `attempts_left` more may be tried.
+    /// The challenge stays pending.
+    #[cfg_attr(feature = "serde", serde(rename = "pending"))]
+    Rejected {
+        /// Attempts the subject has left in this window; 0 means the next
+        /// verification will answer [`Verdict::Locked`].
+        attempts_left: u32,
+    },
+    /// The challenge's lifetime has passed. Nothing was counted.
+    Expired,
+    /// The subject has no attempts left in this window. Nothing was counted.
+    #[cfg_attr(feature = "serde", serde(rename = "max_attempts_reached"))]
+    Locked,
+    /// The challenge was canceled ([`Otp::cancel`](super::Otp::cancel)).
+    /// Nothing was counted.
+    Canceled,
+    /// No such live challenge: never issued, already approved, replaced by a
+    /// newer code, or forgotten by the store after expiry.
+    #[cfg_attr(feature = "serde", serde(rename = "not_found"))]
+    Unknown,
+}
+
+impl Verdict {
+    /// The status string (see the table above).
+    pub fn status(&self) -> &'static str {
+        match self {
+            Verdict::Approved => "approved",
+            Verdict::Rejected { .. } => "pending",
+            Verdict::Expired => "expired",
+            Verdict::Locked => "max_attempts_reached",
+            Verdict::Canceled => "canceled",
+            Verdict::Unknown => "not_found",
+        }
+    }
+
+    /// Whether this is [`Verdict::Approved`], the only verdict that means
+    /// yes.
+    pub fn is_approved(&self) -> bool {
+        matches!(self, Verdict::Approved)
+    }
+}
+
+impl fmt::Display for Verdict {
+    /// The status string.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.status())
+    }
+}
+
+/// A subject's budgets in its current window, from
+/// [`Otp::budget`](super::Otp::budget): how many sends and wrong attempts
+/// remain, and when they are restored.
+///
+/// # Example
+///
+/// ```
+/// use pinseal::Key;
+/// use pinseal::otp::{Otp, Policy};
+///
+/// let otp = Otp::new(&Key::generate(), Policy::default());
+/// let _ = otp.issue("+15551234567")?;
+/// let budget = otp.budget("+15551234567")?;
+/// assert_eq!(budget.sends_left, 4);
+/// assert_eq!(budget.attempts_left, 5);
+/// assert_eq!(budget.retry_after(), None); // nothing is spent yet
+/// # Ok::<(), pinseal::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Budget {
+    /// Codes the subject may still be sent in this window.
+    pub sends_left: u32,
+    /// Wrong attempts the subject may still make in this window.
+    pub attempts_left: u32,
+    /// Time until the window ends and both budgets are full again; zero
+    /// when the subject has no window open.
+    pub resets_in: Duration,
+}
+
+impl Budget {
+    /// When a spent budget lifts: `Some(resets_in)` if no send or no attempt
+    /// is left (what a web service puts in `Retry-After` after
+    /// [`Error::SendLimit`] or [`Error::Locked`]), `None` otherwise.
+    pub fn retry_after(&self) -> Option<Duration> {
+        (self.sends_left == 0 || self.attempts_left == 0).then_some(self.resets_in)
+    }
+}
+
+/// A client's send budget in its current window, from
+/// [`Otp::client_budget`](super::Otp::client_budget).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientBudget {
+    /// Codes that may still be issued on behalf of this client in this
+    /// window.
+    pub sends_left: u32,
+    /// Time until the window ends and the budget is full again; zero when
+    /// the client has no window open.
+    pub resets_in: Duration,
+}
+
+impl ClientBudget {
+    /// When the spent budget lifts: `Some(resets_in)` if no send is left
+    /// (after [`Error::ClientLimit`]), `None` otherwise.
+    pub fn retry_after(&self) -> Option<Duration> {
+        (self.sends_left == 0).then_some(self.resets_in)
+    }
+}
