@@ -67,7 +67,11 @@ impl Outbox {
 
     fn send(&self, to: &str, code: &Secret<String>) -> std::io::Result<()> {
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        writeln!(file, "{to} Your verification code is {}", code.expose_secret())
+        writeln!(
+            file,
+            "{to} Your verification code is {}",
+            code.expose_secret()
+        )
     }
 }
 
@@ -109,8 +113,7 @@ impl From<Error> for Failure {
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, Json(json!({ "error": self.message }))).into_response();
         if let Some(wait) = self.retry_after {
             // Whole seconds, rounded up.
@@ -195,7 +198,11 @@ async fn check(
 ) -> Result<Json<pinseal::otp::Verdict>, Failure> {
     let Json(check) = body.map_err(bad_body)?;
     let verdict = match (check.id, check.to) {
-        (Some(id), _) => app.otp.verify_async(&id, check.code.expose_secret()).await?,
+        (Some(id), _) => {
+            app.otp
+                .verify_async(&id, check.code.expose_secret())
+                .await?
+        }
         (None, Some(to)) => {
             let to = canonical_phone(&to)?;
             app.otp.check_async(&to, check.code.expose_secret()).await?
@@ -210,7 +217,11 @@ async fn cancel(State(app): Shared, Path(id): Path<String>) -> Result<Response, 
     Ok(if app.otp.cancel_async(&id).await? {
         Json(json!({ "status": "canceled" })).into_response()
     } else {
-        (StatusCode::NOT_FOUND, Json(json!({ "status": "not_found" }))).into_response()
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "status": "not_found" })),
+        )
+            .into_response()
     })
 }
 
@@ -220,7 +231,9 @@ async fn store() -> Result<DynStore, Error> {
     #[cfg(feature = "redis-tokio")]
     if let Ok(url) = std::env::var("PINSEAL_REDIS_URL") {
         println!("challenge store: Redis");
-        return Ok(DynStore::new(pinseal::otp::AsyncRedisStore::open(&url).await?));
+        return Ok(DynStore::new(
+            pinseal::otp::AsyncRedisStore::open(&url).await?,
+        ));
     }
     println!("challenge store: memory");
     Ok(DynStore::new(MemoryStore::new()))
@@ -246,7 +259,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         otp: Otp::with_parts(&pepper, policy, store().await?, SystemClock),
         outbox: Outbox::open(outbox)?,
     });
-    println!("outbox (the stand-in SMS gateway): {}", app.outbox.path.display());
+    println!(
+        "outbox (the stand-in SMS gateway): {}",
+        app.outbox.path.display()
+    );
 
     let router = Router::new()
         .route("/verifications", post(start))

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use pinseal::otp::{AsyncStore, ChallengeId, ManualClock, MemoryStore, Otp, Policy, Store, Verdict};
+use pinseal::otp::{
+    AsyncStore, ChallengeId, ManualClock, MemoryStore, Otp, Policy, Store, Verdict,
+};
 use pinseal::{Error, Key, Secret};
 
 /// Fails the write numbered `fail_at` (counting from 0) with

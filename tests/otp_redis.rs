@@ -54,7 +54,11 @@ mod redis_only {
         // one it replaced (the first was deleted by the third issue).
         // Subject 2: its record and index entry. The client: its record.
         assert_eq!(keys.len(), 6, "{keys:?}");
-        let kinds = |k: &str| keys.iter().filter(|key| key[prefix.len()..].starts_with(k)).count();
+        let kinds = |k: &str| {
+            keys.iter()
+                .filter(|key| key[prefix.len()..].starts_with(k))
+                .count()
+        };
         assert_eq!((kinds("s:"), kinds("c:"), kinds("k:")), (2, 3, 1));
         for key in &keys {
             let value: Vec<u8> = redis::cmd("GET").arg(key).query(&mut conn).unwrap();

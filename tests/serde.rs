@@ -133,3 +133,51 @@ fn serialization_is_redacted_unless_a_field_opts_in() {
     let err = serde_json::from_str::<Stored>(r#"{"secret":"pin-marker","logged":[]}"#).unwrap_err();
     assert_quiet(r#"pin-marker"#, &err);
 }
+
+/// The OTP types a web service sends: the verdict in Verify's vocabulary,
+/// the challenge id as hex; both read back.
+#[test]
+fn verdicts_and_challenge_ids_round_trip_as_verify_json() {
+    use pinseal::otp::{ChallengeId, Verdict};
+    let cases = [
+        (Verdict::Approved, r#"{"status":"approved"}"#),
+        (
+            Verdict::Rejected { attempts_left: 3 },
+            r#"{"status":"pending","attempts_left":3}"#,
+        ),
+        (Verdict::Expired, r#"{"status":"expired"}"#),
+        (Verdict::Locked, r#"{"status":"max_attempts_reached"}"#),
+        (Verdict::Canceled, r#"{"status":"canceled"}"#),
+        (Verdict::Unknown, r#"{"status":"not_found"}"#),
+    ];
+    for (verdict, json) in cases {
+        assert_eq!(serde_json::to_string(&verdict).unwrap(), json);
+        assert_eq!(serde_json::from_str::<Verdict>(json).unwrap(), verdict);
+        // The serialized status is the one `status()` and `Display` give.
+        assert!(json.contains(&format!(r#""status":"{}""#, verdict.status())));
+        assert_eq!(verdict.to_string(), verdict.status());
+    }
+    assert!(serde_json::from_str::<Verdict>(r#"{"status":"rejected"}"#).is_err());
+
+    let hex = "00112233445566778899aabbccddeeff";
+    let id: ChallengeId = hex.parse().unwrap();
+    let json = serde_json::to_string(&id).unwrap();
+    assert_eq!(json, format!("\"{hex}\""));
+    assert_eq!(serde_json::from_str::<ChallengeId>(&json).unwrap(), id);
+    assert_eq!(
+        serde_json::from_str::<ChallengeId>(&json.to_uppercase()).unwrap(),
+        id
+    );
+    for bad in [
+        r#""0x112233445566778899aabbccddeeff""#,
+        r#""739182""#,
+        "739182",
+        "[7,3,9]",
+        r#"{"id":"739182"}"#,
+    ] {
+        let err = serde_json::from_str::<ChallengeId>(bad).unwrap_err();
+        let shown = format!("{err} | {err:?}");
+        assert!(!shown.contains("739182"), "{shown}");
+        assert!(shown.contains("input not shown"), "{shown}");
+    }
+}

@@ -615,17 +615,27 @@ mod tests {
         let (bytes, ..) = client_reserve(&policy, Some(&bytes), 2_000).unwrap();
         let r = ClientRecord::current(Some(&bytes), &policy, 2_000).unwrap();
         assert_eq!(r.sends, 2);
-        assert!(client_refund(&policy, Some(&bytes), 999, 2_000).unwrap().is_none());
+        assert!(
+            client_refund(&policy, Some(&bytes), 999, 2_000)
+                .unwrap()
+                .is_none()
+        );
         let (refunded, _) = client_refund(&policy, Some(&bytes), 1_000, 2_000)
             .unwrap()
             .unwrap();
         assert_eq!(
-            ClientRecord::current(Some(&refunded), &policy, 2_000).unwrap().sends,
+            ClientRecord::current(Some(&refunded), &policy, 2_000)
+                .unwrap()
+                .sends,
             1
         );
         // After the window, the count starts again and nothing is refunded.
         let later = 1_000 + policy.client_window_ms;
-        assert!(client_refund(&policy, Some(&bytes), 1_000, later).unwrap().is_none());
+        assert!(
+            client_refund(&policy, Some(&bytes), 1_000, later)
+                .unwrap()
+                .is_none()
+        );
         let mut corrupt = bytes.clone();
         corrupt.push(0);
         assert_eq!(

@@ -360,7 +360,10 @@ impl<S: Store + ?Sized> AsyncStore for Blocking<'_, S> {
 /// completes it.
 fn run_blocking<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
-    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
         Poll::Ready(output) => output,
         // Every await point in this module is a store call; over
         // `Blocking` each is ready at once.

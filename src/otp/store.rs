@@ -141,8 +141,11 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// [`AsyncStore`] with boxed futures: what [`DynStore`] calls through.
 trait ErasedStore: Send + Sync {
-    fn get<'a>(&'a self, key: &'a str, now_ms: u64)
-    -> BoxFuture<'a, Result<Option<Vec<u8>>, Error>>;
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, Error>>;
     fn compare_and_swap<'a>(
         &'a self,
         key: &'a str,
@@ -248,7 +251,8 @@ impl AsyncStore for DynStore {
 /// client named in [`Otp::issue_from`](super::Otp::issue_from) holds one. Measured with a counting allocator
 /// (`tests/alloc.rs`), an entry costs about 340 bytes of heap including both
 /// maps' overhead, so the default capacity, 100 000 entries, bounds the
-/// store to under 40 MB and serves at least 50 000 challenges alive at once.
+/// store to under 40 MB and serves at least 33 000 subjects with a code
+/// alive at once (50 000 when none was re-sent within its TTL).
 ///
 /// `MemoryStore` serves one process. Services on several machines need a
 /// shared store such as `RedisStore` (feature `redis`).

@@ -462,7 +462,12 @@ macro_rules! otp_suite {
             let policy = chat()
                 .with_send_budget(1000, Duration::from_secs(3600))
                 .unwrap();
-            let otp = Otp::with_parts(&Key::from_bytes([4; 32]), policy, store.clone(), clock.clone());
+            let otp = Otp::with_parts(
+                &Key::from_bytes([4; 32]),
+                policy,
+                store.clone(),
+                clock.clone(),
+            );
             let now = || clock.now().as_millis() as u64;
             for i in 0..1000 {
                 let (id, code) = otp.issue("+15550024").unwrap();
