@@ -26,12 +26,12 @@
 //! -H 'content-type: application/json'` and read the code from the outbox
 //! file the service names at start. Settings, all optional:
 //! `PINSEAL_KEY` (64 hex), `PINSEAL_HTTP_ADDR` (default `127.0.0.1:3000`),
-//! `PINSEAL_OUTBOX` (default `http_service_outbox.txt` in the temporary
-//! directory), and with `--features serde,redis-tokio`, `PINSEAL_REDIS_URL`
+//! `PINSEAL_OUTBOX` (default `http_service_outbox.txt` in the current
+//! directory, created readable by its owner only), and with `--features serde,redis-tokio`, `PINSEAL_REDIS_URL`
 //! to keep challenges in Redis instead of memory.
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -55,10 +55,12 @@ struct Outbox {
 
 impl Outbox {
     fn open(path: PathBuf) -> std::io::Result<Outbox> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        // Readable by this user only: it holds codes.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&path)?;
         Ok(Outbox {
             path,
             file: Mutex::new(file),
@@ -136,6 +138,22 @@ fn bad_body(_: JsonRejection) -> Failure {
     }
 }
 
+/// The client key for the per-client budget: the caller's IPv4 address,
+/// or the /64 network of an IPv6 one (a single host usually holds a whole
+/// /64). Behind a proxy, take the address from the header the proxy sets.
+fn client_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
 #[derive(Deserialize)]
 struct Start {
     to: String,
@@ -155,9 +173,7 @@ async fn start(
 ) -> Result<(StatusCode, Json<Started>), Failure> {
     let Json(start) = body.map_err(bad_body)?;
     let to = canonical_phone(&start.to)?;
-    // The client key: the caller's address. Behind a proxy, take it from
-    // the proxy's forwarding header instead.
-    let client = peer.ip().to_string();
+    let client = client_key(peer.ip());
     let (id, code) = match app.otp.issue_from_async(&to, &client).await {
         Ok(issued) => issued,
         Err(error @ (Error::SendLimit | Error::Locked)) => {
@@ -192,6 +208,9 @@ struct Check {
     code: Secret<String>,
 }
 
+/// Checks are limited per subject (attempts); a production service also
+/// rate-limits this endpoint per client in front of it, so that one caller
+/// cannot spend many numbers' attempts (see SECURITY.md, lock-out).
 async fn check(
     State(app): Shared,
     body: Result<Json<Check>, JsonRejection>,
@@ -254,7 +273,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_client_budget(20, Duration::from_secs(60 * 60))?;
     let outbox = std::env::var_os("PINSEAL_OUTBOX")
         .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("http_service_outbox.txt"));
+        .unwrap_or_else(|| PathBuf::from("http_service_outbox.txt"));
     let app = Arc::new(App {
         otp: Otp::with_parts(&pepper, policy, store().await?, SystemClock),
         outbox: Outbox::open(outbox)?,

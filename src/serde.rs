@@ -117,6 +117,57 @@ impl<'de> Deserialize<'de> for Pan {
     }
 }
 
+/// The wire form of a [`Verdict`](crate::otp::Verdict): Verify's status
+/// strings, internally tagged.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+enum VerdictRepr {
+    Approved,
+    #[serde(rename = "pending")]
+    Rejected {
+        attempts_left: u32,
+    },
+    Expired,
+    #[serde(rename = "max_attempts_reached")]
+    Locked,
+    Canceled,
+    #[serde(rename = "not_found")]
+    Unknown,
+}
+
+impl Serialize for crate::otp::Verdict {
+    /// Writes `{"status":"..."}` (with `attempts_left` when pending).
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use crate::otp::Verdict;
+        match *self {
+            Verdict::Approved => VerdictRepr::Approved,
+            Verdict::Rejected { attempts_left } => VerdictRepr::Rejected { attempts_left },
+            Verdict::Expired => VerdictRepr::Expired,
+            Verdict::Locked => VerdictRepr::Locked,
+            Verdict::Canceled => VerdictRepr::Canceled,
+            Verdict::Unknown => VerdictRepr::Unknown,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for crate::otp::Verdict {
+    /// Reads what `serialize` writes; an error does not quote the input.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use crate::otp::Verdict;
+        let repr = VerdictRepr::deserialize(deserializer)
+            .map_err(|_| D::Error::custom("invalid verdict (input not shown)"))?;
+        Ok(match repr {
+            VerdictRepr::Approved => Verdict::Approved,
+            VerdictRepr::Rejected { attempts_left } => Verdict::Rejected { attempts_left },
+            VerdictRepr::Expired => Verdict::Expired,
+            VerdictRepr::Locked => Verdict::Locked,
+            VerdictRepr::Canceled => Verdict::Canceled,
+            VerdictRepr::Unknown => Verdict::Unknown,
+        })
+    }
+}
+
 impl Serialize for crate::otp::ChallengeId {
     /// Writes the id as its 32 lowercase hex characters.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -84,6 +84,7 @@ fn victim<S: Store>(store: S) -> (Otp<S, ManualClock>, ChallengeId, Secret<Strin
 }
 
 const VICTIM: &str = "+15551234567";
+const NOW_MS: u64 = 1_700_000_000_000;
 
 /// After a resend that returned an error: the delivered code still works
 /// and the failed resend spent no send.
@@ -102,6 +103,7 @@ fn a_failed_resend_keeps_the_code_and_the_send() {
     let mut failed = 0;
     for n in 0.. {
         let (otp, id, code) = victim(FailingWrite::new(MemoryStore::new()));
+        let entries = otp.store().inner.len(NOW_MS);
         otp.store().fail_nth_write_from_now(n);
         let resend = otp.issue(VICTIM);
         let faulted = otp.store().fault_fired();
@@ -110,6 +112,11 @@ fn a_failed_resend_keeps_the_code_and_the_send() {
             Err(e) => {
                 assert_eq!(e, Error::Store, "write {n}");
                 failed += 1;
+                // The failed issue took its new index entry back out: after
+                // a failed index write nothing changed; after a failed
+                // record write the stale entry is gone and the new one too.
+                let expected = if n == 0 { entries } else { entries - 1 };
+                assert_eq!(otp.store().inner.len(NOW_MS), expected, "write {n}");
                 assert_untouched(&otp, &id, &code);
             }
             Ok((new_id, new_code)) => {

@@ -157,7 +157,19 @@ fn verdicts_and_challenge_ids_round_trip_as_verify_json() {
         assert!(json.contains(&format!(r#""status":"{}""#, verdict.status())));
         assert_eq!(verdict.to_string(), verdict.status());
     }
-    assert!(serde_json::from_str::<Verdict>(r#"{"status":"rejected"}"#).is_err());
+    for bad in [
+        r#"{"status":"739182"}"#,
+        r#"{"status":"pending","attempts_left":"739182"}"#,
+        r#"{"status":"rejected"}"#,
+    ] {
+        let err = serde_json::from_str::<Verdict>(bad).unwrap_err();
+        let shown = format!("{err} | {err:?}");
+        assert!(
+            !shown.contains("739182") && !shown.contains("rejected"),
+            "{shown}"
+        );
+        assert!(shown.contains("input not shown"), "{shown}");
+    }
 
     let hex = "00112233445566778899aabbccddeeff";
     let id: ChallengeId = hex.parse().unwrap();

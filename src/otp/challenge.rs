@@ -10,9 +10,11 @@ use crate::Error;
 /// The public handle of an issued code: 128 random bits, shown as 32
 /// lowercase hex characters (URL-safe).
 ///
-/// A challenge id is not a secret on its own (it is useless without the
-/// code), so it may go into a session, a URL or a log line. With the
-/// `serde` feature it serializes as that hex string.
+/// A challenge id is not a secret on its own: it cannot verify without the
+/// code. It can cancel the challenge ([`Otp::cancel`](super::Otp::cancel)),
+/// so hand it only to the user it was issued for (a session, a response to
+/// them); a service that exposes cancel by id should keep ids out of
+/// shared logs. With the `serde` feature it serializes as its hex string.
 ///
 /// # Example
 ///
@@ -95,17 +97,11 @@ impl FromStr for ChallengeId {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[must_use]
 #[non_exhaustive]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Serialize, serde::Deserialize),
-    serde(tag = "status", rename_all = "snake_case")
-)]
 pub enum Verdict {
     /// The code is right. The challenge is consumed: it never verifies again.
     Approved,
     /// The code is wrong (or malformed); `attempts_left` more may be tried.
     /// The challenge stays pending.
-    #[cfg_attr(feature = "serde", serde(rename = "pending"))]
     Rejected {
         /// Attempts the subject has left in this window; 0 means the next
         /// verification will answer [`Verdict::Locked`].
@@ -114,14 +110,12 @@ pub enum Verdict {
     /// The challenge's lifetime has passed. Nothing was counted.
     Expired,
     /// The subject has no attempts left in this window. Nothing was counted.
-    #[cfg_attr(feature = "serde", serde(rename = "max_attempts_reached"))]
     Locked,
     /// The challenge was canceled ([`Otp::cancel`](super::Otp::cancel)).
     /// Nothing was counted.
     Canceled,
     /// No such live challenge: never issued, already approved, replaced by a
     /// newer code, or forgotten by the store after expiry.
-    #[cfg_attr(feature = "serde", serde(rename = "not_found"))]
     Unknown,
 }
 
@@ -178,7 +172,8 @@ pub struct Budget {
     /// Wrong attempts the subject may still make in this window.
     pub attempts_left: u32,
     /// Time until the window ends and both budgets are full again; zero
-    /// when the subject has no window open.
+    /// when the subject has no window open (no send or attempt counted in
+    /// the last `send_window`).
     pub resets_in: Duration,
 }
 

@@ -54,7 +54,9 @@
 //!   re-sent, so resending never buys more guesses. When they reach
 //!   `max_attempts`, verification answers [`Verdict::Locked`] and issuing
 //!   answers [`Error::Locked`] until the send window ends. Approval resets
-//!   the count. A wrong code never extends a TTL.
+//!   the count. Each code also counts its own wrong attempts, never reset:
+//!   a code that has taken `max_attempts` wrong guesses is locked for good,
+//!   even across the end of a window. A wrong code never extends a TTL.
 //! - An expired challenge is reported as [`Verdict::Expired`] for one more
 //!   TTL, and as [`Verdict::Unknown`] after; a replaced or approved one as
 //!   [`Verdict::Unknown`]; a canceled one as [`Verdict::Canceled`] while
@@ -97,7 +99,7 @@
 //! # Security
 //!
 //! - Verification compares HMACs with [`subtle`] and computes exactly one
-//!   HMAC whatever the outcome: unknown, expired and locked challenges and
+//!   code HMAC per compare-and-swap round whatever the outcome: unknown, expired and locked challenges and
 //!   malformed input cost the same cryptographic work as a real check. (The
 //!   store round trips differ: an unknown id needs one lookup, a known one
 //!   two.)
@@ -106,8 +108,8 @@
 //!   its attempts and lock it out until the window ends; SECURITY.md lists
 //!   the settings that bound this.
 //! - With the defaults (6 digits, 5 attempts per 10-minute window) an online
-//!   guesser succeeds with probability at most 5 / 10^6 per window per
-//!   subject.
+//!   guesser succeeds with probability at most 5 / 10^6 per code, and per
+//!   window per subject unless the subject approves a code in between.
 //! - Use a pepper [`Key`] dedicated to OTP (for example
 //!   `root.derive("otp/pepper")`). Rotating it invalidates codes in flight.
 //!

@@ -96,6 +96,9 @@ pub(super) struct Live {
     pub(super) mac: Tag,
     pub(super) expires_ms: u64,
     pub(super) state: State,
+    /// Wrong attempts on this code, whatever window they fell in: a code
+    /// never takes more than `max_attempts` guesses.
+    pub(super) attempts: u32,
 }
 
 /// The index entry of a replaced challenge, which may still be in the
@@ -121,7 +124,7 @@ pub(super) struct Record {
 const RECORD_V1: u8 = 1;
 const RECORD_VERSION: u8 = 2;
 #[cfg(test)]
-const RECORD_MAX: usize = 1 + 8 + 4 + 4 + 1 + (TAG_LEN + TAG_LEN + 8) + 1 + (TAG_LEN + 8);
+const RECORD_MAX: usize = 1 + 8 + 4 + 4 + 1 + (TAG_LEN + TAG_LEN + 8 + 4) + 1 + (TAG_LEN + 8);
 
 fn take<const N: usize>(b: &mut &[u8]) -> Result<[u8; N], Error> {
     let (head, rest) = b.split_first_chunk::<N>().ok_or(Error::StoreCorrupt)?;
@@ -157,12 +160,14 @@ impl Record {
         }
     }
 
-    /// When the record can be forgotten: after its window and its challenge.
+    /// When the record can be forgotten: after its window, and after its
+    /// challenge's index entry (so that a late answer is still told
+    /// [`Verdict::Expired`]).
     fn expiry(&self, policy: &Policy) -> u64 {
         let window_end = self.window_start_ms.saturating_add(policy.send_window_ms);
-        self.live
-            .as_ref()
-            .map_or(window_end, |l| l.expires_ms.max(window_end))
+        self.live.as_ref().map_or(window_end, |l| {
+            index_expiry(policy, l.expires_ms).max(window_end)
+        })
     }
 
     pub(super) fn encode(&self) -> Vec<u8> {
@@ -182,6 +187,7 @@ impl Record {
                 out.extend_from_slice(&live.id_tag);
                 out.extend_from_slice(&live.mac);
                 out.extend_from_slice(&live.expires_ms.to_be_bytes());
+                out.extend_from_slice(&live.attempts.to_be_bytes());
             }
         }
         match &self.stale {
@@ -218,6 +224,11 @@ impl Record {
                 mac: take(&mut b)?,
                 expires_ms: u64::from_be_bytes(take(&mut b)?),
                 state,
+                attempts: if version == RECORD_V1 {
+                    0
+                } else {
+                    u32::from_be_bytes(take(&mut b)?)
+                },
             }),
         };
         let (live, stale) = if version == RECORD_V1 {
@@ -372,7 +383,7 @@ pub(super) fn verify_step(
     // The record as of now: a window that has ended no longer locks.
     let mut next = record.clone();
     next.roll(policy, now);
-    if next.attempts >= policy.max_attempts {
+    if next.attempts >= policy.max_attempts || live.attempts >= policy.max_attempts {
         return Ok(Step::Done(Verdict::Locked));
     }
     if now >= live.expires_ms {
@@ -390,8 +401,14 @@ pub(super) fn verify_step(
         Verdict::Approved
     } else {
         next.attempts += 1;
+        let code_attempts = live.attempts + 1;
+        if let Some(l) = next.live.as_mut() {
+            l.attempts = code_attempts;
+        }
         Verdict::Rejected {
-            attempts_left: policy.max_attempts.saturating_sub(next.attempts),
+            attempts_left: policy
+                .max_attempts
+                .saturating_sub(next.attempts.max(code_attempts)),
         }
     };
     Ok(Step::Swap {
@@ -440,11 +457,15 @@ pub(super) fn budget(policy: &Policy, current: Option<&[u8]>, now: u64) -> Resul
             resets_in: Duration::ZERO,
         });
     };
-    let r = Record::current(Some(bytes), policy, now)?;
+    let r = Record::decode(bytes)?;
+    let end = r.window_start_ms.saturating_add(policy.send_window_ms);
+    if now >= end {
+        return budget(policy, None, now);
+    }
     Ok(Budget {
         sends_left: policy.max_sends.saturating_sub(r.sends),
         attempts_left: policy.max_attempts.saturating_sub(r.attempts),
-        resets_in: remaining(r.window_start_ms.saturating_add(policy.send_window_ms), now),
+        resets_in: remaining(end, now),
     })
 }
 
@@ -556,6 +577,7 @@ mod tests {
                 mac: [5; 32],
                 expires_ms: 6,
                 state: State::Canceled,
+                attempts: 9,
             }),
             stale: Some(Stale {
                 id_tag: [7; 32],

@@ -180,44 +180,71 @@ impl<S, C: Clock> Otp<S, C> {
                 .code_mac(&id_tag, &tag, code.expose_secret().as_bytes()),
             expires_ms: now.saturating_add(self.policy.ttl_ms),
             state: State::Pending,
+            attempts: 0,
         };
         let index = index_key(&id_tag);
         let mut index_written = false;
+        let issued = self
+            .issue_rounds(store, &key, &tag, &live, &index, now, &mut index_written)
+            .await;
+        if issued.is_err() && index_written {
+            // The new entry names a challenge no record holds: remove it
+            // now rather than let it wait out its TTL.
+            let _ = store
+                .compare_and_swap(&index, Some(&tag), None, 0, now)
+                .await;
+        }
+        issued.map(|()| (id, code))
+    }
+
+    /// The compare-and-swap rounds of an issue; sets `index_written` once
+    /// the new index entry is in the store.
+    #[allow(clippy::too_many_arguments)]
+    async fn issue_rounds<T: AsyncStore>(
+        &self,
+        store: &T,
+        key: &str,
+        tag: &Tag,
+        live: &Live,
+        index: &str,
+        now: u64,
+        index_written: &mut bool,
+    ) -> Result<(), Error> {
         let mut deleted: Option<Tag> = None;
         for _ in 0..MAX_RETRIES {
-            let current = store.get(&key, now).await?;
+            let current = store.get(key, now).await?;
             let IssueStep {
                 next,
                 expires_ms,
                 delete_first,
-            } = record::issue_step(&self.policy, &live, current.as_deref(), now)?;
+            } = record::issue_step(&self.policy, live, current.as_deref(), now)?;
             // Until the record swap below lands, the subject's live code and
             // send count are untouched (see "Failure" on `issue`): the new
             // index entry names a challenge no record holds yet, and the
             // entry deleted is one no pending challenge uses.
-            if !index_written {
+            if !*index_written {
                 let expires = index_expiry(&self.policy, live.expires_ms);
                 if !store
-                    .compare_and_swap(&index, None, Some(&tag), expires, now)
+                    .compare_and_swap(index, None, Some(tag), expires, now)
                     .await?
                 {
                     return Err(Error::Contention);
                 }
-                index_written = true;
+                *index_written = true;
             }
             if let Some(stale) = delete_first.filter(|s| deleted != Some(s.id_tag)) {
                 // Whoever else holds it, the entry is stale: a failure here
                 // only leaves it to expire.
                 let _ = store
-                    .compare_and_swap(&index_key(&stale.id_tag), Some(&tag), None, 0, now)
+                    .compare_and_swap(&index_key(&stale.id_tag), Some(tag), None, 0, now)
                     .await;
                 deleted = Some(stale.id_tag);
             }
             if store
-                .compare_and_swap(&key, current.as_deref(), Some(&next), expires_ms, now)
+                .compare_and_swap(key, current.as_deref(), Some(&next), expires_ms, now)
                 .await?
             {
-                return Ok((id, code));
+                return Ok(());
             }
         }
         Err(Error::Contention)
@@ -391,9 +418,9 @@ impl<S: Store, C: Clock> Otp<S, C> {
     /// A refused or failed issue leaves the subject as it was: the code sent
     /// before still works and no send is spent. The challenge index is
     /// written first and the subject's record last, in one compare-and-swap;
-    /// when anything fails before that swap, the index entry left behind
-    /// names a challenge the record does not hold (it verifies
-    /// [`Verdict::Unknown`]) and expires with the challenge. The one
+    /// when anything fails before that swap, the new index entry is deleted
+    /// again (or, if that fails too, names a challenge no record holds,
+    /// verifies [`Verdict::Unknown`] and expires on its own). The one
     /// exception is a store that applies the final swap and then fails to
     /// say so (a timeout): then the new code replaced the old one although
     /// `issue` returned an error, and the caller should offer a resend.
@@ -458,8 +485,9 @@ impl<S: Store, C: Clock> Otp<S, C> {
     /// Input that is not exactly `digits` ASCII digits is a wrong attempt.
     /// Counting the attempt and consuming the challenge happen in one
     /// compare-and-swap on the store, so among concurrent verifications of
-    /// one challenge at most one is approved, and no more than
-    /// `max_attempts` are ever evaluated.
+    /// one challenge at most one is approved, and no code ever takes more
+    /// than `max_attempts` wrong guesses (nor a subject per window, unless
+    /// it approves a code in between).
     ///
     /// # Errors
     ///
@@ -557,9 +585,12 @@ impl<S: Store, C: Clock> Otp<S, C> {
 impl<S: AsyncStore, C: Clock> Otp<S, C> {
     /// [`Otp::issue`] for an asynchronous store; same rules, same errors.
     ///
-    /// Dropping the future before it completes leaves the subject as a
+    /// Dropping the future before its last await leaves the subject as a
     /// failed issue does: the previous code still works and no send is
-    /// spent (the record is written by the last await).
+    /// spent. The record is written by that last await; dropped while it
+    /// is in flight (a request timeout, a client that disconnects), the
+    /// write may still land, as with a store that applies a swap and fails
+    /// to say so (see [`Otp::issue`]).
     ///
     /// # Errors
     ///
@@ -574,8 +605,8 @@ impl<S: AsyncStore, C: Clock> Otp<S, C> {
 
     /// [`Otp::issue_from`] for an asynchronous store.
     ///
-    /// Dropped before it completes, it leaves the subject untouched; the
-    /// client may have spent one send.
+    /// Dropped before it completes, it leaves the subject as
+    /// [`Otp::issue_async`] does; the client may have spent one send.
     ///
     /// # Errors
     ///

@@ -81,9 +81,9 @@ macro_rules! forward_store {
 forward_store!(Arc, Box);
 
 /// The asynchronous twin of [`Store`], for services built on an async
-/// runtime: the same contract, with futures. Used by
-/// [`Otp::issue_async`](super::Otp::issue_async) and
-/// [`Otp::verify_async`](super::Otp::verify_async).
+/// runtime: the same contract, with futures. Used by the `_async` methods
+/// of [`Otp`](super::Otp) ([`Otp::issue_async`](super::Otp::issue_async),
+/// [`Otp::check_async`](super::Otp::check_async), ...).
 ///
 /// [`MemoryStore`] implements both traits (its operations never block on
 /// I/O); `AsyncRedisStore` (feature `redis-tokio`) implements this one.

@@ -526,6 +526,73 @@ macro_rules! otp_suite {
         }
 
         #[test]
+        fn a_code_never_takes_more_guesses_than_max_attempts() {
+            // The window (10 minutes) ends while a code sent near its end is
+            // still valid: the new window restores the subject's attempts,
+            // not the code's.
+            let Some((otp, clock)) = service(Policy::new(6, Duration::from_secs(600), 5).unwrap())
+            else {
+                return;
+            };
+            let subject = "+15550030";
+            otp.issue(subject).unwrap(); // opens the window
+            clock.advance(Duration::from_secs(590));
+            let (id, code) = otp.issue(subject).unwrap();
+            for left in (0..5).rev() {
+                assert_eq!(
+                    otp.verify(&id, &wrong(code.expose_secret())).unwrap(),
+                    Verdict::Rejected {
+                        attempts_left: left
+                    }
+                );
+            }
+            clock.advance(Duration::from_secs(10)); // the window has ended
+            assert_eq!(otp.budget(subject).unwrap().attempts_left, 5);
+            assert_eq!(
+                otp.verify(&id, code.expose_secret()).unwrap(),
+                Verdict::Locked,
+                "the code has had its five guesses"
+            );
+            assert_eq!(
+                otp.check(subject, code.expose_secret()).unwrap(),
+                Verdict::Locked
+            );
+            // A new code in the new window gets its own five.
+            let (id, code) = otp.issue(subject).unwrap();
+            assert_eq!(
+                otp.verify(&id, &wrong(code.expose_secret())).unwrap(),
+                Verdict::Rejected { attempts_left: 4 }
+            );
+            assert_eq!(
+                otp.verify(&id, code.expose_secret()).unwrap(),
+                Verdict::Approved
+            );
+        }
+
+        #[test]
+        fn expired_is_reported_with_the_default_policy() {
+            let Some((otp, clock)) = service(Policy::default()) else {
+                return;
+            };
+            let (id, code) = otp.issue("+15550031").unwrap();
+            clock.advance(Duration::from_secs(10 * 60));
+            assert_eq!(
+                otp.verify(&id, code.expose_secret()).unwrap(),
+                Verdict::Expired
+            );
+            assert_eq!(
+                otp.check("+15550031", code.expose_secret()).unwrap(),
+                Verdict::Expired
+            );
+            clock.advance(Duration::from_secs(10 * 60));
+            assert_eq!(
+                otp.verify(&id, code.expose_secret()).unwrap(),
+                Verdict::Unknown,
+                "one TTL after expiry the challenge is forgotten"
+            );
+        }
+
+        #[test]
         fn concurrent_verifications_approve_exactly_once() {
             let Some((otp, _)) = service(chat()) else {
                 return;
