@@ -79,6 +79,15 @@ pub enum Error {
     Store,
     /// The challenge store held a record this version cannot read.
     StoreCorrupt,
+    /// The challenge store is configured wrongly: not a valid URL, a TLS URL
+    /// without TLS support compiled in, or a single-node client on a
+    /// cluster node (or the reverse).
+    StoreConfig,
+    /// The challenge store refused the credentials, or requires some.
+    StoreAuth,
+    /// The TLS handshake with the challenge store was refused: its
+    /// certificate is not trusted or does not name the host.
+    StoreTls,
     /// Concurrent updates to one subject kept conflicting; retrying later is
     /// safe.
     Contention,
@@ -108,6 +117,11 @@ impl fmt::Display for Error {
             Error::StoreFull => "challenge store is full",
             Error::Store => "challenge store is unavailable",
             Error::StoreCorrupt => "challenge store returned an unreadable record",
+            Error::StoreConfig => {
+                "challenge store configuration is not valid (URL, TLS support or cluster mode)"
+            }
+            Error::StoreAuth => "challenge store refused the credentials",
+            Error::StoreTls => "challenge store's TLS certificate was not accepted",
             Error::Contention => "challenge store is busy with conflicting updates",
         })
     }
@@ -124,7 +138,7 @@ impl std::error::Error for Error {}
 /// | [`Unauthentic`](ErrorClass::Unauthentic) | `Decrypt`, `Expired`, `WebhookSignature`, `WebhookBody` | 403 | no |
 /// | [`Limited`](ErrorClass::Limited) | `SendLimit`, `Locked`, `ClientLimit` | 429 | after the window: `Otp::budget` / `Otp::client_budget` say when |
 /// | [`Unavailable`](ErrorClass::Unavailable) | `Store`, `StoreFull`, `Contention` | 503 | yes, with backoff |
-/// | [`Internal`](ErrorClass::Internal) | `KeyLength`, `KeyHex`, `KeyEnvMissing`, `InvalidPolicy`, `InvalidOtpParameter`, `BufferTooSmall`, `StoreCorrupt` | 500 | no: configuration or code to fix |
+/// | [`Internal`](ErrorClass::Internal) | `KeyLength`, `KeyHex`, `KeyEnvMissing`, `InvalidPolicy`, `InvalidOtpParameter`, `BufferTooSmall`, `StoreCorrupt`, `StoreConfig`, `StoreAuth`, `StoreTls` | 500 | no: configuration or code to fix |
 ///
 /// # Example
 ///
@@ -190,7 +204,10 @@ impl Error {
             | Error::InvalidPolicy
             | Error::InvalidOtpParameter
             | Error::BufferTooSmall
-            | Error::StoreCorrupt => ErrorClass::Internal,
+            | Error::StoreCorrupt
+            | Error::StoreConfig
+            | Error::StoreAuth
+            | Error::StoreTls => ErrorClass::Internal,
         }
     }
 

@@ -91,9 +91,15 @@ mod redis_only {
 
     impl Server {
         fn start(port: u16) -> Option<Server> {
+            Server::start_with(port, &[], None)
+        }
+        /// With extra arguments; `password` is what the readiness check
+        /// logs in with.
+        fn start_with(port: u16, args: &[&str], password: Option<&str>) -> Option<Server> {
             let child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
+                .args(args)
                 .stdout(Stdio::null())
                 .spawn();
             let Ok(child) = child else {
@@ -105,7 +111,11 @@ mod redis_only {
                 child: Some(child),
             };
             let deadline = Instant::now() + Duration::from_secs(10);
-            while RedisStore::open(&server.url()).is_err() {
+            let url = match password {
+                Some(p) => format!("redis://:{p}@127.0.0.1:{port}/"),
+                None => server.url(),
+            };
+            while RedisStore::open(&url).is_err() {
                 assert!(Instant::now() < deadline, "redis-server did not start");
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -186,9 +196,11 @@ mod redis_only {
             );
         }
         let _server = Server::start(port).unwrap();
-        // The connection manager reconnects in the background; allow it a
-        // bounded number of tries, none of which may approve the old code.
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // The connection manager reconnects in the background: within 2 s
+        // of the server answering again the store works, and no try in
+        // between approves the old code.
+        let back = Instant::now();
+        let deadline = back + Duration::from_secs(2);
         loop {
             match otp.verify_async(&id, code.expose_secret()).await {
                 Ok(verdict) => {
@@ -207,6 +219,200 @@ mod redis_only {
             otp.verify_async(&id, code.expose_secret()).await,
             Ok(Verdict::Approved)
         );
+    }
+
+    const TIMEOUT: Duration = Duration::from_millis(500);
+
+    /// Runs `f`, asserting it took at most twice `TIMEOUT`.
+    fn bounded<T>(what: &str, f: impl FnOnce() -> T) -> T {
+        let start = Instant::now();
+        let out = f();
+        let took = start.elapsed();
+        assert!(took <= 2 * TIMEOUT, "{what} took {took:?}");
+        out
+    }
+
+    /// Opening fails fast and says why: nothing listening, a refused or
+    /// missing password, a malformed URL; and no error shows the password.
+    #[test]
+    fn opening_is_bounded_and_says_why() {
+        let closed = format!("redis://127.0.0.1:{}/", free_port());
+        let err = bounded("open, nothing listening", || {
+            RedisStore::open_with_timeout(&closed, TIMEOUT).err()
+        });
+        assert_eq!(err, Some(Error::Store));
+        assert_eq!(
+            RedisStore::open("not a redis url").err(),
+            Some(Error::StoreConfig)
+        );
+
+        let port = free_port();
+        let Some(_server) = Server::start_with(
+            port,
+            &["--requirepass", "s3cret-right"],
+            Some("s3cret-right"),
+        ) else {
+            return;
+        };
+        for (url, want) in [
+            (
+                format!("redis://:wrong-pass@127.0.0.1:{port}/"),
+                Err(Error::StoreAuth),
+            ),
+            (format!("redis://127.0.0.1:{port}/"), Err(Error::StoreAuth)),
+            (format!("redis://:s3cret-right@127.0.0.1:{port}/"), Ok(())),
+        ] {
+            let got = bounded("open with credentials", || {
+                RedisStore::open_with_timeout(&url, TIMEOUT)
+            });
+            if let Err(e) = &got {
+                let shown = format!("{e} {e:?} {:?}", got.as_ref().err());
+                assert!(
+                    !shown.contains("wrong-pass") && !shown.contains("s3cret"),
+                    "{shown}"
+                );
+            } else {
+                let shown = format!("{:?}", got.as_ref().unwrap());
+                assert!(!shown.contains("s3cret"), "{shown}");
+            }
+            assert_eq!(got.map(|_| ()), want, "{want:?}");
+        }
+    }
+
+    /// A server that stops answering (`DEBUG SLEEP`): opening and every
+    /// operation on a pooled connection end within the timeout; when it
+    /// answers again the same store works.
+    #[test]
+    fn a_paused_server_bounds_every_operation() {
+        let port = free_port();
+        let Some(server) = Server::start_with(port, &["--enable-debug-command", "yes"], None)
+        else {
+            return;
+        };
+        let store = RedisStore::open_with_timeout(&server.url(), TIMEOUT).unwrap();
+        let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+        let otp = Otp::with_parts(&Key::from_bytes([4; 32]), chat(), store, clock);
+        let (id, code) = otp.issue("+15550302").unwrap();
+
+        let url = server.url();
+        let sleeper = std::thread::spawn(move || {
+            let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+            let _: () = redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg(3)
+                .query(&mut conn)
+                .unwrap();
+        });
+        std::thread::sleep(Duration::from_millis(200)); // the server is asleep
+        let err = bounded("verify on a paused server", || {
+            otp.verify(&id, code.expose_secret())
+        });
+        assert_eq!(err, Err(Error::Store));
+        let err = bounded("issue on a paused server", || otp.issue("+15550302"));
+        assert_eq!(err.err(), Some(Error::Store));
+        let err = bounded("open on a paused server", || {
+            RedisStore::open_with_timeout(&server.url(), TIMEOUT).err()
+        });
+        assert_eq!(err, Some(Error::Store));
+        sleeper.join().unwrap();
+        assert_eq!(otp.verify(&id, code.expose_secret()), Ok(Verdict::Approved));
+    }
+
+    #[cfg(feature = "redis-tokio")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn async_opening_and_pauses_are_bounded() {
+        use pinseal::otp::AsyncRedisStore;
+        async fn timed<T>(what: &str, f: impl Future<Output = T>) -> T {
+            let start = Instant::now();
+            let out = f.await;
+            assert!(
+                start.elapsed() <= 2 * TIMEOUT,
+                "{what} took {:?}",
+                start.elapsed()
+            );
+            out
+        }
+        let closed = format!("redis://127.0.0.1:{}/", free_port());
+        let err = timed(
+            "open, nothing listening",
+            AsyncRedisStore::open_with_timeout(&closed, TIMEOUT),
+        )
+        .await;
+        assert_eq!(err.err(), Some(Error::Store));
+
+        let port = free_port();
+        let Some(server) = Server::start_with(
+            port,
+            &[
+                "--requirepass",
+                "s3cret-right",
+                "--enable-debug-command",
+                "yes",
+            ],
+            Some("s3cret-right"),
+        ) else {
+            return;
+        };
+        let wrong = format!("redis://:wrong-pass@127.0.0.1:{port}/");
+        let err = timed(
+            "open, wrong password",
+            AsyncRedisStore::open_with_timeout(&wrong, TIMEOUT),
+        )
+        .await;
+        assert_eq!(err.err(), Some(Error::StoreAuth));
+        let none = format!("redis://127.0.0.1:{port}/");
+        let err = timed(
+            "open, no password",
+            AsyncRedisStore::open_with_timeout(&none, TIMEOUT),
+        )
+        .await;
+        assert_eq!(err.err(), Some(Error::StoreAuth));
+
+        let url = format!("redis://:s3cret-right@127.0.0.1:{port}/");
+        let store = AsyncRedisStore::open_with_timeout(&url, TIMEOUT)
+            .await
+            .unwrap();
+        assert!(!format!("{store:?}").contains("s3cret"));
+        let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+        let otp = Otp::with_parts(&Key::from_bytes([4; 32]), chat(), store, clock);
+        let (id, code) = otp.issue_async("+15550303").await.unwrap();
+        let sleeper = std::thread::spawn(move || {
+            let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+            let _: () = redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg(3)
+                .query(&mut conn)
+                .unwrap();
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let err = timed(
+            "verify on a paused server",
+            otp.verify_async(&id, code.expose_secret()),
+        )
+        .await;
+        assert_eq!(err, Err(Error::Store));
+        let err = timed("issue on a paused server", otp.issue_async("+15550303")).await;
+        assert_eq!(err.err(), Some(Error::Store));
+        tokio::task::spawn_blocking(move || sleeper.join().unwrap())
+            .await
+            .unwrap();
+        // Awake again: within 2 s the store answers, and the code, which
+        // nothing consumed, still verifies.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match otp.verify_async(&id, code.expose_secret()).await {
+                Ok(verdict) => {
+                    assert_eq!(verdict, Verdict::Approved);
+                    break;
+                }
+                Err(e) => {
+                    assert_eq!(e, Error::Store);
+                    assert!(Instant::now() < deadline, "no recovery within 2 s");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        drop(server);
     }
 
     /// The async store, racing tasks: one approval per challenge.

@@ -10,6 +10,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pinseal::Key;
@@ -22,10 +23,21 @@ fn policy() -> Policy {
     Policy::new(6, Duration::from_secs(60), 5).unwrap()
 }
 
+/// Whether this process works on the Redis Cluster rather than the single
+/// server (the parent runs every test on both; children inherit the mode).
+static CLUSTER: AtomicBool = AtomicBool::new(false);
+
+fn open_store() -> Result<RedisStore, pinseal::Error> {
+    if CLUSTER.load(Ordering::SeqCst) {
+        let urls = common::redis_cluster_urls();
+        RedisStore::open_cluster(&urls.iter().map(String::as_str).collect::<Vec<_>>())
+    } else {
+        RedisStore::open(&common::redis_url())
+    }
+}
+
 fn service(prefix: &str) -> Otp<RedisStore, SystemClock> {
-    let store = RedisStore::open(&common::redis_url())
-        .unwrap()
-        .with_prefix(prefix);
+    let store = open_store().unwrap().with_prefix(prefix);
     Otp::with_parts(&Key::from_bytes(PEPPER), policy(), store, SystemClock)
 }
 
@@ -73,6 +85,14 @@ fn race(prefix: &str, job: &str, repeat: usize) -> HashMap<String, Vec<String>> 
                 .env("PINSEAL_CHILD_PREFIX", prefix)
                 .env("PINSEAL_CHILD_START", start.to_string())
                 .env("PINSEAL_CHILD_REPEAT", repeat.to_string())
+                .env(
+                    "PINSEAL_CHILD_CLUSTER",
+                    if CLUSTER.load(Ordering::SeqCst) {
+                        "1"
+                    } else {
+                        "0"
+                    },
+                )
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap()
@@ -151,14 +171,35 @@ fn wrong_guesses_never_exceed_the_budget_across_processes() {
 
 fn main() {
     if let Ok(job) = std::env::var("PINSEAL_CHILD") {
+        let cluster = std::env::var("PINSEAL_CHILD_CLUSTER").is_ok_and(|v| v == "1");
+        CLUSTER.store(cluster, Ordering::SeqCst);
         child(&job);
         return;
     }
-    if RedisStore::open(&common::redis_url()).is_err() {
-        common::unavailable("a Redis server at PINSEAL_REDIS_URL or 127.0.0.1:6379");
-        println!("0 passed, 0 failed, 2 skipped");
-        return;
+    let mut passed = 0;
+    let mut skipped = 0;
+    for (cluster, what) in [
+        (
+            false,
+            "a Redis server at PINSEAL_REDIS_URL or 127.0.0.1:6379",
+        ),
+        (
+            true,
+            "a Redis Cluster at PINSEAL_REDIS_CLUSTER or 127.0.0.1:7001-7003",
+        ),
+    ] {
+        CLUSTER.store(cluster, Ordering::SeqCst);
+        if open_store().is_err() {
+            common::unavailable(what);
+            skipped += 2;
+            continue;
+        }
+        passed += run_all(if cluster { "cluster" } else { "single" });
     }
+    println!("{passed} passed, 0 failed, {skipped} skipped");
+}
+
+fn run_all(mode: &str) -> usize {
     let tests: [(&str, fn()); 2] = [
         (
             "exactly_one_approval_across_processes",
@@ -171,7 +212,7 @@ fn main() {
     ];
     for (name, test) in tests {
         test();
-        println!("test {name} ... ok");
+        println!("test {name} ({mode}) ... ok");
     }
-    println!("{} passed, 0 failed", tests.len());
+    tests.len()
 }

@@ -1,16 +1,20 @@
-//! Redis challenge stores (features `redis` and `redis-tokio`).
+//! Redis challenge stores (features `redis`, `redis-tokio`, `redis-tls`):
+//! one Redis server or a Redis Cluster, with or without TLS.
 
 use core::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use redis::{Client, Connection, Script};
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConnection};
+use redis::{Client, Cmd, Connection, ConnectionLike, ErrorKind, RedisError};
 
 use super::Store;
 use crate::Error;
 
 /// Compare-and-swap as one server-side step. KEYS[1] = key; ARGV = has
 /// expected ("0"/"1"), expected, has new ("0"/"1"), new, time to live (ms).
+/// It touches one key, so on a cluster it runs on the node of that key's
+/// slot.
 const CAS_SCRIPT: &str = r"
 local current = redis.call('GET', KEYS[1])
 if ARGV[1] == '1' then
@@ -31,49 +35,216 @@ const DEFAULT_PREFIX: &str = "pinseal:otp:";
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Builds one invocation of the compare-and-swap script.
-fn cas_invocation<'a>(
-    script: &'a Script,
-    key: String,
+/// The compare-and-swap command for `key`. `EVAL` carries the script each
+/// time, so a node that never saw it (after a failover, a restart or a
+/// resharding) runs it without a `NOSCRIPT` round trip.
+fn cas_cmd(
+    key: &str,
     expected: Option<&[u8]>,
     new: Option<&[u8]>,
     expires_ms: u64,
     now_ms: u64,
-) -> redis::ScriptInvocation<'a> {
-    let mut invocation = script.prepare_invoke();
-    invocation
-        .key(key)
+) -> Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(CAS_SCRIPT)
+        .arg(1)
+        .arg(key)
         .arg(if expected.is_some() { "1" } else { "0" })
         .arg(expected.unwrap_or_default())
         .arg(if new.is_some() { "1" } else { "0" })
         .arg(new.unwrap_or_default())
         .arg(expires_ms.saturating_sub(now_ms));
-    invocation
+    cmd
 }
 
-/// A blocking challenge store on a Redis server, shared by every instance
-/// of a service.
+fn get_cmd(key: &str) -> Cmd {
+    let mut cmd = redis::cmd("GET");
+    cmd.arg(key);
+    cmd
+}
+
+/// What a Redis error means for the caller, without its message (which may
+/// name a key, a host or a user).
+fn classify(e: &RedisError) -> Error {
+    match e.kind() {
+        ErrorKind::AuthenticationFailed => return Error::StoreAuth,
+        ErrorKind::InvalidClientConfig => return Error::StoreConfig,
+        _ => {}
+    }
+    if matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM")) {
+        return Error::StoreAuth;
+    }
+    if tls_refused(e) {
+        return Error::StoreTls;
+    }
+    Error::Store
+}
+
+/// Whether the error comes from a TLS handshake the client refused (a
+/// certificate it does not trust, a name that does not match).
+#[cfg(feature = "redis-tls")]
+fn tls_refused(e: &RedisError) -> bool {
+    use std::error::Error as StdError;
+    use std::sync::Arc;
+    // The I/O error under a Redis error, kept as is or shared in an `Arc`.
+    fn io_of<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a std::io::Error> {
+        e.downcast_ref::<std::io::Error>()
+            .or_else(|| e.downcast_ref::<Arc<std::io::Error>>().map(|a| &**a))
+    }
+    let mut err: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(mut current) = err {
+        // redis keeps its inner error as `Arc<dyn Error + Send + Sync>`.
+        if let Some(shared) = current.downcast_ref::<Arc<dyn StdError + Send + Sync>>() {
+            current = &**shared;
+        }
+        if current.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(inner) = io_of(current).and_then(|io| io.get_ref()) {
+            if inner.is::<rustls::Error>() {
+                return true;
+            }
+        }
+        err = current.source();
+    }
+    false
+}
+
+#[cfg(not(feature = "redis-tls"))]
+fn tls_refused(_: &RedisError) -> bool {
+    false
+}
+
+/// The client for `url`. A `rediss://` URL without the `redis-tls` feature
+/// is a configuration error, as is anything that is not a Redis URL.
+fn client(url: &str) -> Result<Client, Error> {
+    Client::open(url).map_err(|_| Error::StoreConfig)
+}
+
+/// A cluster client for the seed nodes `urls`, with `timeout` for
+/// connecting and for each response.
+fn cluster_client(urls: &[&str], timeout: Duration) -> Result<ClusterClient, Error> {
+    if urls.is_empty() {
+        return Err(Error::StoreConfig);
+    }
+    ClusterClientBuilder::new(urls.to_vec())
+        .connection_timeout(timeout)
+        .response_timeout(timeout)
+        .retries(2)
+        .min_retry_wait(10)
+        .max_retry_wait(200)
+        .build()
+        .map_err(|_| Error::StoreConfig)
+}
+
+/// Checks a fresh single-node connection: the server answers, and it is
+/// not a cluster node (whose keys the single-node client could not
+/// follow).
+fn check_single(conn: &mut dyn ConnectionLike) -> Result<(), Error> {
+    let info: String = redis::cmd("INFO")
+        .arg("cluster")
+        .query(conn)
+        .map_err(|e| classify(&e))?;
+    if info.contains("cluster_enabled:1") {
+        return Err(Error::StoreConfig);
+    }
+    Ok(())
+}
+
+/// Asks the seed nodes, in turn, whether they are in cluster mode: the
+/// first that answers decides. None answering is [`Error::Store`] (or how
+/// the last one refused).
+fn probe_seeds(urls: &[&str], timeout: Duration) -> Result<(), Error> {
+    let mut last = Error::Store;
+    for url in urls {
+        let answer = client(url)?
+            .get_connection_with_timeout(timeout)
+            .and_then(|mut conn| {
+                conn.set_read_timeout(Some(timeout))?;
+                conn.set_write_timeout(Some(timeout))?;
+                redis::cmd("INFO").arg("cluster").query::<String>(&mut conn)
+            });
+        match answer {
+            Ok(info) if info.contains("cluster_enabled:1") => return Ok(()),
+            Ok(_) => return Err(Error::StoreConfig),
+            Err(e) => last = classify(&e),
+        }
+    }
+    Err(last)
+}
+
+/// A cluster open that failed on a server's answer (not on the network)
+/// met a node that is not in cluster mode.
+fn classify_cluster_open(e: &RedisError) -> Error {
+    match classify(e) {
+        Error::Store if e.kind() == ErrorKind::Server(redis::ServerErrorKind::ResponseError) => {
+            Error::StoreConfig
+        }
+        other => other,
+    }
+}
+
+// One per store, made once: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Node {
+    Single(Client),
+    Cluster(ClusterClient),
+}
+
+enum Pooled {
+    Single(Connection),
+    Cluster(Box<ClusterConnection>),
+}
+
+impl Pooled {
+    fn conn(&mut self) -> &mut dyn ConnectionLike {
+        match self {
+            Pooled::Single(c) => c,
+            Pooled::Cluster(c) => &mut **c,
+        }
+    }
+}
+
+/// A blocking challenge store on a Redis server or a Redis Cluster, shared
+/// by every instance of a service.
 ///
 /// # About
 ///
 /// Each [`Store::compare_and_swap`] is one Lua script run atomically by
-/// Redis, so verify-and-consume is a single server-side step and two
-/// instances verifying the same code approve it exactly once. Each key gets
-/// a Redis time to live equal to its remaining life, so Redis drops
-/// expired challenges on its own. Keys are `prefix` + `s:`/`c:` + the hex of
-/// an HMAC; values hold HMACs, counters and timestamps only.
+/// Redis on the one key it touches, so verify-and-consume is a single
+/// server-side step and two instances verifying the same code approve it
+/// exactly once; on a cluster the script runs on the node that owns the
+/// key's slot, and the client follows `MOVED` and `ASK` redirections while
+/// slots move. Each key gets a Redis time to live equal to its remaining
+/// life, so Redis drops expired challenges on its own. Keys are `prefix` +
+/// `s:`/`c:`/`k:` + the hex of an HMAC; values hold HMACs, counters and
+/// timestamps only.
 ///
 /// Connections are pooled (one per thread in use at once) and opened
-/// lazily; a broken connection is dropped and replaced on the next call, so
-/// the store recovers by itself when Redis comes back. Every operation is
-/// bounded by a timeout (2 s by default).
+/// lazily; a broken connection is dropped and replaced on the next call,
+/// so the store works again on the first call after Redis is back.
+///
+/// # Timeouts
+///
+/// One timeout (2 s by default, [`RedisStore::open_with_timeout`]) bounds
+/// opening (connect, authenticate, first command), and every read and
+/// write on every pooled connection. A Redis that is down, refuses the
+/// connection or stops answering turns into [`Error::Store`] after at most
+/// that long (twice that when a connection must first be opened), never a
+/// hang.
 ///
 /// # Errors
 ///
-/// Every Redis failure (unreachable, timeout, error reply) is
-/// [`Error::Store`]; the server's message is not kept, since it may name a
-/// key. A Redis that is down makes `issue` and `verify` fail; it never makes
-/// a code verify.
+/// [`Error::Store`]: Redis is unreachable, timed out or answered with an
+/// error (retry later). [`Error::StoreConfig`]: the URL is not a Redis URL,
+/// `rediss://` without the `redis-tls` feature, or a single-node store
+/// opened on a cluster node (or the reverse). [`Error::StoreAuth`]: the
+/// server refused the credentials, or wants some. [`Error::StoreTls`]: the
+/// TLS handshake was refused (certificate not trusted, wrong name). No
+/// error holds the URL, the password or the server's message.
+///
+/// A Redis that is down makes `issue` and `verify` fail; it never makes a
+/// code verify.
 ///
 /// # Example
 ///
@@ -82,44 +253,121 @@ fn cas_invocation<'a>(
 /// use pinseal::otp::{Otp, Policy, RedisStore, SystemClock};
 ///
 /// let store = RedisStore::open("redis://127.0.0.1:6379/")?.with_prefix("myapp:otp:");
+/// // A cluster: RedisStore::open_cluster(&["redis://10.0.0.1:6379/", "redis://10.0.0.2:6379/"])?
 /// let otp = Otp::with_parts(&Key::from_env("OTP_PEPPER")?, Policy::default(), store, SystemClock);
 /// let (challenge, code) = otp.issue("+15551234567")?;
 /// # Ok::<(), pinseal::Error>(())
 /// ```
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub struct RedisStore {
-    client: Client,
+    node: Node,
     prefix: String,
     timeout: Duration,
-    script: Script,
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Vec<Pooled>>,
 }
 
 impl RedisStore {
     /// The key prefix used unless [`RedisStore::with_prefix`] sets another.
     pub const DEFAULT_PREFIX: &'static str = DEFAULT_PREFIX;
 
-    /// A store on the Redis server at `url` (`redis://[:password@]host:port/[db]`).
-    /// Connects once to check the server answers.
+    /// The timeout used unless [`RedisStore::open_with_timeout`] sets
+    /// another.
+    pub const DEFAULT_TIMEOUT: Duration = DEFAULT_TIMEOUT;
+
+    /// A store on the Redis server at `url`
+    /// (`redis://[[user]:password@]host:port/[db]`, or `rediss://` with the
+    /// `redis-tls` feature). Connects once to check the server answers and
+    /// is not a cluster node.
     ///
     /// # Errors
     ///
-    /// [`Error::Store`] if the URL is invalid or the server does not answer.
-    /// The error does not contain the URL (which may hold a password).
+    /// See [Errors](RedisStore#errors). The error does not contain the URL.
     pub fn open(url: &str) -> Result<RedisStore, Error> {
-        let store = RedisStore {
-            client: Client::open(url).map_err(|_| Error::Store)?,
-            prefix: DEFAULT_PREFIX.to_string(),
-            timeout: DEFAULT_TIMEOUT,
-            script: Script::new(CAS_SCRIPT),
-            idle: Mutex::new(Vec::new()),
-        };
+        Self::open_with_timeout(url, DEFAULT_TIMEOUT)
+    }
+
+    /// As [`RedisStore::open`], with `timeout` for opening and for every
+    /// operation after.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisStore::open`].
+    pub fn open_with_timeout(url: &str, timeout: Duration) -> Result<RedisStore, Error> {
+        Self::from_client(client(url)?, timeout)
+    }
+
+    /// A store on a Redis Cluster, found through the seed node URLs `urls`
+    /// (any reachable primary is enough; the client learns the others).
+    /// Connects once to learn the slot map.
+    ///
+    /// # Errors
+    ///
+    /// See [Errors](RedisStore#errors); [`Error::StoreConfig`] also for an
+    /// empty list and for a seed node that is not in cluster mode.
+    pub fn open_cluster(urls: &[&str]) -> Result<RedisStore, Error> {
+        Self::open_cluster_with_timeout(urls, DEFAULT_TIMEOUT)
+    }
+
+    /// As [`RedisStore::open_cluster`], with `timeout` for opening and for
+    /// every operation after.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisStore::open_cluster`].
+    pub fn open_cluster_with_timeout(
+        urls: &[&str],
+        timeout: Duration,
+    ) -> Result<RedisStore, Error> {
+        let cluster = cluster_client(urls, timeout)?;
+        probe_seeds(urls, timeout)?;
+        Self::from_cluster_client(cluster, timeout)
+    }
+
+    /// A store on a [`redis::Client`] built by the caller (custom TLS
+    /// certificates, a Unix socket, ...). Checks it as
+    /// [`RedisStore::open`] does.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisStore::open`].
+    pub fn from_client(client: Client, timeout: Duration) -> Result<RedisStore, Error> {
+        let store = RedisStore::new(Node::Single(client), timeout);
         let mut conn = store.connect()?;
-        redis::cmd("PING")
-            .query::<String>(&mut conn)
-            .map_err(|_| Error::Store)?;
+        check_single(conn.conn())?;
         store.put_back(conn);
         Ok(store)
+    }
+
+    /// A store on a [`redis::cluster::ClusterClient`] built by the caller.
+    /// Its own connection and response timeouts apply inside the client;
+    /// `timeout` bounds each read and write.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisStore::open_cluster`].
+    pub fn from_cluster_client(
+        client: ClusterClient,
+        timeout: Duration,
+    ) -> Result<RedisStore, Error> {
+        let store = RedisStore::new(Node::Cluster(client), timeout);
+        let mut conn = store.connect()?;
+        // The client learns the slot map lazily: ask now, so that a seed
+        // node outside cluster mode is reported here.
+        redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query::<String>(conn.conn())
+            .map_err(|e| classify_cluster_open(&e))?;
+        store.put_back(conn);
+        Ok(store)
+    }
+
+    fn new(node: Node, timeout: Duration) -> RedisStore {
+        RedisStore {
+            node,
+            prefix: DEFAULT_PREFIX.to_string(),
+            timeout,
+            idle: Mutex::new(Vec::new()),
+        }
     }
 
     /// Uses `prefix` before every key (default `pinseal:otp:`), so several
@@ -130,10 +378,16 @@ impl RedisStore {
         self
     }
 
-    /// Bounds connecting, and each read and write, by `timeout`.
+    /// Bounds each read and write by `timeout` from now on, on every
+    /// connection (the pooled ones are closed and reopened with it).
+    /// Prefer [`RedisStore::open_with_timeout`], which also bounds opening.
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> RedisStore {
         self.timeout = timeout;
+        self.idle
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self
     }
 
@@ -142,38 +396,57 @@ impl RedisStore {
         &self.prefix
     }
 
-    fn connect(&self) -> Result<Connection, Error> {
-        let conn = self
-            .client
-            .get_connection_with_timeout(self.timeout)
-            .map_err(|_| Error::Store)?;
-        conn.set_read_timeout(Some(self.timeout))
-            .and_then(|()| conn.set_write_timeout(Some(self.timeout)))
-            .map_err(|_| Error::Store)?;
-        Ok(conn)
+    /// The timeout in force.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
-    fn put_back(&self, conn: Connection) {
+    fn connect(&self) -> Result<Pooled, Error> {
+        let t = Some(self.timeout);
+        match &self.node {
+            Node::Single(client) => {
+                // Half the timeout for connecting and the handshake (which
+                // may wait twice for a server that stopped answering), so
+                // that connecting and one command stay within two.
+                let conn = client
+                    .get_connection_with_timeout(self.timeout / 2)
+                    .map_err(|e| classify(&e))?;
+                conn.set_read_timeout(t)
+                    .and_then(|()| conn.set_write_timeout(t))
+                    .map_err(|e| classify(&e))?;
+                Ok(Pooled::Single(conn))
+            }
+            Node::Cluster(client) => {
+                let conn = client
+                    .get_connection()
+                    .map_err(|e| classify_cluster_open(&e))?;
+                conn.set_read_timeout(t)
+                    .and_then(|()| conn.set_write_timeout(t))
+                    .map_err(|e| classify(&e))?;
+                Ok(Pooled::Cluster(Box::new(conn)))
+            }
+        }
+    }
+
+    fn put_back(&self, conn: Pooled) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.push(conn);
     }
 
-    /// Runs `f` on a pooled connection; a connection that failed is dropped.
-    fn with_conn<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
-    ) -> Result<T, Error> {
+    /// Runs `cmd` on a pooled connection; a connection that failed is
+    /// dropped.
+    fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
         let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut conn = match pooled {
             Some(conn) => conn,
             None => self.connect()?,
         };
-        match f(&mut conn) {
+        match cmd.query(conn.conn()) {
             Ok(value) => {
                 self.put_back(conn);
                 Ok(value)
             }
-            Err(_) => Err(Error::Store),
+            Err(e) => Err(classify(&e)),
         }
     }
 }
@@ -181,8 +454,7 @@ impl RedisStore {
 impl Store for RedisStore {
     /// Reads the key; expiry is Redis's own (`now_ms` is not used).
     fn get(&self, key: &str, _now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
-        let key = format!("{}{key}", self.prefix);
-        self.with_conn(|conn| redis::cmd("GET").arg(&key).query(conn))
+        self.query(&get_cmd(&format!("{}{key}", self.prefix)))
     }
 
     fn compare_and_swap(
@@ -194,8 +466,7 @@ impl Store for RedisStore {
         now_ms: u64,
     ) -> Result<bool, Error> {
         let key = format!("{}{key}", self.prefix);
-        let invocation = cas_invocation(&self.script, key, expected, new, expires_ms, now_ms);
-        self.with_conn(|conn| invocation.invoke::<i64>(conn))
+        self.query::<i64>(&cas_cmd(&key, expected, new, expires_ms, now_ms))
             .map(|swapped| swapped == 1)
     }
 }
@@ -204,6 +475,13 @@ impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The URL is left out: it may carry a password.
         f.debug_struct("RedisStore")
+            .field(
+                "mode",
+                &match self.node {
+                    Node::Single(_) => "single",
+                    Node::Cluster(_) => "cluster",
+                },
+            )
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
@@ -218,27 +496,47 @@ mod tokio {
     use core::fmt;
     use std::time::Duration;
 
+    use ::tokio::time::timeout as within;
     use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-    use redis::{Client, Script};
+    use redis::cluster::ClusterClient;
+    use redis::cluster_async::ClusterConnection;
+    use redis::{AsyncConnectionConfig, Client, Cmd, RedisError};
 
-    use super::{CAS_SCRIPT, DEFAULT_PREFIX, DEFAULT_TIMEOUT, cas_invocation};
+    use super::{
+        DEFAULT_PREFIX, DEFAULT_TIMEOUT, cas_cmd, classify, classify_cluster_open, client,
+        cluster_client, get_cmd,
+    };
     use crate::Error;
     use crate::otp::AsyncStore;
 
+    #[derive(Clone)]
+    enum Conn {
+        Single(ConnectionManager),
+        Cluster(ClusterConnection),
+    }
+
     /// The asynchronous (tokio) twin of [`RedisStore`](super::RedisStore),
-    /// for [`Otp::issue_async`](crate::otp::Otp::issue_async) and
-    /// [`Otp::verify_async`](crate::otp::Otp::verify_async). Same keys, same
-    /// script, same guarantees; the two can serve one Redis side by side.
+    /// for the `Otp::*_async` methods: one Redis server or a Redis Cluster.
+    /// Same keys, same script, same guarantees; the two can serve one Redis
+    /// side by side.
     ///
-    /// It multiplexes one connection that reconnects on its own after a
-    /// failure; the call that saw the failure returns [`Error::Store`]. Every
-    /// operation is bounded by the timeout (2 s by default), so a Redis that
-    /// stops answering turns into errors, never a hang.
+    /// On one server it multiplexes one connection that reconnects on its
+    /// own after a failure, with short jittered backoff (50 ms to 500 ms),
+    /// so instances do not retry in lockstep and the store works again
+    /// within a second of Redis coming back; the calls that saw the
+    /// failure return [`Error::Store`]. On a cluster it keeps one
+    /// multiplexed connection per node and follows `MOVED`/`ASK`.
+    ///
+    /// # Timeouts
+    ///
+    /// One timeout (2 s by default) bounds opening as a whole and every
+    /// operation as a whole, whatever the client is doing inside (waiting
+    /// for a reconnect included): a Redis that stops answering turns into
+    /// errors, never a hang.
     ///
     /// # Errors
     ///
-    /// As [`RedisStore`](super::RedisStore): every Redis failure is
-    /// [`Error::Store`].
+    /// As [`RedisStore`](super::RedisStore#errors).
     ///
     /// # Example
     ///
@@ -257,26 +555,36 @@ mod tokio {
     #[derive(Clone)]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis-tokio")))]
     pub struct AsyncRedisStore {
-        conn: ConnectionManager,
+        conn: Conn,
         prefix: String,
-        script: Script,
         timeout: Duration,
     }
 
+    /// Bounds `op` by `timeout`; a timeout is [`Error::Store`].
+    async fn bounded<T>(
+        timeout: Duration,
+        op: impl Future<Output = Result<T, RedisError>>,
+        classify: fn(&RedisError) -> Error,
+    ) -> Result<T, Error> {
+        match within(timeout, op).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(classify(&e)),
+            Err(_) => Err(Error::Store),
+        }
+    }
+
     impl AsyncRedisStore {
-        /// Connects to the Redis server at `url`, with 2-second connection
-        /// and response timeouts.
+        /// Connects to the Redis server at `url`, with a 2-second timeout.
         ///
         /// # Errors
         ///
-        /// [`Error::Store`] if the URL is invalid or the server does not
-        /// answer. The error does not contain the URL.
+        /// As [`RedisStore::open`](super::RedisStore::open).
         pub async fn open(url: &str) -> Result<AsyncRedisStore, Error> {
             Self::open_with_timeout(url, DEFAULT_TIMEOUT).await
         }
 
-        /// As [`AsyncRedisStore::open`], with `timeout` for connecting and
-        /// for each response.
+        /// As [`AsyncRedisStore::open`], with `timeout` for opening and
+        /// for every operation after.
         ///
         /// # Errors
         ///
@@ -285,19 +593,93 @@ mod tokio {
             url: &str,
             timeout: Duration,
         ) -> Result<AsyncRedisStore, Error> {
-            let client = Client::open(url).map_err(|_| Error::Store)?;
+            Self::from_client(client(url)?, timeout).await
+        }
+
+        /// A store on a [`redis::Client`] built by the caller.
+        ///
+        /// # Errors
+        ///
+        /// As [`AsyncRedisStore::open`].
+        pub async fn from_client(
+            client: Client,
+            timeout: Duration,
+        ) -> Result<AsyncRedisStore, Error> {
+            // One direct connection first, so that a refused password or
+            // certificate is reported as such rather than retried.
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout));
+            let check = async {
+                let mut conn = client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?;
+                redis::cmd("INFO")
+                    .arg("cluster")
+                    .query_async::<String>(&mut conn)
+                    .await
+            };
+            let info = bounded(timeout, check, classify).await?;
+            if info.contains("cluster_enabled:1") {
+                return Err(Error::StoreConfig);
+            }
             let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(timeout)
-                .set_response_timeout(timeout)
-                .set_number_of_retries(2);
-            let conn = client
-                .get_connection_manager_with_config(config)
-                .await
-                .map_err(|_| Error::Store)?;
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
+                .set_number_of_retries(3)
+                .set_min_delay(Duration::from_millis(50))
+                .set_max_delay(Duration::from_millis(500));
+            let manager = ConnectionManager::new_lazy_with_config(client, config)
+                .map_err(|e| classify(&e))?;
             Ok(AsyncRedisStore {
-                conn,
+                conn: Conn::Single(manager),
                 prefix: DEFAULT_PREFIX.to_string(),
-                script: Script::new(CAS_SCRIPT),
+                timeout,
+            })
+        }
+
+        /// A store on a Redis Cluster, found through the seed node URLs
+        /// `urls`, with a 2-second timeout.
+        ///
+        /// # Errors
+        ///
+        /// As [`RedisStore::open_cluster`](super::RedisStore::open_cluster).
+        pub async fn open_cluster(urls: &[&str]) -> Result<AsyncRedisStore, Error> {
+            Self::open_cluster_with_timeout(urls, DEFAULT_TIMEOUT).await
+        }
+
+        /// As [`AsyncRedisStore::open_cluster`], with `timeout` for opening
+        /// and for every operation after.
+        ///
+        /// # Errors
+        ///
+        /// As [`AsyncRedisStore::open_cluster`].
+        pub async fn open_cluster_with_timeout(
+            urls: &[&str],
+            timeout: Duration,
+        ) -> Result<AsyncRedisStore, Error> {
+            Self::from_cluster_client(cluster_client(urls, timeout)?, timeout).await
+        }
+
+        /// A store on a [`redis::cluster::ClusterClient`] built by the
+        /// caller; `timeout` bounds opening and each operation.
+        ///
+        /// # Errors
+        ///
+        /// As [`AsyncRedisStore::open_cluster`].
+        pub async fn from_cluster_client(
+            client: ClusterClient,
+            timeout: Duration,
+        ) -> Result<AsyncRedisStore, Error> {
+            let conn = bounded(
+                timeout,
+                client.get_async_connection(),
+                classify_cluster_open,
+            )
+            .await?;
+            Ok(AsyncRedisStore {
+                conn: Conn::Cluster(conn),
+                prefix: DEFAULT_PREFIX.to_string(),
                 timeout,
             })
         }
@@ -313,28 +695,24 @@ mod tokio {
         pub fn prefix(&self) -> &str {
             &self.prefix
         }
-    }
 
-    /// Bounds `op` by `timeout`, whatever the connection manager is doing.
-    async fn bounded<T>(
-        timeout: Duration,
-        op: impl Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, Error> {
-        match ::tokio::time::timeout(timeout, op).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(_)) | Err(_) => Err(Error::Store),
+        async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
+            match &self.conn {
+                Conn::Single(conn) => {
+                    let mut conn = conn.clone();
+                    bounded(self.timeout, cmd.query_async(&mut conn), classify).await
+                }
+                Conn::Cluster(conn) => {
+                    let mut conn = conn.clone();
+                    bounded(self.timeout, cmd.query_async(&mut conn), classify).await
+                }
+            }
         }
     }
 
     impl AsyncStore for AsyncRedisStore {
         async fn get(&self, key: &str, _now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
-            let mut conn = self.conn.clone();
-            let key = format!("{}{key}", self.prefix);
-            bounded(
-                self.timeout,
-                redis::cmd("GET").arg(key).query_async(&mut conn),
-            )
-            .await
+            self.query(&get_cmd(&format!("{}{key}", self.prefix))).await
         }
 
         async fn compare_and_swap(
@@ -345,10 +723,8 @@ mod tokio {
             expires_ms: u64,
             now_ms: u64,
         ) -> Result<bool, Error> {
-            let mut conn = self.conn.clone();
             let key = format!("{}{key}", self.prefix);
-            let invocation = cas_invocation(&self.script, key, expected, new, expires_ms, now_ms);
-            bounded(self.timeout, invocation.invoke_async::<i64>(&mut conn))
+            self.query::<i64>(&cas_cmd(&key, expected, new, expires_ms, now_ms))
                 .await
                 .map(|swapped| swapped == 1)
         }
@@ -357,8 +733,44 @@ mod tokio {
     impl fmt::Debug for AsyncRedisStore {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.debug_struct("AsyncRedisStore")
+                .field(
+                    "mode",
+                    &match self.conn {
+                        Conn::Single(_) => "single",
+                        Conn::Cluster(_) => "cluster",
+                    },
+                )
                 .field("prefix", &self.prefix)
+                .field("timeout", &self.timeout)
                 .finish_non_exhaustive()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Configuration mistakes are told apart from an unavailable Redis, and
+    /// say nothing of the URL.
+    #[test]
+    fn bad_urls_are_configuration_errors() {
+        for url in ["not a url", "http://127.0.0.1:6379/", "redis://:pw@[::1/"] {
+            assert_eq!(
+                RedisStore::open(url).err(),
+                Some(Error::StoreConfig),
+                "{url}"
+            );
+        }
+        #[cfg(not(feature = "redis-tls"))]
+        assert_eq!(
+            RedisStore::open("rediss://:hunter2@127.0.0.1:1/").err(),
+            Some(Error::StoreConfig),
+            "TLS without the redis-tls feature"
+        );
+        assert_eq!(
+            RedisStore::open_cluster(&["redis://127.0.0.1:1/", "not a url"]).err(),
+            Some(Error::StoreConfig)
+        );
     }
 }

@@ -148,3 +148,31 @@ pub fn redis_store() -> Option<pinseal::otp::RedisStore> {
         }
     }
 }
+
+/// The seed nodes of the test Redis Cluster: `PINSEAL_REDIS_CLUSTER`
+/// (comma-separated URLs), else 127.0.0.1:7001-7003 as
+/// `.ci/redis_cluster.sh` starts it.
+pub fn redis_cluster_urls() -> Vec<String> {
+    std::env::var("PINSEAL_REDIS_CLUSTER")
+        .unwrap_or_else(|_| {
+            "redis://127.0.0.1:7001/,redis://127.0.0.1:7002/,redis://127.0.0.1:7003/".into()
+        })
+        .split(',')
+        .map(str::to_string)
+        .collect()
+}
+
+/// A `RedisStore` on the test Redis Cluster with a fresh prefix, or `None`
+/// (after saying so) when there is no cluster outside CI.
+#[cfg(feature = "redis")]
+pub fn redis_cluster_store() -> Option<pinseal::otp::RedisStore> {
+    let urls = redis_cluster_urls();
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    match pinseal::otp::RedisStore::open_cluster(&urls) {
+        Ok(store) => Some(store.with_prefix(unique_prefix())),
+        Err(_) => {
+            unavailable("a Redis Cluster at PINSEAL_REDIS_CLUSTER or 127.0.0.1:7001-7003");
+            None
+        }
+    }
+}
