@@ -1,14 +1,21 @@
-//! OTP issue and verify on the memory store and, when one answers on
-//! `PINSEAL_REDIS_URL` (default 127.0.0.1:6379), on Redis.
+//! OTP issue, verify (by challenge id) and check (by subject) on the memory
+//! store and, when one answers on `PINSEAL_REDIS_URL` (default
+//! 127.0.0.1:6379), on Redis: one blocking client thread, eight blocking
+//! threads, and one async client thread with 64 operations in flight. A raw
+//! `GET` on the same Redis, in the same process, is the baseline: one round
+//! trip.
 //!
-//! Run: `cargo bench --bench otp --features redis`.
+//! Run: `cargo bench --bench otp --features redis-tokio`.
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use pinseal::Key;
-use pinseal::otp::{ManualClock, MemoryStore, Otp, Policy, Store, Verdict};
+use pinseal::Secret;
+use pinseal::otp::{ChallengeId, ManualClock, MemoryStore, Otp, Policy, Store, Verdict};
 
 /// One-second windows and a clock that moves a second per issue, so budgets
 /// and memory never fill however long criterion runs.
@@ -19,27 +26,44 @@ fn policy() -> Policy {
         .unwrap()
 }
 
-fn bench_store<S: Store>(c: &mut Criterion, name: &str, store: S) {
+static SUBJECT: AtomicU64 = AtomicU64::new(0);
+
+/// A subject not used for a while (the clock moves a second per issue).
+fn subject() -> String {
+    format!(
+        "+1555{:07}",
+        SUBJECT.fetch_add(1, Ordering::Relaxed) % 1_000_000
+    )
+}
+
+type Issued = (ChallengeId, Secret<String>, String);
+
+fn issue<S: Store>(otp: &Otp<S, ManualClock>, clock: &ManualClock) -> Issued {
+    clock.advance(Duration::from_secs(1));
+    let s = subject();
+    let (id, code) = otp.issue(&s).unwrap();
+    (id, code, s)
+}
+
+fn bench_store<S: Store + 'static>(
+    c: &mut Criterion,
+    name: &str,
+    store: S,
+) -> Arc<Otp<S, ManualClock>> {
     let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
-    let otp = Otp::with_parts(&Key::from_bytes([7; 32]), policy(), store, clock.clone());
+    let otp = Arc::new(Otp::with_parts(
+        &Key::from_bytes([7; 32]),
+        policy(),
+        store,
+        clock.clone(),
+    ));
     let mut g = c.benchmark_group(format!("otp/{name}"));
     g.throughput(Throughput::Elements(1));
-    let mut n = 0u64;
-    g.bench_function("issue", |b| {
-        b.iter(|| {
-            n += 1;
-            clock.advance(Duration::from_secs(1));
-            otp.issue(black_box(&format!("+1555{}", n % 1000))).unwrap()
-        })
-    });
+    g.bench_function("issue", |b| b.iter(|| black_box(issue(&otp, &clock))));
     g.bench_function("verify", |b| {
         b.iter_batched(
-            || {
-                n += 1;
-                clock.advance(Duration::from_secs(1));
-                otp.issue(&format!("+1555{}", n % 1000)).unwrap()
-            },
-            |(id, code)| {
+            || issue(&otp, &clock),
+            |(id, code, _)| {
                 assert_eq!(
                     otp.verify(&id, code.expose_secret()).unwrap(),
                     Verdict::Approved
@@ -48,20 +72,201 @@ fn bench_store<S: Store>(c: &mut Criterion, name: &str, store: S) {
             BatchSize::PerIteration,
         )
     });
+    g.bench_function("check", |b| {
+        b.iter_batched(
+            || issue(&otp, &clock),
+            |(_, code, s)| {
+                assert_eq!(
+                    otp.check(&s, code.expose_secret()).unwrap(),
+                    Verdict::Approved
+                )
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+    otp
+}
+
+/// `iters` operations over `threads` threads, timed together; challenges
+/// are issued first, untimed.
+#[cfg(feature = "redis")]
+fn threaded<S: Store + 'static>(
+    otp: &Arc<Otp<S, ManualClock>>,
+    threads: u64,
+    iters: u64,
+    op: fn(&Otp<S, ManualClock>, Issued),
+) -> Duration {
+    let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+    let per = iters.div_ceil(threads);
+    let work: Vec<Vec<Issued>> = (0..threads)
+        .map(|_| (0..per).map(|_| issue(otp, &clock)).collect())
+        .collect();
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for batch in work {
+            s.spawn(move || {
+                for item in batch {
+                    op(otp, item);
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+#[cfg(feature = "redis")]
+fn redis(c: &mut Criterion) {
+    let url =
+        std::env::var("PINSEAL_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let store = match pinseal::otp::RedisStore::open(&url) {
+        Ok(store) => store.with_prefix("pinseal-bench:"),
+        Err(e) => return eprintln!("otp/redis skipped: {e}"),
+    };
+    // The baseline: one round trip, `GET` on a key that is absent.
+    let mut raw = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut g = c.benchmark_group("otp/redis");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("baseline GET", |b| {
+        b.iter(|| {
+            let v: Option<Vec<u8>> = redis::cmd("GET")
+                .arg("pinseal-bench:absent")
+                .query(&mut raw)
+                .unwrap();
+            black_box(v)
+        })
+    });
+    g.finish();
+    let otp = bench_store(c, "redis", store);
+
+    let mut g = c.benchmark_group("otp/redis-8-threads");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("verify", |b| {
+        b.iter_custom(|iters| {
+            threaded(&otp, 8, iters, |otp, (id, code, _)| {
+                assert_eq!(
+                    otp.verify(&id, code.expose_secret()).unwrap(),
+                    Verdict::Approved
+                )
+            })
+        })
+    });
+    g.bench_function("check", |b| {
+        b.iter_custom(|iters| {
+            threaded(&otp, 8, iters, |otp, (_, code, s)| {
+                assert_eq!(
+                    otp.check(&s, code.expose_secret()).unwrap(),
+                    Verdict::Approved
+                )
+            })
+        })
+    });
+    g.bench_function("issue", |b| {
+        b.iter_custom(|iters| {
+            // Issues for fresh subjects: one per timed operation.
+            threaded(&otp, 8, iters, |otp, _| {
+                black_box(otp.issue(&subject()).unwrap());
+            })
+        })
+    });
+    g.finish();
+
+    #[cfg(feature = "redis-tokio")]
+    async_one_thread(c, &url);
+}
+
+/// One client thread (a current-thread tokio runtime), 64 operations in
+/// flight on the multiplexed connection.
+#[cfg(feature = "redis-tokio")]
+fn async_one_thread(c: &mut Criterion, url: &str) {
+    use pinseal::otp::AsyncRedisStore;
+    const IN_FLIGHT: u64 = 64;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt
+        .block_on(AsyncRedisStore::open(url))
+        .unwrap()
+        .with_prefix("pinseal-bench:");
+    let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+    let otp = Arc::new(Otp::with_parts(
+        &Key::from_bytes([7; 32]),
+        policy(),
+        store,
+        clock.clone(),
+    ));
+
+    /// Runs `iters` operations, `IN_FLIGHT` at a time; returns the time.
+    fn run(
+        rt: &tokio::runtime::Runtime,
+        iters: u64,
+        task: impl Fn(u64) -> tokio::task::JoinHandle<()>,
+    ) -> Duration {
+        rt.block_on(async {
+            let start = Instant::now();
+            let mut next = 0;
+            let mut set = Vec::new();
+            while next < iters || !set.is_empty() {
+                while next < iters && (set.len() as u64) < IN_FLIGHT {
+                    set.push(task(next));
+                    next += 1;
+                }
+                let first = set.remove(0);
+                first.await.unwrap();
+            }
+            start.elapsed()
+        })
+    }
+
+    let mut g = c.benchmark_group("otp/redis-async-1-thread-64-in-flight");
+    g.throughput(Throughput::Elements(1));
+    for op in ["verify", "check", "issue"] {
+        g.bench_function(op, |b| {
+            b.iter_custom(|iters| {
+                // Challenges first, untimed.
+                let issued: Vec<Issued> = rt.block_on(async {
+                    let mut v = Vec::new();
+                    if op != "issue" {
+                        // Distinct subjects, no clock move: none expires.
+                        for _ in 0..iters {
+                            let s = subject();
+                            let (id, code) = otp.issue_async(&s).await.unwrap();
+                            v.push((id, code, s));
+                        }
+                    }
+                    v
+                });
+                let issued = Arc::new(std::sync::Mutex::new(issued));
+                run(&rt, iters, |_| {
+                    let (otp, issued) = (otp.clone(), issued.clone());
+                    tokio::spawn(async move {
+                        if op == "issue" {
+                            black_box(otp.issue_async(&subject()).await.unwrap());
+                            return;
+                        }
+                        let (id, code, s) = issued.lock().unwrap().pop().unwrap();
+                        let verdict = if op == "verify" {
+                            otp.verify_async(&id, code.expose_secret()).await
+                        } else {
+                            otp.check_async(&s, code.expose_secret()).await
+                        };
+                        assert_eq!(verdict.unwrap(), Verdict::Approved);
+                    })
+                })
+            })
+        });
+    }
     g.finish();
 }
 
 fn otp(c: &mut Criterion) {
     bench_store(c, "memory", MemoryStore::new());
     #[cfg(feature = "redis")]
-    {
-        let url =
-            std::env::var("PINSEAL_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
-        match pinseal::otp::RedisStore::open(&url) {
-            Ok(store) => bench_store(c, "redis", store.with_prefix("pinseal-bench:")),
-            Err(e) => eprintln!("otp/redis skipped: {e}"),
-        }
-    }
+    redis(c);
 }
 
 criterion_group! {
