@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts a 3-master Redis Cluster on 127.0.0.1:7001-7003 (no replicas), in
 # target/redis-cluster, and waits until it is ready. `stop` shuts it down.
+# Whatever Redis already listens on those ports is shut down first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="$PWD/target/redis-cluster"
@@ -17,7 +18,7 @@ for p in $ports; do
   mkdir -p "$dir/$p"
   redis-server --bind 127.0.0.1 --port "$p" --cluster-enabled yes \
     --cluster-config-file "$dir/$p/nodes.conf" --dir "$dir/$p" \
-    --save '' --appendonly no --enable-debug-command yes --daemonize yes \
+    --save '' --appendonly no --daemonize yes \
     --logfile "$dir/$p/redis.log"
 done
 for p in $ports; do

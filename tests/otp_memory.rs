@@ -12,6 +12,32 @@ mod bounds {
     use pinseal::{Error, Key};
     use proptest::prelude::*;
 
+    /// A store that expires entries by the clock it is given forgets an
+    /// expired challenge one TTL after it expired (until then it answers
+    /// `Expired`), and the subject's record once the window has ended too.
+    #[test]
+    fn expired_challenges_are_forgotten_one_ttl_later() {
+        let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+        let otp = Otp::with_parts(
+            &Key::generate(),
+            Policy::default(),
+            MemoryStore::new(),
+            clock.clone(),
+        );
+        let (id, code) = otp.issue("+15550600").unwrap();
+        clock.advance(Duration::from_secs(20 * 60 - 1));
+        assert_eq!(
+            otp.verify(&id, code.expose_secret()).unwrap(),
+            Verdict::Expired
+        );
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(
+            otp.verify(&id, code.expose_secret()).unwrap(),
+            Verdict::Unknown
+        );
+        assert!(otp.store().is_empty(clock_ms(&clock)));
+    }
+
     /// A flood of issues that are never verified: the store never holds more
     /// than its capacity, refuses with a typed error when full, and frees
     /// itself once the flood's entries expire.

@@ -174,6 +174,24 @@ mod redis_only {
         assert_eq!(otp.verify(&id, code.expose_secret()), Ok(Verdict::Approved));
     }
 
+    /// Redis restarted between two calls: the pooled connection is dead,
+    /// and the very next call works on a fresh one instead of failing.
+    #[test]
+    fn the_first_call_after_a_restart_works() {
+        let port = free_port();
+        let Some(mut server) = Server::start(port) else {
+            return;
+        };
+        let store = RedisStore::open_with_timeout(&server.url(), TIMEOUT).unwrap();
+        let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+        let otp = Otp::with_parts(&Key::from_bytes([4; 32]), chat(), store, clock);
+        let (id, code) = otp.issue("+15550304").unwrap();
+        server.stop();
+        let _server = Server::start(port).unwrap();
+        // The restarted server is empty: unknown, never approved, no error.
+        assert_eq!(otp.verify(&id, code.expose_secret()), Ok(Verdict::Unknown));
+    }
+
     #[cfg(feature = "redis-tokio")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn async_store_down_gives_errors_and_recovers() {
@@ -279,14 +297,13 @@ mod redis_only {
         }
     }
 
-    /// A server that stops answering (`DEBUG SLEEP`): opening and every
+    /// A server that stops answering (`CLIENT PAUSE ... ALL`): opening and every
     /// operation on a pooled connection end within the timeout; when it
     /// answers again the same store works.
     #[test]
     fn a_paused_server_bounds_every_operation() {
         let port = free_port();
-        let Some(server) = Server::start_with(port, &["--enable-debug-command", "yes"], None)
-        else {
+        let Some(server) = Server::start(port) else {
             return;
         };
         let store = RedisStore::open_with_timeout(&server.url(), TIMEOUT).unwrap();
@@ -294,16 +311,9 @@ mod redis_only {
         let otp = Otp::with_parts(&Key::from_bytes([4; 32]), chat(), store, clock);
         let (id, code) = otp.issue("+15550302").unwrap();
 
-        let url = server.url();
-        let sleeper = std::thread::spawn(move || {
-            let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
-            let _: () = redis::cmd("DEBUG")
-                .arg("SLEEP")
-                .arg(3)
-                .query(&mut conn)
-                .unwrap();
-        });
-        std::thread::sleep(Duration::from_millis(200)); // the server is asleep
+        // `CLIENT PAUSE` answers once every other client's commands wait.
+        let paused_at = Instant::now();
+        pause(&server.url(), PAUSE);
         let err = bounded("verify on a paused server", || {
             otp.verify(&id, code.expose_secret())
         });
@@ -314,8 +324,23 @@ mod redis_only {
             RedisStore::open_with_timeout(&server.url(), TIMEOUT).err()
         });
         assert_eq!(err, Some(Error::Store));
-        sleeper.join().unwrap();
+        std::thread::sleep(PAUSE.saturating_sub(paused_at.elapsed()));
+        // Awake again: the code, which nothing consumed, still verifies.
         assert_eq!(otp.verify(&id, code.expose_secret()), Ok(Verdict::Approved));
+    }
+
+    const PAUSE: Duration = Duration::from_secs(3);
+
+    /// Makes the server at `url` hold every other client's commands for
+    /// `how_long`; returns once the pause is in effect.
+    fn pause(url: &str, how_long: Duration) {
+        let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(how_long.as_millis() as u64)
+            .arg("ALL")
+            .query(&mut conn)
+            .unwrap();
     }
 
     #[cfg(feature = "redis-tokio")]
@@ -343,12 +368,7 @@ mod redis_only {
         let port = free_port();
         let Some(server) = Server::start_with(
             port,
-            &[
-                "--requirepass",
-                "s3cret-right",
-                "--enable-debug-command",
-                "yes",
-            ],
+            &["--requirepass", "s3cret-right"],
             Some("s3cret-right"),
         ) else {
             return;
@@ -376,15 +396,8 @@ mod redis_only {
         let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
         let otp = Otp::with_parts(&Key::from_bytes([4; 32]), chat(), store, clock);
         let (id, code) = otp.issue_async("+15550303").await.unwrap();
-        let sleeper = std::thread::spawn(move || {
-            let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
-            let _: () = redis::cmd("DEBUG")
-                .arg("SLEEP")
-                .arg(3)
-                .query(&mut conn)
-                .unwrap();
-        });
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let paused_at = Instant::now();
+        pause(&url, PAUSE);
         let err = timed(
             "verify on a paused server",
             otp.verify_async(&id, code.expose_secret()),
@@ -393,9 +406,7 @@ mod redis_only {
         assert_eq!(err, Err(Error::Store));
         let err = timed("issue on a paused server", otp.issue_async("+15550303")).await;
         assert_eq!(err.err(), Some(Error::Store));
-        tokio::task::spawn_blocking(move || sleeper.join().unwrap())
-            .await
-            .unwrap();
+        tokio::time::sleep(PAUSE.saturating_sub(paused_at.elapsed())).await;
         // Awake again: within 2 s the store answers, and the code, which
         // nothing consumed, still verifies.
         let deadline = Instant::now() + Duration::from_secs(2);

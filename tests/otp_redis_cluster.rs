@@ -173,14 +173,36 @@ mod cluster_only {
         let mut migrate = vec!["MIGRATE", "127.0.0.1", &dst_port, "", "0", "5000", "KEYS"];
         migrate.extend(keys.iter().map(String::as_str));
         let _: () = cmd(&mut src, &migrate);
+        // Assign the slot to the target on every primary when done, even
+        // if `during` panics: the other tests in this binary share the
+        // cluster.
+        let finish = Finish {
+            urls: urls.clone(),
+            slot: slot_s.clone(),
+            dst_id: dst_id.clone(),
+        };
         during();
-        for u in &urls {
-            let _: () = cmd(
-                &mut node(u),
-                &["CLUSTER", "SETSLOT", &slot_s, "NODE", &dst_id],
-            );
-        }
+        drop(finish);
         dst_url
+    }
+
+    struct Finish {
+        urls: Vec<String>,
+        slot: String,
+        dst_id: String,
+    }
+
+    impl Drop for Finish {
+        fn drop(&mut self) {
+            for u in &self.urls {
+                let _ = redis::cmd("CLUSTER")
+                    .arg("SETSLOT")
+                    .arg(&self.slot)
+                    .arg("NODE")
+                    .arg(&self.dst_id)
+                    .query::<()>(&mut node(u));
+            }
+        }
     }
 
     #[test]
