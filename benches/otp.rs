@@ -5,13 +5,16 @@
 //! `GET` on the same Redis, in the same process, is the baseline: one round
 //! trip.
 //!
+//! With `--features dynamodb` and `PINSEAL_DYNAMODB_URL` (a local server
+//! such as dynalite), the same async figures for `DynamoStore`.
+//!
 //! Run: `cargo bench --bench otp --features redis-tokio`.
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "dynamodb"))]
 use std::time::Instant;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -177,23 +180,57 @@ fn redis(c: &mut Criterion) {
     g.finish();
 
     #[cfg(feature = "redis-tokio")]
-    async_one_thread(c, &url);
+    {
+        let rt = runtime();
+        let store = rt
+            .block_on(pinseal::otp::AsyncRedisStore::open(&url))
+            .unwrap()
+            .with_prefix("pinseal-bench:");
+        async_one_thread(c, "redis", &rt, store);
+    }
 }
 
-/// One client thread (a current-thread tokio runtime), 64 operations in
-/// flight on the multiplexed connection.
-#[cfg(feature = "redis-tokio")]
-fn async_one_thread(c: &mut Criterion, url: &str) {
-    use pinseal::otp::AsyncRedisStore;
-    const IN_FLIGHT: u64 = 64;
-    let rt = tokio::runtime::Builder::new_current_thread()
+#[cfg(any(feature = "redis-tokio", feature = "dynamodb"))]
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    let store = rt
-        .block_on(AsyncRedisStore::open(url))
         .unwrap()
-        .with_prefix("pinseal-bench:");
+}
+
+/// DynamoDB's API on a local server (`PINSEAL_DYNAMODB_URL`, dynalite):
+/// figures for the client and the local server, not for DynamoDB.
+#[cfg(feature = "dynamodb")]
+fn dynamo(c: &mut Criterion) {
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+    let Ok(url) = std::env::var("PINSEAL_DYNAMODB_URL") else {
+        return eprintln!("otp/dynamodb-local skipped: PINSEAL_DYNAMODB_URL is not set");
+    };
+    let rt = runtime();
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(Credentials::new("local", "local", None, None, "bench"))
+        .build();
+    let store = pinseal::otp::DynamoStore::new(
+        aws_sdk_dynamodb::Client::from_conf(config),
+        format!("pinseal-bench-{}", std::process::id()),
+    );
+    rt.block_on(store.create_table()).unwrap();
+    async_one_thread(c, "dynamodb-local", &rt, store);
+}
+
+/// One client thread (a current-thread tokio runtime): one operation at a
+/// time, then 64 in flight.
+#[cfg(any(feature = "redis-tokio", feature = "dynamodb"))]
+fn async_one_thread<S: pinseal::otp::AsyncStore + 'static>(
+    c: &mut Criterion,
+    name: &str,
+    rt: &tokio::runtime::Runtime,
+    store: S,
+) {
+    const IN_FLIGHT: u64 = 64;
     let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
     let otp = Arc::new(Otp::with_parts(
         &Key::from_bytes([7; 32]),
@@ -224,7 +261,28 @@ fn async_one_thread(c: &mut Criterion, url: &str) {
         })
     }
 
-    let mut g = c.benchmark_group("otp/redis-async-1-thread-64-in-flight");
+    let mut g = c.benchmark_group(format!("otp/{name}-async-1-thread-1-in-flight"));
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("issue", |b| {
+        b.iter(|| rt.block_on(otp.issue_async(&subject())).unwrap())
+    });
+    g.bench_function("check", |b| {
+        b.iter_batched(
+            || {
+                let s = subject();
+                let (_, code) = rt.block_on(otp.issue_async(&s)).unwrap();
+                (s, code)
+            },
+            |(s, code)| {
+                let verdict = rt.block_on(otp.check_async(&s, code.expose_secret()));
+                assert_eq!(verdict.unwrap(), Verdict::Approved)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group(format!("otp/{name}-async-1-thread-64-in-flight"));
     g.throughput(Throughput::Elements(1));
     for op in ["verify", "check", "issue"] {
         g.bench_function(op, |b| {
@@ -243,7 +301,7 @@ fn async_one_thread(c: &mut Criterion, url: &str) {
                     v
                 });
                 let issued = Arc::new(std::sync::Mutex::new(issued));
-                run(&rt, iters, |_| {
+                run(rt, iters, |_| {
                     let (otp, issued) = (otp.clone(), issued.clone());
                     tokio::spawn(async move {
                         if op == "issue" {
@@ -269,6 +327,8 @@ fn otp(c: &mut Criterion) {
     bench_store(c, "memory", MemoryStore::new());
     #[cfg(feature = "redis")]
     redis(c);
+    #[cfg(feature = "dynamodb")]
+    dynamo(c);
 }
 
 criterion_group! {

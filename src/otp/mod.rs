@@ -131,6 +131,8 @@
 
 mod challenge;
 mod clock;
+#[cfg(feature = "dynamodb")]
+mod dynamo;
 mod hotp;
 mod otpauth;
 mod policy;
@@ -144,6 +146,9 @@ mod subject;
 
 pub use challenge::{Budget, ChallengeId, ClientBudget, Verdict};
 pub use clock::{Clock, ManualClock, SystemClock};
+#[cfg(feature = "dynamodb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
+pub use dynamo::DynamoStore;
 pub use hotp::{Hash, MIN_SECRET_LEN, SECRET_LEN, Totp, hotp, totp};
 pub use policy::{Policy, random_code};
 #[cfg(feature = "redis-tokio")]

@@ -1,0 +1,321 @@
+//! `DynamoStore` (feature `dynamodb`): the OTP behavioural suite against a
+//! DynamoDB-compatible local server (dynalite, from npm, at
+//! `PINSEAL_DYNAMODB_URL`), the async store racing tasks, a private server
+//! (`PINSEAL_DYNALITE`, the executable) stopped mid-run, and the same suite
+//! against real DynamoDB when `PINSEAL_DYNAMODB_TABLE` and AWS credentials
+//! are in the environment.
+//!
+//! The suite drives the async store from blocking threads through
+//! `BlockOn`, a test adapter that runs each call on a tokio runtime.
+#![cfg(feature = "dynamodb")]
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use pinseal::Error;
+use pinseal::otp::{AsyncStore, DynamoStore, Store};
+
+/// An `AsyncStore` used as a blocking `Store`: each call runs to
+/// completion on the runtime.
+pub struct BlockOn {
+    rt: Arc<tokio::runtime::Runtime>,
+    inner: DynamoStore,
+}
+
+impl Store for BlockOn {
+    fn get(&self, key: &str, now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
+        self.rt.block_on(AsyncStore::get(&self.inner, key, now_ms))
+    }
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool, Error> {
+        self.rt.block_on(AsyncStore::compare_and_swap(
+            &self.inner,
+            key,
+            expected,
+            new,
+            expires_ms,
+            now_ms,
+        ))
+    }
+}
+
+fn runtime() -> Arc<tokio::runtime::Runtime> {
+    static RT: OnceLock<Arc<tokio::runtime::Runtime>> = OnceLock::new();
+    RT.get_or_init(|| {
+        Arc::new(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap(),
+        )
+    })
+    .clone()
+}
+
+/// A dynalite server on a free port, stopped on drop.
+pub struct Dynalite {
+    pub port: u16,
+    child: Child,
+}
+
+impl Drop for Dynalite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Dynalite {
+    /// Starts `PINSEAL_DYNALITE`, or says why not (failing under CI).
+    pub fn start() -> Option<Dynalite> {
+        let Ok(bin) = std::env::var("PINSEAL_DYNALITE") else {
+            common::unavailable("dynalite (PINSEAL_DYNALITE: the dynalite executable)");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(bin)
+            .args(["--port", &port.to_string(), "--createTableMs", "0"])
+            .args(["--deleteTableMs", "0", "--updateTableMs", "0"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("PINSEAL_DYNALITE runs");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "dynalite did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Dynalite { port, child })
+    }
+
+    pub fn client(&self) -> aws_sdk_dynamodb::Client {
+        local_client(&format!("http://127.0.0.1:{}", self.port))
+    }
+}
+
+/// A client for a local server at `url`, with made-up credentials.
+fn local_client(url: &str) -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(Credentials::new("local", "local", None, None, "test"))
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// The shared local server (`PINSEAL_DYNAMODB_URL`, which `.ci/run`
+/// starts) and a table made once per test binary.
+fn local() -> Option<&'static (aws_sdk_dynamodb::Client, DynamoStore)> {
+    static LOCAL: OnceLock<Option<(aws_sdk_dynamodb::Client, DynamoStore)>> = OnceLock::new();
+    LOCAL
+        .get_or_init(|| {
+            let Ok(url) = std::env::var("PINSEAL_DYNAMODB_URL") else {
+                common::unavailable("a local DynamoDB server at PINSEAL_DYNAMODB_URL");
+                return None;
+            };
+            let client = local_client(&url);
+            let table = format!("pinseal-test-{}", &common::unique_prefix()[13..29]);
+            let store = DynamoStore::new(client.clone(), table);
+            runtime().block_on(store.create_table()).unwrap();
+            Some((client, store))
+        })
+        .as_ref()
+}
+
+/// A store on the local server with a fresh prefix.
+fn local_store() -> Option<BlockOn> {
+    let (_, store) = local()?;
+    Some(BlockOn {
+        rt: runtime(),
+        inner: store.clone().with_prefix(common::unique_prefix()),
+    })
+}
+
+/// A store on real DynamoDB, when `PINSEAL_DYNAMODB_TABLE`, `AWS_REGION`
+/// and AWS keys are set; otherwise `None` after a notice (also under CI:
+/// the CI machine has no AWS account).
+fn aws_store() -> Option<BlockOn> {
+    let (Ok(table), Ok(region), Ok(key), Ok(secret)) = (
+        std::env::var("PINSEAL_DYNAMODB_TABLE"),
+        std::env::var("AWS_REGION"),
+        std::env::var("AWS_ACCESS_KEY_ID"),
+        std::env::var("AWS_SECRET_ACCESS_KEY"),
+    ) else {
+        eprintln!(
+            "SKIPPED: real DynamoDB (set PINSEAL_DYNAMODB_TABLE, AWS_REGION, AWS_ACCESS_KEY_ID, \
+             AWS_SECRET_ACCESS_KEY)"
+        );
+        return None;
+    };
+    let token = std::env::var("AWS_SESSION_TOKEN").ok();
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region))
+        .credentials_provider(Credentials::new(key, secret, token, None, "env"))
+        .build();
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), table)
+        .with_prefix(common::unique_prefix())
+        .with_timeout(Duration::from_secs(5));
+    Some(BlockOn {
+        rt: runtime(),
+        inner: store,
+    })
+}
+
+mod local_server {
+    crate::otp_suite!(crate::local_store());
+}
+
+mod real_dynamodb {
+    crate::otp_suite!(crate::aws_store());
+}
+
+mod dynamo_only {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use pinseal::otp::{DynamoStore, ManualClock, Otp, Policy, Verdict};
+    use pinseal::{Error, Key};
+
+    use super::{Dynalite, local, runtime};
+
+    fn chat() -> Policy {
+        Policy::new(6, Duration::from_secs(60), 5).unwrap()
+    }
+
+    /// Eight tasks race on each challenge through the async API: one
+    /// approval each.
+    #[test]
+    fn async_tasks_approve_exactly_once() {
+        let Some((_, store)) = local() else { return };
+        let store = store.clone().with_prefix(crate::common::unique_prefix());
+        let otp = Arc::new(Otp::with_parts(
+            &Key::from_bytes([12; 32]),
+            chat(),
+            store,
+            ManualClock::new(Duration::from_secs(1_700_000_000)),
+        ));
+        runtime().block_on(async {
+            for round in 0..20 {
+                let subject = format!("+1558{round:06}");
+                let (id, code) = otp.issue_async(&subject).await.unwrap();
+                let code = Arc::new(code);
+                let tasks: Vec<_> = (0..8)
+                    .map(|i| {
+                        let (otp, code, subject) = (otp.clone(), code.clone(), subject.clone());
+                        tokio::spawn(async move {
+                            if i % 2 == 0 {
+                                otp.verify_async(&id, code.expose_secret()).await
+                            } else {
+                                otp.check_async(&subject, code.expose_secret()).await
+                            }
+                        })
+                    })
+                    .collect();
+                let mut approved = 0;
+                for t in tasks {
+                    match t.await.unwrap().unwrap() {
+                        Verdict::Approved => approved += 1,
+                        Verdict::Unknown => {}
+                        other => panic!("round {round}: {other:?}"),
+                    }
+                }
+                assert_eq!(approved, 1, "round {round}");
+            }
+        });
+    }
+
+    /// The local server stopped mid-run: errors, never an approval.
+    #[test]
+    fn a_stopped_server_never_approves() {
+        let Some(server) = Dynalite::start() else {
+            return;
+        };
+        let store = DynamoStore::new(server.client(), "stop-test")
+            .with_timeout(Duration::from_millis(1500));
+        runtime().block_on(store.create_table()).unwrap();
+        let otp = Otp::with_parts(
+            &Key::from_bytes([13; 32]),
+            chat(),
+            store,
+            ManualClock::new(Duration::from_secs(1_700_000_000)),
+        );
+        runtime().block_on(async {
+            let (id, code) = otp.issue_async("+15550700").await.unwrap();
+            drop(server);
+            for _ in 0..3 {
+                assert_eq!(
+                    otp.verify_async(&id, code.expose_secret()).await,
+                    Err(Error::Store)
+                );
+                assert_eq!(
+                    otp.check_async("+15550700", code.expose_secret()).await,
+                    Err(Error::Store)
+                );
+            }
+            assert_eq!(otp.issue_async("+15550700").await.err(), Some(Error::Store));
+        });
+    }
+
+    /// Expiry is the store's own, whatever DynamoDB's TTL deletion has not
+    /// done yet; and the TTL attribute is set from the policy.
+    #[test]
+    fn expired_items_are_absent_and_carry_a_ttl() {
+        use pinseal::otp::AsyncStore;
+        let Some((client, store)) = local() else {
+            return;
+        };
+        let store = store.clone().with_prefix(crate::common::unique_prefix());
+        runtime().block_on(async {
+            assert!(
+                store
+                    .compare_and_swap("k", None, Some(b"v1"), 10_000, 1_000)
+                    .await
+                    .unwrap()
+            );
+            assert_eq!(store.get("k", 9_999).await.unwrap(), Some(b"v1".to_vec()));
+            assert_eq!(store.get("k", 10_000).await.unwrap(), None);
+            // Expired counts as absent for a swap too.
+            assert!(
+                !store
+                    .compare_and_swap("k", Some(b"v1"), Some(b"v2"), 20_000, 10_000)
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                store
+                    .compare_and_swap("k", None, Some(b"v2"), 20_000, 10_000)
+                    .await
+                    .unwrap()
+            );
+            let item = client
+                .get_item()
+                .table_name(store.table())
+                .key(
+                    "pk",
+                    aws_sdk_dynamodb::types::AttributeValue::S(format!("{}k", store.prefix())),
+                )
+                .send()
+                .await
+                .unwrap();
+            let item = item.item().unwrap();
+            assert_eq!(item["ttl"].as_n().unwrap(), "20");
+            assert_eq!(item["exp"].as_n().unwrap(), "20000");
+        });
+    }
+}
