@@ -124,7 +124,8 @@ fn client(url: &str) -> Result<Client, Error> {
 
 /// Makes ring the process's rustls provider unless one is set already, so
 /// that an application that also links rustls with aws-lc-rs (two
-/// providers, none chosen) does not make rustls panic on connect.
+/// providers, none chosen; the AWS SDK does) does not make rustls panic on
+/// connect. Called by every constructor, before any connection.
 fn install_tls_provider() {
     #[cfg(feature = "redis-tls")]
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -349,6 +350,7 @@ impl RedisStore {
     ///
     /// As [`RedisStore::open`].
     pub fn from_client(client: Client, timeout: Duration) -> Result<RedisStore, Error> {
+        install_tls_provider();
         let store = RedisStore::new(Node::Single(client), timeout);
         let mut conn = store.connect()?;
         check_single(conn.conn())?;
@@ -367,6 +369,7 @@ impl RedisStore {
         client: ClusterClient,
         timeout: Duration,
     ) -> Result<RedisStore, Error> {
+        install_tls_provider();
         let store = RedisStore::new(Node::Cluster(client), timeout);
         let mut conn = store.connect()?;
         // The client learns the slot map lazily: ask now, so that a seed
@@ -538,7 +541,7 @@ mod tokio {
 
     use super::{
         DEFAULT_PREFIX, DEFAULT_TIMEOUT, cas_cmd, classify, classify_cluster_open, client,
-        cluster_client, get_cmd,
+        cluster_client, get_cmd, install_tls_provider,
     };
     use crate::Error;
     use crate::otp::AsyncStore;
@@ -715,6 +718,7 @@ mod tokio {
             client: Client,
             timeout: Duration,
         ) -> Result<AsyncRedisStore, Error> {
+            install_tls_provider();
             // One direct connection first, so that a refused password or
             // certificate is reported as such rather than retried.
             let config = AsyncConnectionConfig::new()
@@ -789,6 +793,7 @@ mod tokio {
             client: ClusterClient,
             timeout: Duration,
         ) -> Result<AsyncRedisStore, Error> {
+            install_tls_provider();
             let conn = bounded(timeout, client.get_async_connection())
                 .await
                 .map_err(|e| open_error(e, classify_cluster_open))?;
