@@ -7,8 +7,11 @@ cd "$(dirname "$0")/.."
 addr=127.0.0.1:38417
 outbox="$PWD/target/http_service_outbox.txt"
 rm -f "$outbox"
-cargo build --quiet --example http_service --features serde
-PINSEAL_HTTP_ADDR=$addr PINSEAL_OUTBOX=$outbox target/debug/examples/http_service &
+# All features: reuses the build of `cargo test --all-features`.
+cargo build --quiet --example http_service --all-features
+# The memory store: a fresh one each run (PINSEAL_REDIS_URL would pick Redis).
+env -u PINSEAL_REDIS_URL PINSEAL_HTTP_ADDR=$addr PINSEAL_OUTBOX=$outbox \
+  target/debug/examples/http_service &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 
