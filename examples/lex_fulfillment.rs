@@ -76,7 +76,7 @@ fn typed_code(event: &Value) -> Option<Secret<String>> {
 
 enum Turns {
     Store(Otp<DynStore>),
-    Session { sealer: Sealer, ttl: Duration },
+    Session { sealer: Box<Sealer>, ttl: Duration },
 }
 
 const MAX_SESSION_ATTEMPTS: u32 = 3;
@@ -280,7 +280,7 @@ async fn main() -> Result<(), Error> {
     ));
     converse("store", &by_store).await?;
     let by_session = Turns::Session {
-        sealer: Sealer::new(&root.derive("lex/session-otp")),
+        sealer: Box::new(Sealer::new(&root.derive("lex/session-otp"))),
         ttl: Duration::from_secs(60),
     };
     converse("session-attributes", &by_session).await?;
