@@ -55,6 +55,28 @@ mod cluster_only {
         );
     }
 
+    /// The blocking cluster store drives a small runtime of its own per
+    /// call; called (and dropped) from inside an async runtime, where that
+    /// is not allowed on the runtime's own threads, it still works.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_blocking_store_works_inside_an_async_runtime() {
+        let Some(store) = redis_cluster_store() else {
+            return;
+        };
+        let otp = Otp::with_parts(
+            &Key::from_bytes([11; 32]),
+            Policy::default(),
+            store,
+            pinseal::otp::SystemClock,
+        );
+        let (id, code) = otp.issue("+15550042").unwrap();
+        assert_eq!(
+            otp.verify(&id, code.expose_secret()).unwrap(),
+            Verdict::Approved
+        );
+        drop(otp);
+    }
+
     #[cfg(feature = "redis-tokio")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn async_store_on_the_cluster() {
@@ -205,6 +227,92 @@ mod cluster_only {
         }
     }
 
+    /// The slot of the subject's record, and the primary that owns it.
+    fn record_slot(prefix: &str) -> (u16, String) {
+        let record = urls()
+            .iter()
+            .flat_map(|u| {
+                let keys: Vec<String> = cmd(&mut node(u), &["KEYS", &format!("{prefix}s:*")]);
+                keys
+            })
+            .collect::<HashSet<_>>();
+        assert_eq!(record.len(), 1);
+        let record = record.into_iter().next().unwrap();
+        let mut seed = node(&urls()[0]);
+        let slot: u16 = cmd(&mut seed, &["CLUSTER", "KEYSLOT", &record]);
+        let (owner, _) = owner(&mut seed, slot);
+        (slot, owner)
+    }
+
+    /// As the blocking test below, with eight async tasks sharing one
+    /// multiplexed connection: each needs `ASKING` right before its
+    /// command while the slot is half moved.
+    #[cfg(feature = "redis-tokio")]
+    #[test]
+    fn an_async_challenge_whose_slot_moves_is_approved_exactly_once() {
+        use pinseal::otp::AsyncRedisStore;
+        if redis_cluster_store().is_none() {
+            return;
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let seeds = urls();
+        let seeds: Vec<&str> = seeds.iter().map(String::as_str).collect();
+        let prefix = crate::common::unique_prefix();
+        let store = rt
+            .block_on(AsyncRedisStore::open_cluster(&seeds))
+            .unwrap()
+            .with_prefix(prefix.clone());
+        let otp = Arc::new(Otp::with_parts(
+            &Key::from_bytes([10; 32]),
+            Policy::new(6, Duration::from_secs(60), 5).unwrap(),
+            store,
+            pinseal::otp::SystemClock,
+        ));
+        let subject = "+15550041";
+        let (id, code) = rt.block_on(otp.issue_async(subject)).unwrap();
+        let code = Arc::new(code);
+        let (slot, before) = record_slot(&prefix);
+        let after = move_slot(slot, || {
+            let verdicts: Vec<Verdict> = rt.block_on(async {
+                let tasks: Vec<_> = (0..8)
+                    .map(|i| {
+                        let (otp, code) = (otp.clone(), code.clone());
+                        tokio::spawn(async move {
+                            if i % 2 == 0 {
+                                otp.verify_async(&id, code.expose_secret()).await
+                            } else {
+                                otp.check_async(subject, code.expose_secret()).await
+                            }
+                        })
+                    })
+                    .collect();
+                let mut verdicts = Vec::new();
+                for t in tasks {
+                    verdicts.push(t.await.unwrap().unwrap());
+                }
+                verdicts
+            });
+            let approved = verdicts.iter().filter(|v| **v == Verdict::Approved).count();
+            assert_eq!(approved, 1, "{verdicts:?}");
+        });
+        assert_ne!(before, after, "the slot moved to another primary");
+        rt.block_on(async {
+            assert_eq!(
+                otp.verify_async(&id, code.expose_secret()).await.unwrap(),
+                Verdict::Unknown
+            );
+            let (id, code) = otp.issue_async(subject).await.unwrap();
+            assert_eq!(
+                otp.verify_async(&id, code.expose_secret()).await.unwrap(),
+                Verdict::Approved
+            );
+        });
+    }
+
     #[test]
     fn a_challenge_whose_slot_moves_is_approved_exactly_once() {
         let Some(store) = redis_cluster_store() else {
@@ -227,18 +335,7 @@ mod cluster_only {
             .collect();
 
         // The subject's record: the key the verification's swap writes.
-        let record = urls()
-            .iter()
-            .flat_map(|u| {
-                let keys: Vec<String> = cmd(&mut node(u), &["KEYS", &format!("{prefix}s:*")]);
-                keys
-            })
-            .collect::<HashSet<_>>();
-        assert_eq!(record.len(), 1);
-        let record = record.into_iter().next().unwrap();
-        let mut seed = node(&urls()[0]);
-        let slot: u16 = cmd(&mut seed, &["CLUSTER", "KEYSLOT", &record]);
-        let (before, _) = owner(&mut seed, slot);
+        let (slot, before) = record_slot(&prefix);
 
         let after = move_slot(slot, || {
             // Half moved: a wrong guess, then eight racers with the code.

@@ -2,10 +2,10 @@
 //! one Redis server or a Redis Cluster, with or without TLS.
 
 use core::fmt;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConnection};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::{Client, Cmd, Connection, ConnectionLike, ErrorKind, RedisError};
 
 use super::Store;
@@ -133,7 +133,8 @@ fn install_tls_provider() {
 
 /// A cluster client for the seed nodes `urls`. The client makes up to
 /// three tries per command (redirections count as tries), so each try gets
-/// a third of `timeout`.
+/// a third of `timeout`, and the command as a whole all of it (redis-rs
+/// would otherwise bound the whole command by one try's timeout).
 fn cluster_client(urls: &[&str], timeout: Duration) -> Result<ClusterClient, Error> {
     if urls.is_empty() {
         return Err(Error::StoreConfig);
@@ -142,6 +143,7 @@ fn cluster_client(urls: &[&str], timeout: Duration) -> Result<ClusterClient, Err
     ClusterClientBuilder::new(urls.to_vec())
         .connection_timeout(timeout / 3)
         .response_timeout(timeout / 3)
+        .overall_response_timeout(Some(timeout))
         .retries(2)
         .min_retry_wait(10)
         .max_retry_wait(200)
@@ -163,28 +165,6 @@ fn check_single(conn: &mut dyn ConnectionLike) -> Result<(), Error> {
     Ok(())
 }
 
-/// Asks the seed nodes, in turn, whether they are in cluster mode: the
-/// first that answers decides. None answering is [`Error::Store`] (or how
-/// the last one refused).
-fn probe_seeds(urls: &[&str], timeout: Duration) -> Result<(), Error> {
-    let mut last = Error::Store;
-    for url in urls {
-        let answer = client(url)?
-            .get_connection_with_timeout(timeout)
-            .and_then(|mut conn| {
-                conn.set_read_timeout(Some(timeout))?;
-                conn.set_write_timeout(Some(timeout))?;
-                redis::cmd("INFO").arg("cluster").query::<String>(&mut conn)
-            });
-        match answer {
-            Ok(info) if info.contains("cluster_enabled:1") => return Ok(()),
-            Ok(_) => return Err(Error::StoreConfig),
-            Err(e) => last = classify(&e),
-        }
-    }
-    Err(last)
-}
-
 /// A cluster open that failed on a server's answer (not on the network)
 /// met a node that is not in cluster mode.
 fn classify_cluster_open(e: &RedisError) -> Error {
@@ -196,25 +176,302 @@ fn classify_cluster_open(e: &RedisError) -> Error {
     }
 }
 
+/// Bounds `op` by `timeout`; `Err(None)` is a timeout.
+async fn bounded<T>(
+    timeout: Duration,
+    op: impl Future<Output = Result<T, RedisError>>,
+) -> Result<T, Option<RedisError>> {
+    match tokio::time::timeout(timeout, op).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(Some(e)),
+        Err(_) => Err(None),
+    }
+}
+
+/// The error for a failed open: classified, a timeout being
+/// [`Error::Store`].
+fn open_error(e: Option<RedisError>, classify: fn(&RedisError) -> Error) -> Error {
+    e.as_ref().map_or(Error::Store, classify)
+}
+
+/// Whether a failed command means the connection, not the command, is at
+/// fault: a timeout (`None`, or an I/O timeout inside the client), an I/O
+/// or connection error, or a server that is no longer a writable primary.
+fn connection_at_fault(e: Option<&RedisError>) -> bool {
+    match e {
+        None => true,
+        Some(e) => {
+            !matches!(e.kind(), ErrorKind::Server(_))
+                || matches!(e.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"))
+        }
+    }
+}
+
+/// An async connection that is replaced by a fresh one when it stops
+/// serving.
+///
+/// redis-rs reconnects on its own when a connection drops, and a cluster
+/// connection refreshes its slot map on `MOVED`. Neither notices a server
+/// that goes silent: a frozen primary (a paused VM, a partition, `SIGSTOP`)
+/// keeps its TCP connections open, so the cluster connection keeps sending
+/// that shard's commands to it after its replica has been promoted, and a
+/// single-node connection behind a NAT that forgot it waits forever. A
+/// fresh connection asks the cluster for its slot map again (or connects
+/// again), so after a fault the next generation finds the new primary.
+///
+/// Each connection is a generation; a fault seen on a generation replaces
+/// it once, and not before it is `min_age` old, so that a burst of
+/// failures (64 requests in flight, a node that refuses connections)
+/// renews once rather than 64 times.
+struct Renewing<C> {
+    make: Box<dyn Fn() -> Option<C> + Send + Sync>,
+    min_age: Duration,
+    current: Mutex<Generation<C>>,
+}
+
+struct Generation<C> {
+    conn: C,
+    number: u64,
+    born: Instant,
+}
+
+impl<C: Clone + redis::aio::ConnectionLike + Send> Renewing<C> {
+    fn new(
+        conn: C,
+        min_age: Duration,
+        make: impl Fn() -> Option<C> + Send + Sync + 'static,
+    ) -> Renewing<C> {
+        Renewing {
+            make: Box::new(make),
+            min_age,
+            current: Mutex::new(Generation {
+                conn,
+                number: 0,
+                born: Instant::now(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generation<C>> {
+        // Nothing panics while holding the lock.
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces generation `seen` with a fresh connection, unless it was
+    /// replaced already or is younger than `min_age`.
+    fn renew(&self, seen: u64) {
+        let mut current = self.lock();
+        if current.number != seen || current.born.elapsed() < self.min_age {
+            return;
+        }
+        if let Some(conn) = (self.make)() {
+            *current = Generation {
+                conn,
+                number: seen.wrapping_add(1),
+                born: Instant::now(),
+            };
+        }
+    }
+
+    /// Runs `op` on the current generation within `timeout`; a failure of
+    /// the connection itself renews it. Every failure is [`Error::Store`].
+    async fn run<T, F>(&self, timeout: Duration, op: impl FnOnce(C) -> F) -> Result<T, Error>
+    where
+        F: Future<Output = Result<T, RedisError>>,
+    {
+        let (conn, number) = {
+            let current = self.lock();
+            (current.conn.clone(), current.number)
+        };
+        let result = bounded(timeout, op(conn)).await;
+        if let Err(e) = &result {
+            if connection_at_fault(e.as_ref()) {
+                self.renew(number);
+            }
+        }
+        result.map_err(|_| Error::Store)
+    }
+}
+
+/// Runs `cmd` on a cluster connection.
+///
+/// An `ASK` redirection (a slot half moved to another node) that outlives
+/// the client's own tries is followed once more, with `ASKING` and the
+/// command sent to the target as one pipeline. redis-rs sends them as two
+/// requests on a connection that other requests share, so under
+/// concurrency another request can take the `ASKING` and the command is
+/// redirected again; nothing can come between the two commands of a
+/// pipeline.
+async fn cluster_query<T: redis::FromRedisValue>(
+    mut conn: redis::cluster_async::ClusterConnection,
+    cmd: &Cmd,
+) -> Result<T, RedisError> {
+    let ask = match cmd.query_async(&mut conn).await {
+        Err(e) if e.kind() == ErrorKind::Server(redis::ServerErrorKind::Ask) => e,
+        other => return other,
+    };
+    let Some((host, port)) = ask
+        .redirect_node()
+        .and_then(|(node, _slot)| node.rsplit_once(':'))
+        .and_then(|(host, port)| Some((host.to_string(), port.parse().ok()?)))
+    else {
+        return Err(ask);
+    };
+    let mut pipe = redis::pipe();
+    pipe.add_command(redis::cmd("ASKING"))
+        .add_command(cmd.clone());
+    let route = redis::cluster_routing::SingleNodeRoutingInfo::ByAddress { host, port };
+    let reply = conn
+        .route_pipeline(pipe, 1, 1, route)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| RedisError::from((ErrorKind::Client, "no reply")))?
+        .extract_error()?;
+    Ok(redis::from_redis_value(reply)?)
+}
+
+/// An async connection to a Redis Cluster, as `AsyncRedisStore` and each
+/// [`Lane`] of a blocking [`RedisStore`] hold one.
+type ClusterConn = Arc<Renewing<redis::cluster_async::ClusterConnection>>;
+
+/// Asks the seed nodes, in turn, whether they are in cluster mode: the
+/// first that answers decides. None answering is [`Error::Store`] (or how
+/// the last one refused).
+async fn probe_seeds(urls: &[String], timeout: Duration) -> Result<(), Error> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    let mut last = Error::Store;
+    for url in urls {
+        let client = client(url)?;
+        let info = bounded(timeout, async {
+            let mut conn = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            redis::cmd("INFO")
+                .arg("cluster")
+                .query_async::<String>(&mut conn)
+                .await
+        })
+        .await;
+        match info {
+            Ok(info) if info.contains("cluster_enabled:1") => return Ok(()),
+            Ok(_) => return Err(Error::StoreConfig),
+            Err(e) => last = open_error(e, classify),
+        }
+    }
+    Err(last)
+}
+
+/// Connects to a Redis Cluster (learning its slot map) within `timeout`.
+/// Later generations connect lazily, in the background, with the same
+/// timeouts as [`cluster_client`] gives the first.
+async fn open_cluster(client: ClusterClient, timeout: Duration) -> Result<ClusterConn, Error> {
+    install_tls_provider();
+    let conn = bounded(timeout, client.get_async_connection())
+        .await
+        .map_err(|e| open_error(e, classify_cluster_open))?;
+    // The same per-try timeouts as `cluster_client` sets (a config given
+    // here replaces the client's).
+    let config = redis::cluster::ClusterConfig::new()
+        .set_connection_timeout(timeout / 3)
+        .set_response_timeout(timeout / 3);
+    // A fresh generation gets a whole timeout to connect and learn the
+    // slot map before its own failures may replace it (a frozen seed node
+    // alone costs it a third of the timeout).
+    Ok(Arc::new(Renewing::new(conn, timeout, move || {
+        Some(client.get_pending_async_connection_with_config(config.clone()))
+    })))
+}
+
+/// A current-thread tokio runtime with a cluster connection on it, for the
+/// blocking store. The thread that takes a lane from the pool drives its
+/// runtime for the length of one call, so a call costs no thread switch,
+/// and the blocking store uses the same async connection, slot-map renewal
+/// and timeouts as `AsyncRedisStore`. A lane's background work (a
+/// reconnect, a fresh generation connecting) advances while a call runs on
+/// it.
+struct Lane {
+    conn: ClusterConn,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Lane {
+    /// A lane connected to the cluster within `timeout`; first asks the
+    /// seed nodes `probe` whether they are in cluster mode, if given.
+    fn open(
+        client: &ClusterClient,
+        timeout: Duration,
+        probe: Option<&[String]>,
+    ) -> Result<Lane, Error> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|_| Error::Store)?;
+        let conn = block_on(&runtime, async {
+            if let Some(seeds) = probe {
+                probe_seeds(seeds, timeout).await?;
+            }
+            open_cluster(client.clone(), timeout).await
+        })?;
+        Ok(Lane {
+            conn,
+            runtime: Some(runtime),
+        })
+    }
+
+    /// Runs `cmd` within `timeout`.
+    fn call<T: redis::FromRedisValue + Send>(
+        &self,
+        cmd: &Cmd,
+        timeout: Duration,
+    ) -> Result<T, Error> {
+        let Some(runtime) = &self.runtime else {
+            return Err(Error::Store);
+        };
+        block_on(runtime, self.conn.run(timeout, |c| cluster_query(c, cmd)))
+    }
+}
+
+impl Drop for Lane {
+    fn drop(&mut self) {
+        // Dropping a runtime waits for its tasks, which is not allowed
+        // inside an async runtime, where a store may well be dropped.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Runs `op` to completion on `runtime` from this thread, or, when this
+/// thread is already inside an async runtime (whose threads must not block
+/// on another one), from a scoped thread of its own.
+fn block_on<F>(runtime: &tokio::runtime::Runtime, op: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    if tokio::runtime::Handle::try_current().is_err() {
+        return runtime.block_on(op);
+    }
+    std::thread::scope(|s| match s.spawn(|| runtime.block_on(op)).join() {
+        Ok(output) => output,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
 // One per store, made once: the size difference does not matter.
 #[allow(clippy::large_enum_variant)]
 enum Node {
-    Single(Client),
-    Cluster(ClusterClient),
-}
-
-enum Pooled {
-    Single(Connection),
-    Cluster(Box<ClusterConnection>),
-}
-
-impl Pooled {
-    fn conn(&mut self) -> &mut dyn ConnectionLike {
-        match self {
-            Pooled::Single(c) => c,
-            Pooled::Cluster(c) => &mut **c,
-        }
-    }
+    Single {
+        client: Client,
+        idle: Mutex<Vec<Connection>>,
+    },
+    Cluster {
+        client: ClusterClient,
+        lanes: Mutex<Vec<Lane>>,
+    },
 }
 
 /// A blocking challenge store on a Redis server or a Redis Cluster, shared
@@ -232,24 +489,46 @@ impl Pooled {
 /// `s:`/`c:`/`k:` + the hex of an HMAC; values hold HMACs, counters and
 /// timestamps only.
 ///
-/// Connections are pooled (one per thread in use at once) and opened
-/// lazily. A connection that fails is dropped; a pooled one that fails on
-/// I/O (Redis restarted, the network dropped an idle connection) is
-/// replaced at once and the command sent again on the fresh one, so the
+/// On one server, connections are pooled (one per thread in use at once)
+/// and opened lazily. A connection that fails is dropped; a pooled one that
+/// fails on I/O (Redis restarted, the network dropped an idle connection)
+/// is replaced at once and the command sent again on the fresh one, so the
 /// store works again on the first call after Redis is back. (A swap that
 /// had landed before the connection failed then fails its compare: a
 /// correct code may be answered [`Verdict::Unknown`](super::Verdict::Unknown),
 /// never approved twice.)
 ///
+/// On a cluster, the store uses the same multiplexed cluster connection as
+/// `AsyncRedisStore` (feature `redis-tokio`), one per thread in use at
+/// once, each on a small tokio runtime that the calling thread drives for
+/// the length of its call (no thread switch per call; called from inside
+/// an async runtime, the call runs on a scoped thread of its own).
+///
+/// # Failover
+///
+/// On a cluster with replicas, a primary that fails is replaced by its
+/// replica once the cluster notices (`cluster-node-timeout`, then an
+/// election). Until then calls that touch its slots fail with
+/// [`Error::Store`] (and with `cluster-require-full-coverage yes`, Redis's
+/// default, every call fails: the cluster refuses all commands while a
+/// slot has no primary). A primary that is killed or restarted is noticed
+/// by the client at once. A primary that freezes (a paused VM, a network
+/// partition) keeps its connections open and never answers: each timeout
+/// makes the store replace its cluster connection, which asks the cluster
+/// for its slot map again, so the store serves again within about twice
+/// its timeout of the replica's promotion, without a restart. Measured in
+/// BENCHMARKS.md; `tests/redis_failover.rs` holds it to that.
+///
 /// # Timeouts
 ///
 /// One timeout (2 s by default, [`RedisStore::open_with_timeout`]) bounds
-/// opening (connect, authenticate, first command), and every read and
-/// write on every pooled connection. A Redis that is down, refuses the
-/// connection or stops answering turns into [`Error::Store`] within about
-/// twice that (connecting and one command), never a hang. On a cluster the
-/// client makes up to three tries per command (redirections included),
-/// each with a third of the timeout.
+/// opening (connect, authenticate, first command). On one server it bounds
+/// every read and write on every pooled connection: a Redis that is down,
+/// refuses the connection or stops answering turns into [`Error::Store`]
+/// within about twice that (connecting and one command), never a hang. On
+/// a cluster it bounds each call as a whole, whatever the connection is
+/// doing inside: the client's own tries (redirections included) get a
+/// third of it each.
 ///
 /// # Errors
 ///
@@ -282,7 +561,6 @@ pub struct RedisStore {
     node: Node,
     prefix: String,
     timeout: Duration,
-    idle: Mutex<Vec<Pooled>>,
 }
 
 impl RedisStore {
@@ -338,8 +616,8 @@ impl RedisStore {
         timeout: Duration,
     ) -> Result<RedisStore, Error> {
         let cluster = cluster_client(urls, timeout)?;
-        probe_seeds(urls, timeout)?;
-        Self::from_cluster_client(cluster, timeout)
+        let seeds: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
+        Self::cluster(cluster, timeout, Some(&seeds))
     }
 
     /// A store on a [`redis::Client`] built by the caller (custom TLS
@@ -351,16 +629,23 @@ impl RedisStore {
     /// As [`RedisStore::open`].
     pub fn from_client(client: Client, timeout: Duration) -> Result<RedisStore, Error> {
         install_tls_provider();
-        let store = RedisStore::new(Node::Single(client), timeout);
-        let mut conn = store.connect()?;
-        check_single(conn.conn())?;
+        let store = RedisStore {
+            node: Node::Single {
+                client,
+                idle: Mutex::new(Vec::new()),
+            },
+            prefix: DEFAULT_PREFIX.to_string(),
+            timeout,
+        };
+        let mut conn = store.connect_single()?;
+        check_single(&mut conn)?;
         store.put_back(conn);
         Ok(store)
     }
 
     /// A store on a [`redis::cluster::ClusterClient`] built by the caller.
     /// Its own connection and response timeouts apply inside the client;
-    /// `timeout` bounds each read and write.
+    /// `timeout` bounds opening and each call.
     ///
     /// # Errors
     ///
@@ -369,26 +654,24 @@ impl RedisStore {
         client: ClusterClient,
         timeout: Duration,
     ) -> Result<RedisStore, Error> {
-        install_tls_provider();
-        let store = RedisStore::new(Node::Cluster(client), timeout);
-        let mut conn = store.connect()?;
-        // The client learns the slot map lazily: ask now, so that a seed
-        // node outside cluster mode is reported here.
-        redis::cmd("CLUSTER")
-            .arg("INFO")
-            .query::<String>(conn.conn())
-            .map_err(|e| classify_cluster_open(&e))?;
-        store.put_back(conn);
-        Ok(store)
+        Self::cluster(client, timeout, None)
     }
 
-    fn new(node: Node, timeout: Duration) -> RedisStore {
-        RedisStore {
-            node,
+    fn cluster(
+        client: ClusterClient,
+        timeout: Duration,
+        probe: Option<&[String]>,
+    ) -> Result<RedisStore, Error> {
+        install_tls_provider();
+        let lane = Lane::open(&client, timeout, probe)?;
+        Ok(RedisStore {
+            node: Node::Cluster {
+                client,
+                lanes: Mutex::new(vec![lane]),
+            },
             prefix: DEFAULT_PREFIX.to_string(),
             timeout,
-            idle: Mutex::new(Vec::new()),
-        }
+        })
     }
 
     /// Uses `prefix` before every key (default `pinseal:otp:`), so several
@@ -399,16 +682,16 @@ impl RedisStore {
         self
     }
 
-    /// Bounds each read and write by `timeout` from now on, on every
-    /// connection (the pooled ones are closed and reopened with it).
-    /// Prefer [`RedisStore::open_with_timeout`], which also bounds opening.
+    /// Bounds each call by `timeout` from now on (on one server, each read
+    /// and write of every connection: the pooled ones are closed and
+    /// reopened with it). Prefer [`RedisStore::open_with_timeout`], which
+    /// also bounds opening and, on a cluster, the client's own tries.
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> RedisStore {
         self.timeout = timeout;
-        self.idle
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        if let Node::Single { idle, .. } = &mut self.node {
+            idle.get_mut().unwrap_or_else(|e| e.into_inner()).clear();
+        }
         self
     }
 
@@ -422,58 +705,73 @@ impl RedisStore {
         self.timeout
     }
 
-    fn connect(&self) -> Result<Pooled, Error> {
+    fn connect_single(&self) -> Result<Connection, Error> {
+        let Node::Single { client, .. } = &self.node else {
+            return Err(Error::Store);
+        };
+        // Half the timeout for connecting and the handshake (which may wait
+        // twice for a server that stopped answering), so that connecting
+        // and one command stay within two.
+        let conn = client
+            .get_connection_with_timeout(self.timeout / 2)
+            .map_err(|e| classify(&e))?;
         let t = Some(self.timeout);
+        conn.set_read_timeout(t)
+            .and_then(|()| conn.set_write_timeout(t))
+            .map_err(|e| classify(&e))?;
+        Ok(conn)
+    }
+
+    fn put_back(&self, conn: Connection) {
+        if let Node::Single { idle, .. } = &self.node {
+            idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+        }
+    }
+
+    /// Runs `cmd` on a pooled connection (one server) or lane (a cluster),
+    /// made when none is idle. Once the store is open every failure is
+    /// [`Error::Store`].
+    fn query<T: redis::FromRedisValue + Send>(&self, cmd: Cmd) -> Result<T, Error> {
         match &self.node {
-            Node::Single(client) => {
-                // Half the timeout for connecting and the handshake (which
-                // may wait twice for a server that stopped answering), so
-                // that connecting and one command stay within two.
-                let conn = client
-                    .get_connection_with_timeout(self.timeout / 2)
-                    .map_err(|e| classify(&e))?;
-                conn.set_read_timeout(t)
-                    .and_then(|()| conn.set_write_timeout(t))
-                    .map_err(|e| classify(&e))?;
-                Ok(Pooled::Single(conn))
+            Node::Single { idle, .. } => {
+                let pooled = idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                self.query_single(pooled, &cmd)
             }
-            Node::Cluster(client) => {
-                let conn = client
-                    .get_connection()
-                    .map_err(|e| classify_cluster_open(&e))?;
-                let t = Some(self.timeout / 3);
-                conn.set_read_timeout(t)
-                    .and_then(|()| conn.set_write_timeout(t))
-                    .map_err(|e| classify(&e))?;
-                Ok(Pooled::Cluster(Box::new(conn)))
+            Node::Cluster { client, lanes } => {
+                let pooled = lanes.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                let lane = match pooled {
+                    Some(lane) => lane,
+                    None => Lane::open(client, self.timeout, None).map_err(|_| Error::Store)?,
+                };
+                let result = lane.call(&cmd, self.timeout);
+                // A lane renews its connection on its own after a fault.
+                lanes.lock().unwrap_or_else(|e| e.into_inner()).push(lane);
+                result
             }
         }
     }
 
-    fn put_back(&self, conn: Pooled) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.push(conn);
-    }
-
-    /// Runs `cmd` on a pooled connection; a connection that failed is
-    /// dropped.
+    /// Runs `cmd` on `pooled` (or a new connection); a connection that
+    /// failed is dropped.
     ///
     /// A pooled connection that fails on I/O (Redis restarted, an idle
     /// connection dropped by the network) is replaced by a fresh one and
     /// the command sent once more: a compare-and-swap that did land the
-    /// first time then fails its compare, which fails closed. Once the
-    /// store is open every failure is [`Error::Store`].
-    fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
-        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    /// first time then fails its compare, which fails closed.
+    fn query_single<T: redis::FromRedisValue>(
+        &self,
+        pooled: Option<Connection>,
+        cmd: &Cmd,
+    ) -> Result<T, Error> {
         let reused = pooled.is_some();
         let mut conn = match pooled {
             Some(conn) => conn,
-            None => self.connect().map_err(|_| Error::Store)?,
+            None => self.connect_single().map_err(|_| Error::Store)?,
         };
-        let result = match cmd.query(conn.conn()) {
+        let result = match cmd.query(&mut conn) {
             Err(e) if reused && e.is_io_error() && !e.is_timeout() => {
-                conn = self.connect().map_err(|_| Error::Store)?;
-                cmd.query(conn.conn())
+                conn = self.connect_single().map_err(|_| Error::Store)?;
+                cmd.query(&mut conn)
             }
             other => other,
         };
@@ -490,7 +788,7 @@ impl RedisStore {
 impl Store for RedisStore {
     /// Reads the key; expiry is Redis's own (`now_ms` is not used).
     fn get(&self, key: &str, _now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
-        self.query(&get_cmd(&format!("{}{key}", self.prefix)))
+        self.query(get_cmd(&format!("{}{key}", self.prefix)))
     }
 
     fn compare_and_swap(
@@ -502,7 +800,7 @@ impl Store for RedisStore {
         now_ms: u64,
     ) -> Result<bool, Error> {
         let key = format!("{}{key}", self.prefix);
-        self.query::<i64>(&cas_cmd(&key, expected, new, expires_ms, now_ms))
+        self.query::<i64>(cas_cmd(&key, expected, new, expires_ms, now_ms))
             .map(|swapped| swapped == 1)
     }
 }
@@ -514,8 +812,8 @@ impl fmt::Debug for RedisStore {
             .field(
                 "mode",
                 &match self.node {
-                    Node::Single(_) => "single",
-                    Node::Cluster(_) => "cluster",
+                    Node::Single { .. } => "single",
+                    Node::Cluster { .. } => "cluster",
                 },
             )
             .field("prefix", &self.prefix)
@@ -525,72 +823,30 @@ impl fmt::Debug for RedisStore {
 }
 
 #[cfg(feature = "redis-tokio")]
-pub use self::tokio::AsyncRedisStore;
+pub use self::tokio_store::AsyncRedisStore;
 
 #[cfg(feature = "redis-tokio")]
-mod tokio {
+mod tokio_store {
     use core::fmt;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     use std::time::Duration;
 
-    use ::tokio::time::timeout as within;
     use redis::aio::{ConnectionManager, ConnectionManagerConfig};
     use redis::cluster::ClusterClient;
-    use redis::cluster_async::ClusterConnection;
-    use redis::{AsyncConnectionConfig, Client, Cmd, RedisError};
+    use redis::{AsyncConnectionConfig, Client, Cmd};
 
     use super::{
-        DEFAULT_PREFIX, DEFAULT_TIMEOUT, cas_cmd, classify, classify_cluster_open, client,
-        cluster_client, get_cmd, install_tls_provider,
+        ClusterConn, DEFAULT_PREFIX, DEFAULT_TIMEOUT, Renewing, bounded, cas_cmd, classify, client,
+        cluster_client, cluster_query, get_cmd, install_tls_provider, open_cluster, open_error,
+        probe_seeds,
     };
     use crate::Error;
     use crate::otp::AsyncStore;
 
-    /// A connection manager that is replaced by a fresh one when it stops
-    /// serving: the manager reconnects by itself only when a connection
-    /// drops, not when it goes silent (a NAT or load balancer forgetting
-    /// it) or when a failover turned its server into a read-only replica.
-    struct Managed {
-        client: Client,
-        config: ConnectionManagerConfig,
-        current: Mutex<ConnectionManager>,
-    }
-
-    impl Managed {
-        fn get(&self) -> ConnectionManager {
-            self.current
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()
-        }
-
-        /// A new manager (it connects on first use).
-        fn renew(&self) {
-            if let Ok(fresh) =
-                ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
-            {
-                *self.current.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
-            }
-        }
-    }
-
-    /// Whether a failed command means the connection, not the command, is
-    /// at fault: a timeout (`None`), an I/O or connection error, or a
-    /// server that is no longer a writable primary.
-    fn connection_at_fault(e: Option<&RedisError>) -> bool {
-        match e {
-            None => true,
-            Some(e) => {
-                !matches!(e.kind(), redis::ErrorKind::Server(_))
-                    || matches!(e.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"))
-            }
-        }
-    }
-
     #[derive(Clone)]
     enum Conn {
-        Single(Arc<Managed>),
-        Cluster(ClusterConnection),
+        Single(Arc<Renewing<ConnectionManager>>),
+        Cluster(ClusterConn),
     }
 
     /// The asynchronous (tokio) twin of [`RedisStore`](super::RedisStore),
@@ -603,9 +859,12 @@ mod tokio {
     /// instances do not retry in lockstep and the store works again within
     /// a second or two of Redis coming back; after a timeout or a reply
     /// saying the server is no longer a writable primary (`READONLY`, a
-    /// failover) the connection is replaced outright. The calls that saw
-    /// the failure return [`Error::Store`]. On a cluster it keeps one
-    /// multiplexed connection per node and follows `MOVED`/`ASK`.
+    /// failover) the connection is replaced outright. On a cluster it keeps
+    /// one multiplexed connection per node, follows `MOVED`/`ASK`, and
+    /// replaces the whole cluster connection after a timeout, which asks
+    /// the cluster for its slot map again: see
+    /// [Failover](super::RedisStore#failover). The calls that saw a failure
+    /// return [`Error::Store`].
     ///
     /// # Timeouts
     ///
@@ -638,52 +897,6 @@ mod tokio {
         conn: Conn,
         prefix: String,
         timeout: Duration,
-    }
-
-    /// Bounds `op` by `timeout`; `Err(None)` is a timeout.
-    async fn bounded<T>(
-        timeout: Duration,
-        op: impl Future<Output = Result<T, RedisError>>,
-    ) -> Result<T, Option<RedisError>> {
-        match within(timeout, op).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(Some(e)),
-            Err(_) => Err(None),
-        }
-    }
-
-    /// The error for a failed open: classified, a timeout being
-    /// [`Error::Store`].
-    fn open_error(e: Option<RedisError>, classify: fn(&RedisError) -> Error) -> Error {
-        e.as_ref().map_or(Error::Store, classify)
-    }
-
-    /// Asks the seed nodes, in turn, whether they are in cluster mode, as
-    /// the blocking store does.
-    async fn probe_seeds(urls: &[&str], timeout: Duration) -> Result<(), Error> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
-        let mut last = Error::Store;
-        for url in urls {
-            let client = client(url)?;
-            let info = bounded(timeout, async {
-                let mut conn = client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
-                redis::cmd("INFO")
-                    .arg("cluster")
-                    .query_async::<String>(&mut conn)
-                    .await
-            })
-            .await;
-            match info {
-                Ok(info) if info.contains("cluster_enabled:1") => return Ok(()),
-                Ok(_) => return Err(Error::StoreConfig),
-                Err(e) => last = open_error(e, classify),
-            }
-        }
-        Err(last)
     }
 
     impl AsyncRedisStore {
@@ -747,12 +960,13 @@ mod tokio {
                 .set_max_delay(Duration::from_millis(500));
             let manager = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
                 .map_err(|e| classify(&e))?;
+            // The manager reconnects by itself when a connection drops; it
+            // is replaced when it goes silent or its server is demoted.
+            let renewing = Renewing::new(manager, Duration::ZERO, move || {
+                ConnectionManager::new_lazy_with_config(client.clone(), config.clone()).ok()
+            });
             Ok(AsyncRedisStore {
-                conn: Conn::Single(Arc::new(Managed {
-                    client,
-                    config,
-                    current: Mutex::new(manager),
-                })),
+                conn: Conn::Single(Arc::new(renewing)),
                 prefix: DEFAULT_PREFIX.to_string(),
                 timeout,
             })
@@ -779,7 +993,8 @@ mod tokio {
             timeout: Duration,
         ) -> Result<AsyncRedisStore, Error> {
             let cluster = cluster_client(urls, timeout)?;
-            probe_seeds(urls, timeout).await?;
+            let seeds: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
+            probe_seeds(&seeds, timeout).await?;
             Self::from_cluster_client(cluster, timeout).await
         }
 
@@ -793,12 +1008,8 @@ mod tokio {
             client: ClusterClient,
             timeout: Duration,
         ) -> Result<AsyncRedisStore, Error> {
-            install_tls_provider();
-            let conn = bounded(timeout, client.get_async_connection())
-                .await
-                .map_err(|e| open_error(e, classify_cluster_open))?;
             Ok(AsyncRedisStore {
-                conn: Conn::Cluster(conn),
+                conn: Conn::Cluster(open_cluster(client, timeout).await?),
                 prefix: DEFAULT_PREFIX.to_string(),
                 timeout,
             })
@@ -816,27 +1027,15 @@ mod tokio {
             &self.prefix
         }
 
-        /// Runs `cmd` within the timeout. Once the store is open every
-        /// failure is [`Error::Store`]; a failure of the connection itself
-        /// renews the single-node connection manager.
         async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
             match &self.conn {
-                Conn::Single(managed) => {
-                    let mut conn = managed.get();
-                    let result = bounded(self.timeout, cmd.query_async(&mut conn)).await;
-                    if let Err(e) = &result {
-                        if connection_at_fault(e.as_ref()) {
-                            managed.renew();
-                        }
-                    }
-                    result.map_err(|_| Error::Store)
+                Conn::Single(conn) => {
+                    conn.run(self.timeout, |mut c| async move {
+                        cmd.query_async(&mut c).await
+                    })
+                    .await
                 }
-                Conn::Cluster(conn) => {
-                    let mut conn = conn.clone();
-                    bounded(self.timeout, cmd.query_async(&mut conn))
-                        .await
-                        .map_err(|_| Error::Store)
-                }
+                Conn::Cluster(conn) => conn.run(self.timeout, |c| cluster_query(c, cmd)).await,
             }
         }
     }
