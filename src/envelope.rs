@@ -8,10 +8,9 @@ use crate::engine::{Engine, Selected};
 use crate::nonce::fresh_nonce;
 use crate::{Error, Key, KeyId, Secret};
 
-/// Length of the random nonce at the start of an envelope.
-pub const NONCE_LEN: usize = 12;
-/// Length of the authentication tag at the end of an envelope.
-pub const TAG_LEN: usize = 16;
+pub use crate::engine::TAG_LEN;
+pub use crate::nonce::NONCE_LEN;
+
 /// Bytes an envelope adds to its plaintext: `NONCE_LEN + TAG_LEN` = 28.
 pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
@@ -189,10 +188,10 @@ impl Sealer {
         const STACK: usize = 256;
         let mut buf = [0u8; STACK];
         match self.seal_into(plaintext, aad, &mut buf) {
-            Ok(len) => const_hex::encode(buf.get(..len).unwrap_or_default()),
+            Ok(len) => crate::hex::encode(buf.get(..len).unwrap_or_default()),
             Err(_) => {
                 buf.zeroize();
-                const_hex::encode(self.seal(plaintext, aad))
+                crate::hex::encode(self.seal(plaintext, aad))
             }
         }
     }
@@ -353,7 +352,7 @@ impl Sealer {
     /// As [`Sealer::seal`].
     #[must_use]
     pub fn seal_until_hex(&self, plaintext: &[u8], aad: &[u8], expires_at: u64) -> String {
-        const_hex::encode(self.seal_until(plaintext, aad, expires_at))
+        crate::hex::encode(self.seal_until(plaintext, aad, expires_at))
     }
 
     /// Opens an expiring envelope at time `now` (Unix seconds): it opens
@@ -430,12 +429,7 @@ fn split_expiry(envelope: &[u8]) -> Result<(u64, &[u8]), Error> {
 /// Hex text to bytes for the `open_*_hex` forms: every failure is
 /// [`Error::Decrypt`].
 fn hex_envelope(envelope: &str) -> Result<Vec<u8>, Error> {
-    if envelope.len() % 2 != 0 {
-        return Err(Error::Decrypt);
-    }
-    let mut bytes = vec![0u8; envelope.len() / 2];
-    crate::decode_hex(envelope, &mut bytes).map_err(|()| Error::Decrypt)?;
-    Ok(bytes)
+    crate::hex::decode(envelope).map_err(|()| Error::Decrypt)
 }
 
 /// The three fields of an envelope.

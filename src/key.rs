@@ -68,7 +68,7 @@ impl Key {
         let mut key = Key {
             bytes: [0; KEY_LEN],
         };
-        crate::fill_random(&mut key.bytes);
+        crate::rand::fill(&mut key.bytes);
         key
     }
 
@@ -123,7 +123,7 @@ impl Key {
         let mut key = Key {
             bytes: [0; KEY_LEN],
         };
-        crate::decode_hex(hex, &mut key.bytes).map_err(|()| Error::KeyHex)?;
+        crate::hex::decode_exact(hex, &mut key.bytes).map_err(|()| Error::KeyHex)?;
         Ok(key)
     }
 
@@ -216,7 +216,7 @@ impl KeyId {
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        crate::write_hex::<8, 16>(f, &self.0)
+        crate::hex::write::<8, 16>(f, &self.0)
     }
 }
 

@@ -31,7 +31,8 @@ use std::cell::RefCell;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::envelope::NONCE_LEN;
+/// Length of the random nonce at the start of an envelope.
+pub const NONCE_LEN: usize = 12;
 
 /// Nonces per refill of a thread's pool: 4092 bytes of OS randomness.
 const POOL_NONCES: usize = 341;
@@ -57,7 +58,7 @@ thread_local! {
 impl Pool {
     fn take(&mut self, generation: u64) -> [u8; NONCE_LEN] {
         if self.generation != generation || self.next >= POOL_NONCES {
-            crate::fill_random(&mut self.bytes);
+            crate::rand::fill(&mut self.bytes);
             self.next = 0;
             self.generation = generation;
         }
@@ -82,7 +83,7 @@ pub(crate) fn fresh_nonce() -> [u8; NONCE_LEN] {
     POOL.try_with(|pool| pool.borrow_mut().take(generation))
         .unwrap_or_else(|_| {
             let mut nonce = [0u8; NONCE_LEN];
-            crate::fill_random(&mut nonce);
+            crate::rand::fill(&mut nonce);
             nonce
         })
 }

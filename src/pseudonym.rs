@@ -82,7 +82,7 @@ impl Pseudonymizer {
 
     /// The pseudonym of `input`.
     pub fn pseudonym(&self, input: impl AsRef<[u8]>) -> Pseudonym {
-        let tag = crate::hmac_sha256(&self.key, &[input.as_ref()]);
+        let tag = crate::mac::hmac_sha256(self.key.expose_secret(), &[input.as_ref()]);
         let mut token = String::with_capacity(self.prefix.len() + 22);
         token.push_str(&self.prefix);
         token.push_str(&BASE64URL_NOPAD.encode(tag.get(..TAG_BYTES).unwrap_or_default()));

@@ -181,7 +181,7 @@ impl fmt::Debug for TwilioSignature {
 
 /// The hex SHA-256 of a request body, as carried in `bodySHA256`.
 pub fn body_sha256(body: &[u8]) -> String {
-    const_hex::encode(Sha256::digest(body))
+    crate::hex::encode(Sha256::digest(body))
 }
 
 /// Parameters in signing order: by name (in UTF-16 code units, as the

@@ -6,8 +6,9 @@
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
+use super::TAG_LEN;
 use super::{Engine, Failed};
-use crate::envelope::{NONCE_LEN, TAG_LEN};
+use crate::nonce::NONCE_LEN;
 
 pub(crate) struct AwsLc(LessSafeKey);
 

@@ -14,7 +14,10 @@ pub(crate) mod aws_lc;
 #[cfg(feature = "ring")]
 pub(crate) mod ring;
 
-use crate::envelope::{NONCE_LEN, TAG_LEN};
+use crate::nonce::NONCE_LEN;
+
+/// Length of the authentication tag at the end of an envelope.
+pub const TAG_LEN: usize = 16;
 
 /// An engine refused an operation: a tag did not verify, or a length is
 /// out of range. Carries nothing.

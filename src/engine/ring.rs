@@ -7,8 +7,9 @@
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 
+use super::TAG_LEN;
 use super::{Engine, Failed};
-use crate::envelope::{NONCE_LEN, TAG_LEN};
+use crate::nonce::NONCE_LEN;
 
 /// Used unless `aws-lc-rs` is also enabled (then only by the cross-engine
 /// tests).

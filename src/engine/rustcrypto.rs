@@ -9,8 +9,9 @@ use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use zeroize::ZeroizeOnDrop;
 
+use super::TAG_LEN;
 use super::{Engine, Failed};
-use crate::envelope::{NONCE_LEN, TAG_LEN};
+use crate::nonce::NONCE_LEN;
 
 /// Built in every configuration; used when no faster engine is enabled,
 /// and by the cross-engine tests.

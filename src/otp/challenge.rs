@@ -32,7 +32,7 @@ pub struct ChallengeId(pub(super) [u8; 16]);
 impl ChallengeId {
     pub(super) fn random() -> ChallengeId {
         let mut id = [0u8; 16];
-        crate::fill_random(&mut id);
+        crate::rand::fill(&mut id);
         ChallengeId(id)
     }
 
@@ -44,7 +44,7 @@ impl ChallengeId {
 
 impl fmt::Display for ChallengeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        crate::write_hex::<16, 32>(f, &self.0)
+        crate::hex::write::<16, 32>(f, &self.0)
     }
 }
 
@@ -59,7 +59,7 @@ impl FromStr for ChallengeId {
     /// Parses 32 hex characters (either case).
     fn from_str(s: &str) -> Result<ChallengeId, Error> {
         let mut id = [0u8; 16];
-        crate::decode_hex(s, &mut id).map_err(|()| Error::InvalidChallengeId)?;
+        crate::hex::decode_exact(s, &mut id).map_err(|()| Error::InvalidChallengeId)?;
         Ok(ChallengeId(id))
     }
 }

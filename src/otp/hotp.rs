@@ -212,7 +212,7 @@ impl Totp {
     /// If the operating system cannot provide random bytes.
     pub fn random() -> Totp {
         let mut secret = Secret::new(vec![0u8; SECRET_LEN]);
-        crate::fill_random(secret.expose_secret_mut());
+        crate::rand::fill(secret.expose_secret_mut());
         Totp {
             secret,
             digits: 6,

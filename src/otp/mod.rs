@@ -162,8 +162,5 @@ pub use service::Otp;
 pub use store::{AsyncStore, DynStore, MemoryStore, Store};
 pub use subject::canonical_phone;
 
-use policy::millis;
-use record::{MAX_RETRIES, Tag, hmac};
-
 #[cfg(doc)]
 use crate::{Error, Key};

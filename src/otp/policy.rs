@@ -204,7 +204,7 @@ pub fn random_code(digits: u8) -> Result<Secret<String>, Error> {
     let limit = u64::MAX - u64::MAX % n; // a multiple of n
     let mut word = [0u8; 8];
     let value = loop {
-        crate::fill_random(&mut word);
+        crate::rand::fill(&mut word);
         let r = u64::from_le_bytes(word);
         if r < limit {
             break r % n;

@@ -18,7 +18,7 @@ pub(super) const TAG_LEN: usize = 32;
 pub(super) type Tag = [u8; TAG_LEN];
 
 pub(super) fn hmac(key: &Key, parts: &[&[u8]]) -> Tag {
-    crate::hmac_sha256(key, parts)
+    crate::mac::hmac_sha256(key.expose_secret(), parts)
 }
 
 /// The four keys derived from the pepper.
@@ -60,17 +60,17 @@ impl Keys {
 
 /// The store key of a subject's record.
 pub(super) fn subject_key(tag: &Tag) -> String {
-    format!("s:{}", const_hex::encode(tag))
+    format!("s:{}", crate::hex::encode(tag))
 }
 
 /// The store key of a challenge's index entry.
 pub(super) fn index_key(id_tag: &Tag) -> String {
-    format!("c:{}", const_hex::encode(id_tag))
+    format!("c:{}", crate::hex::encode(id_tag))
 }
 
 /// The store key of a client's record.
 pub(super) fn client_key(tag: &Tag) -> String {
-    format!("k:{}", const_hex::encode(tag))
+    format!("k:{}", crate::hex::encode(tag))
 }
 
 /// When a challenge's index entry expires: one TTL after the challenge, so

@@ -2,7 +2,9 @@
 
 use core::fmt;
 
-use super::{Clock, MAX_RETRIES, MemoryStore, Store, SystemClock, Tag, Totp, hmac, millis};
+use super::policy::millis;
+use super::record::{MAX_RETRIES, Tag, hmac};
+use super::{Clock, MemoryStore, Store, SystemClock, Totp};
 use crate::{Error, Key};
 
 /// How far apart the clocks of instances sharing a store may be before a
@@ -85,7 +87,7 @@ impl<S, C> TotpGuard<S, C> {
 
     fn key_of(&self, subject: &str) -> String {
         let tag: Tag = hmac(&self.subject_key, &[subject.as_bytes()]);
-        format!("t:{}", const_hex::encode(tag))
+        format!("t:{}", crate::hex::encode(tag))
     }
 }
 

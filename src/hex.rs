@@ -1,0 +1,60 @@
+//! The one hex spelling this crate reads and writes.
+//!
+//! Output is lowercase. Input is accepted in either case, with exactly two
+//! characters per byte and nothing else: unlike
+//! `const_hex::decode_to_slice`, no `0x` prefix, so every textual form this
+//! crate parses (keys, challenge ids, envelopes) has exactly one spelling
+//! per value up to case.
+
+use core::fmt;
+
+/// Decodes exactly `2 * out.len()` hex characters (either case) into `out`.
+pub(crate) fn decode_exact(text: &str, out: &mut [u8]) -> Result<(), ()> {
+    if text.len() != 2 * out.len() {
+        return Err(());
+    }
+    const_hex::decode_to_slice(text, out).map_err(|_| ())
+}
+
+/// Decodes hex text of any even length into a new buffer.
+pub(crate) fn decode(text: &str) -> Result<Vec<u8>, ()> {
+    if text.len() % 2 != 0 {
+        return Err(());
+    }
+    let mut bytes = vec![0u8; text.len() / 2];
+    decode_exact(text, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// Lowercase hex of `bytes`.
+pub(crate) fn encode(bytes: impl AsRef<[u8]>) -> String {
+    const_hex::encode(bytes)
+}
+
+/// Writes `bytes` as lowercase hex without allocating (`H` = 2 * `N`).
+pub(crate) fn write<const N: usize, const H: usize>(
+    f: &mut fmt::Formatter<'_>,
+    bytes: &[u8; N],
+) -> fmt::Result {
+    let mut buf = [0u8; H];
+    const_hex::encode_to_slice(bytes, &mut buf).map_err(|_| fmt::Error)?;
+    f.write_str(core::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_spelling_per_value_up_to_case() {
+        let mut out = [0u8; 2];
+        assert_eq!(decode_exact("aBcD", &mut out), Ok(()));
+        assert_eq!(out, [0xab, 0xcd]);
+        for bad in ["0xab", "abc", "abcde", "zzzz", " abc"] {
+            assert!(decode_exact(bad, &mut out).is_err(), "{bad:?}");
+        }
+        assert_eq!(decode("00ff"), Ok(vec![0, 255]));
+        assert!(decode("0").is_err());
+        assert_eq!(encode([0xab, 0xcd]), "abcd");
+    }
+}
