@@ -131,16 +131,15 @@ fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// A cluster client for the seed nodes `urls`. The client makes up to
-/// three tries per command (redirections count as tries), so each try gets
-/// a third of `timeout`, and the command as a whole all of it (redis-rs
-/// would otherwise bound the whole command by one try's timeout).
-fn cluster_client(urls: &[&str], timeout: Duration) -> Result<ClusterClient, Error> {
-    if urls.is_empty() {
-        return Err(Error::StoreConfig);
-    }
-    install_tls_provider();
-    ClusterClientBuilder::new(urls.to_vec())
+/// A cluster client for `nodes`. The client makes up to three tries per
+/// command (redirections count as tries), so each try gets a third of
+/// `timeout`, and the command as a whole all of it (redis-rs would
+/// otherwise bound the whole command by one try's timeout).
+fn cluster_client(
+    nodes: Vec<redis::ConnectionInfo>,
+    timeout: Duration,
+) -> Result<ClusterClient, RedisError> {
+    ClusterClientBuilder::new(nodes)
         .connection_timeout(timeout / 3)
         .response_timeout(timeout / 3)
         .overall_response_timeout(Some(timeout))
@@ -148,7 +147,6 @@ fn cluster_client(urls: &[&str], timeout: Duration) -> Result<ClusterClient, Err
         .min_retry_wait(10)
         .max_retry_wait(200)
         .build()
-        .map_err(|_| Error::StoreConfig)
 }
 
 /// Checks a fresh single-node connection: the server answers, and it is
@@ -194,6 +192,11 @@ fn open_error(e: Option<RedisError>, classify: fn(&RedisError) -> Error) -> Erro
     e.as_ref().map_or(Error::Store, classify)
 }
 
+/// An I/O timeout, as a Redis error.
+fn timed_out() -> RedisError {
+    RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+}
+
 /// Whether a failed command means the connection, not the command, is at
 /// fault: a timeout (`None`, or an I/O timeout inside the client), an I/O
 /// or connection error, or a server that is no longer a writable primary.
@@ -207,6 +210,12 @@ fn connection_at_fault(e: Option<&RedisError>) -> bool {
     }
 }
 
+type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Makes a new connection, connected (or, for a connection manager, ready
+/// to connect on first use).
+type Connect<C> = Arc<dyn Fn() -> BoxFuture<Result<C, RedisError>> + Send + Sync>;
+
 /// An async connection that is replaced by a fresh one when it stops
 /// serving.
 ///
@@ -216,76 +225,124 @@ fn connection_at_fault(e: Option<&RedisError>) -> bool {
 /// keeps its TCP connections open, so the cluster connection keeps sending
 /// that shard's commands to it after its replica has been promoted, and a
 /// single-node connection behind a NAT that forgot it waits forever. A
-/// fresh connection asks the cluster for its slot map again (or connects
-/// again), so after a fault the next generation finds the new primary.
+/// fresh cluster connection asks the cluster for its slot map again (a
+/// fresh single-node one connects again), so after a fault the next
+/// generation finds the new primary.
 ///
-/// Each connection is a generation; a fault seen on a generation replaces
-/// it once, and not before it is `min_age` old, so that a burst of
-/// failures (64 requests in flight, a node that refuses connections)
-/// renews once rather than 64 times.
+/// A fault seen on the current generation starts one renewal in the
+/// background, and no other within `min_age` of it; the fresh connection
+/// takes over only once it has connected, so a renewal that cannot reach
+/// any node (every seed down) leaves the current generation serving.
 struct Renewing<C> {
-    make: Box<dyn Fn() -> Option<C> + Send + Sync>,
+    connect: Connect<C>,
     min_age: Duration,
-    current: Mutex<Generation<C>>,
+    state: Arc<Mutex<RenewState<C>>>,
 }
 
-struct Generation<C> {
-    conn: C,
-    number: u64,
-    born: Instant,
+struct RenewState<C> {
+    /// The generation in use and its number; `None` until the first
+    /// connects.
+    current: Option<(C, u64)>,
+    next_number: u64,
+    renewing: bool,
+    last_renewal: Option<Instant>,
 }
 
-impl<C: Clone + redis::aio::ConnectionLike + Send> Renewing<C> {
-    fn new(
-        conn: C,
-        min_age: Duration,
-        make: impl Fn() -> Option<C> + Send + Sync + 'static,
-    ) -> Renewing<C> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Nothing panics while holding these locks.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<C: Clone + redis::aio::ConnectionLike + Send + 'static> RenewState<C> {
+    fn install(&mut self, conn: C) -> (C, u64) {
+        let number = self.next_number;
+        self.next_number += 1;
+        self.current = Some((conn.clone(), number));
+        (conn, number)
+    }
+}
+
+impl<C: Clone + redis::aio::ConnectionLike + Send + 'static> Renewing<C> {
+    /// Starts with `first`, or with no connection: then the first call
+    /// connects, within its own timeout.
+    fn new(first: Option<C>, min_age: Duration, connect: Connect<C>) -> Renewing<C> {
+        let mut state = RenewState {
+            current: None,
+            next_number: 0,
+            renewing: false,
+            last_renewal: None,
+        };
+        if let Some(conn) = first {
+            state.install(conn);
+        }
         Renewing {
-            make: Box::new(make),
+            connect,
             min_age,
-            current: Mutex::new(Generation {
-                conn,
-                number: 0,
-                born: Instant::now(),
-            }),
+            state: Arc::new(Mutex::new(state)),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Generation<C>> {
-        // Nothing panics while holding the lock.
-        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    /// The current generation, connecting one if there is none yet.
+    async fn current(&self) -> Result<(C, u64), RedisError> {
+        if let Some(current) = lock(&self.state).current.clone() {
+            return Ok(current);
+        }
+        let conn = (self.connect)().await?;
+        let mut state = lock(&self.state);
+        Ok(match state.current.clone() {
+            // Another call connected first: use that one.
+            Some(current) => current,
+            None => state.install(conn),
+        })
     }
 
-    /// Replaces generation `seen` with a fresh connection, unless it was
-    /// replaced already or is younger than `min_age`.
+    /// Starts connecting a replacement for generation `seen` in the
+    /// background, unless one is connecting, one started within
+    /// `min_age`, or `seen` was replaced already.
     fn renew(&self, seen: u64) {
-        let mut current = self.lock();
-        if current.number != seen || current.born.elapsed() < self.min_age {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
+        };
+        {
+            let mut state = lock(&self.state);
+            let too_soon = state
+                .last_renewal
+                .is_some_and(|at| at.elapsed() < self.min_age);
+            let replaced = state.current.as_ref().is_some_and(|(_, n)| *n != seen);
+            if state.renewing || too_soon || replaced {
+                return;
+            }
+            state.renewing = true;
+            state.last_renewal = Some(Instant::now());
         }
-        if let Some(conn) = (self.make)() {
-            *current = Generation {
-                conn,
-                number: seen.wrapping_add(1),
-                born: Instant::now(),
-            };
-        }
+        let (connect, state) = (self.connect.clone(), self.state.clone());
+        runtime.spawn(async move {
+            let fresh = connect().await;
+            let mut state = lock(&state);
+            state.renewing = false;
+            if let Ok(conn) = fresh {
+                state.install(conn);
+            }
+        });
     }
 
-    /// Runs `op` on the current generation within `timeout`; a failure of
-    /// the connection itself renews it. Every failure is [`Error::Store`].
+    /// Runs `op` on the current generation within `timeout` (connecting
+    /// one first if there is none); a failure of the connection itself
+    /// renews it. Every failure is [`Error::Store`].
     async fn run<T, F>(&self, timeout: Duration, op: impl FnOnce(C) -> F) -> Result<T, Error>
     where
         F: Future<Output = Result<T, RedisError>>,
     {
-        let (conn, number) = {
-            let current = self.lock();
-            (current.conn.clone(), current.number)
-        };
-        let result = bounded(timeout, op(conn)).await;
+        let used = std::sync::atomic::AtomicU64::new(u64::MAX);
+        let result = bounded(timeout, async {
+            let (conn, number) = self.current().await?;
+            used.store(number, std::sync::atomic::Ordering::Relaxed);
+            op(conn).await
+        })
+        .await;
         if let Err(e) = &result {
-            if connection_at_fault(e.as_ref()) {
+            let number = used.load(std::sync::atomic::Ordering::Relaxed);
+            if number != u64::MAX && connection_at_fault(e.as_ref()) {
                 self.renew(number);
             }
         }
@@ -301,7 +358,8 @@ impl<C: Clone + redis::aio::ConnectionLike + Send> Renewing<C> {
 /// requests on a connection that other requests share, so under
 /// concurrency another request can take the `ASKING` and the command is
 /// redirected again; nothing can come between the two commands of a
-/// pipeline.
+/// pipeline. (An `ASK` reply means the command did not run, so it runs at
+/// most once.)
 async fn cluster_query<T: redis::FromRedisValue>(
     mut conn: redis::cluster_async::ClusterConnection,
     cmd: &Cmd,
@@ -331,8 +389,191 @@ async fn cluster_query<T: redis::FromRedisValue>(
     Ok(redis::from_redis_value(reply)?)
 }
 
-/// An async connection to a Redis Cluster, as `AsyncRedisStore` and each
-/// [`Lane`] of a blocking [`RedisStore`] hold one.
+/// Where a cluster connection starts from. One per store: the size
+/// difference does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Seeds {
+    /// Seed nodes given as URLs: a renewal also starts from the nodes the
+    /// last connection learned, so it does not depend on the seeds alone.
+    Nodes(Vec<redis::ConnectionInfo>),
+    /// A client built by the caller, whose seeds are its own.
+    Client(ClusterClient),
+}
+
+/// Most nodes remembered from a cluster's slot map.
+const KNOWN_NODES: usize = 16;
+
+/// How a blocking or async store (re)connects to a Redis Cluster.
+struct ClusterSource {
+    seeds: Seeds,
+    /// The cluster's nodes (primaries first) as the last connection saw
+    /// them, with the seeds' credentials and TLS settings.
+    known: Mutex<Vec<redis::ConnectionInfo>>,
+    timeout: Duration,
+}
+
+impl ClusterSource {
+    /// A source for the seed URLs `urls`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StoreConfig`] for an empty list or a URL that is not a
+    /// Redis URL (or `rediss://` without the `redis-tls` feature).
+    fn from_urls(urls: &[&str], timeout: Duration) -> Result<ClusterSource, Error> {
+        use redis::IntoConnectionInfo;
+        install_tls_provider();
+        let nodes = urls
+            .iter()
+            .map(|url| url.into_connection_info())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| Error::StoreConfig)?;
+        if nodes.is_empty() {
+            return Err(Error::StoreConfig);
+        }
+        // Refuses what the builder would (a TLS URL without TLS support).
+        cluster_client(nodes.clone(), timeout).map_err(|_| Error::StoreConfig)?;
+        Ok(ClusterSource {
+            seeds: Seeds::Nodes(nodes),
+            known: Mutex::new(Vec::new()),
+            timeout,
+        })
+    }
+
+    fn from_client(client: ClusterClient, timeout: Duration) -> ClusterSource {
+        install_tls_provider();
+        ClusterSource {
+            seeds: Seeds::Client(client),
+            known: Mutex::new(Vec::new()),
+            timeout,
+        }
+    }
+
+    /// A new cluster connection, within the timeout; learns the cluster's
+    /// nodes for the next one.
+    async fn connect(&self) -> Result<redis::cluster_async::ClusterConnection, RedisError> {
+        let client = match &self.seeds {
+            Seeds::Client(client) => client.clone(),
+            Seeds::Nodes(seeds) => {
+                let mut nodes = lock(&self.known).clone();
+                nodes.extend(seeds.iter().cloned());
+                cluster_client(nodes, self.timeout)?
+            }
+        };
+        let conn = tokio::time::timeout(self.timeout, client.get_async_connection())
+            .await
+            .map_err(|_| timed_out())??;
+        if let Seeds::Nodes(seeds) = &self.seeds {
+            if let Some(nodes) = learn_nodes(conn.clone(), &seeds[0], self.timeout).await {
+                *lock(&self.known) = nodes;
+            }
+        }
+        Ok(conn)
+    }
+
+    /// A connection that starts with `first` (or connects on first use)
+    /// and is renewed after a fault.
+    fn renewing(
+        self: &Arc<Self>,
+        first: Option<redis::cluster_async::ClusterConnection>,
+    ) -> ClusterConn {
+        let source = self.clone();
+        let connect: Connect<_> = Arc::new(move || {
+            let source = source.clone();
+            Box::pin(async move { source.connect().await })
+        });
+        // A renewal gets half a timeout before the next may start: a
+        // frozen seed alone costs it a third.
+        Arc::new(Renewing::new(first, self.timeout / 2, connect))
+    }
+}
+
+/// The nodes of the cluster `conn` is connected to, from `CLUSTER SLOTS`
+/// (primaries first, at most [`KNOWN_NODES`]), each with `template`'s
+/// credentials and TLS settings; `None` if the cluster does not answer in
+/// time or the seeds are Unix sockets.
+async fn learn_nodes(
+    mut conn: redis::cluster_async::ClusterConnection,
+    template: &redis::ConnectionInfo,
+    timeout: Duration,
+) -> Option<Vec<redis::ConnectionInfo>> {
+    use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+    use redis::{ConnectionAddr, Value};
+    let mut slots = redis::cmd("CLUSTER");
+    slots.arg("SLOTS");
+    let reply = tokio::time::timeout(
+        timeout,
+        conn.route_command(
+            slots,
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
+        ),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    let mut primaries = Vec::new();
+    let mut replicas = Vec::new();
+    let Value::Array(ranges) = reply else {
+        return None;
+    };
+    for range in &ranges {
+        let Value::Array(fields) = range else {
+            continue;
+        };
+        for (i, node) in fields.iter().skip(2).enumerate() {
+            let Value::Array(node) = node else { continue };
+            let (Some(host), Some(Value::Int(port))) = (node.first().and_then(text), node.get(1))
+            else {
+                continue;
+            };
+            let Ok(port) = u16::try_from(*port) else {
+                continue;
+            };
+            if host.is_empty() || host == "?" {
+                continue;
+            }
+            let list = if i == 0 {
+                &mut primaries
+            } else {
+                &mut replicas
+            };
+            if !list.contains(&(host.clone(), port)) {
+                list.push((host, port));
+            }
+        }
+    }
+    let nodes = primaries
+        .into_iter()
+        .chain(replicas)
+        .take(KNOWN_NODES)
+        .filter_map(|(host, port)| {
+            let addr = match template.addr() {
+                ConnectionAddr::Tcp(..) => ConnectionAddr::Tcp(host, port),
+                ConnectionAddr::TcpTls {
+                    insecure,
+                    tls_params,
+                    ..
+                } => ConnectionAddr::TcpTls {
+                    host,
+                    port,
+                    insecure: *insecure,
+                    tls_params: tls_params.clone(),
+                },
+                _ => return None,
+            };
+            Some(template.clone().set_addr(addr))
+        })
+        .collect::<Vec<_>>();
+    (!nodes.is_empty()).then_some(nodes)
+}
+
+/// A cluster connection that renews itself after a fault, as
+/// `AsyncRedisStore` and each [`Lane`] of a blocking [`RedisStore`] hold
+/// one.
 type ClusterConn = Arc<Renewing<redis::cluster_async::ClusterConnection>>;
 
 /// Asks the seed nodes, in turn, whether they are in cluster mode: the
@@ -364,25 +605,14 @@ async fn probe_seeds(urls: &[String], timeout: Duration) -> Result<(), Error> {
     Err(last)
 }
 
-/// Connects to a Redis Cluster (learning its slot map) within `timeout`.
-/// Later generations connect lazily, in the background, with the same
-/// timeouts as [`cluster_client`] gives the first.
-async fn open_cluster(client: ClusterClient, timeout: Duration) -> Result<ClusterConn, Error> {
-    install_tls_provider();
-    let conn = bounded(timeout, client.get_async_connection())
+/// Connects to a Redis Cluster (learning its slot map) within the
+/// source's timeout, classifying a failure.
+async fn open_cluster(source: &Arc<ClusterSource>) -> Result<ClusterConn, Error> {
+    let conn = source
+        .connect()
         .await
-        .map_err(|e| open_error(e, classify_cluster_open))?;
-    // The same per-try timeouts as `cluster_client` sets (a config given
-    // here replaces the client's).
-    let config = redis::cluster::ClusterConfig::new()
-        .set_connection_timeout(timeout / 3)
-        .set_response_timeout(timeout / 3);
-    // A fresh generation gets a whole timeout to connect and learn the
-    // slot map before its own failures may replace it (a frozen seed node
-    // alone costs it a third of the timeout).
-    Ok(Arc::new(Renewing::new(conn, timeout, move || {
-        Some(client.get_pending_async_connection_with_config(config.clone()))
-    })))
+        .map_err(|e| classify_cluster_open(&e))?;
+    Ok(source.renewing(Some(conn)))
 }
 
 /// A current-thread tokio runtime with a cluster connection on it, for the
@@ -390,35 +620,38 @@ async fn open_cluster(client: ClusterClient, timeout: Duration) -> Result<Cluste
 /// runtime for the length of one call, so a call costs no thread switch,
 /// and the blocking store uses the same async connection, slot-map renewal
 /// and timeouts as `AsyncRedisStore`. A lane's background work (a
-/// reconnect, a fresh generation connecting) advances while a call runs on
-/// it.
+/// reconnect, a renewal connecting) advances while a call runs on it.
 struct Lane {
     conn: ClusterConn,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Lane {
-    /// A lane connected to the cluster within `timeout`; first asks the
-    /// seed nodes `probe` whether they are in cluster mode, if given.
-    fn open(
-        client: &ClusterClient,
-        timeout: Duration,
-        probe: Option<&[String]>,
-    ) -> Result<Lane, Error> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|_| Error::Store)?;
-        let conn = block_on(&runtime, async {
-            if let Some(seeds) = probe {
-                probe_seeds(seeds, timeout).await?;
-            }
-            open_cluster(client.clone(), timeout).await
-        })?;
+    /// A lane whose connection is made by its first call, within that
+    /// call's timeout.
+    fn new(source: &Arc<ClusterSource>) -> Result<Lane, Error> {
         Ok(Lane {
-            conn,
-            runtime: Some(runtime),
+            conn: source.renewing(None),
+            runtime: Some(
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|_| Error::Store)?,
+            ),
         })
+    }
+
+    /// A lane connected now; first asks the seed nodes `probe` whether
+    /// they are in cluster mode, if given. Failures are classified.
+    fn open(source: &Arc<ClusterSource>, probe: Option<Vec<String>>) -> Result<Lane, Error> {
+        let mut lane = Lane::new(source)?;
+        lane.conn = lane.block_on(async {
+            if let Some(seeds) = probe {
+                probe_seeds(&seeds, source.timeout).await?;
+            }
+            open_cluster(source).await
+        })?;
+        Ok(lane)
     }
 
     /// Runs `cmd` within `timeout`.
@@ -427,10 +660,31 @@ impl Lane {
         cmd: &Cmd,
         timeout: Duration,
     ) -> Result<T, Error> {
+        self.block_on(self.conn.run(timeout, |c| cluster_query(c, cmd)))
+    }
+
+    /// Runs `op` to completion on the lane's runtime from this thread, or,
+    /// when this thread is already inside an async runtime (whose threads
+    /// must not block on another one), from a scoped thread of its own.
+    fn block_on<T: Send>(
+        &self,
+        op: impl Future<Output = Result<T, Error>> + Send,
+    ) -> Result<T, Error> {
         let Some(runtime) = &self.runtime else {
             return Err(Error::Store);
         };
-        block_on(runtime, self.conn.run(timeout, |c| cluster_query(c, cmd)))
+        if tokio::runtime::Handle::try_current().is_err() {
+            return runtime.block_on(op);
+        }
+        std::thread::scope(|s| {
+            let thread = std::thread::Builder::new()
+                .name("pinseal-redis".into())
+                .spawn_scoped(s, || runtime.block_on(op))
+                .map_err(|_| Error::Store)?;
+            thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
     }
 }
 
@@ -444,23 +698,6 @@ impl Drop for Lane {
     }
 }
 
-/// Runs `op` to completion on `runtime` from this thread, or, when this
-/// thread is already inside an async runtime (whose threads must not block
-/// on another one), from a scoped thread of its own.
-fn block_on<F>(runtime: &tokio::runtime::Runtime, op: F) -> F::Output
-where
-    F: Future + Send,
-    F::Output: Send,
-{
-    if tokio::runtime::Handle::try_current().is_err() {
-        return runtime.block_on(op);
-    }
-    std::thread::scope(|s| match s.spawn(|| runtime.block_on(op)).join() {
-        Ok(output) => output,
-        Err(panic) => std::panic::resume_unwind(panic),
-    })
-}
-
 // One per store, made once: the size difference does not matter.
 #[allow(clippy::large_enum_variant)]
 enum Node {
@@ -469,7 +706,7 @@ enum Node {
         idle: Mutex<Vec<Connection>>,
     },
     Cluster {
-        client: ClusterClient,
+        source: Arc<ClusterSource>,
         lanes: Mutex<Vec<Lane>>,
     },
 }
@@ -501,8 +738,12 @@ enum Node {
 /// On a cluster, the store uses the same multiplexed cluster connection as
 /// `AsyncRedisStore` (feature `redis-tokio`), one per thread in use at
 /// once, each on a small tokio runtime that the calling thread drives for
-/// the length of its call (no thread switch per call; called from inside
-/// an async runtime, the call runs on a scoped thread of its own).
+/// the length of its call (no thread switch per call). Called from a
+/// thread inside a tokio runtime (a task, or `spawn_blocking`), where that
+/// is not allowed, each call runs on a short-lived thread of its own:
+/// prefer `AsyncRedisStore` there. Each thread in use at once holds a
+/// connection to every node of the cluster, as the single-node pool holds
+/// one connection per thread.
 ///
 /// # Failover
 ///
@@ -514,10 +755,20 @@ enum Node {
 /// slot has no primary). A primary that is killed or restarted is noticed
 /// by the client at once. A primary that freezes (a paused VM, a network
 /// partition) keeps its connections open and never answers: each timeout
-/// makes the store replace its cluster connection, which asks the cluster
-/// for its slot map again, so the store serves again within about twice
-/// its timeout of the replica's promotion, without a restart. Measured in
-/// BENCHMARKS.md; `tests/redis_failover.rs` holds it to that.
+/// makes the store connect a fresh cluster connection in the background,
+/// which asks the cluster for its slot map again and takes over once
+/// connected, so the store serves again within about twice its timeout of
+/// the replica's promotion, without a restart. It reconnects through the
+/// seed nodes and, for a store opened from URLs, the nodes the cluster
+/// last reported, so one seed that fails is not fatal; a store made
+/// [`from_cluster_client`](RedisStore::from_cluster_client) reconnects
+/// through that client's seeds only. Measured in BENCHMARKS.md;
+/// `tests/redis_failover.rs` holds it to that with one seed, the node it
+/// freezes.
+///
+/// A frozen primary that is resumed still believes it is a primary until
+/// the cluster tells it otherwise, and may briefly answer and then lose
+/// writes: see "What Redis loses" in the README.
 ///
 /// # Timeouts
 ///
@@ -615,9 +866,9 @@ impl RedisStore {
         urls: &[&str],
         timeout: Duration,
     ) -> Result<RedisStore, Error> {
-        let cluster = cluster_client(urls, timeout)?;
+        let source = ClusterSource::from_urls(urls, timeout)?;
         let seeds: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
-        Self::cluster(cluster, timeout, Some(&seeds))
+        Self::cluster(source, Some(seeds))
     }
 
     /// A store on a [`redis::Client`] built by the caller (custom TLS
@@ -645,7 +896,10 @@ impl RedisStore {
 
     /// A store on a [`redis::cluster::ClusterClient`] built by the caller.
     /// Its own connection and response timeouts apply inside the client;
-    /// `timeout` bounds opening and each call.
+    /// `timeout` bounds opening and each call. After a fault the store
+    /// reconnects through the client's own seed nodes, so keep at least
+    /// one of them reachable (the stores opened from URLs also remember
+    /// the nodes the cluster reported).
     ///
     /// # Errors
     ///
@@ -654,23 +908,19 @@ impl RedisStore {
         client: ClusterClient,
         timeout: Duration,
     ) -> Result<RedisStore, Error> {
-        Self::cluster(client, timeout, None)
+        Self::cluster(ClusterSource::from_client(client, timeout), None)
     }
 
-    fn cluster(
-        client: ClusterClient,
-        timeout: Duration,
-        probe: Option<&[String]>,
-    ) -> Result<RedisStore, Error> {
-        install_tls_provider();
-        let lane = Lane::open(&client, timeout, probe)?;
+    fn cluster(source: ClusterSource, probe: Option<Vec<String>>) -> Result<RedisStore, Error> {
+        let source = Arc::new(source);
+        let lane = Lane::open(&source, probe)?;
         Ok(RedisStore {
+            timeout: source.timeout,
             node: Node::Cluster {
-                client,
+                source,
                 lanes: Mutex::new(vec![lane]),
             },
             prefix: DEFAULT_PREFIX.to_string(),
-            timeout,
         })
     }
 
@@ -737,11 +987,12 @@ impl RedisStore {
                 let pooled = idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
                 self.query_single(pooled, &cmd)
             }
-            Node::Cluster { client, lanes } => {
+            Node::Cluster { source, lanes } => {
                 let pooled = lanes.lock().unwrap_or_else(|e| e.into_inner()).pop();
                 let lane = match pooled {
                     Some(lane) => lane,
-                    None => Lane::open(client, self.timeout, None).map_err(|_| Error::Store)?,
+                    // Connects within the call's own timeout.
+                    None => Lane::new(source)?,
                 };
                 let result = lane.call(&cmd, self.timeout);
                 // A lane renews its connection on its own after a fault.
@@ -836,9 +1087,9 @@ mod tokio_store {
     use redis::{AsyncConnectionConfig, Client, Cmd};
 
     use super::{
-        ClusterConn, DEFAULT_PREFIX, DEFAULT_TIMEOUT, Renewing, bounded, cas_cmd, classify, client,
-        cluster_client, cluster_query, get_cmd, install_tls_provider, open_cluster, open_error,
-        probe_seeds,
+        ClusterConn, ClusterSource, Connect, DEFAULT_PREFIX, DEFAULT_TIMEOUT, Renewing, bounded,
+        cas_cmd, classify, client, cluster_query, get_cmd, install_tls_provider, open_cluster,
+        open_error, probe_seeds,
     };
     use crate::Error;
     use crate::otp::AsyncStore;
@@ -962,9 +1213,11 @@ mod tokio_store {
                 .map_err(|e| classify(&e))?;
             // The manager reconnects by itself when a connection drops; it
             // is replaced when it goes silent or its server is demoted.
-            let renewing = Renewing::new(manager, Duration::ZERO, move || {
-                ConnectionManager::new_lazy_with_config(client.clone(), config.clone()).ok()
+            let connect: Connect<ConnectionManager> = Arc::new(move || {
+                let fresh = ConnectionManager::new_lazy_with_config(client.clone(), config.clone());
+                Box::pin(async move { fresh })
             });
+            let renewing = Renewing::new(Some(manager), Duration::ZERO, connect);
             Ok(AsyncRedisStore {
                 conn: Conn::Single(Arc::new(renewing)),
                 prefix: DEFAULT_PREFIX.to_string(),
@@ -992,14 +1245,16 @@ mod tokio_store {
             urls: &[&str],
             timeout: Duration,
         ) -> Result<AsyncRedisStore, Error> {
-            let cluster = cluster_client(urls, timeout)?;
+            let source = ClusterSource::from_urls(urls, timeout)?;
             let seeds: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
             probe_seeds(&seeds, timeout).await?;
-            Self::from_cluster_client(cluster, timeout).await
+            Self::cluster(source).await
         }
 
         /// A store on a [`redis::cluster::ClusterClient`] built by the
-        /// caller; `timeout` bounds opening and each operation.
+        /// caller; `timeout` bounds opening and each operation. As
+        /// [`RedisStore::from_cluster_client`](super::RedisStore::from_cluster_client),
+        /// it reconnects through the client's own seeds after a fault.
         ///
         /// # Errors
         ///
@@ -1008,10 +1263,15 @@ mod tokio_store {
             client: ClusterClient,
             timeout: Duration,
         ) -> Result<AsyncRedisStore, Error> {
+            Self::cluster(ClusterSource::from_client(client, timeout)).await
+        }
+
+        async fn cluster(source: ClusterSource) -> Result<AsyncRedisStore, Error> {
+            let source = Arc::new(source);
             Ok(AsyncRedisStore {
-                conn: Conn::Cluster(open_cluster(client, timeout).await?),
+                conn: Conn::Cluster(open_cluster(&source).await?),
                 prefix: DEFAULT_PREFIX.to_string(),
-                timeout,
+                timeout: source.timeout,
             })
         }
 
