@@ -18,9 +18,9 @@ use std::time::Duration;
 use std::time::Instant;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use pinseal::Key;
 use pinseal::Secret;
 use pinseal::otp::{ChallengeId, ManualClock, MemoryStore, Otp, Policy, Store, Verdict};
+use pinseal::{ExposeSecret, Key};
 
 /// One-second windows and a clock that moves a second per issue, so budgets
 /// and memory never fill however long criterion runs.

@@ -43,7 +43,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use pinseal::otp::{ChallengeId, DynStore, MemoryStore, Otp, Policy, SystemClock, canonical_phone};
-use pinseal::{Error, ErrorClass, Key, Secret};
+use pinseal::{Error, ErrorClass, ExposeSecret, Key, Secret};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 

@@ -21,7 +21,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pinseal::webhook::TwilioSignature;
-use pinseal::{Aad, Error, Key, Pseudonymizer, Sealer, Secret};
+use pinseal::{Aad, Error, ExposeSecret, Key, Pseudonymizer, Sealer, Secret};
 
 /// How long an envelope may wait between the edge and the back end.
 const ENVELOPE_TTL_SECS: u64 = 5 * 60;
@@ -114,7 +114,9 @@ impl Edge {
         // The digits are wrapped the moment they are read.
         let pin = Secret::new(pin_hook.param("Digits").unwrap_or_default().to_string());
         let last4 = Secret::new(last4_hook.param("Digits").unwrap_or_default().to_string());
-        println!("[edge] call {call_id} from caller {caller}: gathered pin={pin} last4={last4}");
+        println!(
+            "[edge] call {call_id} from caller {caller}: gathered pin={pin:?} last4={last4:?}"
+        );
         let expires = now + ENVELOPE_TTL_SECS;
         Ok(GatherResult {
             pin: self.sealer.seal_until_hex(
@@ -149,7 +151,7 @@ fn backend(sealer: &Sealer, r: &GatherResult, now: u64) -> Result<(), Refusal> {
     } else {
         // The log line formats the secrets, and shows only *REDACTED*.
         eprintln!(
-            "[backend] ERROR call={} verification failed pin={pin} last4={last4:?}",
+            "[backend] ERROR call={} verification failed pin={pin:?} last4={last4:?}",
             r.call_id
         );
         Err(Refusal::Mismatch)

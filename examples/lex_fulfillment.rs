@@ -25,7 +25,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pinseal::otp::{DynStore, MemoryStore, Otp, Policy, SystemClock, Verdict, canonical_phone};
-use pinseal::{Aad, Error, Key, Sealer, Secret};
+use pinseal::{Aad, Error, ExposeSecret, Key, Sealer, Secret};
 use serde_json::{Value, json};
 
 thread_local! {

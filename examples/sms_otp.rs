@@ -11,12 +11,12 @@
 use std::time::Duration;
 
 use pinseal::otp::{ChallengeId, Otp, Policy, Verdict};
-use pinseal::{Error, Key, Secret};
+use pinseal::{Error, ExposeSecret, Key, Secret};
 
 /// Stands in for an SMS gateway: the only place the code appears in clear.
 fn send_sms(to: &str, code: &Secret<String>) {
     println!(
-        "[service] sms queued to={} body=\"Your code is {code}\"",
+        "[service] sms queued to={} body=\"Your code is {code:?}\"",
         mask(to)
     );
     println!("[phone {to}] Your code is {}", code.expose_secret());

@@ -11,7 +11,7 @@
 //! Run: `cargo run --example totp_enroll --features qr`
 
 use pinseal::otp::{Totp, TotpGuard};
-use pinseal::{Aad, Key, Sealer, Secret};
+use pinseal::{Aad, ExposeSecret, Key, Sealer, Secret};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Key::generate(); // in a service: Key::from_env("PINSEAL_KEY")?
@@ -23,7 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let uri = totp.to_uri("ACME Co", "alice@example.com");
     // The URI holds the secret: it is shown to the user, never logged.
     println!(
-        "[enroll] otpauth URI for alice@example.com: {uri} ({} characters)",
+        "[enroll] otpauth URI for alice@example.com: {uri:?} ({} characters)",
         uri.expose_secret().len()
     );
     #[cfg(feature = "qr")]
@@ -64,7 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     .with_skew(1);
     let typed = alice.generate_now(); // what the app shows right now
     let first = guard.verify("alice@example.com", &alice, typed.expose_secret())?;
-    println!("[verify] code {typed}: accepted = {first}");
+    println!("[verify] code {typed:?}: accepted = {first}");
     let replay = guard.verify("alice@example.com", &alice, typed.expose_secret())?;
     println!("[verify] the same code again: accepted = {replay}");
     let wrong = guard.verify("alice@example.com", &alice, "000000")?;

@@ -6,6 +6,7 @@ use zeroize::Zeroize;
 
 use crate::engine::{Engine, Selected};
 use crate::nonce::fresh_nonce;
+use crate::secret::{ExposeSecret, ExposeSecretMut};
 use crate::{Error, Key, KeyId, Secret};
 
 pub use crate::engine::TAG_LEN;
@@ -119,7 +120,7 @@ const MAX_PLAINTEXT: u64 = (1 << 36) - 32;
 /// # Example
 ///
 /// ```
-/// use pinseal::{Key, Sealer};
+/// use pinseal::{ExposeSecret, Key, Sealer};
 ///
 /// let sealer = Sealer::new(&Key::generate());
 /// let envelope = sealer.seal(b"1234", b"call-42/pin");
@@ -327,7 +328,7 @@ impl Sealer {
     /// # Example
     ///
     /// ```
-    /// use pinseal::{Error, Key, Sealer};
+    /// use pinseal::{Error, ExposeSecret, Key, Sealer};
     ///
     /// let sealer = Sealer::new(&Key::generate());
     /// let now = 1_700_000_000; // SystemTime::now() as Unix seconds in a service
@@ -487,7 +488,7 @@ impl fmt::Debug for Sealer {
 /// # Example
 ///
 /// ```
-/// use pinseal::{Key, Keyring};
+/// use pinseal::{ExposeSecret, Key, Keyring};
 ///
 /// let old = Keyring::new(Key::from_bytes([1; 32]));
 /// let envelope = old.seal(b"4321", b"last4");

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::Error;
+use crate::secret::ExposeSecret;
 
 /// Length of a [`Key`] in bytes.
 pub const KEY_LEN: usize = 32;
@@ -176,13 +177,22 @@ impl Key {
             .expect("32 bytes is always a valid HKDF-SHA256 output length");
         out
     }
+}
 
+impl ExposeSecret<[u8; KEY_LEN]> for Key {
     /// The raw key bytes, for handing the key to another system.
     ///
     /// # Security
     ///
     /// The returned bytes are the key. Never log or persist them in clear.
-    pub fn expose_secret(&self) -> &[u8; KEY_LEN] {
+    fn expose_secret(&self) -> &[u8; KEY_LEN] {
+        &self.bytes
+    }
+}
+
+#[cfg(feature = "secrecy")]
+impl secrecy::ExposeSecret<[u8; KEY_LEN]> for Key {
+    fn expose_secret(&self) -> &[u8; KEY_LEN] {
         &self.bytes
     }
 }

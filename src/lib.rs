@@ -19,7 +19,7 @@ mod nonce;
 pub mod otp;
 mod pseudonym;
 mod rand;
-mod secret;
+pub mod secret;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod serde;
@@ -32,4 +32,4 @@ pub use envelope::{
 pub use error::{Error, ErrorClass};
 pub use key::{KEY_LEN, Key, KeyId};
 pub use pseudonym::{Pseudonym, Pseudonymizer};
-pub use secret::{CloneableSecret, Pan, REDACTED, Secret};
+pub use secret::{ExposeSecret, Secret};

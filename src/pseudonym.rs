@@ -5,6 +5,7 @@ use core::fmt;
 
 use data_encoding::BASE64URL_NOPAD;
 
+use crate::secret::ExposeSecret;
 use crate::{Key, KeyId};
 
 /// Bytes of HMAC output a pseudonym keeps: 128 bits.

@@ -1,4 +1,46 @@
-//! Redaction: `Secret<T>` and `Pan`.
+//! Redaction: [`Secret<T>`], the [`ExposeSecret`] trait every
+//! secret-bearing type is read through, and [`Pan`].
+//!
+//! # Use case
+//!
+//! Wrap every PIN, card number, code or decrypted buffer the moment it
+//! enters the program; read it back only through
+//! [`ExposeSecret::expose_secret`], so every use is one grep away.
+//!
+//! # Misuse that does not compile
+//!
+//! A secret has no `Display`, so a message cannot silently say
+//! `*REDACTED*` where the value was meant:
+//!
+//! ```compile_fail,E0277
+//! let code = pinseal::Secret::new(String::from("123456"));
+//! let sms = format!("Your code is {code}");
+//! ```
+//!
+//! nor can a card number:
+//!
+//! ```compile_fail,E0277
+//! let pan = pinseal::secret::Pan::parse("4111111111111111").unwrap();
+//! println!("{pan}");
+//! ```
+//!
+//! and it is read only through the trait, which must be in scope:
+//!
+//! ```compile_fail,E0599
+//! let pin = pinseal::Secret::new(String::from("1234"));
+//! assert_eq!(pin.expose_secret(), "1234"); // `use pinseal::ExposeSecret;` is missing
+//! ```
+//!
+//! A `Secret<String>` or `Secret<Vec<u8>>` is not `Clone` (see
+//! [`CloneableSecret`]):
+//!
+//! ```compile_fail,E0599
+//! let pin = pinseal::Secret::new(String::from("1234"));
+//! let copy = pin.clone();
+//! ```
+//!
+//! With the `serde` feature, serializing one needs an explicit opt-in
+//! (see the crate's `serde` module).
 
 use core::fmt;
 use core::str::FromStr;
@@ -8,11 +50,50 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::Error;
 
-/// The exact text every redacted value formats as.
+/// The exact text every redacted value formats as with `Debug`.
 pub const REDACTED: &str = "*REDACTED*";
 
-/// A value that never shows itself: it prints as `*REDACTED*`, compares in
-/// constant time and is wiped when dropped.
+/// Read access to a secret value: the one way into [`Secret`], [`Pan`]
+/// and [`Key`](crate::Key).
+///
+/// # Security
+///
+/// Whatever is done with the returned reference is outside the protection
+/// of the secret-bearing type: do not format it, log it or copy it into a
+/// longer-lived buffer. Every call is a place to review, and one grep for
+/// `expose_secret` finds them all.
+///
+/// With the `secrecy` feature, pinseal's secrets also implement
+/// `secrecy::ExposeSecret`, so code written against that trait accepts
+/// them.
+///
+/// # Example
+///
+/// ```
+/// use pinseal::{ExposeSecret, Secret};
+///
+/// let pin = Secret::new(String::from("1234"));
+/// assert_eq!(pin.expose_secret(), "1234");
+/// ```
+pub trait ExposeSecret<S: ?Sized> {
+    /// Borrows the secret value.
+    fn expose_secret(&self) -> &S;
+}
+
+/// Write access to a secret value, for filling a buffer in place.
+///
+/// # Security
+///
+/// Growing a `Vec` or `String` through this reference may reallocate and
+/// leave a copy of the old contents in freed memory that is never wiped.
+/// Reserve the full capacity before writing secret data.
+pub trait ExposeSecretMut<S: ?Sized>: ExposeSecret<S> {
+    /// Borrows the secret value mutably.
+    fn expose_secret_mut(&mut self) -> &mut S;
+}
+
+/// A value that never shows itself: its `Debug` is `*REDACTED*`, it has no
+/// `Display`, it compares in constant time and is wiped when dropped.
 ///
 /// # Use case
 ///
@@ -22,10 +103,13 @@ pub const REDACTED: &str = "*REDACTED*";
 ///
 /// # Security
 ///
-/// - [`Secret`] hides its value from `Debug`, `Display` and (with the `serde`
-///   feature) serialization and deserialization errors; the `pinseal::serde`
-///   module (feature `serde`) has the explicit opt-in that persists a value. The value is reached only through
-///   [`Secret::expose_secret`], so every use is greppable.
+/// - `Debug` writes exactly [`REDACTED`]; there is no `Display`, so a
+///   format string cannot use the secret where its value was meant (see
+///   the [module docs](self) for the refused forms). With the `serde`
+///   feature a `Secret` deserializes (errors never quote the input, and
+///   the text `*REDACTED*` itself is refused) but serializes only by
+///   explicit opt-in. The value is reached only through
+///   [`ExposeSecret::expose_secret`], so every use is greppable.
 /// - Memory is overwritten with zeros when a `Secret` is dropped, through
 ///   [`zeroize`]. Copies the program made before wrapping, or that a
 ///   reallocating `Vec`/`String` left behind (see
@@ -33,9 +117,9 @@ pub const REDACTED: &str = "*REDACTED*";
 /// - Equality runs in constant time for the contents; the lengths of the two
 ///   values are not hidden.
 ///
-/// `Debug` and `Display` write exactly [`REDACTED`] (padding and alternate
-/// flags are ignored). Equality (`==` and [`ConstantTimeEq`]) is available
-/// for `T: AsRef<[u8]>`.
+/// `Debug` writes exactly [`REDACTED`] (padding and alternate flags are
+/// ignored). Equality (`==` and [`ConstantTimeEq`]) is available for
+/// `T: AsRef<[u8]>`.
 ///
 /// `Secret<T>` is `Clone` only when `T` implements [`CloneableSecret`], a
 /// marker the owner of `T` opts into; [`Secret::clone_secret`] is the
@@ -44,10 +128,10 @@ pub const REDACTED: &str = "*REDACTED*";
 /// # Example
 ///
 /// ```
-/// use pinseal::Secret;
+/// use pinseal::{ExposeSecret, Secret};
 ///
 /// let pin = Secret::new(String::from("1234"));
-/// assert_eq!(format!("{pin:?} {pin}"), "*REDACTED* *REDACTED*");
+/// assert_eq!(format!("{pin:?}"), "*REDACTED*");
 /// assert_eq!(pin.expose_secret(), "1234");
 /// assert!(pin == Secret::new(String::from("1234")));
 /// ```
@@ -67,30 +151,6 @@ impl<T: Zeroize> Secret<T> {
             inner: value,
             wipe: T::zeroize,
         }
-    }
-
-    /// Borrows the value.
-    ///
-    /// # Security
-    ///
-    /// Whatever is done with the returned reference is outside the
-    /// protection of this type: do not format it, log it or copy it into a
-    /// longer-lived buffer.
-    #[inline]
-    pub fn expose_secret(&self) -> &T {
-        &self.inner
-    }
-
-    /// Borrows the value mutably.
-    ///
-    /// # Security
-    ///
-    /// Growing a `Vec` or `String` through this reference may reallocate and
-    /// leave a copy of the old contents in freed memory that is never wiped.
-    /// Reserve the full capacity before writing secret data.
-    #[inline]
-    pub fn expose_secret_mut(&mut self) -> &mut T {
-        &mut self.inner
     }
 
     /// Copies the secret. The copy is also a `Secret` and is wiped on drop.
@@ -127,6 +187,20 @@ fn wipe_bytes(bytes: &mut Vec<u8>) {
     bytes.clear();
 }
 
+impl<T: Zeroize> ExposeSecret<T> for Secret<T> {
+    #[inline]
+    fn expose_secret(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T: Zeroize> ExposeSecretMut<T> for Secret<T> {
+    #[inline]
+    fn expose_secret_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+}
+
 impl<T: Zeroize> From<T> for Secret<T> {
     fn from(value: T) -> Self {
         Secret::new(value)
@@ -148,12 +222,6 @@ impl<T: Zeroize> Drop for Secret<T> {
 impl<T: Zeroize> ZeroizeOnDrop for Secret<T> {}
 
 impl<T: Zeroize> fmt::Debug for Secret<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(REDACTED)
-    }
-}
-
-impl<T: Zeroize> fmt::Display for Secret<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(REDACTED)
     }
@@ -193,8 +261,9 @@ impl<T: Zeroize + AsRef<[u8]>> Eq for Secret<T> {}
 /// # Use case
 ///
 /// Card digits typed on an IVR keypad or pasted into a chat. The full number
-/// is reachable only through [`Pan::expose_secret`]; the only partial view
-/// is [`Pan::last_four`], the most PCI DSS allows to be displayed.
+/// is reachable only through [`ExposeSecret::expose_secret`]; the only
+/// partial view is [`Pan::last_four`], the most PCI DSS allows to be
+/// displayed. `Debug` writes `*REDACTED*`; there is no `Display`.
 ///
 /// # Errors
 ///
@@ -205,7 +274,7 @@ impl<T: Zeroize + AsRef<[u8]>> Eq for Secret<T> {}
 /// # Example
 ///
 /// ```
-/// use pinseal::Pan;
+/// use pinseal::secret::Pan;
 ///
 /// let pan = Pan::parse("4111111111111111")?;
 /// assert_eq!(pan.last_four(), "1111");
@@ -250,9 +319,11 @@ impl Pan {
         // `parse` guarantees at least 12 ASCII digits.
         s.get(s.len().saturating_sub(4)..).unwrap_or("")
     }
+}
 
+impl ExposeSecret<str> for Pan {
     /// The full card number.
-    pub fn expose_secret(&self) -> &str {
+    fn expose_secret(&self) -> &str {
         self.digits.expose_secret()
     }
 }
@@ -270,13 +341,34 @@ impl fmt::Debug for Pan {
     }
 }
 
-impl fmt::Display for Pan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(REDACTED)
+impl ZeroizeOnDrop for Pan {}
+
+#[cfg(feature = "secrecy")]
+impl<T: Zeroize> secrecy::ExposeSecret<T> for Secret<T> {
+    fn expose_secret(&self) -> &T {
+        &self.inner
     }
 }
 
-impl ZeroizeOnDrop for Pan {}
+#[cfg(feature = "secrecy")]
+impl secrecy::ExposeSecret<str> for Pan {
+    fn expose_secret(&self) -> &str {
+        ExposeSecret::expose_secret(&self.digits)
+    }
+}
+
+/// Takes a `secrecy` string into a `Secret<String>`: the text is copied
+/// into a buffer of exactly its length, and the `SecretString` is wiped
+/// when dropped here.
+#[cfg(feature = "secrecy")]
+impl From<secrecy::SecretString> for Secret<String> {
+    fn from(value: secrecy::SecretString) -> Self {
+        let text: &str = secrecy::ExposeSecret::expose_secret(&value);
+        let mut copy = String::with_capacity(text.len());
+        copy.push_str(text);
+        Secret::new(copy)
+    }
+}
 
 /// Luhn (ISO/IEC 7812-1 annex B) check over ASCII digits.
 fn luhn_valid(digits: &[u8]) -> bool {

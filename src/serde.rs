@@ -3,26 +3,35 @@
 //! # Use case
 //!
 //! Forms, JSON bodies and queue messages that carry a PIN, a card number or
-//! a code: deserialize them straight into [`Secret`] or [`Pan`], log or
-//! echo the struct safely, and persist a value only where the code says so
-//! in as many words.
+//! a code: deserialize them straight into [`Secret`] or [`Pan`], and
+//! persist a value only where the code says so in as many words.
 //!
 //! # About
 //!
-//! - **Serializing** a [`Secret`] or a [`Pan`] writes the string
-//!   `*REDACTED*`, so a struct that reaches a log, an error report or an
-//!   API response never carries the value.
 //! - **Deserializing** reads the value itself. When the input does not fit
 //!   (a number where a string was expected, a string where bytes were, an
 //!   invalid card number), the error names the expected type and never the
 //!   input: serde's own messages quote it (``invalid type: integer `4321`
 //!   ``), and web frameworks send those messages back to the client and to
-//!   their logs.
-//! - **Persisting** a value needs an explicit opt-in on the field:
-//!   `#[serde(with = "pinseal::serde::expose")]` serializes the value
-//!   itself. Prefer storing an envelope (a `String` from
-//!   [`Sealer::seal_hex`](crate::Sealer::seal_hex)) over storing a value in
-//!   clear.
+//!   their logs. The text `*REDACTED*` is refused: it is what a value
+//!   looks like after it went through a log, never a value itself, and
+//!   accepting it would make a restored secret equal to a public string.
+//! - **Serializing** a secret needs an explicit opt-in. A struct that
+//!   derives `Serialize` with a `Secret` or `Pan` field does not compile
+//!   unless the field says `#[serde(with = "pinseal::serde::expose")]`
+//!   (which writes the value), or the secret's type implements
+//!   [`SerializableSecret`] (a marker for your own types). There is no
+//!   silent placeholder: a queue message that must carry a PIN carries it
+//!   on purpose, and one that must not never did. Prefer carrying an
+//!   envelope (a sealed value in hex) over a value in clear.
+//!
+//! ```compile_fail,E0277
+//! #[derive(serde::Serialize)]
+//! struct Gather {
+//!     call: String,
+//!     pin: pinseal::Secret<String>, // Secret<String> is not Serialize
+//! }
+//! ```
 //!
 //! The OTP types a web service sends and receives are serde types too:
 //! [`ChallengeId`](crate::otp::ChallengeId) as its hex string,
@@ -38,10 +47,11 @@
 //! # Example
 //!
 //! ```
-//! use pinseal::{Pan, Secret};
+//! use pinseal::{ExposeSecret, Secret};
+//! use pinseal::secret::Pan;
 //! use serde::{Deserialize, Serialize};
 //!
-//! #[derive(Serialize, Deserialize)]
+//! #[derive(Deserialize)]
 //! struct Gather {
 //!     call: String,
 //!     pin: Secret<String>,
@@ -50,16 +60,25 @@
 //!
 //! let g: Gather = serde_json::from_str(r#"{"call":"CA-1","pin":"4321","card":"4111111111111111"}"#)?;
 //! assert_eq!(g.pin.expose_secret(), "4321");
-//! assert_eq!(
-//!     serde_json::to_string(&g)?,
-//!     r#"{"call":"CA-1","pin":"*REDACTED*","card":"*REDACTED*"}"#
-//! );
 //!
 //! // A number where a string belongs: the error does not quote it.
 //! let err = serde_json::from_str::<Gather>(r#"{"call":"CA-1","pin":4321,"card":"4111111111111111"}"#)
 //!     .err()
 //!     .unwrap();
 //! assert!(!err.to_string().contains("4321"));
+//!
+//! // The redaction marker is not a PIN.
+//! assert!(serde_json::from_str::<Gather>(r#"{"call":"CA-1","pin":"*REDACTED*","card":"4111111111111111"}"#).is_err());
+//!
+//! // A queue message that carries the PIN says so.
+//! #[derive(Serialize, Deserialize)]
+//! struct Job {
+//!     call: String,
+//!     #[serde(with = "pinseal::serde::expose")]
+//!     pin: Secret<String>,
+//! }
+//! let json = serde_json::to_string(&Job { call: "CA-1".into(), pin: Secret::new("4321".into()) })?;
+//! assert_eq!(json, r#"{"call":"CA-1","pin":"4321"}"#);
 //! # Ok::<(), serde_json::Error>(())
 //! ```
 
@@ -70,7 +89,9 @@ use ::serde::de::Error as _;
 use ::serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroize;
 
-use crate::{Pan, REDACTED, Secret};
+use subtle::ConstantTimeEq;
+
+use crate::secret::{ExposeSecret, Pan, REDACTED, Secret};
 
 /// The message of every deserialization error: the expected type, never the
 /// input.
@@ -87,24 +108,34 @@ fn read<'de, T: Deserialize<'de>, D: Deserializer<'de>>(deserializer: D) -> Resu
     T::deserialize(deserializer).map_err(|_| D::Error::custom(NotShown(type_name::<T>())))
 }
 
-impl<T: Zeroize> Serialize for Secret<T> {
-    /// Writes the string `*REDACTED*`, never the value.
+/// Marks a type whose secrets may be serialized with their value, so that
+/// `Secret<YourType>` implements `Serialize`.
+///
+/// Implement it for your own secret-bearing type when every serialization
+/// of it is meant to carry the value (an encrypted blob, say). It cannot be
+/// implemented for `String` or `Vec<u8>` outside this crate, and this crate
+/// does not: for those, opt a field in with [`expose`].
+pub trait SerializableSecret: Serialize {}
+
+impl<T: Zeroize + SerializableSecret> Serialize for Secret<T> {
+    /// Writes the value itself: `T` opted in through
+    /// [`SerializableSecret`].
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(REDACTED)
+        self.expose_secret().serialize(serializer)
     }
 }
 
-impl<'de, T: Zeroize + Deserialize<'de>> Deserialize<'de> for Secret<T> {
-    /// Reads the value itself; an error names `T`, never the input.
+impl<'de, T: Zeroize + Deserialize<'de> + AsRef<[u8]>> Deserialize<'de> for Secret<T> {
+    /// Reads the value itself; an error names `T`, never the input, and
+    /// the text `*REDACTED*` is refused.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        read(deserializer).map(Secret::new)
-    }
-}
-
-impl Serialize for Pan {
-    /// Writes the string `*REDACTED*`, never the number.
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(REDACTED)
+        let value = Secret::new(read::<T, D>(deserializer)?);
+        if bool::from(value.expose_secret().as_ref().ct_eq(REDACTED.as_bytes())) {
+            return Err(D::Error::custom(
+                "a redaction marker is not a secret value (input not shown)",
+            ));
+        }
+        Ok(value)
     }
 }
 
@@ -196,19 +227,20 @@ impl<'de> Deserialize<'de> for crate::otp::ChallengeId {
 }
 
 /// The explicit opt-in to serialize a secret's value, for fields that must
-/// persist: `#[serde(with = "pinseal::serde::expose")]`.
+/// carry it: `#[serde(with = "pinseal::serde::expose")]` on a [`Secret`]
+/// or [`Pan`] field.
 ///
 /// # Security
 ///
 /// The value is written in clear wherever the serializer writes. Prefer an
-/// envelope from [`Sealer::seal_hex`](crate::Sealer::seal_hex) in a plain
-/// `String` field. Deserialization is the same as without the attribute:
-/// errors never quote the input.
+/// envelope, a sealed value in hex, in a plain `String` field.
+/// Deserialization is the same as without the attribute: errors never
+/// quote the input, and `*REDACTED*` is refused.
 ///
 /// # Example
 ///
 /// ```
-/// use pinseal::Secret;
+/// use pinseal::{ExposeSecret, Secret};
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Serialize, Deserialize)]
@@ -232,25 +264,26 @@ pub mod expose {
     ///
     /// # Errors
     ///
-    /// Whatever the serializer reports for `T`.
-    pub fn serialize<T, S>(secret: &Secret<T>, serializer: S) -> Result<S::Ok, S::Error>
+    /// Whatever the serializer reports for the value.
+    pub fn serialize<V, T, S>(secret: &V, serializer: S) -> Result<S::Ok, S::Error>
     where
-        T: Zeroize + Serialize,
+        V: ExposeSecret<T>,
+        T: Serialize + ?Sized,
         S: Serializer,
     {
         secret.expose_secret().serialize(serializer)
     }
 
-    /// Deserializes a secret, as `Secret`'s own `Deserialize` does.
+    /// Deserializes a secret, as its own `Deserialize` does.
     ///
     /// # Errors
     ///
-    /// A deserializer error that names `T`, never the input.
-    pub fn deserialize<'de, T, D>(deserializer: D) -> Result<Secret<T>, D::Error>
+    /// A deserializer error that names the type, never the input.
+    pub fn deserialize<'de, V, D>(deserializer: D) -> Result<V, D::Error>
     where
-        T: Zeroize + Deserialize<'de>,
+        V: Deserialize<'de>,
         D: Deserializer<'de>,
     {
-        Secret::deserialize(deserializer)
+        V::deserialize(deserializer)
     }
 }

@@ -8,6 +8,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::secret::ExposeSecret;
 use crate::{Error, Secret};
 
 /// Verifies (and makes) `X-Twilio-Signature` webhook signatures.

@@ -5,7 +5,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use pinseal::{Key, OVERHEAD, Sealer};
+use pinseal::{ExposeSecret, Key, OVERHEAD, Sealer};
 
 struct Counting;
 
@@ -143,7 +143,7 @@ fn freed_buffers_hold_no_secret() {
 
     let pan_text: &'static str = "5555555555554444";
     let leaks = freed_with(pan_text.as_bytes(), || {
-        let pan = pinseal::Pan::parse(pan_text).unwrap();
+        let pan = pinseal::secret::Pan::parse(pan_text).unwrap();
         drop(pan);
     });
     assert_eq!(leaks, 0, "a freed buffer still held the card number");

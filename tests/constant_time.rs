@@ -39,7 +39,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use pinseal::otp::{ManualClock, MemoryStore, Otp, Policy, Verdict};
-use pinseal::{Key, OVERHEAD, Sealer, Secret};
+use pinseal::secret::ExposeSecretMut;
+use pinseal::{ExposeSecret, Key, OVERHEAD, Sealer, Secret};
 
 const THRESHOLD: f64 = 4.5;
 const ROUNDS: usize = 3;

@@ -3,7 +3,7 @@
 mod common;
 
 use common::read_blocks;
-use pinseal::{EXPIRING_OVERHEAD, Error, Key, Keyring, OVERHEAD, Sealer};
+use pinseal::{EXPIRING_OVERHEAD, Error, ExposeSecret, Key, Keyring, OVERHEAD, Sealer};
 use proptest::prelude::*;
 
 fn envelope_of(b: &common::Block) -> Vec<u8> {

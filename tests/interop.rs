@@ -16,7 +16,7 @@ mod common;
 
 use std::process::Command;
 
-use pinseal::{Aad, Key, Pseudonymizer, Sealer};
+use pinseal::{Aad, ExposeSecret, Key, Pseudonymizer, Sealer};
 
 #[derive(Clone, Copy, Debug)]
 enum Peer {

@@ -5,7 +5,7 @@ mod common;
 
 use common::read_blocks;
 use hkdf::Hkdf;
-use pinseal::{Error, Key};
+use pinseal::{Error, ExposeSecret, Key};
 use sha2::Sha256;
 
 /// RFC 5869 appendix A, test cases 1-3 (SHA-256), through the same `hkdf`

@@ -7,7 +7,7 @@ use common::read_blocks;
 use std::time::Duration;
 
 use pinseal::otp::{Hash, ManualClock, MemoryStore, Totp, TotpGuard, hotp, random_code, totp};
-use pinseal::{Error, Key, Secret};
+use pinseal::{Error, ExposeSecret, Key, Secret};
 
 /// RFC 4226 appendix D: all ten counters.
 #[test]

@@ -190,7 +190,7 @@ mod dynamo_only {
     use std::time::Duration;
 
     use pinseal::otp::{DynamoStore, ManualClock, Otp, Policy, Verdict};
-    use pinseal::{Error, Key};
+    use pinseal::{Error, ExposeSecret, Key};
 
     use super::{Dynalite, local, runtime};
 

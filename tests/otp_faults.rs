@@ -11,7 +11,7 @@ use std::time::Duration;
 use pinseal::otp::{
     AsyncStore, ChallengeId, ManualClock, MemoryStore, Otp, Policy, Store, Verdict,
 };
-use pinseal::{Error, Key, Secret};
+use pinseal::{Error, ExposeSecret, Key, Secret};
 
 /// Fails the write numbered `fail_at` (counting from 0) with
 /// `Error::Store`, without applying it; every other call goes through.

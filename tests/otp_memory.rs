@@ -9,7 +9,7 @@ mod bounds {
     use std::time::Duration;
 
     use pinseal::otp::{ManualClock, MemoryStore, Otp, Policy, Verdict};
-    use pinseal::{Error, Key};
+    use pinseal::{Error, ExposeSecret, Key};
     use proptest::prelude::*;
 
     /// A store that expires entries by the clock it is given forgets an

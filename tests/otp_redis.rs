@@ -18,7 +18,7 @@ mod redis_only {
     use std::time::{Duration, Instant};
 
     use pinseal::otp::{ManualClock, Otp, Policy, RedisStore, Verdict};
-    use pinseal::{Error, Key};
+    use pinseal::{Error, ExposeSecret, Key};
 
     use crate::common::{redis_store, redis_url, unavailable, unique_prefix};
 

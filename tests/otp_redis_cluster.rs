@@ -17,7 +17,7 @@ mod cluster_only {
     use std::time::Duration;
 
     use pinseal::otp::{ManualClock, Otp, Policy, RedisStore, Verdict};
-    use pinseal::{Error, Key};
+    use pinseal::{Error, ExposeSecret, Key};
     use redis::{Connection, FromRedisValue};
 
     use crate::common::{redis_cluster_store, redis_cluster_urls, redis_url};

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pinseal::otp::{ManualClock, Otp, Policy, RedisStore, Verdict};
-use pinseal::{Error, Key};
+use pinseal::{Error, ExposeSecret, Key};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose};
 
 /// A CA and a certificate for 127.0.0.1 and localhost signed by it, written

@@ -1,12 +1,15 @@
-//! Redaction: no secret ever reaches `Debug`, `Display`, an error, a panic
-//! message or serde output.
+//! Redaction: no secret ever reaches `Debug`, an error, a panic message or
+//! serde output. (Secrets have no `Display` and serialize only by opt-in:
+//! the compile-fail doctests in `src/secret.rs` and `src/serde.rs` hold
+//! that.)
 
 mod common;
 
 use std::panic;
 
 use common::assert_no_leak;
-use pinseal::{CloneableSecret, Error, Key, Keyring, Pan, REDACTED, Sealer, Secret};
+use pinseal::secret::{CloneableSecret, Pan, REDACTED};
+use pinseal::{Error, ExposeSecret, Key, Keyring, Sealer, Secret};
 use proptest::prelude::*;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -18,8 +21,8 @@ struct Caller {
     digits: Secret<Vec<u8>>,
 }
 
-fn all_formats<T: std::fmt::Debug + std::fmt::Display>(v: &T) -> String {
-    format!("{v:?}|{v}|{v:#?}|{v:>30?}|{v:<30}|{v:^30}")
+fn all_formats<T: std::fmt::Debug>(v: &T) -> String {
+    format!("{v:?}|{v:#?}|{v:>30?}|{v:<30?}|{v:^30?}|{v:+?}")
 }
 
 proptest! {
@@ -30,7 +33,7 @@ proptest! {
         let (sa, sb) = (Secret::new(a.clone()), Secret::new(b.clone()));
         prop_assert_eq!(all_formats(&sa), all_formats(&sb));
         prop_assert_eq!(format!("{sa:?}"), REDACTED);
-        prop_assert_eq!(format!("{sa}"), REDACTED);
+        prop_assert_eq!(format!("{sa:#?}"), REDACTED);
         let (va, vb) = (Secret::new(x.clone()), Secret::new(y.clone()));
         prop_assert_eq!(all_formats(&va), all_formats(&vb));
 
@@ -134,7 +137,7 @@ fn debug_and_errors_never_contain_secrets() {
     let mut seen = vec![
         format!("{key:?} {key:#?} {:?} {}", key.id(), key.id()),
         format!("{sealer:?} {sealer:#?} {ring:?} {ring:#?}"),
-        format!("{opened:?} {opened} {pan:?} {pan}"),
+        format!("{opened:?} {opened:#?} {pan:?} {pan:#?}"),
         format!("{:?}", sealer.open(&envelope, b"ctx")),
         format!("{:?}", Key::from_env("PINSEAL_TEST_NEVER_SET_31c")),
     ];
@@ -181,7 +184,7 @@ fn panic_messages_are_redacted() {
     let envelope = sealer.seal(b"8642", b"pin");
     let r1 = panic::catch_unwind(|| {
         let pin = sealer.open(&envelope, b"pin").unwrap();
-        panic!("gather failed for pin {pin:?} / {pin}");
+        panic!("gather failed for pin {pin:?} / {pin:#?}");
     });
     let r2 = panic::catch_unwind(|| {
         let _ = sealer.open(&envelope, b"pin").unwrap_err();
@@ -201,8 +204,9 @@ fn panic_messages_are_redacted() {
 /// pseudonymizer nothing of its key, a pseudonym only its token.
 #[test]
 fn edge_types_never_show_their_secrets() {
+    use pinseal::secret::REDACTED;
     use pinseal::webhook::TwilioSignature;
-    use pinseal::{Pseudonymizer, REDACTED};
+    use pinseal::{ExposeSecret, Pseudonymizer};
     let token = "auth-token-5f3a9c";
     let check = TwilioSignature::new(Secret::new(token.to_string()));
     let shown = format!("{check:?} {check:#?}");
@@ -230,4 +234,19 @@ fn edge_types_never_show_their_secrets() {
         Pseudonymizer::new(&Key::from_bytes([0x5b; 32]), "ivr/caller").pseudonym("+15551234567");
     assert_ne!(p.as_str()[4..12], rotated.as_str()[4..12]);
     assert_eq!(&p.as_str()[4..12], &callers.key_id().to_string()[..8]);
+}
+
+/// With the `secrecy` feature, code written against `secrecy`'s trait
+/// takes pinseal's secrets, and a `SecretString` becomes a `Secret`.
+#[cfg(feature = "secrecy")]
+#[test]
+fn secrecy_interop() {
+    fn length<S: secrecy::ExposeSecret<T>, T: AsRef<[u8]> + ?Sized>(secret: &S) -> usize {
+        secret.expose_secret().as_ref().len()
+    }
+    assert_eq!(length(&Secret::new(String::from("1234"))), 4);
+    assert_eq!(length(&Pan::parse("4111111111111111").unwrap()), 16);
+    assert_eq!(length(&Key::from_bytes([1; 32])), 32);
+    let from: Secret<String> = secrecy::SecretString::from("5678").into();
+    assert_eq!(from.expose_secret(), "5678");
 }

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use pinseal::otp::{
     AsyncRedisStore, AsyncStore, ChallengeId, Otp, Policy, RedisStore, Store, SystemClock, Verdict,
 };
-use pinseal::{Error, Key, Secret};
+use pinseal::{Error, ExposeSecret, Key, Secret};
 
 /// The cluster's `cluster-node-timeout`: how long a silent primary is
 /// waited for before its replica takes over (2 s;

@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pinseal::Key;
 use pinseal::otp::{ChallengeId, Otp, Policy, RedisStore, SystemClock, Verdict};
+use pinseal::{ExposeSecret, Key};
 
 const CHILDREN: usize = 4;
 const PEPPER: [u8; 32] = [0x42; 32];

@@ -1,13 +1,16 @@
-//! serde: secrets serialize as `*REDACTED*` unless a field opts in with
-//! `pinseal::serde::expose`, and no deserialization error ever quotes the
-//! input, whatever shape the input has.
+//! serde: secrets serialize only where a field opts in with
+//! `pinseal::serde::expose` or the type with `SerializableSecret` (without
+//! either, serializing does not compile: the doctests in `src/serde.rs`),
+//! the redaction marker never deserializes, and no deserialization error
+//! ever quotes the input, whatever shape the input has.
 
 #![cfg(feature = "serde")]
 
-use pinseal::{Pan, Secret};
+use pinseal::secret::Pan;
+use pinseal::{ExposeSecret, Secret};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[allow(dead_code)]
 struct Form {
     call: String,
@@ -16,7 +19,7 @@ struct Form {
     card: Pan,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[allow(dead_code)]
 struct Outer {
     caller: String,
@@ -104,34 +107,89 @@ fn serde_json_alone_would_quote_them() {
 }
 
 #[test]
-fn serialization_is_redacted_unless_a_field_opts_in() {
+fn a_field_serializes_only_by_opt_in() {
     let form: Form = serde_json::from_str(OK_FORM).unwrap();
     assert_eq!(form.pin.expose_secret(), "1234");
     assert_eq!(form.digits.expose_secret(), &[1, 2, 3, 4]);
     assert_eq!(form.card.last_four(), "1111");
-    let json = serde_json::to_string(&form).unwrap();
-    assert_eq!(
-        json,
-        r#"{"call":"CA-1","pin":"*REDACTED*","digits":"*REDACTED*","card":"*REDACTED*"}"#
-    );
 
     #[derive(Debug, Serialize, Deserialize)]
     struct Stored {
         #[serde(with = "pinseal::serde::expose")]
         secret: Secret<Vec<u8>>,
-        logged: Secret<Vec<u8>>,
+        #[serde(with = "pinseal::serde::expose")]
+        card: Pan,
     }
     let stored = Stored {
         secret: Secret::new(vec![9, 8, 7]),
-        logged: Secret::new(vec![6, 5]),
+        card: Pan::parse("4111111111111111").unwrap(),
     };
     let json = serde_json::to_string(&stored).unwrap();
-    assert_eq!(json, r#"{"secret":[9,8,7],"logged":"*REDACTED*"}"#);
-    let back: Stored = serde_json::from_str(r#"{"secret":[9,8,7],"logged":[6,5]}"#).unwrap();
+    assert_eq!(json, r#"{"secret":[9,8,7],"card":"4111111111111111"}"#);
+    // Opting in to serde does not opt in to logs.
+    assert_eq!(
+        format!("{stored:?}"),
+        "Stored { secret: *REDACTED*, card: *REDACTED* }"
+    );
+    let back: Stored = serde_json::from_str(&json).unwrap();
     assert!(back.secret == stored.secret);
+    assert_eq!(back.card.expose_secret(), "4111111111111111");
     // The opt-in reads like the default: errors stay quiet.
-    let err = serde_json::from_str::<Stored>(r#"{"secret":"pin-marker","logged":[]}"#).unwrap_err();
+    let err =
+        serde_json::from_str::<Stored>(r#"{"secret":"pin-marker","card":"4111111111111111"}"#)
+            .unwrap_err();
     assert_quiet(r#"pin-marker"#, &err);
+}
+
+/// A type of the caller's own, marked `SerializableSecret`, serializes with
+/// its value inside a `Secret`.
+#[test]
+fn a_marked_type_serializes_with_its_value() {
+    use pinseal::serde::SerializableSecret;
+    use zeroize::Zeroize;
+
+    #[derive(Serialize, Deserialize, Zeroize)]
+    struct Sealed(String);
+    impl AsRef<[u8]> for Sealed {
+        fn as_ref(&self) -> &[u8] {
+            self.0.as_bytes()
+        }
+    }
+    impl SerializableSecret for Sealed {}
+
+    let blob = Secret::new(Sealed("9f86d081884c7d65".into()));
+    assert_eq!(
+        serde_json::to_string(&blob).unwrap(),
+        r#""9f86d081884c7d65""#
+    );
+    let back: Secret<Sealed> = serde_json::from_str(r#""9f86d081884c7d65""#).unwrap();
+    assert!(back == blob);
+}
+
+/// What a log made of a secret is never read back as one: a restored
+/// `Secret` equal to the public text `*REDACTED*` would let anyone who
+/// types that text match.
+#[test]
+fn the_redaction_marker_is_not_a_value() {
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Message {
+        call: String,
+        pin: Secret<String>,
+    }
+    let err = serde_json::from_str::<Message>(r#"{"call":"CA-1","pin":"*REDACTED*"}"#).unwrap_err();
+    let shown = format!("{err} | {err:?}");
+    assert!(!shown.contains("*REDACTED*"), "{shown}");
+    assert!(shown.contains("input not shown"), "{shown}");
+    let err = serde_json::from_str::<Secret<Vec<u8>>>(&format!("{:?}", b"*REDACTED*".to_vec()))
+        .unwrap_err();
+    assert!(err.to_string().contains("input not shown"), "{err}");
+    // Only the marker itself: texts around it are values like any other.
+    for ok in ["*REDACTED", "REDACTED", "*redacted*", " *REDACTED*"] {
+        let m: Message =
+            serde_json::from_str(&format!(r#"{{"call":"CA-1","pin":"{ok}"}}"#)).unwrap();
+        assert_eq!(m.pin.expose_secret(), ok);
+    }
 }
 
 /// The OTP types a web service sends: the verdict in Verify's vocabulary,

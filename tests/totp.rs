@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 
 use pinseal::otp::{Hash, Totp};
-use pinseal::{Error, Secret};
+use pinseal::{Error, ExposeSecret, Secret};
 
 fn python() -> String {
     std::env::var("PINSEAL_PYTHON").unwrap_or_else(|_| "python3".into())

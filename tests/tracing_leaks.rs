@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use common::assert_no_leak;
 use pinseal::otp::{Hash, ManualClock, MemoryStore, Otp, Policy, Totp, TotpGuard};
-use pinseal::{Key, Keyring, Pan, Sealer, Secret};
+use pinseal::secret::Pan;
+use pinseal::{ExposeSecret, Key, Keyring, Sealer, Secret};
 use tracing::instrument;
 
 #[derive(Clone, Default)]
@@ -40,7 +41,7 @@ fn gather(
     sealer: &Sealer,
     ring: &Keyring,
 ) {
-    tracing::info!(?pin, %pin, ?pan, %pan, "gathered");
+    tracing::info!(?pin, ?pan, "gathered");
 }
 
 #[instrument(level = "info")]
@@ -55,7 +56,7 @@ fn otp_flow(
     totp: &Totp,
     guard: &TotpGuard<MemoryStore, ManualClock>,
 ) {
-    tracing::info!(?otp, ?code, %code, ?totp, ?guard, "otp");
+    tracing::info!(?otp, ?code, ?totp, ?guard, "otp");
 }
 
 #[test]

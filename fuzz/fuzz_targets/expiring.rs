@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pinseal::{EXPIRY_LEN, Error, Key, Sealer};
+use pinseal::{EXPIRY_LEN, Error, ExposeSecret, Key, Sealer};
 use std::sync::LazyLock;
 
 static SEALER: LazyLock<Sealer> = LazyLock::new(|| Sealer::new(&Key::from_bytes([0x33; 32])));

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pinseal::{Key, Keyring, Sealer};
+use pinseal::{ExposeSecret, Key, Keyring, Sealer};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {

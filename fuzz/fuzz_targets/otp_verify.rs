@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use pinseal::Key;
+use pinseal::{ExposeSecret, Key};
 use pinseal::otp::{ManualClock, MemoryStore, Otp, Policy, Verdict};
 
 fuzz_target!(|data: &[u8]| {

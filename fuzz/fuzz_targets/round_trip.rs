@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pinseal::{Key, OVERHEAD, Sealer};
+use pinseal::{ExposeSecret, Key, OVERHEAD, Sealer};
 use std::sync::LazyLock;
 
 static SEALER: LazyLock<Sealer> = LazyLock::new(|| Sealer::new(&Key::from_bytes([0x22; 32])));

@@ -7,6 +7,7 @@ use sha2::{Sha256, Sha512};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, ConstantTimeGreater};
 use zeroize::Zeroizing;
 
+use crate::secret::{ExposeSecret, ExposeSecretMut};
 use crate::{Error, Secret};
 
 /// The HMAC hash function of an HOTP/TOTP generator.
@@ -93,6 +94,7 @@ pub(crate) fn format_code(value: u64, digits: u32) -> Secret<String> {
 /// # Example
 ///
 /// ```
+/// use pinseal::ExposeSecret;
 /// use pinseal::otp::{hotp, Hash};
 ///
 /// // RFC 4226 appendix D, counter 0.
@@ -115,6 +117,7 @@ pub fn hotp(secret: &[u8], counter: u64, digits: u32, hash: Hash) -> Result<Secr
 /// # Example
 ///
 /// ```
+/// use pinseal::ExposeSecret;
 /// use pinseal::otp::{totp, Hash};
 ///
 /// // RFC 6238 appendix B, T = 59 s, SHA-256 with its 32-byte seed.
@@ -163,7 +166,7 @@ pub fn totp(
 ///
 /// ```
 /// use pinseal::otp::{totp, Hash, Totp};
-/// use pinseal::Secret;
+/// use pinseal::{ExposeSecret, Secret};
 ///
 /// let secret = b"12345678901234567890".to_vec();
 /// let verifier = Totp::new(Secret::new(secret.clone()), 30, 6, Hash::Sha1)?.with_skew(1);

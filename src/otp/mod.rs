@@ -116,7 +116,7 @@
 //! # Example
 //!
 //! ```
-//! use pinseal::Key;
+//! use pinseal::{ExposeSecret, Key};
 //! use pinseal::otp::{Otp, Policy, Verdict};
 //! use std::time::Duration;
 //!

@@ -5,6 +5,7 @@ use data_encoding::BASE32_NOPAD;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use super::{Hash, MIN_SECRET_LEN, Totp};
+use crate::secret::{ExposeSecret, ExposeSecretMut};
 use crate::{Error, Secret};
 
 /// Everything but RFC 3986's unreserved characters is percent-encoded.
@@ -53,6 +54,7 @@ impl Totp {
     /// # Example
     ///
     /// ```
+    /// use pinseal::ExposeSecret;
     /// use pinseal::otp::Totp;
     ///
     /// let totp = Totp::random();

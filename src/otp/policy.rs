@@ -192,6 +192,7 @@ impl Default for Policy {
 /// # Example
 ///
 /// ```
+/// use pinseal::ExposeSecret;
 /// let code = pinseal::otp::random_code(6)?;
 /// assert_eq!(code.expose_secret().len(), 6);
 /// # Ok::<(), pinseal::Error>(())

@@ -9,6 +9,7 @@ use subtle::{Choice, ConstantTimeEq};
 
 use super::challenge::{Budget, ClientBudget, Verdict};
 use super::policy::Policy;
+use crate::secret::ExposeSecret;
 use crate::{Error, Key};
 
 /// How often a compare-and-swap is retried before [`Error::Contention`].

@@ -1132,7 +1132,7 @@ mod tokio_store {
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), pinseal::Error> {
-    /// use pinseal::Key;
+    /// use pinseal::{ExposeSecret, Key};
     /// use pinseal::otp::{AsyncRedisStore, Otp, Policy, SystemClock, Verdict};
     ///
     /// let store = AsyncRedisStore::open("redis://127.0.0.1:6379/").await?;

@@ -45,7 +45,7 @@ const CLOCK_ALLOWANCE_MS: u64 = 60_000;
 /// # Example
 ///
 /// ```
-/// use pinseal::Key;
+/// use pinseal::{ExposeSecret, Key};
 /// use pinseal::otp::{Totp, TotpGuard};
 ///
 /// let guard = TotpGuard::new(&Key::generate());
@@ -146,7 +146,7 @@ impl<S: Store, C: Clock> TotpGuard<S, C> {
 impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for TotpGuard<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TotpGuard")
-            .field("key", &crate::REDACTED)
+            .field("key", &crate::secret::REDACTED)
             .field("store", &self.store)
             .field("clock", &self.clock)
             .finish()

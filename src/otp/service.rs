@@ -17,6 +17,7 @@ use super::record::{
     index_key, subject_key,
 };
 use super::store::{AsyncStore, MemoryStore, Store};
+use crate::secret::ExposeSecret;
 use crate::{Error, Key, Secret};
 
 /// The OTP service: issues codes and verifies them against a store.
@@ -35,7 +36,7 @@ use crate::{Error, Key, Secret};
 /// A manual clock and an explicit store, as in tests:
 ///
 /// ```
-/// use pinseal::Key;
+/// use pinseal::{ExposeSecret, Key};
 /// use pinseal::otp::{ManualClock, MemoryStore, Otp, Policy, Verdict};
 /// use std::time::Duration;
 ///
@@ -512,7 +513,7 @@ impl<S: Store, C: Clock> Otp<S, C> {
     /// # Example
     ///
     /// ```
-    /// use pinseal::Key;
+    /// use pinseal::{ExposeSecret, Key};
     /// use pinseal::otp::{Otp, Policy, Verdict};
     ///
     /// let otp = Otp::new(&Key::generate(), Policy::default());
@@ -538,7 +539,7 @@ impl<S: Store, C: Clock> Otp<S, C> {
     /// # Example
     ///
     /// ```
-    /// use pinseal::Key;
+    /// use pinseal::{ExposeSecret, Key};
     /// use pinseal::otp::{Otp, Policy, Verdict};
     ///
     /// let otp = Otp::new(&Key::generate(), Policy::default());
@@ -685,7 +686,7 @@ impl<S, C> zeroize::ZeroizeOnDrop for Otp<S, C> {}
 impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for Otp<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Otp")
-            .field("pepper", &crate::REDACTED)
+            .field("pepper", &crate::secret::REDACTED)
             .field("policy", &self.policy)
             .field("store", &self.store)
             .field("clock", &self.clock)

@@ -188,7 +188,7 @@ impl<S: AsyncStore> ErasedStore for S {
 /// # Example
 ///
 /// ```
-/// use pinseal::Key;
+/// use pinseal::{ExposeSecret, Key};
 /// use pinseal::otp::{DynStore, MemoryStore, Otp, Policy, SystemClock, Verdict};
 ///
 /// // In production this could be `DynStore::new(AsyncRedisStore::open(url).await?)`.

@@ -89,7 +89,7 @@ macro_rules! otp_suite {
         use std::time::Duration;
 
         use pinseal::otp::{Clock, ManualClock, Otp, Policy, Store, Verdict};
-        use pinseal::{Error, Key};
+        use pinseal::{Error, ExposeSecret, Key};
         use $crate::common::otp_suite::{Recording, contains};
 
         const T0: Duration = Duration::from_secs(1_700_000_000);
