@@ -18,13 +18,15 @@
 //! Run: `cargo run --example ivr_gather` (optionally with `PINSEAL_KEY` set
 //! to 64 hex characters).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
+use pinseal::envelope::Envelope;
+use pinseal::pseudonym::Pseudonymizer;
 use pinseal::webhook::TwilioSignature;
-use pinseal::{Aad, Error, ExposeSecret, Key, Pseudonymizer, Sealer, Secret};
+use pinseal::{Aad, Error, ExposeSecret, Key, Seal, Sealer, Secret};
 
 /// How long an envelope may wait between the edge and the back end.
-const ENVELOPE_TTL_SECS: u64 = 5 * 60;
+const ENVELOPE_TTL: Duration = Duration::from_secs(5 * 60);
 
 /// A webhook as the provider posts it: URL, form parameters, signature.
 struct Webhook {
@@ -95,7 +97,7 @@ impl Edge {
         &self,
         pin_hook: &Webhook,
         last4_hook: &Webhook,
-        now: u64,
+        now: SystemTime,
     ) -> Result<GatherResult, Refusal> {
         for hook in [pin_hook, last4_hook] {
             self.webhooks
@@ -117,18 +119,24 @@ impl Edge {
         println!(
             "[edge] call {call_id} from caller {caller}: gathered pin={pin:?} last4={last4:?}"
         );
-        let expires = now + ENVELOPE_TTL_SECS;
+        let deadline = now + ENVELOPE_TTL;
         Ok(GatherResult {
-            pin: self.sealer.seal_until_hex(
-                pin.expose_secret().as_bytes(),
-                aad(&call_id, "pin").as_bytes(),
-                expires,
-            ),
-            last4: self.sealer.seal_until_hex(
-                last4.expose_secret().as_bytes(),
-                aad(&call_id, "last4").as_bytes(),
-                expires,
-            ),
+            pin: self
+                .sealer
+                .seal_until(
+                    pin.expose_secret().as_bytes(),
+                    aad(&call_id, "pin").as_bytes(),
+                    deadline,
+                )
+                .to_string(),
+            last4: self
+                .sealer
+                .seal_until(
+                    last4.expose_secret().as_bytes(),
+                    aad(&call_id, "last4").as_bytes(),
+                    deadline,
+                )
+                .to_string(),
             call_id,
         })
     }
@@ -136,15 +144,16 @@ impl Edge {
 
 /// The back end: open both envelopes and compare in constant time with the
 /// account's values (here the test data `1234` / `4321`).
-fn backend(sealer: &Sealer, r: &GatherResult, now: u64) -> Result<(), Refusal> {
+fn backend(sealer: &Sealer, r: &GatherResult, now: SystemTime) -> Result<(), Refusal> {
     let expected_pin = Secret::new(b"1234".to_vec());
     let expected_last4 = Secret::new(b"4321".to_vec());
-    let pin = sealer
-        .open_expiring_hex(&r.pin, aad(&r.call_id, "pin").as_bytes(), now)
-        .map_err(Refusal::Envelope)?;
-    let last4 = sealer
-        .open_expiring_hex(&r.last4, aad(&r.call_id, "last4").as_bytes(), now)
-        .map_err(Refusal::Envelope)?;
+    let open = |text: &str, field: &str| {
+        text.parse::<Envelope>().and_then(|envelope| {
+            sealer.open_expiring_at(&envelope, aad(&r.call_id, field).as_bytes(), now)
+        })
+    };
+    let pin = open(&r.pin, "pin").map_err(Refusal::Envelope)?;
+    let last4 = open(&r.last4, "last4").map_err(Refusal::Envelope)?;
     // `&` not `&&`: both comparisons always run.
     if (pin == expected_pin) & (last4 == expected_last4) {
         Ok(())
@@ -215,9 +224,7 @@ fn main() {
         sealer: Sealer::new(&key),
         callers: Pseudonymizer::new(&root, "ivr/caller"),
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = SystemTime::now();
 
     // Call 1: the right PIN and card digits.
     let ok = edge
@@ -229,7 +236,7 @@ fn main() {
         .map_err(|e| e.to_string());
     let ok = ok.expect("a signed request is accepted");
     println!("[edge] call {} forwarded: {ok:?}", ok.call_id);
-    let r1 = backend(&sealer, &ok, now + 2);
+    let r1 = backend(&sealer, &ok, now + Duration::from_secs(2));
     report("call CA-1001", &r1);
 
     // Call 2: a wrong PIN. The error log shows *REDACTED*, never the digits.
@@ -241,7 +248,7 @@ fn main() {
         )
         .map_err(|e| e.to_string())
         .expect("a signed request is accepted");
-    let r2 = backend(&sealer, &wrong, now + 2);
+    let r2 = backend(&sealer, &wrong, now + Duration::from_secs(2));
     report("call CA-1002", &r2);
 
     // Call 3: a forged request: someone who found the URL posts digits
@@ -258,7 +265,7 @@ fn main() {
     report("call CA-1003 (forged webhook)", &r3);
 
     // Call 1's envelopes, opened after their 5 minutes: expired.
-    let r4 = backend(&sealer, &ok, now + ENVELOPE_TTL_SECS);
+    let r4 = backend(&sealer, &ok, now + ENVELOPE_TTL);
     report("call CA-1001 envelopes after 5 minutes", &r4);
 
     // Call 1's PIN envelope replayed into another call: bound to CA-1001.
@@ -271,7 +278,7 @@ fn main() {
         .map_err(|e| e.to_string())
         .expect("a signed request is accepted");
     replayed.pin = ok.pin.clone();
-    let r5 = backend(&sealer, &replayed, now + 2);
+    let r5 = backend(&sealer, &replayed, now + Duration::from_secs(2));
     report("call CA-1004 (PIN replayed from CA-1001)", &r5);
 
     let outcomes = [&r1, &r2, &r3, &r4, &r5].map(|r| r.is_ok());

@@ -22,10 +22,11 @@
 //! `PINSEAL_DYNAMODB_URL=http://127.0.0.1:8000 cargo run --example
 //! lex_fulfillment --features dynamodb` against a local DynamoDB.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use pinseal::envelope::Envelope;
 use pinseal::otp::{DynStore, MemoryStore, Otp, Policy, SystemClock, Verdict, canonical_phone};
-use pinseal::{Aad, Error, ExposeSecret, Key, Sealer, Secret};
+use pinseal::{Aad, Error, ExposeSecret, Key, Seal, Sealer, Secret};
 use serde_json::{Value, json};
 
 thread_local! {
@@ -131,12 +132,13 @@ impl Turns {
                 let aad = Aad::new()
                     .field("lex-session", session)
                     .field("purpose", "otp");
-                let now = unix_now().as_secs();
                 let mut attributes = attributes;
                 // The envelope holds "attempts:code".
                 let attempts = match (typed_code(event), attributes["otp"].as_str()) {
                     (Some(code), Some(envelope)) => {
-                        let opened = sealer.open_expiring_hex(envelope, aad.as_bytes(), now);
+                        let opened = envelope
+                            .parse::<Envelope>()
+                            .and_then(|e| sealer.open_expiring(&e, aad.as_bytes()));
                         let opened = match opened {
                             Ok(p) => p,
                             Err(Error::Expired) => {
@@ -163,12 +165,9 @@ impl Turns {
                 };
                 let code = pinseal::otp::random_code(6)?;
                 let payload = Secret::new(format!("{attempts}:{}", code.expose_secret()));
-                let envelope = sealer.seal_until_hex(
-                    payload.expose_secret().as_bytes(),
-                    aad.as_bytes(),
-                    now + ttl.as_secs(),
-                );
-                attributes["otp"] = Value::String(envelope);
+                let envelope =
+                    sealer.seal_for(payload.expose_secret().as_bytes(), aad.as_bytes(), *ttl);
+                attributes["otp"] = Value::String(envelope.to_string());
                 send_sms(&phone, &code);
                 let message = if attempts == 0 {
                     "I sent you a code. What is it?"
@@ -181,10 +180,12 @@ impl Turns {
     }
 }
 
-fn unix_now() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
+/// Milliseconds since the Unix epoch, to name a fresh table.
+#[cfg(feature = "dynamodb")]
+fn unix_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }
 
 /// A Lex V2 code-hook event for one turn.
@@ -221,7 +222,7 @@ async fn store() -> Result<DynStore, Error> {
             .build();
         let store = pinseal::otp::DynamoStore::new(
             aws_sdk_dynamodb::Client::from_conf(config),
-            format!("lex-example-{}", unix_now().as_millis()),
+            format!("lex-example-{}", unix_millis()),
         );
         store.create_table().await?;
         println!("challenge store: DynamoDB (local, table {})", store.table());

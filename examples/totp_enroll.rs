@@ -10,8 +10,9 @@
 //!
 //! Run: `cargo run --example totp_enroll --features qr`
 
+use pinseal::envelope::Envelope;
 use pinseal::otp::{Totp, TotpGuard};
-use pinseal::{Aad, ExposeSecret, Key, Sealer, Secret};
+use pinseal::{Aad, ExposeSecret, Key, Seal, Sealer, Secret};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Key::generate(); // in a service: Key::from_env("PINSEAL_KEY")?
@@ -49,12 +50,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let aad = Aad::new()
         .field("purpose", "totp-secret")
         .field("account", "alice@example.com");
-    let stored = sealer.seal_hex(totp.secret().expose_secret(), aad.as_bytes());
+    let stored = sealer
+        .seal(totp.secret().expose_secret(), aad.as_bytes())
+        .to_string();
     println!("[store] sealed secret, {} hex characters", stored.len());
     drop(totp);
 
     // 3. Later, at sign-in: open the secret, verify the code the user typed.
-    let secret = sealer.open_hex(&stored, aad.as_bytes())?;
+    let secret = sealer.open(&stored.parse::<Envelope>()?, aad.as_bytes())?;
     let alice = Totp::new(
         Secret::new(secret.expose_secret().clone()),
         30,

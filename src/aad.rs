@@ -50,7 +50,7 @@ use core::fmt;
 /// # Example
 ///
 /// ```
-/// use pinseal::{Aad, ExposeSecret, Key, Sealer};
+/// use pinseal::{Aad, ExposeSecret, Key, Seal, Sealer};
 ///
 /// let sealer = Sealer::new(&Key::generate());
 /// let aad = Aad::new().field("call", "CA-1001").field("field", "pin");

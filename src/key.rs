@@ -9,8 +9,8 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 use crate::Error;
 use crate::secret::ExposeSecret;
 
-/// Length of a [`Key`] in bytes.
-pub const KEY_LEN: usize = 32;
+/// Length of a key in bytes; [`Key::LEN`].
+const KEY_LEN: usize = 32;
 
 /// A 256-bit secret key, wiped on drop.
 ///
@@ -58,6 +58,9 @@ pub struct Key {
 }
 
 impl Key {
+    /// Length of a key in bytes: 32.
+    pub const LEN: usize = KEY_LEN;
+
     /// Generates a fresh key from the operating system's random number
     /// generator.
     ///

@@ -10,14 +10,14 @@
 
 mod aad;
 mod engine;
-mod envelope;
+pub mod envelope;
 mod error;
 mod hex;
 mod key;
 mod mac;
 mod nonce;
 pub mod otp;
-mod pseudonym;
+pub mod pseudonym;
 mod rand;
 pub mod secret;
 #[cfg(feature = "serde")]
@@ -26,10 +26,7 @@ pub mod serde;
 pub mod webhook;
 
 pub use aad::Aad;
-pub use envelope::{
-    ENGINE, EXPIRING_OVERHEAD, EXPIRY_LEN, Keyring, NONCE_LEN, OVERHEAD, Sealer, TAG_LEN,
-};
+pub use envelope::{Keyring, Seal, Sealer};
 pub use error::{Error, ErrorClass};
-pub use key::{KEY_LEN, Key, KeyId};
-pub use pseudonym::{Pseudonym, Pseudonymizer};
+pub use key::{Key, KeyId};
 pub use secret::{ExposeSecret, Secret};

@@ -51,7 +51,8 @@ const TAG_BYTES: usize = 16;
 /// # Example
 ///
 /// ```
-/// use pinseal::{Key, Pseudonymizer};
+/// use pinseal::Key;
+/// use pinseal::pseudonym::Pseudonymizer;
 ///
 /// let callers = Pseudonymizer::new(&Key::from_bytes([7; 32]), "ivr/caller");
 /// let a = callers.pseudonym("+15551234567");

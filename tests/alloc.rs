@@ -5,7 +5,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use pinseal::{ExposeSecret, Key, OVERHEAD, Sealer};
+use pinseal::envelope::OVERHEAD;
+use pinseal::{ExposeSecret, Key, Seal, Sealer};
 
 struct Counting;
 
@@ -126,14 +127,15 @@ fn freed_buffers_hold_no_secret() {
     const MARKER: &[u8] = b"PIN-7391-CARD-5555555555554444-MARKER";
     let sealer = Sealer::new(&Key::from_bytes([4; 32]));
     let envelope = sealer.seal(MARKER, b"aad");
-    let hex = sealer.seal_hex(MARKER, b"aad");
+    let hex = sealer.seal(MARKER, b"aad").to_string();
 
     let leaks = freed_with(MARKER, || {
         for _ in 0..10 {
             let opened = sealer.open(&envelope, b"aad").unwrap();
             assert_eq!(opened.expose_secret(), MARKER);
             drop(opened);
-            let opened = sealer.open_hex(&hex, b"aad").unwrap();
+            let parsed: pinseal::envelope::Envelope = hex.parse().unwrap();
+            let opened = sealer.open(&parsed, b"aad").unwrap();
             drop(opened);
             let secret = pinseal::Secret::new(String::from_utf8(MARKER.to_vec()).unwrap());
             drop(secret);
@@ -188,21 +190,34 @@ fn freed_buffers_hold_no_key() {
 
     // Expanded keys: the first two AES-256 round keys are the key itself,
     // so an unwiped key schedule would be found.
-    let leaks = freed_with(raw, || {
-        drop(Box::new(Sealer::new(&Key::from_bytes(RAW))));
-        // Several previous keys, so the ring's list grows (reallocates).
-        let ring = pinseal::Keyring::new(Key::from_bytes([1; 32]))
-            .with_previous(Key::from_bytes(RAW))
-            .with_previous(Key::from_bytes([2; 32]));
-        drop(ring);
-    });
-    if pinseal::ENGINE == "ring" {
-        // Documented: `ring` does not wipe its expanded key. Should it start
-        // to, this fails and the documentation changes with it.
+    fn schedules_freed<E: pinseal::envelope::Engine>(raw: &'static [u8]) -> usize {
+        freed_with(raw, || {
+            drop(Box::new(Sealer::<E>::with_engine(&Key::from_bytes(RAW))));
+            // Several previous keys, so the ring's list grows (reallocates).
+            let ring = pinseal::Keyring::<E>::with_engine(&Key::from_bytes([1; 32]))
+                .with_previous(&Key::from_bytes(RAW))
+                .with_previous(&Key::from_bytes([2; 32]));
+            drop(ring);
+        })
+    }
+    let leaks = schedules_freed::<pinseal::envelope::AesGcm>(raw);
+    assert_eq!(leaks, 0, "a freed Sealer or Keyring still held the key");
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        let leaks = schedules_freed::<pinseal::envelope::AwsLc>(raw);
+        assert_eq!(
+            leaks, 0,
+            "a freed aws-lc-rs Sealer or Keyring still held the key"
+        );
+    }
+    #[cfg(feature = "ring")]
+    {
+        // Documented: `ring` does not wipe its expanded key (and a sealer on
+        // it is not `ZeroizeOnDrop`). Should it start to, this fails and the
+        // documentation changes with it.
+        let leaks = schedules_freed::<pinseal::envelope::Ring>(raw);
         assert!(leaks > 0, "the ring engine now wipes its key schedule");
         eprintln!("ring engine: {leaks} freed blocks held the expanded key (documented)");
-    } else {
-        assert_eq!(leaks, 0, "a freed Sealer or Keyring still held the key");
     }
 
     // The OTP service's derived keys.

@@ -38,9 +38,10 @@ use std::hint::black_box;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use pinseal::envelope::OVERHEAD;
 use pinseal::otp::{ManualClock, MemoryStore, Otp, Policy, Verdict};
 use pinseal::secret::ExposeSecretMut;
-use pinseal::{ExposeSecret, Key, OVERHEAD, Sealer, Secret};
+use pinseal::{ExposeSecret, Key, Seal, Sealer, Secret};
 
 const THRESHOLD: f64 = 4.5;
 const ROUNDS: usize = 3;
@@ -202,9 +203,9 @@ fn secret_equality_is_constant_time() {
 fn envelope_tag_check_is_constant_time() {
     let sealer = Sealer::new(&Key::from_bytes([8; 32]));
     let envelope = sealer.seal(b"0123456789abcdef", b"pin");
-    let mut first = envelope.clone();
+    let mut first = envelope.to_vec();
     first[16 + 12] ^= 1; // first tag byte
-    let mut last = envelope.clone();
+    let mut last = envelope.to_vec();
     *last.last_mut().unwrap() ^= 1; // last tag byte
     assert_eq!(first.len(), 16 + OVERHEAD);
     let mut out = [0u8; 16];

@@ -8,7 +8,8 @@
 
 #![cfg(target_os = "linux")]
 
-use pinseal::{Key, OVERHEAD, Sealer};
+use pinseal::envelope::OVERHEAD;
+use pinseal::{Key, Seal, Sealer};
 
 const N: usize = 500;
 

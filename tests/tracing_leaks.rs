@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::assert_no_leak;
 use pinseal::otp::{Hash, ManualClock, MemoryStore, Otp, Policy, Totp, TotpGuard};
 use pinseal::secret::Pan;
-use pinseal::{ExposeSecret, Key, Keyring, Sealer, Secret};
+use pinseal::{ExposeSecret, Key, Keyring, Seal, Sealer, Secret};
 use tracing::instrument;
 
 #[derive(Clone, Default)]
@@ -73,7 +73,7 @@ fn tracing_output_holds_no_secret() {
     tracing::subscriber::with_default(subscriber, || {
         let key = Key::from_bytes(KEY);
         let sealer = Sealer::new(&key);
-        let ring = Keyring::new(Key::from_bytes(KEY)).with_previous(Key::generate());
+        let ring = Keyring::new(&Key::from_bytes(KEY)).with_previous(&Key::generate());
         let pin = Secret::new(PIN.to_string());
         let pan = Pan::parse(PAN).unwrap();
         gather("CA-1001", &pin, &pan, &key, &sealer, &ring);

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use pinseal::{ExposeSecret, Key};
 use pinseal::otp::{ManualClock, MemoryStore, Otp, Policy, Verdict};
+use pinseal::{ExposeSecret, Key};
 
 fuzz_target!(|data: &[u8]| {
     let clock = ManualClock::new(Duration::from_secs(1_700_000_000));

@@ -4,8 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use pinseal::otp::{ChallengeId, Totp};
+use pinseal::secret::Pan;
 use pinseal::{ExposeSecret, Key};
-use pinseal::secret::{Pan};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

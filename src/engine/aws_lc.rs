@@ -6,15 +6,25 @@
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
-use super::TAG_LEN;
-use super::{Engine, Failed};
+use super::private::{Core, Failed};
+use super::{Engine, TAG_LEN};
 use crate::nonce::NONCE_LEN;
 
-pub(crate) struct AwsLc(LessSafeKey);
+/// The `aws-lc-rs` engine (feature `aws-lc-rs`): AWS-LC's assembly for
+/// AES-NI, VAES and CLMUL; the fastest here (see BENCHMARKS.md).
+///
+/// # Security
+///
+/// AWS-LC cleanses its expanded key (`OPENSSL_cleanse`) when the AEAD
+/// context is freed, which happens when the key is dropped: a `Sealer` or
+/// `Keyring` on this engine is `ZeroizeOnDrop`.
+pub struct AwsLc(LessSafeKey);
 
 impl Engine for AwsLc {
     const NAME: &'static str = "aws-lc-rs";
+}
 
+impl Core for AwsLc {
     fn new(key: &[u8; 32]) -> Self {
         // A 32-byte key always fits AES-256-GCM: the error arm cannot occur.
         #[allow(clippy::expect_used)]
@@ -59,3 +69,5 @@ impl Engine for AwsLc {
             .map_err(|_| Failed)
     }
 }
+
+impl zeroize::ZeroizeOnDrop for AwsLc {}

@@ -1,84 +1,103 @@
-//! The AES-256-GCM engines, behind one internal trait.
+//! The AES-256-GCM engines: one public type per engine, behind one sealed
+//! trait.
 //!
-//! Each engine is a small file that maps [`Engine`] onto one crate:
-//! `aes-gcm` (RustCrypto, always built, the default), `ring` (feature
-//! `ring`) or `aws-lc-rs` (feature `aws-lc-rs`). [`Selected`] is the one the
-//! envelope code uses: aws-lc-rs if enabled, else ring if enabled, else
-//! aes-gcm. Every engine produces the same bytes: standard AES-256-GCM with
-//! a 96-bit nonce and a 128-bit tag.
+//! Each engine is a small file that maps the trait onto one crate:
+//! [`AesGcm`] (RustCrypto `aes-gcm`, always built, the default), `Ring`
+//! (feature `ring`) and `AwsLc` (feature `aws-lc-rs`). The application
+//! picks one by naming it (`Sealer::<Ring>::with_engine`); a feature only
+//! makes an engine available, so a dependency that turns on `ring` changes
+//! nothing for code that did not ask for it. Every engine produces the same
+//! bytes: standard AES-256-GCM with a 96-bit nonce and a 128-bit tag.
 
-pub(crate) mod rustcrypto;
+mod rustcrypto;
 
 #[cfg(feature = "aws-lc-rs")]
-pub(crate) mod aws_lc;
+mod aws_lc;
 #[cfg(feature = "ring")]
-pub(crate) mod ring;
+mod ring;
 
-use crate::nonce::NONCE_LEN;
+#[cfg(feature = "aws-lc-rs")]
+pub use aws_lc::AwsLc;
+#[cfg(feature = "ring")]
+pub use ring::Ring;
+pub use rustcrypto::AesGcm;
 
 /// Length of the authentication tag at the end of an envelope.
 pub const TAG_LEN: usize = 16;
 
-/// An engine refused an operation: a tag did not verify, or a length is
-/// out of range. Carries nothing.
-#[derive(Debug)]
-pub(crate) struct Failed;
-
-/// AES-256-GCM with a caller-supplied nonce, as one crate provides it.
-pub(crate) trait Engine: Send + Sync + Sized {
-    /// The name [`crate::ENGINE`] reports.
+/// An AES-256-GCM implementation a [`Sealer`](crate::Sealer) or
+/// [`Keyring`](crate::Keyring) can run on: [`AesGcm`] (the default),
+/// `Ring` (feature `ring`) or `AwsLc` (feature `aws-lc-rs`).
+///
+/// The trait is sealed: the engines are the crate's own, each checked
+/// against the NIST vectors and against the others.
+///
+/// # Security
+///
+/// [`AesGcm`] and `AwsLc` wipe their expanded key on drop, and a `Sealer`
+/// or `Keyring` on them is `ZeroizeOnDrop`; `Ring` cannot (ring offers no
+/// way to), so one on `Ring` is not. An engine that does not wipe is used
+/// only where the application names it.
+pub trait Engine: private::Core + Send + Sync + 'static {
+    /// The engine's name: `"aes-gcm"`, `"ring"` or `"aws-lc-rs"`.
     const NAME: &'static str;
-
-    /// Expands a 256-bit key.
-    fn new(key: &[u8; 32]) -> Self;
-
-    /// Encrypts `in_out` in place; returns the tag.
-    fn seal_in_place(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        in_out: &mut [u8],
-    ) -> Result<[u8; TAG_LEN], Failed>;
-
-    /// Encrypts `plaintext` into `out` (of the same length); returns the
-    /// tag. The default copies, then encrypts in place.
-    fn seal_to(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        plaintext: &[u8],
-        out: &mut [u8],
-    ) -> Result<[u8; TAG_LEN], Failed> {
-        out.copy_from_slice(plaintext);
-        self.seal_in_place(nonce, aad, out)
-    }
-
-    /// Checks `tag` and decrypts `ciphertext` into `out` (of the same
-    /// length). On failure `out` holds no plaintext the caller may use; the
-    /// caller wipes it.
-    fn open_to(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        ciphertext: &[u8],
-        tag: &[u8; TAG_LEN],
-        out: &mut [u8],
-    ) -> Result<(), Failed>;
 }
 
-/// The engine this build uses.
-#[cfg(feature = "aws-lc-rs")]
-pub(crate) type Selected = aws_lc::AwsLc;
-/// The engine this build uses.
-#[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
-pub(crate) type Selected = ring::Ring;
-/// The engine this build uses.
-#[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
-pub(crate) type Selected = rustcrypto::RustCrypto;
+/// The engines' operations, out of reach outside the crate.
+pub(crate) mod private {
+    use super::TAG_LEN;
+    use crate::nonce::NONCE_LEN;
+
+    /// An engine refused an operation: a tag did not verify, or a length
+    /// is out of range. Carries nothing.
+    #[derive(Debug)]
+    pub struct Failed;
+
+    /// AES-256-GCM with a caller-supplied nonce, as one crate provides it;
+    /// `Self` is the expanded key.
+    pub trait Core: Sized {
+        /// Expands a 256-bit key.
+        fn new(key: &[u8; 32]) -> Self;
+
+        /// Encrypts `in_out` in place; returns the tag.
+        fn seal_in_place(
+            &self,
+            nonce: &[u8; NONCE_LEN],
+            aad: &[u8],
+            in_out: &mut [u8],
+        ) -> Result<[u8; TAG_LEN], Failed>;
+
+        /// Encrypts `plaintext` into `out` (of the same length); returns
+        /// the tag. The default copies, then encrypts in place.
+        fn seal_to(
+            &self,
+            nonce: &[u8; NONCE_LEN],
+            aad: &[u8],
+            plaintext: &[u8],
+            out: &mut [u8],
+        ) -> Result<[u8; TAG_LEN], Failed> {
+            out.copy_from_slice(plaintext);
+            self.seal_in_place(nonce, aad, out)
+        }
+
+        /// Checks `tag` and decrypts `ciphertext` into `out` (of the same
+        /// length). On failure `out` holds no plaintext the caller may use;
+        /// the caller wipes it.
+        fn open_to(
+            &self,
+            nonce: &[u8; NONCE_LEN],
+            aad: &[u8],
+            ciphertext: &[u8],
+            tag: &[u8; TAG_LEN],
+            out: &mut [u8],
+        ) -> Result<(), Failed>;
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nonce::NONCE_LEN;
 
     /// Seals with `A` and opens with `B`, both ways through every entry
     /// point, over lengths around the block size.
@@ -105,21 +124,21 @@ mod tests {
 
     #[test]
     fn every_built_engine_opens_what_every_other_seals() {
-        cross::<rustcrypto::RustCrypto, rustcrypto::RustCrypto>();
+        cross::<AesGcm, AesGcm>();
         #[cfg(feature = "ring")]
         {
-            cross::<rustcrypto::RustCrypto, ring::Ring>();
-            cross::<ring::Ring, rustcrypto::RustCrypto>();
+            cross::<AesGcm, Ring>();
+            cross::<Ring, AesGcm>();
         }
         #[cfg(feature = "aws-lc-rs")]
         {
-            cross::<rustcrypto::RustCrypto, aws_lc::AwsLc>();
-            cross::<aws_lc::AwsLc, rustcrypto::RustCrypto>();
+            cross::<AesGcm, AwsLc>();
+            cross::<AwsLc, AesGcm>();
         }
         #[cfg(all(feature = "ring", feature = "aws-lc-rs"))]
         {
-            cross::<ring::Ring, aws_lc::AwsLc>();
-            cross::<aws_lc::AwsLc, ring::Ring>();
+            cross::<Ring, AwsLc>();
+            cross::<AwsLc, Ring>();
         }
     }
 
@@ -166,10 +185,10 @@ mod tests {
 
     #[test]
     fn nist_cavp_encrypt_known_answers_on_every_engine() {
-        nist_cavp_encrypt::<rustcrypto::RustCrypto>();
+        nist_cavp_encrypt::<AesGcm>();
         #[cfg(feature = "ring")]
-        nist_cavp_encrypt::<ring::Ring>();
+        nist_cavp_encrypt::<Ring>();
         #[cfg(feature = "aws-lc-rs")]
-        nist_cavp_encrypt::<aws_lc::AwsLc>();
+        nist_cavp_encrypt::<AwsLc>();
     }
 }

@@ -7,18 +7,27 @@
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 
-use super::TAG_LEN;
-use super::{Engine, Failed};
+use super::private::{Core, Failed};
+use super::{Engine, TAG_LEN};
 use crate::nonce::NONCE_LEN;
 
-/// Used unless `aws-lc-rs` is also enabled (then only by the cross-engine
-/// tests).
-#[cfg_attr(feature = "aws-lc-rs", allow(dead_code))]
-pub(crate) struct Ring(LessSafeKey);
+/// The `ring` engine (feature `ring`): BoringSSL's assembly for AES-NI,
+/// VAES and CLMUL.
+///
+/// # Security
+///
+/// `ring` does not wipe its expanded key when a `LessSafeKey` is dropped:
+/// with this engine the AES round keys stay in freed memory until it is
+/// reused, and a `Sealer` or `Keyring` on it is not `ZeroizeOnDrop`. It is
+/// used only where the application names it. See "Engines" in
+/// SECURITY.md.
+pub struct Ring(LessSafeKey);
 
 impl Engine for Ring {
     const NAME: &'static str = "ring";
+}
 
+impl Core for Ring {
     fn new(key: &[u8; 32]) -> Self {
         // A 32-byte key always fits AES-256-GCM: the error arm cannot occur.
         #[allow(clippy::expect_used)]

@@ -1,28 +1,32 @@
 //! The default engine: RustCrypto `aes-gcm`, pure Rust, no C toolchain.
-//!
-//! The expanded key (AES round keys and the GHASH key) is wiped on drop
-//! through the crate's `zeroize` feature; the bound at the end of this file
-//! fails to compile if that ever changes.
 
 use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use zeroize::ZeroizeOnDrop;
 
-use super::TAG_LEN;
-use super::{Engine, Failed};
+use super::private::{Core, Failed};
+use super::{Engine, TAG_LEN};
 use crate::nonce::NONCE_LEN;
 
-/// Built in every configuration; used when no faster engine is enabled,
-/// and by the cross-engine tests.
-#[cfg_attr(any(feature = "ring", feature = "aws-lc-rs"), allow(dead_code))]
-pub(crate) struct RustCrypto(Aes256Gcm);
+/// The default engine: RustCrypto's `aes-gcm`, pure Rust, with AES-NI and
+/// CLMUL (or their ARM equivalents) detected at run time; no C toolchain.
+///
+/// # Security
+///
+/// The expanded key (AES round keys and the GHASH key) is wiped on drop,
+/// through `aes-gcm`'s `zeroize` feature; a bound in this crate fails to
+/// compile if that ever changes. A `Sealer` or `Keyring` on this engine is
+/// `ZeroizeOnDrop`.
+pub struct AesGcm(Aes256Gcm);
 
-impl Engine for RustCrypto {
+impl Engine for AesGcm {
     const NAME: &'static str = "aes-gcm";
+}
 
+impl Core for AesGcm {
     fn new(key: &[u8; 32]) -> Self {
-        RustCrypto(Aes256Gcm::new(key.into()))
+        AesGcm(Aes256Gcm::new(key.into()))
     }
 
     fn seal_in_place(
@@ -74,3 +78,5 @@ const _: fn() = || {
     fn wiped_on_drop<T: ZeroizeOnDrop>() {}
     wiped_on_drop::<Aes256Gcm>();
 };
+
+impl ZeroizeOnDrop for AesGcm {}

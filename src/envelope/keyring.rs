@@ -1,0 +1,193 @@
+//! [`Keyring`]: key rotation.
+
+use core::fmt;
+
+use zeroize::ZeroizeOnDrop;
+
+use super::{AesGcm, Engine, Envelope, OVERHEAD, Seal, Sealer, expiring};
+use crate::secret::{ExposeSecret, ExposeSecretMut, Secret};
+use crate::{Error, Key, KeyId};
+
+/// Key rotation: seal under the primary key, open under the primary or any
+/// previous key.
+///
+/// # Use case
+///
+/// Rotate a key without a flag day: deploy a `Keyring` whose primary is the
+/// new key and whose previous keys are the old ones; envelopes made before
+/// the rotation still open, and [`Keyring::reseal`] moves them to the new
+/// key as they pass through. Drop an old key once nothing sealed under it
+/// remains ([`Keyring::open_with_key_id`] tells which key opened each
+/// envelope).
+///
+/// # About
+///
+/// A keyring implements [`Seal`], so every form a [`Sealer`] has (bytes,
+/// into a buffer, hex through [`Envelope`], expiring) exists here too. The
+/// envelope carries no key id (the format is plain AES-GCM), so opening
+/// tries the primary first, then each previous key in the order added; a
+/// failed open costs one tag check per key. Every key is expanded once,
+/// when added, on the engine `E` (see [`Sealer`]'s "Engines").
+///
+/// # Example
+///
+/// ```
+/// use pinseal::{ExposeSecret, Key, Keyring, Seal};
+///
+/// let (old_key, new_key) = (Key::from_bytes([1; 32]), Key::from_bytes([2; 32]));
+/// let old = Keyring::new(&old_key);
+/// let envelope = old.seal(b"4321", b"last4");
+///
+/// let rotated = Keyring::new(&new_key).with_previous(&old_key);
+/// assert_eq!(rotated.open(&envelope, b"last4")?.expose_secret(), b"4321");
+/// let moved = rotated.reseal(&envelope, b"last4")?;
+/// assert!(old.open(&moved, b"last4").is_err()); // now under the new key only
+/// # Ok::<(), pinseal::Error>(())
+/// ```
+pub struct Keyring<E: Engine = AesGcm> {
+    primary: Sealer<E>,
+    /// Boxed so that growing the list moves pointers, not key schedules: a
+    /// reallocated `Vec<Sealer>` would free its old buffer unwiped.
+    #[allow(clippy::vec_box)]
+    previous: Vec<Box<Sealer<E>>>,
+}
+
+impl Keyring {
+    /// A keyring that seals and opens with `primary`, on the default
+    /// engine.
+    pub fn new(primary: &Key) -> Keyring {
+        Keyring::with_engine(primary)
+    }
+}
+
+impl<E: Engine> Keyring<E> {
+    /// A keyring on the engine `E`: `Keyring::<Ring>::with_engine(&key)`.
+    pub fn with_engine(primary: &Key) -> Keyring<E> {
+        Keyring {
+            primary: Sealer::with_engine(primary),
+            previous: Vec::new(),
+        }
+    }
+
+    /// Adds a key that still opens envelopes but no longer seals. A key
+    /// equal to one already in the ring is ignored.
+    #[must_use]
+    pub fn with_previous(mut self, key: &Key) -> Keyring<E> {
+        let id = key.id();
+        if self.sealers().all(|s| s.key_id() != id) {
+            self.previous.push(Box::new(Sealer::with_engine(key)));
+        }
+        self
+    }
+
+    /// The id of the key new envelopes are sealed with.
+    pub fn primary_id(&self) -> KeyId {
+        self.primary.key_id()
+    }
+
+    /// Ids of all keys, primary first.
+    pub fn key_ids(&self) -> Vec<KeyId> {
+        self.sealers().map(Sealer::key_id).collect()
+    }
+
+    /// Opens like [`Seal::open`], and also returns the id of the key that
+    /// opened the envelope (compare it with [`Keyring::primary_id`] to count
+    /// envelopes still waiting for a reseal).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decrypt`] if no key opens it.
+    pub fn open_with_key_id(
+        &self,
+        envelope: &[u8],
+        aad: &[u8],
+    ) -> Result<(Secret<Vec<u8>>, KeyId), Error> {
+        let len = envelope.len().checked_sub(OVERHEAD).ok_or(Error::Decrypt)?;
+        let mut plaintext = Secret::from_plaintext(vec![0u8; len]);
+        let (_, key_id) = self.open_with(envelope, aad, plaintext.expose_secret_mut())?;
+        Ok((plaintext, key_id))
+    }
+
+    /// Opens an envelope under any key of the ring and seals its plaintext
+    /// again, with a fresh nonce, under the primary key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decrypt`] if no key opens it.
+    pub fn reseal(&self, envelope: &[u8], aad: &[u8]) -> Result<Envelope, Error> {
+        let plaintext = self.open(envelope, aad)?;
+        Ok(self.primary.seal(plaintext.expose_secret(), aad))
+    }
+
+    /// Moves an expiring envelope to the primary key, keeping its deadline:
+    /// the [`Keyring::reseal`] of expiring envelopes. Checked against the
+    /// system clock.
+    ///
+    /// # Errors
+    ///
+    /// As [`Seal::open_expiring`]: an expired envelope is not resealed.
+    pub fn reseal_expiring(&self, envelope: &[u8], aad: &[u8]) -> Result<Envelope, Error> {
+        let (expires_at, _) = expiring::split(envelope)?;
+        let plaintext = self.open_expiring(envelope, aad)?;
+        Ok(expiring::seal(
+            &self.primary,
+            plaintext.expose_secret(),
+            aad,
+            expires_at,
+        ))
+    }
+
+    fn sealers(&self) -> impl Iterator<Item = &Sealer<E>> {
+        core::iter::once(&self.primary).chain(self.previous.iter().map(|s| &**s))
+    }
+
+    /// Opens into `out` under the first key that can; a failed try leaves
+    /// `out` zeroed for the next.
+    fn open_with(
+        &self,
+        envelope: &[u8],
+        aad: &[u8],
+        out: &mut [u8],
+    ) -> Result<(usize, KeyId), Error> {
+        let mut result = Err(Error::Decrypt);
+        for sealer in self.sealers() {
+            match sealer.open_into(envelope, aad, out) {
+                Ok(len) => return Ok((len, sealer.key_id())),
+                Err(Error::Decrypt) => {}
+                Err(other) => result = Err(other),
+            }
+        }
+        result
+    }
+}
+
+impl<E: Engine> Seal for Keyring<E> {
+    /// Seals under the primary key.
+    fn seal_into(&self, plaintext: &[u8], aad: &[u8], out: &mut [u8]) -> Result<usize, Error> {
+        self.primary.seal_into(plaintext, aad, out)
+    }
+
+    /// Opens under whichever key of the ring sealed the envelope.
+    fn open_into(&self, envelope: &[u8], aad: &[u8], out: &mut [u8]) -> Result<usize, Error> {
+        self.open_with(envelope, aad, out).map(|(len, _)| len)
+    }
+}
+
+/// Every key schedule is wiped on drop by the `aes-gcm` engine.
+impl ZeroizeOnDrop for Keyring<AesGcm> {}
+/// Every key schedule is wiped on drop by the `aws-lc-rs` engine.
+#[cfg(feature = "aws-lc-rs")]
+impl ZeroizeOnDrop for Keyring<super::AwsLc> {}
+
+impl<E: Engine> fmt::Debug for Keyring<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyring")
+            .field("primary", &self.primary.key_id())
+            .field(
+                "previous",
+                &self.previous.iter().map(|s| s.key_id()).collect::<Vec<_>>(),
+            )
+            .field("engine", &E::NAME)
+            .finish()
+    }
+}
