@@ -13,13 +13,14 @@
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 #[cfg(any(feature = "redis", feature = "dynamodb"))]
 use std::time::Instant;
+use std::time::{Duration, UNIX_EPOCH};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use pinseal::Secret;
-use pinseal::otp::{ChallengeId, ManualClock, MemoryStore, Otp, Policy, Store, Verdict};
+use pinseal::otp::store::Store;
+use pinseal::otp::{ChallengeId, ManualClock, MemoryStore, Otp, Policy, Verdict};
 use pinseal::{ExposeSecret, Key};
 
 /// One-second windows and a clock that moves a second per issue, so budgets
@@ -55,7 +56,7 @@ fn bench_store<S: Store + 'static>(
     name: &str,
     store: S,
 ) -> Arc<Otp<S, ManualClock>> {
-    let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
     let otp = Arc::new(Otp::with_parts(
         &Key::from_bytes([7; 32]),
         policy(),
@@ -102,7 +103,7 @@ fn threaded<S: Store + 'static>(
     iters: u64,
     op: fn(&Otp<S, ManualClock>, Issued),
 ) -> Duration {
-    let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
     let per = iters.div_ceil(threads);
     let work: Vec<Vec<Issued>> = (0..threads)
         .map(|_| (0..per).map(|_| issue(otp, &clock)).collect())
@@ -124,7 +125,7 @@ fn threaded<S: Store + 'static>(
 fn redis(c: &mut Criterion) {
     let url =
         std::env::var("PINSEAL_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
-    let store = match pinseal::otp::RedisStore::open(&url) {
+    let store = match pinseal::otp::store::RedisStore::open(&url) {
         Ok(store) => store.with_prefix("pinseal-bench:"),
         Err(e) => return eprintln!("otp/redis skipped: {e}"),
     };
@@ -183,7 +184,7 @@ fn redis(c: &mut Criterion) {
     {
         let rt = runtime();
         let store = rt
-            .block_on(pinseal::otp::AsyncRedisStore::open(&url))
+            .block_on(pinseal::otp::store::AsyncRedisStore::open(&url))
             .unwrap()
             .with_prefix("pinseal-bench:");
         async_one_thread(c, "redis", &rt, store);
@@ -213,7 +214,7 @@ fn dynamo(c: &mut Criterion) {
         .endpoint_url(url)
         .credentials_provider(Credentials::new("local", "local", None, None, "bench"))
         .build();
-    let store = pinseal::otp::DynamoStore::new(
+    let store = pinseal::otp::store::DynamoStore::new(
         aws_sdk_dynamodb::Client::from_conf(config),
         format!("pinseal-bench-{}", std::process::id()),
     );
@@ -224,15 +225,15 @@ fn dynamo(c: &mut Criterion) {
 /// One client thread (a current-thread tokio runtime): one operation at a
 /// time, then 64 in flight.
 #[cfg(any(feature = "redis-tokio", feature = "dynamodb"))]
-fn async_one_thread<S: pinseal::otp::AsyncStore + 'static>(
+fn async_one_thread<S: pinseal::otp::store::AsyncStore + 'static>(
     c: &mut Criterion,
     name: &str,
     rt: &tokio::runtime::Runtime,
     store: S,
 ) {
     const IN_FLIGHT: u64 = 64;
-    let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
-    let otp = Arc::new(Otp::with_parts(
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    let otp = Arc::new(pinseal::otp::aio::Otp::with_parts(
         &Key::from_bytes([7; 32]),
         policy(),
         store,
@@ -264,17 +265,17 @@ fn async_one_thread<S: pinseal::otp::AsyncStore + 'static>(
     let mut g = c.benchmark_group(format!("otp/{name}-async-1-thread-1-in-flight"));
     g.throughput(Throughput::Elements(1));
     g.bench_function("issue", |b| {
-        b.iter(|| rt.block_on(otp.issue_async(&subject())).unwrap())
+        b.iter(|| rt.block_on(otp.issue(&subject())).unwrap())
     });
     g.bench_function("check", |b| {
         b.iter_batched(
             || {
                 let s = subject();
-                let (_, code) = rt.block_on(otp.issue_async(&s)).unwrap();
+                let (_, code) = rt.block_on(otp.issue(&s)).unwrap();
                 (s, code)
             },
             |(s, code)| {
-                let verdict = rt.block_on(otp.check_async(&s, code.expose_secret()));
+                let verdict = rt.block_on(otp.check(&s, code.expose_secret()));
                 assert_eq!(verdict.unwrap(), Verdict::Approved)
             },
             BatchSize::PerIteration,
@@ -294,7 +295,7 @@ fn async_one_thread<S: pinseal::otp::AsyncStore + 'static>(
                         // Distinct subjects, no clock move: none expires.
                         for _ in 0..iters {
                             let s = subject();
-                            let (id, code) = otp.issue_async(&s).await.unwrap();
+                            let (id, code) = otp.issue(&s).await.unwrap();
                             v.push((id, code, s));
                         }
                     }
@@ -305,14 +306,14 @@ fn async_one_thread<S: pinseal::otp::AsyncStore + 'static>(
                     let (otp, issued) = (otp.clone(), issued.clone());
                     tokio::spawn(async move {
                         if op == "issue" {
-                            black_box(otp.issue_async(&subject()).await.unwrap());
+                            black_box(otp.issue(&subject()).await.unwrap());
                             return;
                         }
                         let (id, code, s) = issued.lock().unwrap().pop().unwrap();
                         let verdict = if op == "verify" {
-                            otp.verify_async(&id, code.expose_secret()).await
+                            otp.verify(&id, code.expose_secret()).await
                         } else {
-                            otp.check_async(&s, code.expose_secret()).await
+                            otp.check(&s, code.expose_secret()).await
                         };
                         assert_eq!(verdict.unwrap(), Verdict::Approved);
                     })

@@ -42,7 +42,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use pinseal::otp::{ChallengeId, DynStore, MemoryStore, Otp, Policy, SystemClock, canonical_phone};
+use pinseal::otp::store::DynStore;
+use pinseal::otp::{ChallengeId, MemoryStore, Policy, SystemClock, aio, canonical_phone};
 use pinseal::{Error, ErrorClass, ExposeSecret, Key, Secret};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -78,7 +79,7 @@ impl Outbox {
 }
 
 struct App {
-    otp: Otp<DynStore>,
+    otp: aio::Otp<DynStore>,
     outbox: Outbox,
 }
 
@@ -174,21 +175,21 @@ async fn start(
     let Json(start) = body.map_err(bad_body)?;
     let to = canonical_phone(&start.to)?;
     let client = client_key(peer.ip());
-    let (id, code) = match app.otp.issue_from_async(&to, &client).await {
+    let (id, code) = match app.otp.issue_from(&to, &client).await {
         Ok(issued) => issued,
         Err(error @ (Error::SendLimit | Error::Locked)) => {
-            let budget = app.otp.budget_async(&to).await?;
+            let budget = app.otp.budget(&to).await?;
             return Err(Failure::limited(error, budget.retry_after()));
         }
         Err(error @ Error::ClientLimit) => {
-            let budget = app.otp.client_budget_async(&client).await?;
+            let budget = app.otp.client_budget(&client).await?;
             return Err(Failure::limited(error, budget.retry_after()));
         }
         Err(error) => return Err(error.into()),
     };
     if app.outbox.send(&to, &code).is_err() {
         // Not delivered: withdraw the code rather than leave it pending.
-        let _ = app.otp.cancel_async(&id).await;
+        let _ = app.otp.cancel(&id).await;
         return Err(Error::Store.into());
     }
     Ok((
@@ -217,14 +218,10 @@ async fn check(
 ) -> Result<Json<pinseal::otp::Verdict>, Failure> {
     let Json(check) = body.map_err(bad_body)?;
     let verdict = match (check.id, check.to) {
-        (Some(id), _) => {
-            app.otp
-                .verify_async(&id, check.code.expose_secret())
-                .await?
-        }
+        (Some(id), _) => app.otp.verify(&id, check.code.expose_secret()).await?,
         (None, Some(to)) => {
             let to = canonical_phone(&to)?;
-            app.otp.check_async(&to, check.code.expose_secret()).await?
+            app.otp.check(&to, check.code.expose_secret()).await?
         }
         (None, None) => return Err(Error::InvalidChallengeId.into()),
     };
@@ -233,7 +230,7 @@ async fn check(
 
 async fn cancel(State(app): Shared, Path(id): Path<String>) -> Result<Response, Failure> {
     let id: ChallengeId = id.parse()?;
-    Ok(if app.otp.cancel_async(&id).await? {
+    Ok(if app.otp.cancel(&id).await? {
         Json(json!({ "status": "canceled" })).into_response()
     } else {
         (
@@ -244,14 +241,14 @@ async fn cancel(State(app): Shared, Path(id): Path<String>) -> Result<Response, 
     })
 }
 
-/// The challenge store, chosen at run time: one `Otp<DynStore>` type
+/// The challenge store, chosen at run time: one `aio::Otp<DynStore>` type
 /// serves both.
 async fn store() -> Result<DynStore, Error> {
     #[cfg(feature = "redis-tokio")]
     if let Ok(url) = std::env::var("PINSEAL_REDIS_URL") {
         println!("challenge store: Redis");
         return Ok(DynStore::new(
-            pinseal::otp::AsyncRedisStore::open(&url).await?,
+            pinseal::otp::store::AsyncRedisStore::open(&url).await?,
         ));
     }
     println!("challenge store: memory");
@@ -275,7 +272,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("http_service_outbox.txt"));
     let app = Arc::new(App {
-        otp: Otp::with_parts(&pepper, policy, store().await?, SystemClock),
+        otp: aio::Otp::with_parts(&pepper, policy, store().await?, SystemClock),
         outbox: Outbox::open(outbox)?,
     });
     println!(

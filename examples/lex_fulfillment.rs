@@ -25,7 +25,8 @@
 use std::time::Duration;
 
 use pinseal::envelope::Envelope;
-use pinseal::otp::{DynStore, MemoryStore, Otp, Policy, SystemClock, Verdict, canonical_phone};
+use pinseal::otp::store::DynStore;
+use pinseal::otp::{MemoryStore, Policy, SystemClock, Verdict, aio, canonical_phone};
 use pinseal::{Aad, Error, ExposeSecret, Key, Seal, Sealer, Secret};
 use serde_json::{Value, json};
 
@@ -76,7 +77,7 @@ fn typed_code(event: &Value) -> Option<Secret<String>> {
 }
 
 enum Turns {
-    Store(Otp<DynStore>),
+    Store(aio::Otp<DynStore>),
     Session { sealer: Box<Sealer>, ttl: Duration },
 }
 
@@ -89,7 +90,7 @@ impl Turns {
         match self {
             Turns::Store(otp) => {
                 let Some(code) = typed_code(event) else {
-                    let (_, code) = otp.issue_async(&phone).await?;
+                    let (_, code) = otp.issue(&phone).await?;
                     send_sms(&phone, &code);
                     return Ok(elicit_code(
                         event,
@@ -97,10 +98,10 @@ impl Turns {
                         "I sent you a code. What is it?",
                     ));
                 };
-                match otp.check_async(&phone, code.expose_secret()).await? {
+                match otp.check(&phone, code.expose_secret()).await? {
                     Verdict::Approved => Ok(close(event, attributes, true, "You are verified.")),
                     Verdict::Rejected { .. } | Verdict::Expired => {
-                        match otp.issue_async(&phone).await {
+                        match otp.issue(&phone).await {
                             // The seed's behaviour: a wrong answer gets a new code.
                             Ok((_, code)) => {
                                 send_sms(&phone, &code);
@@ -220,7 +221,7 @@ async fn store() -> Result<DynStore, Error> {
             .endpoint_url(url)
             .credentials_provider(Credentials::new("local", "local", None, None, "example"))
             .build();
-        let store = pinseal::otp::DynamoStore::new(
+        let store = pinseal::otp::store::DynamoStore::new(
             aws_sdk_dynamodb::Client::from_conf(config),
             format!("lex-example-{}", unix_millis()),
         );
@@ -273,7 +274,7 @@ async fn main() -> Result<(), Error> {
     let root = Key::generate();
     let policy = Policy::new(6, Duration::from_secs(60), 3)?
         .with_send_budget(5, Duration::from_secs(15 * 60))?;
-    let by_store = Turns::Store(Otp::with_parts(
+    let by_store = Turns::Store(aio::Otp::with_parts(
         &root.derive("otp/pepper"),
         policy,
         store().await?,

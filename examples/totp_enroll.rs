@@ -11,7 +11,7 @@
 //! Run: `cargo run --example totp_enroll --features qr`
 
 use pinseal::envelope::Envelope;
-use pinseal::otp::{Totp, TotpGuard};
+use pinseal::otp::totp::{Totp, TotpGuard};
 use pinseal::{Aad, ExposeSecret, Key, Seal, Sealer, Secret};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -60,9 +60,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secret = sealer.open(&stored.parse::<Envelope>()?, aad.as_bytes())?;
     let alice = Totp::new(
         Secret::new(secret.expose_secret().clone()),
-        30,
+        std::time::Duration::from_secs(30),
         6,
-        pinseal::otp::Hash::Sha1,
+        pinseal::otp::totp::Algorithm::Sha1,
     )?
     .with_skew(1);
     let typed = alice.generate_now(); // what the app shows right now

@@ -268,7 +268,11 @@ fn memory_store_bytes_per_entry_match_the_docs() {
             let (_id, _code) = otp.issue(subject).unwrap();
         }
     });
-    let now = SystemClock.now().as_millis() as u64;
+    let now = SystemClock
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     let entries = store.len(now);
     assert!(
         entries <= 2 * ISSUES,
@@ -290,7 +294,7 @@ fn memory_store_bytes_per_entry_match_the_docs() {
 
 #[test]
 fn freed_buffers_hold_no_totp_secret() {
-    use pinseal::otp::Totp;
+    use pinseal::otp::totp::Totp;
     let totp = Totp::random();
     let needle = needle_of(totp.secret_base32().expose_secret().as_bytes());
     let leaks = freed_with(needle, || {

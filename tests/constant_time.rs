@@ -36,7 +36,7 @@
 
 use std::hint::black_box;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use pinseal::envelope::OVERHEAD;
 use pinseal::otp::{ManualClock, MemoryStore, Otp, Policy, Verdict};
@@ -245,7 +245,7 @@ fn fresh_challenge(
 
 #[test]
 fn otp_verification_is_constant_time() {
-    let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
     let policy = Policy::new(6, Duration::from_secs(600), 100).unwrap();
     let otp = Otp::with_parts(&Key::from_bytes([9; 32]), policy, MemoryStore::new(), clock);
     struct State {

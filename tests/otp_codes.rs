@@ -4,10 +4,19 @@
 mod common;
 
 use common::read_blocks;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pinseal::otp::{Hash, ManualClock, MemoryStore, Totp, TotpGuard, hotp, random_code, totp};
+use pinseal::otp::totp::{Algorithm, Totp, TotpGuard, hotp, totp};
+use pinseal::otp::{ManualClock, MemoryStore, random_code};
 use pinseal::{Error, ExposeSecret, Key, Secret};
+
+fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
 
 /// RFC 4226 appendix D: all ten counters.
 #[test]
@@ -16,7 +25,7 @@ fn rfc4226_appendix_d() {
     assert_eq!(blocks.len(), 10);
     for b in &blocks {
         let counter: u64 = b.get("COUNTER").parse().unwrap();
-        let code = hotp(b.get("SECRET").as_bytes(), counter, 6, Hash::Sha1).unwrap();
+        let code = hotp(b.get("SECRET").as_bytes(), counter, 6, Algorithm::Sha1).unwrap();
         assert_eq!(code.expose_secret(), b.get("HOTP"), "counter {counter}");
     }
 }
@@ -29,22 +38,25 @@ fn rfc6238_appendix_b() {
     assert_eq!(blocks.len(), 18);
     for b in &blocks {
         let hash = match b.get("MODE") {
-            "SHA1" => Hash::Sha1,
-            "SHA256" => Hash::Sha256,
-            "SHA512" => Hash::Sha512,
+            "SHA1" => Algorithm::Sha1,
+            "SHA256" => Algorithm::Sha256,
+            "SHA512" => Algorithm::Sha512,
             other => panic!("unknown mode {other}"),
         };
         let time: u64 = b.get("TIME").parse().unwrap();
-        let code = totp(b.get("SECRET").as_bytes(), time, 30, 8, hash).unwrap();
+        let code = totp(b.get("SECRET").as_bytes(), at(time), secs(30), 8, hash).unwrap();
         assert_eq!(code.expose_secret(), b.get("TOTP"), "T={time} {hash:?}");
         let verifier = Totp::new(
             Secret::new(b.get("SECRET").as_bytes().to_vec()),
-            30,
+            secs(30),
             8,
             hash,
         )
         .unwrap();
-        assert_eq!(verifier.verify(b.get("TOTP"), time, None), Some(time / 30));
+        assert_eq!(
+            verifier.verify(b.get("TOTP"), at(time), None),
+            Some(time / 30)
+        );
     }
 }
 
@@ -53,30 +65,33 @@ fn parameters_are_checked() {
     let k16 = [7u8; 16];
     for digits in [0, 5, 9, 10] {
         assert_eq!(
-            hotp(&k16, 0, digits, Hash::Sha1).unwrap_err(),
+            hotp(&k16, 0, digits, Algorithm::Sha1).unwrap_err(),
             Error::InvalidOtpParameter
         );
     }
     // RFC 4226 R6: at least 128 bits of secret.
     for short in [&b""[..], b"k", &[7u8; 15]] {
         assert_eq!(
-            hotp(short, 0, 6, Hash::Sha1).unwrap_err(),
+            hotp(short, 0, 6, Algorithm::Sha1).unwrap_err(),
             Error::InvalidOtpParameter
         );
-        assert!(Totp::new(Secret::new(short.to_vec()), 30, 6, Hash::Sha1).is_err());
+        assert!(Totp::new(Secret::new(short.to_vec()), secs(30), 6, Algorithm::Sha1).is_err());
     }
-    assert!(hotp(&k16, 0, 6, Hash::Sha1).is_ok());
+    assert!(hotp(&k16, 0, 6, Algorithm::Sha1).is_ok());
     assert_eq!(
-        totp(&k16, 0, 0, 6, Hash::Sha1).unwrap_err(),
+        totp(&k16, at(0), secs(0), 6, Algorithm::Sha1).unwrap_err(),
         Error::InvalidOtpParameter
     );
-    assert!(Totp::new(Secret::new(k16.to_vec()), 0, 6, Hash::Sha1).is_err());
+    assert!(Totp::new(Secret::new(k16.to_vec()), secs(0), 6, Algorithm::Sha1).is_err());
     // One argument order: secret, step, digits, hash (as `totp`).
-    let t = Totp::new(Secret::new(k16.to_vec()), 60, 8, Hash::Sha256).unwrap();
-    assert_eq!((t.step(), t.digits(), t.hash()), (60, 8, Hash::Sha256));
+    let t = Totp::new(Secret::new(k16.to_vec()), secs(60), 8, Algorithm::Sha256).unwrap();
     assert_eq!(
-        t.generate(1_000_000).expose_secret(),
-        totp(&k16, 1_000_000, 60, 8, Hash::Sha256)
+        (t.step(), t.digits(), t.algorithm()),
+        (secs(60), 8, Algorithm::Sha256)
+    );
+    assert_eq!(
+        t.generate(at(1_000_000)).expose_secret(),
+        totp(&k16, at(1_000_000), secs(60), 8, Algorithm::Sha256)
             .unwrap()
             .expose_secret()
     );
@@ -86,43 +101,43 @@ fn parameters_are_checked() {
 fn totp_skew_window_and_replay() {
     let secret = b"12345678901234567890";
     let t = 1_111_111_109;
-    let verifier = Totp::new(Secret::new(secret.to_vec()), 30, 6, Hash::Sha1)
+    let verifier = Totp::new(Secret::new(secret.to_vec()), secs(30), 6, Algorithm::Sha1)
         .unwrap()
         .with_skew(1);
-    let prev = totp(secret, t - 30, 30, 6, Hash::Sha1).unwrap();
-    let next = totp(secret, t + 30, 30, 6, Hash::Sha1).unwrap();
-    let far = totp(secret, t + 60, 30, 6, Hash::Sha1).unwrap();
+    let prev = totp(secret, at(t - 30), secs(30), 6, Algorithm::Sha1).unwrap();
+    let next = totp(secret, at(t + 30), secs(30), 6, Algorithm::Sha1).unwrap();
+    let far = totp(secret, at(t + 60), secs(30), 6, Algorithm::Sha1).unwrap();
     assert_eq!(
-        verifier.verify(prev.expose_secret(), t, None),
+        verifier.verify(prev.expose_secret(), at(t), None),
         Some(t / 30 - 1)
     );
     assert_eq!(
-        verifier.verify(next.expose_secret(), t, None),
+        verifier.verify(next.expose_secret(), at(t), None),
         Some(t / 30 + 1)
     );
-    assert_eq!(verifier.verify(far.expose_secret(), t, None), None);
+    assert_eq!(verifier.verify(far.expose_secret(), at(t), None), None);
     // Once step s is accepted, s and anything before it are refused.
     assert_eq!(
-        verifier.verify(prev.expose_secret(), t, Some(t / 30 - 1)),
+        verifier.verify(prev.expose_secret(), at(t), Some(t / 30 - 1)),
         None
     );
     assert_eq!(
-        verifier.verify(next.expose_secret(), t, Some(t / 30)),
+        verifier.verify(next.expose_secret(), at(t), Some(t / 30)),
         Some(t / 30 + 1)
     );
     for junk in ["", "12345", "1234567", "abcdef", " 12345", "１２３４５６"] {
-        assert_eq!(verifier.verify(junk, t, None), None);
+        assert_eq!(verifier.verify(junk, at(t), None), None);
     }
 
-    let clock = ManualClock::new(Duration::from_secs(t));
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(t));
     let guard = TotpGuard::with_parts(&Key::from_bytes([3; 32]), MemoryStore::new(), clock.clone());
-    let alice = Totp::new(Secret::new(secret.to_vec()), 30, 6, Hash::Sha1)
+    let alice = Totp::new(Secret::new(secret.to_vec()), secs(30), 6, Algorithm::Sha1)
         .unwrap()
         .with_skew(1);
-    let bob = Totp::new(Secret::new(secret.to_vec()), 30, 6, Hash::Sha1)
+    let bob = Totp::new(Secret::new(secret.to_vec()), secs(30), 6, Algorithm::Sha1)
         .unwrap()
         .with_skew(1);
-    let now = totp(secret, t, 30, 6, Hash::Sha1).unwrap();
+    let now = totp(secret, at(t), secs(30), 6, Algorithm::Sha1).unwrap();
     assert!(guard.verify("alice", &alice, now.expose_secret()).unwrap());
     assert!(
         !guard.verify("alice", &alice, now.expose_secret()).unwrap(),
@@ -157,13 +172,13 @@ fn totp_skew_window_and_replay() {
 #[test]
 fn concurrent_totp_submissions_accept_once() {
     let secret = b"12345678901234567890";
-    let clock = ManualClock::new(Duration::from_secs(1_000_000));
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_000_000));
     let guard = TotpGuard::with_parts(&Key::from_bytes([4; 32]), MemoryStore::new(), clock.clone());
-    let carol = Totp::new(Secret::new(secret.to_vec()), 30, 6, Hash::Sha1).unwrap();
+    let carol = Totp::new(Secret::new(secret.to_vec()), secs(30), 6, Algorithm::Sha1).unwrap();
     for round in 0..50u64 {
         let t = 1_000_000 + round * 30;
-        clock.set(Duration::from_secs(t));
-        let code = totp(secret, t, 30, 6, Hash::Sha1).unwrap();
+        clock.set(at(t));
+        let code = totp(secret, at(t), secs(30), 6, Algorithm::Sha1).unwrap();
         let accepted: usize = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)
                 .map(|_| s.spawn(|| guard.verify("carol", &carol, code.expose_secret()).unwrap()))

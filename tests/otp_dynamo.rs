@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use pinseal::Error;
-use pinseal::otp::{AsyncStore, DynamoStore, Store};
+use pinseal::otp::store::{AsyncStore, DynamoStore, Store};
 
 /// An `AsyncStore` used as a blocking `Store`: each call runs to
 /// completion on the runtime.
@@ -187,9 +187,11 @@ mod real_dynamodb {
 
 mod dynamo_only {
     use std::sync::Arc;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
-    use pinseal::otp::{DynamoStore, ManualClock, Otp, Policy, Verdict};
+    use pinseal::otp::aio::Otp;
+    use pinseal::otp::store::DynamoStore;
+    use pinseal::otp::{ManualClock, Policy, Verdict};
     use pinseal::{Error, ExposeSecret, Key};
 
     use super::{Dynalite, local, runtime};
@@ -208,21 +210,21 @@ mod dynamo_only {
             &Key::from_bytes([12; 32]),
             chat(),
             store,
-            ManualClock::new(Duration::from_secs(1_700_000_000)),
+            ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
         ));
         runtime().block_on(async {
             for round in 0..20 {
                 let subject = format!("+1558{round:06}");
-                let (id, code) = otp.issue_async(&subject).await.unwrap();
+                let (id, code) = otp.issue(&subject).await.unwrap();
                 let code = Arc::new(code);
                 let tasks: Vec<_> = (0..8)
                     .map(|i| {
                         let (otp, code, subject) = (otp.clone(), code.clone(), subject.clone());
                         tokio::spawn(async move {
                             if i % 2 == 0 {
-                                otp.verify_async(&id, code.expose_secret()).await
+                                otp.verify(&id, code.expose_secret()).await
                             } else {
-                                otp.check_async(&subject, code.expose_secret()).await
+                                otp.check(&subject, code.expose_secret()).await
                             }
                         })
                     })
@@ -253,22 +255,22 @@ mod dynamo_only {
             &Key::from_bytes([13; 32]),
             chat(),
             store,
-            ManualClock::new(Duration::from_secs(1_700_000_000)),
+            ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
         );
         runtime().block_on(async {
-            let (id, code) = otp.issue_async("+15550700").await.unwrap();
+            let (id, code) = otp.issue("+15550700").await.unwrap();
             drop(server);
             for _ in 0..3 {
                 assert_eq!(
-                    otp.verify_async(&id, code.expose_secret()).await,
+                    otp.verify(&id, code.expose_secret()).await,
                     Err(Error::Store)
                 );
                 assert_eq!(
-                    otp.check_async("+15550700", code.expose_secret()).await,
+                    otp.check("+15550700", code.expose_secret()).await,
                     Err(Error::Store)
                 );
             }
-            assert_eq!(otp.issue_async("+15550700").await.err(), Some(Error::Store));
+            assert_eq!(otp.issue("+15550700").await.err(), Some(Error::Store));
         });
     }
 
@@ -276,7 +278,7 @@ mod dynamo_only {
     /// done yet; and the TTL attribute is set from the policy.
     #[test]
     fn expired_items_are_absent_and_carry_a_ttl() {
-        use pinseal::otp::AsyncStore;
+        use pinseal::otp::store::AsyncStore;
         let Some((client, store)) = local() else {
             return;
         };

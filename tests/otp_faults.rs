@@ -4,13 +4,13 @@
 //! its await points; and a store with no room left refuses the issue.
 
 use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
-use pinseal::otp::{
-    AsyncStore, ChallengeId, ManualClock, MemoryStore, Otp, Policy, Store, Verdict,
-};
+use pinseal::otp::store::{AsyncStore, Store};
+use pinseal::otp::{ChallengeId, ManualClock, MemoryStore, Otp, Policy, Verdict, aio};
 use pinseal::{Error, ExposeSecret, Key, Secret};
 
 /// Fails the write numbered `fail_at` (counting from 0) with
@@ -76,7 +76,7 @@ fn policy() -> Policy {
 /// A subject with a delivered code (and an earlier, replaced one, so that
 /// the resend also deletes a stale index entry).
 fn victim<S: Store>(store: S) -> (Otp<S, ManualClock>, ChallengeId, Secret<String>) {
-    let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
     let otp = Otp::with_parts(&Key::from_bytes([1; 32]), policy(), store, clock);
     otp.issue(VICTIM).unwrap();
     let (id, code) = otp.issue(VICTIM).unwrap();
@@ -140,9 +140,9 @@ fn a_failed_resend_keeps_the_code_and_the_send() {
     assert_eq!(failed, 2);
 }
 
-/// Yields once before each store call, so that a test can drop an
-/// `issue_async` future at each of its await points.
-struct Yielding(MemoryStore);
+/// Yields once before each store call, so that a test can drop an async
+/// `issue` future at each of its await points.
+struct Yielding(Arc<MemoryStore>);
 
 struct YieldOnce(bool);
 
@@ -161,7 +161,7 @@ impl Future for YieldOnce {
 impl AsyncStore for Yielding {
     async fn get(&self, key: &str, now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
         YieldOnce(false).await;
-        Store::get(&self.0, key, now_ms)
+        Store::get(&*self.0, key, now_ms)
     }
     async fn compare_and_swap(
         &self,
@@ -172,23 +172,7 @@ impl AsyncStore for Yielding {
         now_ms: u64,
     ) -> Result<bool, Error> {
         YieldOnce(false).await;
-        Store::compare_and_swap(&self.0, key, expected, new, expires_ms, now_ms)
-    }
-}
-
-impl Store for Yielding {
-    fn get(&self, key: &str, now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
-        Store::get(&self.0, key, now_ms)
-    }
-    fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: Option<&[u8]>,
-        expires_ms: u64,
-        now_ms: u64,
-    ) -> Result<bool, Error> {
-        Store::compare_and_swap(&self.0, key, expected, new, expires_ms, now_ms)
+        Store::compare_and_swap(&*self.0, key, expected, new, expires_ms, now_ms)
     }
 }
 
@@ -204,12 +188,40 @@ fn poll_times<F: Future>(future: F, polls: usize) -> Option<F::Output> {
     None // dropped here, mid-flight
 }
 
+/// A victim on a shared memory store, and an async service with the same
+/// pepper and clock whose every store call yields once.
+struct AsyncVictim {
+    otp: Otp<Arc<MemoryStore>, ManualClock>,
+    async_otp: aio::Otp<Yielding, ManualClock>,
+    id: ChallengeId,
+    code: Secret<String>,
+}
+
+fn async_victim() -> AsyncVictim {
+    let store = Arc::new(MemoryStore::new());
+    let (otp, id, code) = victim(store.clone());
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    let async_otp =
+        aio::Otp::with_parts(&Key::from_bytes([1; 32]), policy(), Yielding(store), clock);
+    AsyncVictim {
+        otp,
+        async_otp,
+        id,
+        code,
+    }
+}
+
 #[test]
 fn a_dropped_issue_async_keeps_the_code_and_the_send() {
     let mut dropped = 0;
     for polls in 1.. {
-        let (otp, id, code) = victim(Yielding(MemoryStore::new()));
-        match poll_times(otp.issue_async(VICTIM), polls) {
+        let AsyncVictim {
+            otp,
+            async_otp,
+            id,
+            code,
+        } = async_victim();
+        match poll_times(async_otp.issue(VICTIM), polls) {
             None => {
                 dropped += 1;
                 assert_untouched(&otp, &id, &code);
@@ -233,8 +245,13 @@ fn a_dropped_issue_async_keeps_the_code_and_the_send() {
 fn a_dropped_issue_from_async_spends_at_most_the_client_send() {
     let mut dropped = 0;
     for polls in 1.. {
-        let (otp, id, code) = victim(Yielding(MemoryStore::new()));
-        match poll_times(otp.issue_from_async(VICTIM, "203.0.113.7"), polls) {
+        let AsyncVictim {
+            otp,
+            async_otp,
+            id,
+            code,
+        } = async_victim();
+        match poll_times(async_otp.issue_from(VICTIM, "203.0.113.7"), polls) {
             None => {
                 dropped += 1;
                 let client = otp.client_budget("203.0.113.7").unwrap();
@@ -275,7 +292,7 @@ fn a_refused_issue_from_gives_the_client_its_send_back() {
 /// victim's delivered code must still verify.
 #[test]
 fn a_full_store_refuses_the_resend_not_the_live_code() {
-    let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
     let otp = Otp::with_parts(
         &Key::from_bytes([2; 32]),
         policy(),

@@ -6,7 +6,7 @@ mod common;
 otp_suite!(Some(pinseal::otp::MemoryStore::new()));
 
 mod bounds {
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     use pinseal::otp::{ManualClock, MemoryStore, Otp, Policy, Verdict};
     use pinseal::{Error, ExposeSecret, Key};
@@ -17,7 +17,7 @@ mod bounds {
     /// `Expired`), and the subject's record once the window has ended too.
     #[test]
     fn expired_challenges_are_forgotten_one_ttl_later() {
-        let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+        let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
         let otp = Otp::with_parts(
             &Key::generate(),
             Policy::default(),
@@ -43,7 +43,7 @@ mod bounds {
     /// itself once the flood's entries expire.
     #[test]
     fn memory_stays_bounded_under_a_flood() {
-        let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+        let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
         let policy = Policy::new(6, Duration::from_secs(60), 5)
             .unwrap()
             .with_send_budget(5, Duration::from_secs(120))
@@ -80,13 +80,13 @@ mod bounds {
 
     fn clock_ms(clock: &ManualClock) -> u64 {
         use pinseal::otp::Clock;
-        clock.now().as_millis() as u64
+        clock.now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
     }
 
     proptest! {
         #[test]
         fn any_input_gives_a_verdict(inputs in prop::collection::vec(".{0,16}", 1..8)) {
-            let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+            let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
             let otp = Otp::with_parts(&Key::from_bytes([1; 32]), Policy::default(), MemoryStore::new(), clock);
             let (id, code) = otp.issue("prop").unwrap();
             for input in &inputs {

@@ -15,9 +15,10 @@ mod redis_only {
     use std::net::TcpListener;
     use std::process::{Child, Command, Stdio};
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::{Duration, Instant, UNIX_EPOCH};
 
-    use pinseal::otp::{ManualClock, Otp, Policy, RedisStore, Verdict};
+    use pinseal::otp::store::RedisStore;
+    use pinseal::otp::{ManualClock, Otp, Policy, Verdict};
     use pinseal::{Error, ExposeSecret, Key};
 
     use crate::common::{redis_store, redis_url, unavailable, unique_prefix};
@@ -157,7 +158,7 @@ mod redis_only {
         let store = RedisStore::open(&server.url())
             .unwrap()
             .with_timeout(Duration::from_millis(500));
-        let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+        let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
         let otp = Otp::with_parts(&Key::from_bytes([4; 32]), chat(), store, clock);
         let (id, code) = otp.issue("+15550300").unwrap();
 
@@ -183,7 +184,7 @@ mod redis_only {
             return;
         };
         let store = RedisStore::open_with_timeout(&server.url(), TIMEOUT).unwrap();
-        let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+        let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
         let otp = Otp::with_parts(&Key::from_bytes([4; 32]), chat(), store, clock);
         let (id, code) = otp.issue("+15550304").unwrap();
         server.stop();
@@ -195,7 +196,7 @@ mod redis_only {
     #[cfg(feature = "redis-tokio")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn async_store_down_gives_errors_and_recovers() {
-        use pinseal::otp::AsyncRedisStore;
+        use pinseal::otp::store::AsyncRedisStore;
         let port = free_port();
         let Some(mut server) = Server::start(port) else {
             return;
@@ -203,13 +204,14 @@ mod redis_only {
         let store = AsyncRedisStore::open_with_timeout(&server.url(), Duration::from_millis(500))
             .await
             .unwrap();
-        let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
-        let otp = Otp::with_parts(&Key::from_bytes([4; 32]), chat(), store, clock);
-        let (id, code) = otp.issue_async("+15550301").await.unwrap();
+        let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let otp =
+            pinseal::otp::aio::Otp::with_parts(&Key::from_bytes([4; 32]), chat(), store, clock);
+        let (id, code) = otp.issue("+15550301").await.unwrap();
         server.stop();
         for _ in 0..3 {
             assert_eq!(
-                otp.verify_async(&id, code.expose_secret()).await,
+                otp.verify(&id, code.expose_secret()).await,
                 Err(Error::Store)
             );
         }
@@ -220,7 +222,7 @@ mod redis_only {
         let back = Instant::now();
         let deadline = back + Duration::from_secs(2);
         loop {
-            match otp.verify_async(&id, code.expose_secret()).await {
+            match otp.verify(&id, code.expose_secret()).await {
                 Ok(verdict) => {
                     assert_eq!(verdict, Verdict::Unknown);
                     break;
@@ -232,9 +234,9 @@ mod redis_only {
                 }
             }
         }
-        let (id, code) = otp.issue_async("+15550301").await.unwrap();
+        let (id, code) = otp.issue("+15550301").await.unwrap();
         assert_eq!(
-            otp.verify_async(&id, code.expose_secret()).await,
+            otp.verify(&id, code.expose_secret()).await,
             Ok(Verdict::Approved)
         );
     }
@@ -307,7 +309,7 @@ mod redis_only {
             return;
         };
         let store = RedisStore::open_with_timeout(&server.url(), TIMEOUT).unwrap();
-        let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+        let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
         let otp = Otp::with_parts(&Key::from_bytes([4; 32]), chat(), store, clock);
         let (id, code) = otp.issue("+15550302").unwrap();
 
@@ -346,7 +348,7 @@ mod redis_only {
     #[cfg(feature = "redis-tokio")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn async_opening_and_pauses_are_bounded() {
-        use pinseal::otp::AsyncRedisStore;
+        use pinseal::otp::store::AsyncRedisStore;
         async fn timed<T>(what: &str, f: impl Future<Output = T>) -> T {
             let start = Instant::now();
             let out = f.await;
@@ -393,25 +395,26 @@ mod redis_only {
             .await
             .unwrap();
         assert!(!format!("{store:?}").contains("s3cret"));
-        let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
-        let otp = Otp::with_parts(&Key::from_bytes([4; 32]), chat(), store, clock);
-        let (id, code) = otp.issue_async("+15550303").await.unwrap();
+        let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let otp =
+            pinseal::otp::aio::Otp::with_parts(&Key::from_bytes([4; 32]), chat(), store, clock);
+        let (id, code) = otp.issue("+15550303").await.unwrap();
         let paused_at = Instant::now();
         pause(&url, PAUSE);
         let err = timed(
             "verify on a paused server",
-            otp.verify_async(&id, code.expose_secret()),
+            otp.verify(&id, code.expose_secret()),
         )
         .await;
         assert_eq!(err, Err(Error::Store));
-        let err = timed("issue on a paused server", otp.issue_async("+15550303")).await;
+        let err = timed("issue on a paused server", otp.issue("+15550303")).await;
         assert_eq!(err.err(), Some(Error::Store));
         tokio::time::sleep(PAUSE.saturating_sub(paused_at.elapsed())).await;
         // Awake again: within 2 s the store answers, and the code, which
         // nothing consumed, still verifies.
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
-            match otp.verify_async(&id, code.expose_secret()).await {
+            match otp.verify(&id, code.expose_secret()).await {
                 Ok(verdict) => {
                     assert_eq!(verdict, Verdict::Approved);
                     break;
@@ -430,27 +433,27 @@ mod redis_only {
     #[cfg(feature = "redis-tokio")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn async_concurrent_verifications_approve_exactly_once() {
-        use pinseal::otp::AsyncRedisStore;
+        use pinseal::otp::store::AsyncRedisStore;
         let Ok(store) = AsyncRedisStore::open(&redis_url()).await else {
             unavailable("a Redis server");
             return;
         };
-        let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
-        let otp = Arc::new(Otp::with_parts(
+        let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let otp = Arc::new(pinseal::otp::aio::Otp::with_parts(
             &Key::from_bytes([5; 32]),
             chat(),
             store.with_prefix(unique_prefix()),
             clock,
         ));
         for round in 0..50 {
-            let (id, code) = otp.issue_async(&format!("+1557{round:06}")).await.unwrap();
+            let (id, code) = otp.issue(&format!("+1557{round:06}")).await.unwrap();
             let code = Arc::new(code);
             let tasks: Vec<_> = (0..8)
                 .map(|_| {
                     let (otp, code) = (otp.clone(), code.clone());
-                    tokio::spawn(async move {
-                        otp.verify_async(&id, code.expose_secret()).await.unwrap()
-                    })
+                    tokio::spawn(
+                        async move { otp.verify(&id, code.expose_secret()).await.unwrap() },
+                    )
                 })
                 .collect();
             let mut approved = 0;

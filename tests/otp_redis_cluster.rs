@@ -14,9 +14,10 @@ otp_suite!(common::redis_cluster_store());
 mod cluster_only {
     use std::collections::HashSet;
     use std::sync::{Arc, Barrier};
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
-    use pinseal::otp::{ManualClock, Otp, Policy, RedisStore, Verdict};
+    use pinseal::otp::store::RedisStore;
+    use pinseal::otp::{ManualClock, Otp, Policy, Verdict};
     use pinseal::{Error, ExposeSecret, Key};
     use redis::{Connection, FromRedisValue};
 
@@ -80,7 +81,7 @@ mod cluster_only {
     #[cfg(feature = "redis-tokio")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn async_store_on_the_cluster() {
-        use pinseal::otp::AsyncRedisStore;
+        use pinseal::otp::store::AsyncRedisStore;
         if redis_cluster_store().is_none() {
             return;
         }
@@ -100,7 +101,7 @@ mod cluster_only {
             .await
             .unwrap()
             .with_prefix(crate::common::unique_prefix());
-        let otp = Arc::new(Otp::with_parts(
+        let otp = Arc::new(pinseal::otp::aio::Otp::with_parts(
             &Key::from_bytes([7; 32]),
             Policy::new(6, Duration::from_secs(60), 5).unwrap(),
             store,
@@ -108,16 +109,16 @@ mod cluster_only {
         ));
         for round in 0..50 {
             let subject = format!("+1557{round:06}");
-            let (id, code) = otp.issue_async(&subject).await.unwrap();
+            let (id, code) = otp.issue(&subject).await.unwrap();
             let code = Arc::new(code);
             let tasks: Vec<_> = (0..8)
                 .map(|i| {
                     let (otp, code, subject) = (otp.clone(), code.clone(), subject.clone());
                     tokio::spawn(async move {
                         if i % 2 == 0 {
-                            otp.verify_async(&id, code.expose_secret()).await
+                            otp.verify(&id, code.expose_secret()).await
                         } else {
-                            otp.check_async(&subject, code.expose_secret()).await
+                            otp.check(&subject, code.expose_secret()).await
                         }
                     })
                 })
@@ -250,7 +251,7 @@ mod cluster_only {
     #[cfg(feature = "redis-tokio")]
     #[test]
     fn an_async_challenge_whose_slot_moves_is_approved_exactly_once() {
-        use pinseal::otp::AsyncRedisStore;
+        use pinseal::otp::store::AsyncRedisStore;
         if redis_cluster_store().is_none() {
             return;
         }
@@ -266,14 +267,14 @@ mod cluster_only {
             .block_on(AsyncRedisStore::open_cluster(&seeds))
             .unwrap()
             .with_prefix(prefix.clone());
-        let otp = Arc::new(Otp::with_parts(
+        let otp = Arc::new(pinseal::otp::aio::Otp::with_parts(
             &Key::from_bytes([10; 32]),
             Policy::new(6, Duration::from_secs(60), 5).unwrap(),
             store,
             pinseal::otp::SystemClock,
         ));
         let subject = "+15550041";
-        let (id, code) = rt.block_on(otp.issue_async(subject)).unwrap();
+        let (id, code) = rt.block_on(otp.issue(subject)).unwrap();
         let code = Arc::new(code);
         let (slot, before) = record_slot(&prefix);
         let after = move_slot(slot, || {
@@ -283,9 +284,9 @@ mod cluster_only {
                         let (otp, code) = (otp.clone(), code.clone());
                         tokio::spawn(async move {
                             if i % 2 == 0 {
-                                otp.verify_async(&id, code.expose_secret()).await
+                                otp.verify(&id, code.expose_secret()).await
                             } else {
-                                otp.check_async(subject, code.expose_secret()).await
+                                otp.check(subject, code.expose_secret()).await
                             }
                         })
                     })
@@ -302,12 +303,12 @@ mod cluster_only {
         assert_ne!(before, after, "the slot moved to another primary");
         rt.block_on(async {
             assert_eq!(
-                otp.verify_async(&id, code.expose_secret()).await.unwrap(),
+                otp.verify(&id, code.expose_secret()).await.unwrap(),
                 Verdict::Unknown
             );
-            let (id, code) = otp.issue_async(subject).await.unwrap();
+            let (id, code) = otp.issue(subject).await.unwrap();
             assert_eq!(
-                otp.verify_async(&id, code.expose_secret()).await.unwrap(),
+                otp.verify(&id, code.expose_secret()).await.unwrap(),
                 Verdict::Approved
             );
         });
@@ -319,7 +320,7 @@ mod cluster_only {
             return;
         };
         let prefix = store.prefix().to_string();
-        let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+        let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
         let otp = Otp::with_parts(
             &Key::from_bytes([8; 32]),
             Policy::new(6, Duration::from_secs(60), 5).unwrap(),

@@ -13,9 +13,10 @@ mod common;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use pinseal::otp::{ManualClock, Otp, Policy, RedisStore, Verdict};
+use pinseal::otp::store::RedisStore;
+use pinseal::otp::{ManualClock, Otp, Policy, Verdict};
 use pinseal::{Error, ExposeSecret, Key};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose};
 
@@ -119,13 +120,16 @@ fn trusted_client(port: u16, ca: &str) -> redis::Client {
     .unwrap()
 }
 
-fn otp<S>(store: S) -> Otp<S, ManualClock> {
-    Otp::with_parts(
-        &Key::from_bytes([11; 32]),
-        Policy::new(6, Duration::from_secs(60), 5).unwrap(),
-        store,
-        ManualClock::new(Duration::from_secs(1_700_000_000)),
-    )
+fn clock() -> ManualClock {
+    ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+}
+
+fn policy() -> Policy {
+    Policy::new(6, Duration::from_secs(60), 5).unwrap()
+}
+
+fn otp<S: pinseal::otp::store::Store>(store: S) -> Otp<S, ManualClock> {
+    Otp::with_parts(&Key::from_bytes([11; 32]), policy(), store, clock())
 }
 
 #[test]
@@ -167,17 +171,18 @@ fn trusted_tls_works_and_untrusted_is_refused() {
 #[cfg(feature = "redis-tokio")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_tls_works_and_untrusted_is_refused() {
-    use pinseal::otp::AsyncRedisStore;
+    use pinseal::otp::store::AsyncRedisStore;
     let Some((server, ca)) = start() else { return };
     let port = server.port;
     let store = AsyncRedisStore::from_client(trusted_client(port, &ca), Duration::from_secs(2))
         .await
         .unwrap()
         .with_prefix(common::unique_prefix());
-    let otp = otp(store);
-    let (id, code) = otp.issue_async("+15550501").await.unwrap();
+    let otp =
+        pinseal::otp::aio::Otp::with_parts(&Key::from_bytes([11; 32]), policy(), store, clock());
+    let (id, code) = otp.issue("+15550501").await.unwrap();
     assert_eq!(
-        otp.verify_async(&id, code.expose_secret()).await.unwrap(),
+        otp.verify(&id, code.expose_secret()).await.unwrap(),
         Verdict::Approved
     );
     let url = format!("rediss://127.0.0.1:{port}/");

@@ -116,7 +116,7 @@ fn secret_bearing_types_zeroize_on_drop() {
         zod::<Sealer>();
         zod::<Keyring>();
     }
-    zod::<pinseal::otp::Totp>();
+    zod::<pinseal::otp::totp::Totp>();
     zod::<pinseal::otp::Otp>();
 }
 

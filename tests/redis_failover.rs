@@ -30,9 +30,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use pinseal::otp::{
-    AsyncRedisStore, AsyncStore, ChallengeId, Otp, Policy, RedisStore, Store, SystemClock, Verdict,
-};
+use pinseal::otp::store::{AsyncRedisStore, AsyncStore, RedisStore, Store};
+use pinseal::otp::{ChallengeId, Otp, Policy, SystemClock, Verdict, aio};
 use pinseal::{Error, ExposeSecret, Key, Secret};
 
 /// The cluster's `cluster-node-timeout`: how long a silent primary is
@@ -458,14 +457,14 @@ fn blocking_service(seed: &str, prefix: &str) -> Otp<Timed<RedisStore>, SystemCl
     Otp::with_parts(&Key::from_bytes([9; 32]), policy(), store, SystemClock)
 }
 
-async fn async_service(seed: &str, prefix: &str) -> Otp<Timed<AsyncRedisStore>, SystemClock> {
+async fn async_service(seed: &str, prefix: &str) -> aio::Otp<Timed<AsyncRedisStore>, SystemClock> {
     let seeds = [seed];
     let store = AsyncRedisStore::open_cluster_with_timeout(&seeds, *STORE_TIMEOUT)
         .await
         .unwrap()
         .with_prefix(prefix);
     let store = Timed::new(store);
-    Otp::with_parts(&Key::from_bytes([9; 32]), policy(), store, SystemClock)
+    aio::Otp::with_parts(&Key::from_bytes([9; 32]), policy(), store, SystemClock)
 }
 
 /// One worker's round: issue, verify until decided (retrying a failed
@@ -507,23 +506,23 @@ fn blocking_round(
 }
 
 async fn async_round(
-    otp: &Otp<Timed<AsyncRedisStore>, SystemClock>,
+    otp: &aio::Otp<Timed<AsyncRedisStore>, SystemClock>,
     subject: &str,
     log: &Log,
     t0: Instant,
     stop: &AtomicBool,
 ) {
     let start = Instant::now();
-    let issued = otp.issue_async(subject).await;
+    let issued = otp.issue(subject).await;
     log.record(t0, "async", "issue", start, &issued);
     let Ok((id, code)) = issued else { return };
     while !stop.load(Ordering::Relaxed) {
         let start = Instant::now();
-        let verdict = otp.verify_async(&id, code.expose_secret()).await;
+        let verdict = otp.verify(&id, code.expose_secret()).await;
         log.record(t0, "async", "verify", start, &verdict);
         match verdict {
             Ok(Verdict::Approved) => {
-                if otp.verify_async(&id, code.expose_secret()).await == Ok(Verdict::Approved) {
+                if otp.verify(&id, code.expose_secret()).await == Ok(Verdict::Approved) {
                     log.twice.fetch_add(1, Ordering::Relaxed);
                 }
                 log.approved.lock().unwrap().push((start - t0, id, code));
@@ -556,7 +555,7 @@ fn scenario(
     fault: Fault,
     shard: (u16, u16),
     blocking: &Arc<Otp<Timed<RedisStore>, SystemClock>>,
-    aio: &Arc<Otp<Timed<AsyncRedisStore>, SystemClock>>,
+    aio: &Arc<aio::Otp<Timed<AsyncRedisStore>, SystemClock>>,
     rt: &tokio::runtime::Runtime,
 ) {
     let (primary, replica) = shard;
@@ -802,11 +801,11 @@ fn stores_recover_from_failover_kill_and_freeze_without_a_restart() {
         for i in 0..200 {
             let subject = format!("after-a{i}");
             let (_, code) = aio
-                .issue_async(&subject)
+                .issue(&subject)
                 .await
                 .expect("async issue after the run");
             assert_eq!(
-                aio.check_async(&subject, code.expose_secret()).await,
+                aio.check(&subject, code.expose_secret()).await,
                 Ok(Verdict::Approved),
                 "async check {i} after the run"
             );

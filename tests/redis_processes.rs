@@ -13,7 +13,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pinseal::otp::{ChallengeId, Otp, Policy, RedisStore, SystemClock, Verdict};
+use pinseal::otp::store::RedisStore;
+use pinseal::otp::{ChallengeId, Otp, Policy, SystemClock, Verdict};
 use pinseal::{ExposeSecret, Key};
 
 const CHILDREN: usize = 4;

@@ -5,8 +5,9 @@
 mod common;
 
 use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pinseal::otp::{Hash, Totp};
+use pinseal::otp::totp::{Algorithm, Totp};
 use pinseal::{Error, ExposeSecret, Secret};
 
 fn python() -> String {
@@ -34,7 +35,7 @@ fn pyotp(lines: &[String]) -> Option<Vec<String>> {
 /// issuer, account, time.
 struct Case {
     secret: Vec<u8>,
-    hash: Hash,
+    hash: Algorithm,
     digits: u32,
     period: u64,
     issuer: String,
@@ -65,7 +66,7 @@ fn cases(n: usize) -> Vec<Case> {
     (0..n)
         .map(|_| Case {
             secret: (0..16 + next() % 49).map(|_| next() as u8).collect(),
-            hash: [Hash::Sha1, Hash::Sha256, Hash::Sha512][(next() % 3) as usize],
+            hash: [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512][(next() % 3) as usize],
             digits: 6 + (next() % 3) as u32,
             period: [15, 30, 45, 60, 90][(next() % 5) as usize],
             issuer: NAMES[(next() % 8) as usize].to_string(),
@@ -76,7 +77,17 @@ fn cases(n: usize) -> Vec<Case> {
 }
 
 fn totp_of(c: &Case) -> Totp {
-    Totp::new(Secret::new(c.secret.clone()), c.period, c.digits, c.hash).unwrap()
+    Totp::new(
+        Secret::new(c.secret.clone()),
+        Duration::from_secs(c.period),
+        c.digits,
+        c.hash,
+    )
+    .unwrap()
+}
+
+fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
 }
 
 #[test]
@@ -93,7 +104,7 @@ fn pyotp_reads_the_uris_pinseal_writes() {
     for (c, code) in cases.iter().zip(&out) {
         assert_eq!(
             code,
-            totp_of(c).generate(c.time).expose_secret(),
+            totp_of(c).generate(at(c.time)).expose_secret(),
             "{:?} {} digits {} s",
             c.hash,
             c.digits,
@@ -126,10 +137,10 @@ fn pinseal_reads_the_uris_pyotp_writes() {
         let parsed = Totp::from_uri(uri).unwrap_or_else(|e| panic!("{e}: {:?}", c.hash));
         assert!(parsed.secret().expose_secret() == &c.secret);
         assert_eq!(
-            (parsed.hash(), parsed.digits(), parsed.step()),
-            (c.hash, c.digits, c.period)
+            (parsed.algorithm(), parsed.digits(), parsed.step()),
+            (c.hash, c.digits, Duration::from_secs(c.period))
         );
-        assert_eq!(parsed.generate(c.time).expose_secret(), code);
+        assert_eq!(parsed.generate(at(c.time)).expose_secret(), code);
         // pyotp leaves out parameters at their defaults and `/` unencoded;
         // pinseal writes every parameter and encodes all but unreserved
         // characters. The labels decode to the same text.
@@ -151,8 +162,8 @@ fn uri_errors_are_typed_and_never_echo_the_uri() {
     let good = format!("otpauth://totp/ACME:alice?secret={secret}&issuer=ACME");
     let t = Totp::from_uri(&good).unwrap();
     assert_eq!(
-        (t.hash(), t.digits(), t.step()),
-        (Hash::Sha1, 6, 30),
+        (t.algorithm(), t.digits(), t.step()),
+        (Algorithm::Sha1, 6, Duration::from_secs(30)),
         "defaults"
     );
     // Either case, padding or not.
@@ -193,7 +204,10 @@ fn uri_errors_are_typed_and_never_echo_the_uri() {
 fn random_secrets_are_fresh_and_long_enough() {
     let a = Totp::random();
     let b = Totp::random();
-    assert_eq!(a.secret().expose_secret().len(), pinseal::otp::SECRET_LEN);
+    assert_eq!(
+        a.secret().expose_secret().len(),
+        pinseal::otp::totp::SECRET_LEN
+    );
     assert!(a.secret() != b.secret());
     assert_eq!(a.secret_base32().expose_secret().len(), 32);
     let back = Totp::from_uri(a.to_uri("i", "a").expose_secret()).unwrap();
@@ -226,7 +240,9 @@ fn qr_svg_is_an_svg() {
 #[test]
 fn replay_protection_is_shared_through_redis() {
     use pinseal::Key;
-    use pinseal::otp::{RedisStore, SystemClock, TotpGuard};
+    use pinseal::otp::SystemClock;
+    use pinseal::otp::store::RedisStore;
+    use pinseal::otp::totp::TotpGuard;
     let Some(first) = common::redis_store() else {
         return;
     };
@@ -268,4 +284,97 @@ fn replay_protection_is_shared_through_redis() {
         });
         assert_eq!(accepted, 1, "round {round}");
     }
+}
+
+/// The guard on an async store: a replay is refused, and eight tasks
+/// racing one code get exactly one acceptance.
+#[test]
+fn the_async_guard_accepts_each_step_once() {
+    use pinseal::Key;
+    use pinseal::otp::aio::TotpGuard;
+    use pinseal::otp::store::{DynStore, MemoryStore};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let guard = std::sync::Arc::new(TotpGuard::with_store(
+        &Key::from_bytes([9; 32]),
+        DynStore::new(MemoryStore::new()),
+    ));
+    rt.block_on(async {
+        let frank = Totp::random();
+        let code = frank.generate_now();
+        assert!(
+            guard
+                .verify("frank", &frank, code.expose_secret())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !guard
+                .verify("frank", &frank, code.expose_secret())
+                .await
+                .unwrap()
+        );
+        for round in 0..10 {
+            let subject = format!("grace-{round}");
+            let grace = std::sync::Arc::new(Totp::random());
+            let code = std::sync::Arc::new(grace.generate_now());
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    let (guard, grace, code, subject) =
+                        (guard.clone(), grace.clone(), code.clone(), subject.clone());
+                    tokio::spawn(async move {
+                        guard
+                            .verify(&subject, &grace, code.expose_secret())
+                            .await
+                            .unwrap()
+                    })
+                })
+                .collect();
+            let mut accepted = 0;
+            for t in tasks {
+                accepted += usize::from(t.await.unwrap());
+            }
+            assert_eq!(accepted, 1, "round {round}");
+        }
+    });
+}
+
+/// A blocking guard and an async guard on one Redis share what was
+/// accepted: a code accepted through one is a replay on the other.
+#[cfg(feature = "redis-tokio")]
+#[test]
+fn blocking_and_async_guards_share_one_redis() {
+    use pinseal::Key;
+    use pinseal::otp::SystemClock;
+    use pinseal::otp::store::AsyncRedisStore;
+    use pinseal::otp::totp::TotpGuard;
+    let Some(blocking_store) = common::redis_store() else {
+        return;
+    };
+    let prefix = blocking_store.prefix().to_string();
+    let pepper = Key::from_bytes([10; 32]);
+    let blocking = TotpGuard::with_parts(&pepper, blocking_store, SystemClock);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let async_store = rt
+        .block_on(AsyncRedisStore::open(&common::redis_url()))
+        .unwrap()
+        .with_prefix(prefix);
+    let aio = pinseal::otp::aio::TotpGuard::with_store(&pepper, async_store);
+    let heidi = Totp::random();
+    let code = heidi.generate_now();
+    assert!(
+        rt.block_on(aio.verify("heidi", &heidi, code.expose_secret()))
+            .unwrap()
+    );
+    assert!(
+        !blocking
+            .verify("heidi", &heidi, code.expose_secret())
+            .unwrap(),
+        "replayed on the blocking guard"
+    );
 }

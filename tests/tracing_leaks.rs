@@ -6,10 +6,11 @@ mod common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use common::assert_no_leak;
-use pinseal::otp::{Hash, ManualClock, MemoryStore, Otp, Policy, Totp, TotpGuard};
+use pinseal::otp::totp::{Algorithm, Totp, TotpGuard};
+use pinseal::otp::{ManualClock, MemoryStore, Otp, Policy};
 use pinseal::secret::Pan;
 use pinseal::{ExposeSecret, Key, Keyring, Seal, Sealer, Secret};
 use tracing::instrument;
@@ -83,7 +84,7 @@ fn tracing_output_holds_no_secret() {
         let error = sealer.open(&envelope, b"other").unwrap_err();
         decrypted(&plaintext, &error);
 
-        let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+        let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
         let otp = Otp::with_parts(
             &Key::from_bytes(KEY),
             Policy::default(),
@@ -93,13 +94,26 @@ fn tracing_output_holds_no_secret() {
         let (id, code) = otp.issue("+15551234567").unwrap();
         let verdict = otp.verify(&id, "000000").unwrap();
         tracing::info!(?id, %id, ?verdict, "verified");
-        let totp = Totp::new(Secret::new(TOTP_SECRET.to_vec()), 30, 6, Hash::Sha1).unwrap();
+        let totp = Totp::new(
+            Secret::new(TOTP_SECRET.to_vec()),
+            Duration::from_secs(30),
+            6,
+            Algorithm::Sha1,
+        )
+        .unwrap();
         let guard = TotpGuard::with_parts(
             &Key::from_bytes(KEY),
             MemoryStore::new(),
-            ManualClock::new(Duration::from_secs(1_700_000_000)),
+            ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
         );
-        let now_code = pinseal::otp::totp(TOTP_SECRET, 1_700_000_000, 30, 6, Hash::Sha1).unwrap();
+        let now_code = pinseal::otp::totp::totp(
+            TOTP_SECRET,
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            Duration::from_secs(30),
+            6,
+            Algorithm::Sha1,
+        )
+        .unwrap();
         assert!(
             guard
                 .verify("+15551234567", &totp, now_code.expose_secret())

@@ -3,14 +3,14 @@
 //! challenge, never more than `max_attempts` wrong answers counted.
 #![no_main]
 
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
 use pinseal::otp::{ManualClock, MemoryStore, Otp, Policy, Verdict};
 use pinseal::{ExposeSecret, Key};
 
 fuzz_target!(|data: &[u8]| {
-    let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
     let otp = Otp::with_parts(
         &Key::from_bytes([0x33; 32]),
         Policy::default(),

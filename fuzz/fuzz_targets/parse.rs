@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pinseal::otp::{ChallengeId, Totp};
+use pinseal::otp::ChallengeId;
+use pinseal::otp::totp::Totp;
 use pinseal::secret::Pan;
 use pinseal::{ExposeSecret, Key};
 
@@ -28,8 +29,8 @@ fuzz_target!(|data: &[u8]| {
             .expect("a URI pinseal writes parses");
         assert!(again.secret() == totp.secret());
         assert_eq!(
-            (again.step(), again.digits(), again.hash()),
-            (totp.step(), totp.digits(), totp.hash())
+            (again.step(), again.digits(), again.algorithm()),
+            (totp.step(), totp.digits(), totp.algorithm())
         );
     }
 });

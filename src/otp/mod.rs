@@ -4,15 +4,30 @@
 //!
 //! Sign-in and step-up flows that send a short numeric code by SMS or chat
 //! (or read it out on a call) and ask the user to type it back; and
-//! authenticator-app codes ([`hotp`], [`totp`], [`Totp`] with enrollment,
-//! [`TotpGuard`] for replay protection).
+//! authenticator-app codes ([`totp`]).
+//!
+//! # What is in this module
+//!
+//! | item | for |
+//! |---|---|
+//! | [`Otp`] | the whole life of a sent code, on a blocking store |
+//! | [`aio::Otp`] | the same on an async store (tokio Redis, DynamoDB), awaited |
+//! | [`Policy`] | digits, TTL, attempt and send budgets |
+//! | [`ChallengeId`], [`Verdict`], [`Budget`], [`ClientBudget`] | what a caller keeps and is told |
+//! | [`Clock`], [`SystemClock`], [`ManualClock`] | where time comes from (tests never sleep) |
+//! | [`store`] | the store traits and the stores: memory, Redis, DynamoDB |
+//! | [`totp`] | HOTP/TOTP, enrollment URIs, and the guard that accepts each step once |
+//! | [`canonical_phone`] | one spelling per phone number, so budgets count people |
 //!
 //! # About
 //!
-//! [`Otp`] is the whole life of a sent code. It is sans-IO at its core: the
-//! rules live here, time comes from a [`Clock`], and state lives in a
-//! [`Store`] ([`MemoryStore`] by default, `RedisStore` with the `redis`
-//! feature for services on several machines).
+//! [`Otp`] is sans-IO at its core: the rules live here, time comes from a
+//! [`Clock`], and state lives in a [`Store`](store::Store)
+//! ([`MemoryStore`] by default; Redis or DynamoDB for services on several
+//! machines). Blocking and async services differ by type, not by method
+//! name: [`Otp::issue`] and [`aio::Otp::issue`] run the same code, and a
+//! store of the wrong kind is refused when the service is made, with a
+//! message naming the type to use.
 //!
 //! - [`Otp::issue`] draws a code uniformly from all `10^digits` values
 //!   (rejection sampling from the OS generator, leading zeros kept) and a
@@ -129,37 +144,22 @@
 //! # Ok::<(), pinseal::Error>(())
 //! ```
 
+pub mod aio;
 mod challenge;
 mod clock;
-#[cfg(feature = "dynamodb")]
-mod dynamo;
-mod hotp;
-mod otpauth;
+mod driver;
 mod policy;
 mod record;
-#[cfg(feature = "redis")]
-mod redis;
-mod replay;
 mod service;
-mod store;
+pub mod store;
 mod subject;
+pub mod totp;
 
 pub use challenge::{Budget, ChallengeId, ClientBudget, Verdict};
 pub use clock::{Clock, ManualClock, SystemClock};
-#[cfg(feature = "dynamodb")]
-#[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
-pub use dynamo::DynamoStore;
-pub use hotp::{Hash, MIN_SECRET_LEN, SECRET_LEN, Totp, hotp, totp};
 pub use policy::{Policy, random_code};
-#[cfg(feature = "redis-tokio")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis-tokio")))]
-pub use redis::AsyncRedisStore;
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use redis::RedisStore;
-pub use replay::TotpGuard;
 pub use service::Otp;
-pub use store::{AsyncStore, DynStore, MemoryStore, Store};
+pub use store::MemoryStore;
 pub use subject::canonical_phone;
 
 #[cfg(doc)]

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use zeroize::Zeroize;
 
-use super::hotp;
+use super::clock::millis;
+use crate::secret::ExposeSecretMut;
 use crate::{Error, Secret};
 
 /// Rules for issued codes: length, lifetime, attempt and send budgets.
@@ -54,11 +55,6 @@ pub struct Policy {
 const SECOND_MS: u64 = 1_000;
 const DAY_MS: u64 = 24 * 60 * 60 * SECOND_MS;
 const TEN_MINUTES_MS: u64 = 10 * 60 * SECOND_MS;
-
-/// A duration in whole milliseconds, saturating.
-pub(super) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
 
 /// A window length in milliseconds, if it is 1 second to 7 days.
 fn window(d: Duration) -> Result<u64, Error> {
@@ -212,8 +208,19 @@ pub fn random_code(digits: u8) -> Result<Secret<String>, Error> {
         }
     };
     word.zeroize();
-    let code = hotp::format_code(value, u32::from(digits));
+    let code = format_code(value, u32::from(digits));
     let mut value = value;
     value.zeroize();
     Ok(code)
+}
+
+/// Formats `value` as exactly `digits` ASCII digits, leading zeros kept,
+/// into a string allocated once at its final size.
+pub(super) fn format_code(value: u64, digits: u32) -> Secret<String> {
+    let mut s = Secret::new(String::with_capacity(digits as usize));
+    for i in (0..digits).rev() {
+        let d = (value / 10u64.pow(i) % 10) as u8;
+        s.expose_secret_mut().push(char::from(b'0' + d));
+    }
+    s
 }

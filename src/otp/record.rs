@@ -1,24 +1,24 @@
 //! What the store holds for a subject and a client, and how each operation
-//! changes it. Every function here is pure: the [`Otp`](super::Otp) service
-//! reads a value, calls one of these steps, and writes the result back with
-//! a compare-and-swap.
+//! changes it. Every step here is pure: it is shown the value read from
+//! one key and returns a [`Step`], which the driver writes back with a
+//! compare-and-swap.
 
 use std::time::Duration;
 
 use subtle::{Choice, ConstantTimeEq};
 
 use super::challenge::{Budget, ClientBudget, Verdict};
+use super::driver::{Delete, Step};
 use super::policy::Policy;
+use crate::mac::MAC_LEN;
 use crate::secret::ExposeSecret;
 use crate::{Error, Key};
 
-/// How often a compare-and-swap is retried before [`Error::Contention`].
-pub(super) const MAX_RETRIES: usize = 64;
+/// An HMAC-SHA256 output: what the store holds in place of every subject,
+/// client, challenge id and code.
+pub(super) type Mac = [u8; MAC_LEN];
 
-pub(super) const TAG_LEN: usize = 32;
-pub(super) type Tag = [u8; TAG_LEN];
-
-pub(super) fn hmac(key: &Key, parts: &[&[u8]]) -> Tag {
+pub(super) fn hmac(key: &Key, parts: &[&[u8]]) -> Mac {
     crate::mac::hmac_sha256(key.expose_secret(), parts)
 }
 
@@ -40,37 +40,37 @@ impl Keys {
         }
     }
 
-    pub(super) fn subject_tag(&self, subject: &str) -> Tag {
+    pub(super) fn subject_tag(&self, subject: &str) -> Mac {
         hmac(&self.subject, &[subject.as_bytes()])
     }
 
-    pub(super) fn id_tag(&self, id: &[u8; 16]) -> Tag {
+    pub(super) fn id_tag(&self, id: &[u8; 16]) -> Mac {
         hmac(&self.index, &[id])
     }
 
-    pub(super) fn client_tag(&self, client: &str) -> Tag {
+    pub(super) fn client_tag(&self, client: &str) -> Mac {
         hmac(&self.client, &[client.as_bytes()])
     }
 
     /// The stored MAC of a code: HMAC(code key, id tag || subject tag ||
     /// code).
-    pub(super) fn code_mac(&self, id_tag: &Tag, subject_tag: &Tag, code: &[u8]) -> Tag {
+    pub(super) fn code_mac(&self, id_tag: &Mac, subject_tag: &Mac, code: &[u8]) -> Mac {
         hmac(&self.code, &[id_tag, subject_tag, code])
     }
 }
 
 /// The store key of a subject's record.
-pub(super) fn subject_key(tag: &Tag) -> String {
+pub(super) fn subject_key(tag: &Mac) -> String {
     format!("s:{}", crate::hex::encode(tag))
 }
 
 /// The store key of a challenge's index entry.
-pub(super) fn index_key(id_tag: &Tag) -> String {
+pub(super) fn index_key(id_tag: &Mac) -> String {
     format!("c:{}", crate::hex::encode(id_tag))
 }
 
 /// The store key of a client's record.
-pub(super) fn client_key(tag: &Tag) -> String {
+pub(super) fn client_key(tag: &Mac) -> String {
     format!("k:{}", crate::hex::encode(tag))
 }
 
@@ -94,8 +94,8 @@ pub(super) enum State {
 #[derive(Clone, PartialEq, Eq)]
 pub(super) struct Live {
     /// HMAC(index key, challenge id): the id itself is not stored.
-    pub(super) id_tag: Tag,
-    pub(super) mac: Tag,
+    pub(super) id_tag: Mac,
+    pub(super) mac: Mac,
     pub(super) expires_ms: u64,
     pub(super) state: State,
     /// Wrong attempts on this code, whatever window they fell in: a code
@@ -107,7 +107,7 @@ pub(super) struct Live {
 /// store: the next issue deletes it.
 #[derive(Clone, PartialEq, Eq)]
 pub(super) struct Stale {
-    pub(super) id_tag: Tag,
+    pub(super) id_tag: Mac,
     pub(super) index_expires_ms: u64,
 }
 
@@ -126,7 +126,7 @@ pub(super) struct Record {
 const RECORD_V1: u8 = 1;
 const RECORD_VERSION: u8 = 2;
 #[cfg(test)]
-const RECORD_MAX: usize = 1 + 8 + 4 + 4 + 1 + (TAG_LEN + TAG_LEN + 8 + 4) + 1 + (TAG_LEN + 8);
+const RECORD_MAX: usize = 1 + 8 + 4 + 4 + 1 + (MAC_LEN + MAC_LEN + 8 + 4) + 1 + (MAC_LEN + 8);
 
 fn take<const N: usize>(b: &mut &[u8]) -> Result<[u8; N], Error> {
     let (head, rest) = b.split_first_chunk::<N>().ok_or(Error::StoreCorrupt)?;
@@ -259,21 +259,17 @@ impl Record {
     }
 }
 
-/// What an issue writes: the subject's next record, when it expires, and
-/// an index entry that the write makes stale and that may be deleted first.
-pub(super) struct IssueStep {
-    pub(super) next: Vec<u8>,
-    pub(super) expires_ms: u64,
-    pub(super) delete_first: Option<Stale>,
-}
-
 /// The subject's record after issuing `live`, or why the issue is refused.
+/// The index entry of a challenge the record already held as stale is
+/// deleted just before the write; the challenge being replaced becomes the
+/// stale one.
 pub(super) fn issue_step(
     policy: &Policy,
     live: &Live,
+    subject_tag: &Mac,
     current: Option<&[u8]>,
     now: u64,
-) -> Result<IssueStep, Error> {
+) -> Result<Step<()>, Error> {
     let mut next = Record::current(current, policy, now)?;
     if next.attempts >= policy.max_attempts {
         return Err(Error::Locked);
@@ -282,32 +278,25 @@ pub(super) fn issue_step(
         return Err(Error::SendLimit);
     }
     next.sends += 1;
-    // The entry already stale can go now; the challenge being replaced
-    // (pending, canceled or approved) becomes the stale one once this
-    // record is written.
-    let delete_first = next.stale.take().filter(|s| s.index_expires_ms > now);
+    let first = next
+        .stale
+        .take()
+        .filter(|s| s.index_expires_ms > now)
+        .map(|s| Delete {
+            key: index_key(&s.id_tag),
+            expected: subject_tag.to_vec(),
+        });
     next.stale = next.live.take().map(|old| Stale {
         id_tag: old.id_tag,
         index_expires_ms: index_expiry(policy, old.expires_ms),
     });
     next.live = Some(live.clone());
-    Ok(IssueStep {
+    Ok(Step::Write {
         expires_ms: next.expiry(policy),
-        next: next.encode(),
-        delete_first,
+        next: Some(next.encode()),
+        then: (),
+        first,
     })
-}
-
-/// What one verification round decided.
-pub(super) enum Step {
-    /// Nothing to write: the verdict stands.
-    Done(Verdict),
-    /// Write `next` in place of the record read, then the verdict stands.
-    Swap {
-        next: Vec<u8>,
-        expires_ms: u64,
-        verdict: Verdict,
-    },
 }
 
 /// A code to check, and which challenge it answers.
@@ -315,7 +304,7 @@ pub(super) struct Attempt<'a> {
     pub(super) now: u64,
     /// `Some`: only this challenge (verification by id); `None`: the
     /// subject's newest challenge (check by subject).
-    pub(super) id_tag: Option<Tag>,
+    pub(super) id_tag: Option<Mac>,
     /// The input, or a same-length placeholder when it is malformed.
     pub(super) candidate: &'a [u8],
     /// Whether the input was well formed.
@@ -323,7 +312,7 @@ pub(super) struct Attempt<'a> {
 }
 
 impl<'a> Attempt<'a> {
-    pub(super) fn new(policy: &Policy, id_tag: Option<Tag>, input: &'a str, now: u64) -> Self {
+    pub(super) fn new(policy: &Policy, id_tag: Option<Mac>, input: &'a str, now: u64) -> Self {
         let digits = usize::from(policy.digits);
         let well_formed = input.len() == digits && input.bytes().all(|b| b.is_ascii_digit());
         // Malformed input is replaced by a same-length placeholder so the
@@ -343,7 +332,7 @@ impl<'a> Attempt<'a> {
 
     /// The HMAC of the candidate for `id_tag`, compared in constant time
     /// with `stored`.
-    fn matches(&self, keys: &Keys, id_tag: &Tag, subject_tag: &Tag, stored: &Tag) -> Choice {
+    fn matches(&self, keys: &Keys, id_tag: &Mac, subject_tag: &Mac, stored: &Mac) -> Choice {
         keys.code_mac(id_tag, subject_tag, self.candidate)
             .ct_eq(stored)
             & self.valid
@@ -352,7 +341,7 @@ impl<'a> Attempt<'a> {
     /// The verdict when there is no record to look at, after the same HMAC
     /// and comparison a real check costs.
     pub(super) fn unknown(&self, keys: &Keys) -> Verdict {
-        let _ = self.matches(keys, &[0; TAG_LEN], &[0; TAG_LEN], &[0; TAG_LEN]);
+        let _ = self.matches(keys, &[0; MAC_LEN], &[0; MAC_LEN], &[0; MAC_LEN]);
         Verdict::Unknown
     }
 }
@@ -362,16 +351,16 @@ pub(super) fn verify_step(
     keys: &Keys,
     policy: &Policy,
     attempt: &Attempt<'_>,
-    subject_tag: &Tag,
+    subject_tag: &Mac,
     current: Option<&[u8]>,
-) -> Result<Step, Error> {
+) -> Result<Step<Verdict>, Error> {
     let record = current.map(Record::decode).transpose()?;
     let live = record
         .as_ref()
         .and_then(|r| r.live.as_ref())
         .filter(|l| attempt.id_tag.is_none_or(|want| l.id_tag == want));
     // Exactly one HMAC and one comparison, whatever the state.
-    let (id_tag, stored) = live.map_or(([0; TAG_LEN], [0; TAG_LEN]), |l| (l.id_tag, l.mac));
+    let (id_tag, stored) = live.map_or(([0; MAC_LEN], [0; MAC_LEN]), |l| (l.id_tag, l.mac));
     let matched: bool = attempt.matches(keys, &id_tag, subject_tag, &stored).into();
     let (Some(record), Some(live)) = (&record, live) else {
         return Ok(Step::Done(Verdict::Unknown));
@@ -395,7 +384,7 @@ pub(super) fn verify_step(
         // The challenge stays in the record, spent, until the next issue
         // replaces it and deletes its index entry.
         next.live = Some(Live {
-            mac: [0; TAG_LEN],
+            mac: [0; MAC_LEN],
             state: State::Approved,
             ..live.clone()
         });
@@ -413,37 +402,33 @@ pub(super) fn verify_step(
                 .saturating_sub(next.attempts.max(code_attempts)),
         }
     };
-    Ok(Step::Swap {
-        expires_ms: next.expiry(policy),
-        next: next.encode(),
-        verdict,
-    })
+    Ok(Step::write(next.encode(), next.expiry(policy), verdict))
 }
 
 /// The record with its pending challenge canceled, if it has one (and, for
 /// `id_tag: Some`, if it is that one).
 pub(super) fn cancel_step(
     policy: &Policy,
-    id_tag: Option<&Tag>,
+    id_tag: Option<&Mac>,
     current: Option<&[u8]>,
     now: u64,
-) -> Result<Option<(Vec<u8>, u64)>, Error> {
+) -> Result<Step<bool>, Error> {
     let Some(bytes) = current else {
-        return Ok(None);
+        return Ok(Step::Done(false));
     };
     let mut next = Record::current(Some(bytes), policy, now)?;
     let Some(live) = next.live.as_mut() else {
-        return Ok(None);
+        return Ok(Step::Done(false));
     };
     if live.state != State::Pending
         || now >= live.expires_ms
         || id_tag.is_some_and(|want| *want != live.id_tag)
     {
-        return Ok(None);
+        return Ok(Step::Done(false));
     }
     live.state = State::Canceled;
-    live.mac = [0; TAG_LEN];
-    Ok(Some((next.encode(), next.expiry(policy))))
+    live.mac = [0; MAC_LEN];
+    Ok(Step::write(next.encode(), next.expiry(policy), true))
 }
 
 fn remaining(end_ms: u64, now: u64) -> Duration {
@@ -517,35 +502,35 @@ impl ClientRecord {
     }
 }
 
-/// The client's record with one more send, or [`Error::ClientLimit`].
-/// Also returns the window it was counted in, for [`client_refund`].
+/// The client's record with one more send, or [`Error::ClientLimit`]; the
+/// write's outcome is the window it was counted in, for [`client_refund`].
 pub(super) fn client_reserve(
     policy: &Policy,
     current: Option<&[u8]>,
     now: u64,
-) -> Result<(Vec<u8>, u64, u64), Error> {
+) -> Result<Step<u64>, Error> {
     let mut r = ClientRecord::current(current, policy, now)?;
     if r.sends >= policy.client_max_sends {
         return Err(Error::ClientLimit);
     }
     r.sends += 1;
-    Ok((r.encode(), r.end(policy), r.window_start_ms))
+    Ok(Step::write(r.encode(), r.end(policy), r.window_start_ms))
 }
 
 /// The client's record with the send counted in `window_start_ms` given
-/// back; `None` if that window is over or nothing is counted.
+/// back; nothing to write if that window is over or nothing is counted.
 pub(super) fn client_refund(
     policy: &Policy,
     current: Option<&[u8]>,
     window_start_ms: u64,
     now: u64,
-) -> Result<Option<(Vec<u8>, u64)>, Error> {
+) -> Result<Step<()>, Error> {
     let mut r = ClientRecord::current(current, policy, now)?;
     if current.is_none() || r.window_start_ms != window_start_ms || r.sends == 0 {
-        return Ok(None);
+        return Ok(Step::Done(()));
     }
     r.sends -= 1;
-    Ok(Some((r.encode(), r.end(policy))))
+    Ok(Step::write(r.encode(), r.end(policy), ()))
 }
 
 /// A client's budget as of `now`.
@@ -631,22 +616,30 @@ mod tests {
         assert!(Record::decode(&v1).is_err());
     }
 
+    /// What a step writes, if anything.
+    fn written<T>(step: Step<T>) -> Option<(Vec<u8>, u64, T)> {
+        match step {
+            Step::Done(_) => None,
+            Step::Write {
+                next,
+                expires_ms,
+                then,
+                ..
+            } => Some((next.unwrap(), expires_ms, then)),
+        }
+    }
+
     #[test]
     fn client_records_round_trip_and_refund_only_their_window() {
         let policy = Policy::default();
-        let (bytes, end, start) = client_reserve(&policy, None, 1_000).unwrap();
+        let (bytes, end, start) = written(client_reserve(&policy, None, 1_000).unwrap()).unwrap();
         assert_eq!((start, end), (1_000, 1_000 + policy.client_window_ms));
-        let (bytes, ..) = client_reserve(&policy, Some(&bytes), 2_000).unwrap();
+        let (bytes, ..) = written(client_reserve(&policy, Some(&bytes), 2_000).unwrap()).unwrap();
         let r = ClientRecord::current(Some(&bytes), &policy, 2_000).unwrap();
         assert_eq!(r.sends, 2);
-        assert!(
-            client_refund(&policy, Some(&bytes), 999, 2_000)
-                .unwrap()
-                .is_none()
-        );
-        let (refunded, _) = client_refund(&policy, Some(&bytes), 1_000, 2_000)
-            .unwrap()
-            .unwrap();
+        assert!(written(client_refund(&policy, Some(&bytes), 999, 2_000).unwrap()).is_none());
+        let (refunded, ..) =
+            written(client_refund(&policy, Some(&bytes), 1_000, 2_000).unwrap()).unwrap();
         assert_eq!(
             ClientRecord::current(Some(&refunded), &policy, 2_000)
                 .unwrap()
@@ -655,11 +648,7 @@ mod tests {
         );
         // After the window, the count starts again and nothing is refunded.
         let later = 1_000 + policy.client_window_ms;
-        assert!(
-            client_refund(&policy, Some(&bytes), 1_000, later)
-                .unwrap()
-                .is_none()
-        );
+        assert!(written(client_refund(&policy, Some(&bytes), 1_000, later).unwrap()).is_none());
         let mut corrupt = bytes.clone();
         corrupt.push(0);
         assert_eq!(

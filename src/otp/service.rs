@@ -1,103 +1,65 @@
-//! The [`Otp`] service: issue, verify, check, cancel and budgets, over a
-//! blocking [`Store`] or an [`AsyncStore`].
+//! The [`Otp`] service over a blocking [`Store`], and the operations it
+//! shares with [`aio::Otp`](super::aio::Otp).
 //!
-//! Each operation is written once, as an `async fn` over an [`AsyncStore`];
-//! the blocking methods run it over [`Blocking`], whose futures are ready
-//! when first polled.
+//! Each operation is written once, as an `async fn` of [`Service`] over any
+//! [`AsyncStore`], on the one compare-and-swap driver; the blocking
+//! [`Otp`] runs it over [`Blocking`], whose futures are ready when first
+//! polled, and the async one awaits it.
 
 use core::fmt;
-use core::pin::pin;
-use core::task::{Context, Poll, Waker};
 
 use super::challenge::{Budget, ChallengeId, ClientBudget, Verdict};
-use super::clock::{Clock, SystemClock};
-use super::policy::{Policy, millis, random_code};
+use super::clock::{Clock, SystemClock, unix_millis};
+use super::driver::{Blocking, drive, run_blocking};
+use super::policy::{Policy, random_code};
 use super::record::{
-    self, Attempt, IssueStep, Keys, Live, MAX_RETRIES, State, Step, Tag, client_key, index_expiry,
-    index_key, subject_key,
+    self, Attempt, Keys, Live, Mac, State, client_key, index_expiry, index_key, subject_key,
 };
 use super::store::{AsyncStore, MemoryStore, Store};
 use crate::secret::ExposeSecret;
 use crate::{Error, Key, Secret};
 
-/// The OTP service: issues codes and verifies them against a store.
-///
-/// `Otp` is `Send + Sync`; share one instance (for example in an `Arc`)
-/// across a service. See the [module documentation](super) for the rules,
-/// what is stored and the security notes.
-///
-/// Every operation comes twice: a blocking method for a [`Store`]
-/// ([`MemoryStore`], `RedisStore`) and an `_async` twin for an
-/// [`AsyncStore`] ([`MemoryStore`], `AsyncRedisStore`,
-/// [`DynStore`](super::DynStore)), with the same rules and errors.
-///
-/// # Example
-///
-/// A manual clock and an explicit store, as in tests:
-///
-/// ```
-/// use pinseal::{ExposeSecret, Key};
-/// use pinseal::otp::{ManualClock, MemoryStore, Otp, Policy, Verdict};
-/// use std::time::Duration;
-///
-/// let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
-/// let policy = Policy::new(6, Duration::from_secs(60), 5)?;
-/// let otp = Otp::with_parts(&Key::generate(), policy, MemoryStore::new(), clock.clone());
-/// let (id, code) = otp.issue("user-42")?;
-/// clock.advance(Duration::from_secs(60));
-/// assert_eq!(otp.verify(&id, code.expose_secret())?, Verdict::Expired);
-/// # Ok::<(), pinseal::Error>(())
-/// ```
-pub struct Otp<S = MemoryStore, C = SystemClock> {
-    keys: Keys,
-    policy: Policy,
-    store: S,
-    clock: C,
-}
-
-impl Otp {
-    /// An OTP service with an in-memory store and the system clock.
-    pub fn new(pepper: &Key, policy: Policy) -> Otp {
-        Otp::with_parts(pepper, policy, MemoryStore::new(), SystemClock)
-    }
-}
-
 /// Which challenge an operation is about.
 #[derive(Clone, Copy)]
-enum Target<'a> {
+pub(super) enum Target<'a> {
     Id(&'a ChallengeId),
     Subject(&'a str),
 }
 
-impl<S, C> Otp<S, C> {
-    /// An OTP service over any store and clock: a [`Store`] for the
-    /// blocking methods, an [`AsyncStore`] for the `_async` ones.
-    pub fn with_parts(pepper: &Key, policy: Policy, store: S, clock: C) -> Self {
-        Otp {
+/// The keys, policy and clock of an OTP service, and its operations over
+/// any [`AsyncStore`]: what the blocking and the async `Otp` share.
+pub(super) struct Service<C> {
+    keys: Keys,
+    policy: Policy,
+    clock: C,
+}
+
+impl<C> Service<C> {
+    pub(super) fn new(pepper: &Key, policy: Policy, clock: C) -> Self {
+        Service {
             keys: Keys::new(pepper),
             policy,
-            store,
             clock,
         }
     }
 
-    /// The policy in force.
-    pub fn policy(&self) -> &Policy {
+    pub(super) fn policy(&self) -> &Policy {
         &self.policy
     }
 
-    /// The store.
-    pub fn store(&self) -> &S {
-        &self.store
+    pub(super) fn clock(&self) -> &C {
+        &self.clock
     }
 }
 
-impl<S, C: Clock> Otp<S, C> {
+impl<C: Clock> Service<C> {
     fn now(&self) -> u64 {
-        millis(self.clock.now())
+        unix_millis(self.clock.now())
     }
 
-    async fn issue_in<T: AsyncStore>(
+    /// Issues a code for `subject`, counted against `client`'s budget too
+    /// when one is named.
+    pub(super) async fn issue<T: AsyncStore + ?Sized>(
         &self,
         store: &T,
         subject: &str,
@@ -108,62 +70,24 @@ impl<S, C: Clock> Otp<S, C> {
             return self.issue_subject(store, subject, now).await;
         };
         let key = client_key(&self.keys.client_tag(client));
-        let window = self.client_reserve(store, &key, now).await?;
+        let policy = &self.policy;
+        let window = drive(store, &key, now, None, |current| {
+            record::client_reserve(policy, current, now)
+        })
+        .await?;
         let issued = self.issue_subject(store, subject, now).await;
         if issued.is_err() {
             // Give the client its send back. If this fails too, the client
             // has lost one send of its window; the subject has lost nothing.
-            let _ = self.client_refund(store, &key, window, now).await;
+            let _ = drive(store, &key, now, None, |current| {
+                record::client_refund(policy, current, window, now)
+            })
+            .await;
         }
         issued
     }
 
-    /// Counts one send against the client; returns the window it counted in.
-    async fn client_reserve<T: AsyncStore>(
-        &self,
-        store: &T,
-        key: &str,
-        now: u64,
-    ) -> Result<u64, Error> {
-        for _ in 0..MAX_RETRIES {
-            let current = store.get(key, now).await?;
-            let (next, expires, window) =
-                record::client_reserve(&self.policy, current.as_deref(), now)?;
-            if store
-                .compare_and_swap(key, current.as_deref(), Some(&next), expires, now)
-                .await?
-            {
-                return Ok(window);
-            }
-        }
-        Err(Error::Contention)
-    }
-
-    async fn client_refund<T: AsyncStore>(
-        &self,
-        store: &T,
-        key: &str,
-        window: u64,
-        now: u64,
-    ) -> Result<(), Error> {
-        for _ in 0..MAX_RETRIES {
-            let current = store.get(key, now).await?;
-            let Some((next, expires)) =
-                record::client_refund(&self.policy, current.as_deref(), window, now)?
-            else {
-                return Ok(());
-            };
-            if store
-                .compare_and_swap(key, current.as_deref(), Some(&next), expires, now)
-                .await?
-            {
-                return Ok(());
-            }
-        }
-        Err(Error::Contention)
-    }
-
-    async fn issue_subject<T: AsyncStore>(
+    async fn issue_subject<T: AsyncStore + ?Sized>(
         &self,
         store: &T,
         subject: &str,
@@ -183,108 +107,58 @@ impl<S, C: Clock> Otp<S, C> {
             state: State::Pending,
             attempts: 0,
         };
+        let policy = &self.policy;
+        let step = |current: Option<&[u8]>| record::issue_step(policy, &live, &tag, current, now);
+        // A refused issue writes nothing: decide on the record first.
+        let current = store.get(&key, now).await?;
+        step(current.as_deref())?;
+        // The index entry goes in before the record names it; until the
+        // record's swap (the last store call) lands, the subject's live
+        // code and send count are untouched (see "Failure" on `issue`).
         let index = index_key(&id_tag);
-        let mut index_written = false;
-        let issued = self
-            .issue_rounds(store, &key, &tag, &live, &index, now, &mut index_written)
-            .await;
-        if issued.is_err() && index_written {
-            // The new entry names a challenge no record holds: remove it
-            // now rather than let it wait out its TTL.
-            let _ = store
-                .compare_and_swap(&index, Some(&tag), None, 0, now)
-                .await;
-        }
-        issued.map(|()| (id, code))
-    }
-
-    /// The compare-and-swap rounds of an issue; sets `index_written` once
-    /// the new index entry is in the store.
-    #[allow(clippy::too_many_arguments)]
-    async fn issue_rounds<T: AsyncStore>(
-        &self,
-        store: &T,
-        key: &str,
-        tag: &Tag,
-        live: &Live,
-        index: &str,
-        now: u64,
-        index_written: &mut bool,
-    ) -> Result<(), Error> {
-        let mut deleted: Option<Tag> = None;
-        for _ in 0..MAX_RETRIES {
-            let current = store.get(key, now).await?;
-            let IssueStep {
-                next,
-                expires_ms,
-                delete_first,
-            } = record::issue_step(&self.policy, live, current.as_deref(), now)?;
-            // Until the record swap below lands, the subject's live code and
-            // send count are untouched (see "Failure" on `issue`): the new
-            // index entry names a challenge no record holds yet, and the
-            // entry deleted is one no pending challenge uses.
-            if !*index_written {
-                let expires = index_expiry(&self.policy, live.expires_ms);
-                if !store
-                    .compare_and_swap(index, None, Some(tag), expires, now)
-                    .await?
-                {
-                    return Err(Error::Contention);
-                }
-                *index_written = true;
-            }
-            if let Some(stale) = delete_first.filter(|s| deleted != Some(s.id_tag)) {
-                // Whoever else holds it, the entry is stale: a failure here
-                // only leaves it to expire.
-                let _ = store
-                    .compare_and_swap(&index_key(&stale.id_tag), Some(tag), None, 0, now)
-                    .await;
-                deleted = Some(stale.id_tag);
-            }
-            if store
-                .compare_and_swap(key, current.as_deref(), Some(&next), expires_ms, now)
-                .await?
-            {
-                return Ok(());
-            }
-        }
-        Err(Error::Contention)
-    }
-
-    /// The subject tag a challenge id's index entry holds, if any.
-    async fn subject_of<T: AsyncStore>(
-        &self,
-        store: &T,
-        id_tag: &Tag,
-        now: u64,
-    ) -> Result<Option<Tag>, Error> {
-        store
-            .get(&index_key(id_tag), now)
+        let index_expires = index_expiry(policy, live.expires_ms);
+        if !store
+            .compare_and_swap(&index, None, Some(&tag), index_expires, now)
             .await?
-            .map(|bytes| bytes.try_into().map_err(|_| Error::StoreCorrupt))
-            .transpose()
+        {
+            return Err(Error::Contention);
+        }
+        match drive(store, &key, now, Some(current), step).await {
+            Ok(()) => Ok((id, code)),
+            Err(e) => {
+                // The new entry names a challenge no record holds: remove
+                // it now rather than let it wait out its TTL.
+                let _ = store
+                    .compare_and_swap(&index, Some(&tag), None, 0, now)
+                    .await;
+                Err(e)
+            }
+        }
     }
 
     /// The subject tag and, for an id, its tag; `None` when the id is
     /// unknown.
-    async fn locate<T: AsyncStore>(
+    async fn locate<T: AsyncStore + ?Sized>(
         &self,
         store: &T,
         target: Target<'_>,
         now: u64,
-    ) -> Result<Option<(Tag, Option<Tag>)>, Error> {
+    ) -> Result<Option<(Mac, Option<Mac>)>, Error> {
         Ok(match target {
             Target::Subject(subject) => Some((self.keys.subject_tag(subject), None)),
             Target::Id(id) => {
                 let id_tag = self.keys.id_tag(&id.0);
-                self.subject_of(store, &id_tag, now)
+                store
+                    .get(&index_key(&id_tag), now)
                     .await?
+                    .map(|bytes| Mac::try_from(bytes.as_slice()).map_err(|_| Error::StoreCorrupt))
+                    .transpose()?
                     .map(|tag| (tag, Some(id_tag)))
             }
         })
     }
 
-    async fn verify_in<T: AsyncStore>(
+    pub(super) async fn verify<T: AsyncStore + ?Sized>(
         &self,
         store: &T,
         target: Target<'_>,
@@ -297,60 +171,39 @@ impl<S, C: Clock> Otp<S, C> {
         let Some((tag, _)) = located else {
             return Ok(attempt.unknown(&self.keys));
         };
-        let key = subject_key(&tag);
-        for _ in 0..MAX_RETRIES {
-            let current = store.get(&key, now).await?;
-            match record::verify_step(&self.keys, &self.policy, &attempt, &tag, current.as_deref())?
-            {
-                Step::Done(verdict) => return Ok(verdict),
-                Step::Swap {
-                    next,
-                    expires_ms,
-                    verdict,
-                } => {
-                    if store
-                        .compare_and_swap(&key, current.as_deref(), Some(&next), expires_ms, now)
-                        .await?
-                    {
-                        return Ok(verdict);
-                    }
-                }
-            }
-        }
-        Err(Error::Contention)
+        drive(store, &subject_key(&tag), now, None, |current| {
+            record::verify_step(&self.keys, &self.policy, &attempt, &tag, current)
+        })
+        .await
     }
 
-    async fn cancel_in<T: AsyncStore>(&self, store: &T, target: Target<'_>) -> Result<bool, Error> {
+    pub(super) async fn cancel<T: AsyncStore + ?Sized>(
+        &self,
+        store: &T,
+        target: Target<'_>,
+    ) -> Result<bool, Error> {
         let now = self.now();
         let Some((tag, id_tag)) = self.locate(store, target, now).await? else {
             return Ok(false);
         };
-        let key = subject_key(&tag);
-        for _ in 0..MAX_RETRIES {
-            let current = store.get(&key, now).await?;
-            let Some((next, expires)) =
-                record::cancel_step(&self.policy, id_tag.as_ref(), current.as_deref(), now)?
-            else {
-                return Ok(false);
-            };
-            if store
-                .compare_and_swap(&key, current.as_deref(), Some(&next), expires, now)
-                .await?
-            {
-                return Ok(true);
-            }
-        }
-        Err(Error::Contention)
+        drive(store, &subject_key(&tag), now, None, |current| {
+            record::cancel_step(&self.policy, id_tag.as_ref(), current, now)
+        })
+        .await
     }
 
-    async fn budget_in<T: AsyncStore>(&self, store: &T, subject: &str) -> Result<Budget, Error> {
+    pub(super) async fn budget<T: AsyncStore + ?Sized>(
+        &self,
+        store: &T,
+        subject: &str,
+    ) -> Result<Budget, Error> {
         let now = self.now();
         let key = subject_key(&self.keys.subject_tag(subject));
         let current = store.get(&key, now).await?;
         record::budget(&self.policy, current.as_deref(), now)
     }
 
-    async fn client_budget_in<T: AsyncStore>(
+    pub(super) async fn client_budget<T: AsyncStore + ?Sized>(
         &self,
         store: &T,
         client: &str,
@@ -362,44 +215,76 @@ impl<S, C: Clock> Otp<S, C> {
     }
 }
 
-/// A blocking [`Store`] seen as an [`AsyncStore`]: each future does its
-/// work when first polled and is then ready.
-struct Blocking<'a, S: ?Sized>(&'a S);
+/// The OTP service on a blocking store: issues codes and verifies them.
+///
+/// `Otp` is `Send + Sync`; share one instance (for example in an `Arc`)
+/// across a service. See the [module documentation](super) for the rules,
+/// what is stored and the security notes. Services on an async runtime use
+/// [`aio::Otp`](super::aio::Otp), which has the same operations, rules and
+/// errors, awaited.
+///
+/// A store that is not a blocking [`Store`] is refused when the service is
+/// made:
+///
+/// ```compile_fail,E0277
+/// use pinseal::Key;
+/// use pinseal::otp::{Otp, Policy, SystemClock};
+/// use pinseal::otp::store::{DynStore, MemoryStore};
+///
+/// // DynStore is async: this is `pinseal::otp::aio::Otp`'s store.
+/// let otp = Otp::with_parts(&Key::generate(), Policy::default(), DynStore::new(MemoryStore::new()), SystemClock);
+/// ```
+///
+/// # Example
+///
+/// A manual clock and an explicit store, as in tests:
+///
+/// ```
+/// use pinseal::{ExposeSecret, Key};
+/// use pinseal::otp::{ManualClock, MemoryStore, Otp, Policy, Verdict};
+/// use std::time::{Duration, SystemTime};
+///
+/// let clock = ManualClock::new(SystemTime::now());
+/// let policy = Policy::new(6, Duration::from_secs(60), 5)?;
+/// let otp = Otp::with_parts(&Key::generate(), policy, MemoryStore::new(), clock.clone());
+/// let (id, code) = otp.issue("user-42")?;
+/// clock.advance(Duration::from_secs(60));
+/// assert_eq!(otp.verify(&id, code.expose_secret())?, Verdict::Expired);
+/// # Ok::<(), pinseal::Error>(())
+/// ```
+pub struct Otp<S = MemoryStore, C = SystemClock> {
+    service: Service<C>,
+    store: S,
+}
 
-impl<S: Store + ?Sized> AsyncStore for Blocking<'_, S> {
-    async fn get(&self, key: &str, now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
-        self.0.get(key, now_ms)
-    }
-
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: Option<&[u8]>,
-        expires_ms: u64,
-        now_ms: u64,
-    ) -> Result<bool, Error> {
-        self.0
-            .compare_and_swap(key, expected, new, expires_ms, now_ms)
+impl Otp {
+    /// An OTP service with an in-memory store and the system clock.
+    pub fn new(pepper: &Key, policy: Policy) -> Otp {
+        Otp::with_parts(pepper, policy, MemoryStore::new(), SystemClock)
     }
 }
 
-/// Runs a future that awaits nothing but [`Blocking`] store calls: one poll
-/// completes it.
-fn run_blocking<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        // Every await point in this module is a store call; over
-        // `Blocking` each is ready at once.
-        Poll::Pending => unreachable!("a blocking store operation did not complete"),
+impl<S, C> Otp<S, C> {
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        self.service.policy()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
     }
 }
 
 impl<S: Store, C: Clock> Otp<S, C> {
+    /// An OTP service over a blocking [`Store`] and a [`Clock`].
+    pub fn with_parts(pepper: &Key, policy: Policy, store: S, clock: C) -> Self {
+        Otp {
+            service: Service::new(pepper, policy, clock),
+            store,
+        }
+    }
+
     /// Issues a new code for `subject` (a phone number in E.164 form, a user
     /// id, ...; see [`canonical_phone`](super::canonical_phone)).
     ///
@@ -430,7 +315,7 @@ impl<S: Store, C: Clock> Otp<S, C> {
     ///
     /// If the operating system cannot provide random bytes.
     pub fn issue(&self, subject: &str) -> Result<(ChallengeId, Secret<String>), Error> {
-        run_blocking(self.issue_in(&Blocking(&self.store), subject, None))
+        run_blocking(self.service.issue(&Blocking(&self.store), subject, None))
     }
 
     /// [`Otp::issue`] on behalf of `client` (the caller's IP address, device
@@ -478,7 +363,10 @@ impl<S: Store, C: Clock> Otp<S, C> {
         subject: &str,
         client: &str,
     ) -> Result<(ChallengeId, Secret<String>), Error> {
-        run_blocking(self.issue_in(&Blocking(&self.store), subject, Some(client)))
+        run_blocking(
+            self.service
+                .issue(&Blocking(&self.store), subject, Some(client)),
+        )
     }
 
     /// Checks `input` against the challenge `id`.
@@ -496,7 +384,10 @@ impl<S: Store, C: Clock> Otp<S, C> {
     /// [`Error::Contention`]); then nothing was decided, and the caller
     /// must treat the code as not verified.
     pub fn verify(&self, id: &ChallengeId, input: &str) -> Result<Verdict, Error> {
-        run_blocking(self.verify_in(&Blocking(&self.store), Target::Id(id), input))
+        run_blocking(
+            self.service
+                .verify(&Blocking(&self.store), Target::Id(id), input),
+        )
     }
 
     /// Checks `input` against the subject's newest challenge, without its
@@ -523,7 +414,10 @@ impl<S: Store, C: Clock> Otp<S, C> {
     /// # Ok::<(), pinseal::Error>(())
     /// ```
     pub fn check(&self, subject: &str, input: &str) -> Result<Verdict, Error> {
-        run_blocking(self.verify_in(&Blocking(&self.store), Target::Subject(subject), input))
+        run_blocking(
+            self.service
+                .verify(&Blocking(&self.store), Target::Subject(subject), input),
+        )
     }
 
     /// Cancels the challenge `id` if it is still pending: it then verifies
@@ -550,7 +444,7 @@ impl<S: Store, C: Clock> Otp<S, C> {
     /// # Ok::<(), pinseal::Error>(())
     /// ```
     pub fn cancel(&self, id: &ChallengeId) -> Result<bool, Error> {
-        run_blocking(self.cancel_in(&Blocking(&self.store), Target::Id(id)))
+        run_blocking(self.service.cancel(&Blocking(&self.store), Target::Id(id)))
     }
 
     /// Cancels the subject's pending challenge, whichever it is; as
@@ -560,7 +454,10 @@ impl<S: Store, C: Clock> Otp<S, C> {
     ///
     /// As [`Otp::cancel`].
     pub fn cancel_subject(&self, subject: &str) -> Result<bool, Error> {
-        run_blocking(self.cancel_in(&Blocking(&self.store), Target::Subject(subject)))
+        run_blocking(
+            self.service
+                .cancel(&Blocking(&self.store), Target::Subject(subject)),
+        )
     }
 
     /// The subject's budgets now: sends and attempts left, and when they
@@ -570,7 +467,7 @@ impl<S: Store, C: Clock> Otp<S, C> {
     ///
     /// Store errors ([`Error::Store`], [`Error::StoreCorrupt`]).
     pub fn budget(&self, subject: &str) -> Result<Budget, Error> {
-        run_blocking(self.budget_in(&Blocking(&self.store), subject))
+        run_blocking(self.service.budget(&Blocking(&self.store), subject))
     }
 
     /// The client's send budget now (see [`Otp::issue_from`]).
@@ -579,104 +476,7 @@ impl<S: Store, C: Clock> Otp<S, C> {
     ///
     /// Store errors ([`Error::Store`], [`Error::StoreCorrupt`]).
     pub fn client_budget(&self, client: &str) -> Result<ClientBudget, Error> {
-        run_blocking(self.client_budget_in(&Blocking(&self.store), client))
-    }
-}
-
-impl<S: AsyncStore, C: Clock> Otp<S, C> {
-    /// [`Otp::issue`] for an asynchronous store; same rules, same errors.
-    ///
-    /// Dropping the future before its last await leaves the subject as a
-    /// failed issue does: the previous code still works and no send is
-    /// spent. The record is written by that last await; dropped while it
-    /// is in flight (a request timeout, a client that disconnects), the
-    /// write may still land, as with a store that applies a swap and fails
-    /// to say so (see [`Otp::issue`]).
-    ///
-    /// # Errors
-    ///
-    /// As [`Otp::issue`].
-    ///
-    /// # Panics
-    ///
-    /// If the operating system cannot provide random bytes.
-    pub async fn issue_async(&self, subject: &str) -> Result<(ChallengeId, Secret<String>), Error> {
-        self.issue_in(&self.store, subject, None).await
-    }
-
-    /// [`Otp::issue_from`] for an asynchronous store.
-    ///
-    /// Dropped before it completes, it leaves the subject as
-    /// [`Otp::issue_async`] does; the client may have spent one send.
-    ///
-    /// # Errors
-    ///
-    /// As [`Otp::issue_from`].
-    ///
-    /// # Panics
-    ///
-    /// If the operating system cannot provide random bytes.
-    pub async fn issue_from_async(
-        &self,
-        subject: &str,
-        client: &str,
-    ) -> Result<(ChallengeId, Secret<String>), Error> {
-        self.issue_in(&self.store, subject, Some(client)).await
-    }
-
-    /// [`Otp::verify`] for an asynchronous store.
-    ///
-    /// # Errors
-    ///
-    /// As [`Otp::verify`].
-    pub async fn verify_async(&self, id: &ChallengeId, input: &str) -> Result<Verdict, Error> {
-        self.verify_in(&self.store, Target::Id(id), input).await
-    }
-
-    /// [`Otp::check`] for an asynchronous store.
-    ///
-    /// # Errors
-    ///
-    /// As [`Otp::check`].
-    pub async fn check_async(&self, subject: &str, input: &str) -> Result<Verdict, Error> {
-        self.verify_in(&self.store, Target::Subject(subject), input)
-            .await
-    }
-
-    /// [`Otp::cancel`] for an asynchronous store.
-    ///
-    /// # Errors
-    ///
-    /// As [`Otp::cancel`].
-    pub async fn cancel_async(&self, id: &ChallengeId) -> Result<bool, Error> {
-        self.cancel_in(&self.store, Target::Id(id)).await
-    }
-
-    /// [`Otp::cancel_subject`] for an asynchronous store.
-    ///
-    /// # Errors
-    ///
-    /// As [`Otp::cancel`].
-    pub async fn cancel_subject_async(&self, subject: &str) -> Result<bool, Error> {
-        self.cancel_in(&self.store, Target::Subject(subject)).await
-    }
-
-    /// [`Otp::budget`] for an asynchronous store.
-    ///
-    /// # Errors
-    ///
-    /// As [`Otp::budget`].
-    pub async fn budget_async(&self, subject: &str) -> Result<Budget, Error> {
-        self.budget_in(&self.store, subject).await
-    }
-
-    /// [`Otp::client_budget`] for an asynchronous store.
-    ///
-    /// # Errors
-    ///
-    /// As [`Otp::client_budget`].
-    pub async fn client_budget_async(&self, client: &str) -> Result<ClientBudget, Error> {
-        self.client_budget_in(&self.store, client).await
+        run_blocking(self.service.client_budget(&Blocking(&self.store), client))
     }
 }
 
@@ -687,9 +487,9 @@ impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for Otp<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Otp")
             .field("pepper", &crate::secret::REDACTED)
-            .field("policy", &self.policy)
+            .field("policy", self.service.policy())
             .field("store", &self.store)
-            .field("clock", &self.clock)
+            .field("clock", self.service.clock())
             .finish()
     }
 }

@@ -139,8 +139,8 @@ pub fn unique_prefix() -> String {
 /// A `RedisStore` on the test Redis with a fresh prefix, or `None` (after
 /// saying so) when there is no Redis outside CI.
 #[cfg(feature = "redis")]
-pub fn redis_store() -> Option<pinseal::otp::RedisStore> {
-    match pinseal::otp::RedisStore::open(&redis_url()) {
+pub fn redis_store() -> Option<pinseal::otp::store::RedisStore> {
+    match pinseal::otp::store::RedisStore::open(&redis_url()) {
         Ok(store) => Some(store.with_prefix(unique_prefix())),
         Err(_) => {
             unavailable("a Redis server at PINSEAL_REDIS_URL or 127.0.0.1:6379");
@@ -165,10 +165,10 @@ pub fn redis_cluster_urls() -> Vec<String> {
 /// A `RedisStore` on the test Redis Cluster with a fresh prefix, or `None`
 /// (after saying so) when there is no cluster outside CI.
 #[cfg(feature = "redis")]
-pub fn redis_cluster_store() -> Option<pinseal::otp::RedisStore> {
+pub fn redis_cluster_store() -> Option<pinseal::otp::store::RedisStore> {
     let urls = redis_cluster_urls();
     let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
-    match pinseal::otp::RedisStore::open_cluster(&urls) {
+    match pinseal::otp::store::RedisStore::open_cluster(&urls) {
         Ok(store) => Some(store.with_prefix(unique_prefix())),
         Err(_) => {
             unavailable("a Redis Cluster at PINSEAL_REDIS_CLUSTER or 127.0.0.1:7001-7003");

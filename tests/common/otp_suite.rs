@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use pinseal::Error;
-use pinseal::otp::Store;
+use pinseal::otp::store::Store;
 
 /// Wraps a store and keeps every key and value ever written, so tests can
 /// search what reached the store at rest.
@@ -86,16 +86,19 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 macro_rules! otp_suite {
     ($make:expr) => {
         use std::sync::{Arc, Barrier};
-        use std::time::Duration;
+        use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-        use pinseal::otp::{Clock, ManualClock, Otp, Policy, Store, Verdict};
+        use pinseal::otp::store::Store;
+        use pinseal::otp::{Clock, ManualClock, Otp, Policy, Verdict};
         use pinseal::{Error, ExposeSecret, Key};
         use $crate::common::otp_suite::{Recording, contains};
 
-        const T0: Duration = Duration::from_secs(1_700_000_000);
+        fn t0() -> SystemTime {
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+        }
 
         fn service(policy: Policy) -> Option<(Otp<Arc<dyn Store>, ManualClock>, ManualClock)> {
-            let clock = ManualClock::new(T0);
+            let clock = ManualClock::new(t0());
             let store: Arc<dyn Store> = Arc::new($make?);
             Some((
                 Otp::with_parts(&Key::from_bytes([9; 32]), policy, store, clock.clone()),
@@ -308,7 +311,7 @@ macro_rules! otp_suite {
 
         #[test]
         fn nothing_in_clear_at_rest() {
-            let clock = ManualClock::new(T0);
+            let clock = ManualClock::new(t0());
             let Some(inner) = $make else { return };
             let store = Arc::new(Recording::new(inner));
             let otp = Otp::with_parts(&Key::from_bytes([3; 32]), chat(), store.clone(), clock);
@@ -456,7 +459,7 @@ macro_rules! otp_suite {
 
         #[test]
         fn a_subject_holds_a_bounded_number_of_entries() {
-            let clock = ManualClock::new(T0);
+            let clock = ManualClock::new(t0());
             let Some(inner) = $make else { return };
             let store = Arc::new(Recording::new(inner));
             let policy = chat()
@@ -468,7 +471,7 @@ macro_rules! otp_suite {
                 store.clone(),
                 clock.clone(),
             );
-            let now = || clock.now().as_millis() as u64;
+            let now = || clock.now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
             for i in 0..1000 {
                 let (id, code) = otp.issue("+15550024").unwrap();
                 if i % 100 == 99 {

@@ -1,11 +1,49 @@
-//! Where challenge state lives: the [`Store`] trait and the embedded
-//! [`MemoryStore`].
+//! Where challenge state lives: the store traits and the stores.
+//!
+//! # What is in this module
+//!
+//! | item | kind | for |
+//! |---|---|---|
+//! | [`Store`] | trait | blocking stores, used by [`otp::Otp`](super::Otp) and [`totp::TotpGuard`](super::totp::TotpGuard) |
+//! | [`AsyncStore`] | trait | async stores, used by [`aio::Otp`](super::aio::Otp) and [`aio::TotpGuard`](super::aio::TotpGuard) |
+//! | [`MemoryStore`] | both | one process; the default |
+//! | `RedisStore` | blocking | Redis or a Redis Cluster (feature `redis`) |
+//! | `AsyncRedisStore` | async | the same on tokio (feature `redis-tokio`) |
+//! | `DynamoStore` | async | Amazon DynamoDB (feature `dynamodb`) |
+//! | [`DynStore`] | async | any async store chosen at run time |
+//!
+//! # The store contract
+//!
+//! A store keeps opaque byte values under string keys, each with an
+//! absolute expiry in milliseconds since the Unix epoch. It has two
+//! operations: read a key, and a compare-and-swap that replaces (or
+//! deletes) a key's value only if it still holds what the caller read. The
+//! swap must be atomic: that alone makes verification accept a code at
+//! most once, and counters exact, when many threads or machines verify the
+//! same challenge at once. All OTP rules live outside the store; values
+//! hold HMACs, counters and timestamps only, and keys are HMACs too.
 
-use std::collections::{BTreeSet, HashMap};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::Error;
+
+#[cfg(feature = "dynamodb")]
+mod dynamo;
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+
+#[cfg(feature = "dynamodb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
+pub use dynamo::DynamoStore;
+pub use memory::MemoryStore;
+#[cfg(feature = "redis-tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis-tokio")))]
+pub use redis::AsyncRedisStore;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::RedisStore;
 
 /// Storage for OTP challenge state.
 ///
@@ -29,6 +67,11 @@ use crate::Error;
 /// Implementations return [`Error::Store`] when the backing service cannot
 /// be reached, and [`Error::StoreFull`] when they refuse to grow. They must
 /// never report success for a write they did not make.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a blocking store",
+    label = "not a blocking `Store`",
+    note = "an async store (AsyncRedisStore, DynamoStore, DynStore) goes with `pinseal::otp::aio::Otp` and `pinseal::otp::aio::TotpGuard`"
+)]
 pub trait Store: Send + Sync {
     /// The value under `key`, or `None` if there is none or it expired.
     ///
@@ -81,15 +124,20 @@ macro_rules! forward_store {
 forward_store!(Arc, Box);
 
 /// The asynchronous twin of [`Store`], for services built on an async
-/// runtime: the same contract, with futures. Used by the `_async` methods
-/// of [`Otp`](super::Otp) ([`Otp::issue_async`](super::Otp::issue_async),
-/// [`Otp::check_async`](super::Otp::check_async), ...).
+/// runtime: the same contract, with futures. Used by
+/// [`aio::Otp`](super::aio::Otp) and
+/// [`aio::TotpGuard`](super::aio::TotpGuard).
 ///
 /// [`MemoryStore`] implements both traits (its operations never block on
 /// I/O); `AsyncRedisStore` (feature `redis-tokio`) implements this one.
 ///
 /// The trait returns `impl Future`, so it is not dyn-compatible; wrap a
 /// store in a [`DynStore`] to choose it at run time.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an async store",
+    label = "not an `AsyncStore`",
+    note = "a blocking store (RedisStore) goes with `pinseal::otp::Otp` and `pinseal::otp::totp::TotpGuard`"
+)]
 pub trait AsyncStore: Send + Sync {
     /// As [`Store::get`].
     ///
@@ -178,9 +226,9 @@ impl<S: AsyncStore> ErasedStore for S {
     }
 }
 
-/// Any [`AsyncStore`], chosen at run time: one `Otp<DynStore>` type serves
-/// the memory store in development and Redis in production, so handlers
-/// need not be generic.
+/// Any [`AsyncStore`], chosen at run time: one `aio::Otp<DynStore>` type
+/// serves the memory store in development and Redis in production, so
+/// handlers need not be generic.
 ///
 /// Each call boxes its future (one small allocation per store round trip).
 /// Clones share the store.
@@ -189,14 +237,15 @@ impl<S: AsyncStore> ErasedStore for S {
 ///
 /// ```
 /// use pinseal::{ExposeSecret, Key};
-/// use pinseal::otp::{DynStore, MemoryStore, Otp, Policy, SystemClock, Verdict};
+/// use pinseal::otp::store::{DynStore, MemoryStore};
+/// use pinseal::otp::{Policy, Verdict, aio};
 ///
-/// // In production this could be `DynStore::new(AsyncRedisStore::open(url).await?)`.
+/// // In production this could be a DynStore of an AsyncRedisStore.
 /// let store = DynStore::new(MemoryStore::new());
-/// let otp: Otp<DynStore> = Otp::with_parts(&Key::generate(), Policy::default(), store, SystemClock);
+/// let otp: aio::Otp<DynStore> = aio::Otp::with_store(&Key::generate(), Policy::default(), store);
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let (id, code) = otp.issue_async("+15551234567").await?;
-/// assert_eq!(otp.verify_async(&id, code.expose_secret()).await?, Verdict::Approved);
+/// let (id, code) = otp.issue("+15551234567").await?;
+/// assert_eq!(otp.verify(&id, code.expose_secret()).await?, Verdict::Approved);
 /// # Ok::<(), pinseal::Error>(())
 /// # })?;
 /// # Ok::<(), pinseal::Error>(())
@@ -233,176 +282,5 @@ impl AsyncStore for DynStore {
         self.0
             .compare_and_swap(key, expected, new, expires_ms, now_ms)
             .await
-    }
-}
-
-/// The embedded, in-process challenge store.
-///
-/// # About
-///
-/// A hash map behind one mutex, with an index ordered by expiry. Every call
-/// first drops the entries that have expired, so memory is bounded by the
-/// entries alive at that moment, and never exceeds `capacity` entries: once
-/// full, writes of new keys fail with [`Error::StoreFull`] (existing keys can
-/// still be updated, so challenges in flight still verify).
-///
-/// A subject holds at most three entries (its record and up to two index
-/// entries, see the [module docs](super)) however often it is re-sent; a
-/// client named in [`Otp::issue_from`](super::Otp::issue_from) holds one. Measured with a counting allocator
-/// (`tests/alloc.rs`), an entry costs about 340 bytes of heap including both
-/// maps' overhead, so the default capacity, 100 000 entries, bounds the
-/// store to under 40 MB and serves at least 33 000 subjects with a code
-/// alive at once (50 000 when none was re-sent within its TTL).
-///
-/// `MemoryStore` serves one process. Services on several machines need a
-/// shared store such as `RedisStore` (feature `redis`).
-///
-/// # Example
-///
-/// ```
-/// use pinseal::otp::{MemoryStore, Store};
-///
-/// let store = MemoryStore::with_capacity(2);
-/// assert!(store.compare_and_swap("a", None, Some(b"1"), 1_000, 0)?);
-/// assert!(!store.compare_and_swap("a", None, Some(b"2"), 1_000, 0)?); // not absent
-/// assert_eq!(store.get("a", 999)?, Some(b"1".to_vec()));
-/// assert_eq!(store.get("a", 1_000)?, None); // expired
-/// # Ok::<(), pinseal::Error>(())
-/// ```
-pub struct MemoryStore {
-    capacity: usize,
-    inner: Mutex<Entries>,
-}
-
-#[derive(Default)]
-struct Entries {
-    map: HashMap<String, (Vec<u8>, u64)>,
-    by_expiry: BTreeSet<(u64, String)>,
-}
-
-impl Entries {
-    fn prune(&mut self, now_ms: u64) {
-        while let Some((expires, _)) = self.by_expiry.first() {
-            if *expires > now_ms {
-                break;
-            }
-            if let Some((_, key)) = self.by_expiry.pop_first() {
-                self.map.remove(&key);
-            }
-        }
-    }
-
-    fn remove(&mut self, key: &str) {
-        if let Some((_, expires)) = self.map.remove(key) {
-            self.by_expiry.remove(&(expires, key.to_string()));
-        }
-    }
-}
-
-impl MemoryStore {
-    /// Default maximum number of entries.
-    pub const DEFAULT_CAPACITY: usize = 100_000;
-
-    /// A store with the default capacity.
-    pub fn new() -> MemoryStore {
-        MemoryStore::with_capacity(Self::DEFAULT_CAPACITY)
-    }
-
-    /// A store that holds at most `capacity` live entries.
-    pub fn with_capacity(capacity: usize) -> MemoryStore {
-        MemoryStore {
-            capacity,
-            inner: Mutex::new(Entries::default()),
-        }
-    }
-
-    /// Live entries after dropping those expired at `now_ms`.
-    pub fn len(&self, now_ms: u64) -> usize {
-        let mut entries = self.lock();
-        entries.prune(now_ms);
-        entries.map.len()
-    }
-
-    /// Whether no live entry remains at `now_ms`.
-    pub fn is_empty(&self, now_ms: u64) -> bool {
-        self.len(now_ms) == 0
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
-        // No code path panics while holding the lock, so a poisoned mutex
-        // still guards consistent data.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl core::fmt::Debug for MemoryStore {
-    /// Capacity and size only: entries are not listed.
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("MemoryStore")
-            .field("capacity", &self.capacity)
-            .field("entries", &self.lock().map.len())
-            .finish()
-    }
-}
-
-impl Default for MemoryStore {
-    fn default() -> Self {
-        MemoryStore::new()
-    }
-}
-
-impl Store for MemoryStore {
-    fn get(&self, key: &str, now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
-        let mut entries = self.lock();
-        entries.prune(now_ms);
-        Ok(entries.map.get(key).map(|(v, _)| v.clone()))
-    }
-
-    fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: Option<&[u8]>,
-        expires_ms: u64,
-        now_ms: u64,
-    ) -> Result<bool, Error> {
-        let mut entries = self.lock();
-        entries.prune(now_ms);
-        let current = entries.map.get(key).map(|(v, _)| v.as_slice());
-        if current != expected {
-            return Ok(false);
-        }
-        match new {
-            None => entries.remove(key),
-            Some(_) if expires_ms <= now_ms => entries.remove(key),
-            Some(value) => {
-                if current.is_none() && entries.map.len() >= self.capacity {
-                    return Err(Error::StoreFull);
-                }
-                entries.remove(key);
-                entries.by_expiry.insert((expires_ms, key.to_string()));
-                entries
-                    .map
-                    .insert(key.to_string(), (value.to_vec(), expires_ms));
-            }
-        }
-        Ok(true)
-    }
-}
-
-impl AsyncStore for MemoryStore {
-    async fn get(&self, key: &str, now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
-        Store::get(self, key, now_ms)
-    }
-
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: Option<&[u8]>,
-        expires_ms: u64,
-        now_ms: u64,
-    ) -> Result<bool, Error> {
-        Store::compare_and_swap(self, key, expected, new, expires_ms, now_ms)
     }
 }

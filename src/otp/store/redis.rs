@@ -732,7 +732,7 @@ enum Node {
 /// is replaced at once and the command sent again on the fresh one, so the
 /// store works again on the first call after Redis is back. (A swap that
 /// had landed before the connection failed then fails its compare: a
-/// correct code may be answered [`Verdict::Unknown`](super::Verdict::Unknown),
+/// correct code may be answered [`Verdict::Unknown`](crate::otp::Verdict::Unknown),
 /// never approved twice.)
 ///
 /// On a cluster, the store uses the same multiplexed cluster connection as
@@ -799,7 +799,8 @@ enum Node {
 ///
 /// ```no_run
 /// use pinseal::Key;
-/// use pinseal::otp::{Otp, Policy, RedisStore, SystemClock};
+/// use pinseal::otp::store::RedisStore;
+/// use pinseal::otp::{Otp, Policy, SystemClock};
 ///
 /// let store = RedisStore::open("redis://127.0.0.1:6379/")?.with_prefix("myapp:otp:");
 /// // A cluster: RedisStore::open_cluster(&["redis://10.0.0.1:6379/", "redis://10.0.0.2:6379/"])?
@@ -1092,7 +1093,7 @@ mod tokio_store {
         open_error, probe_seeds,
     };
     use crate::Error;
-    use crate::otp::AsyncStore;
+    use crate::otp::store::AsyncStore;
 
     #[derive(Clone)]
     enum Conn {
@@ -1101,7 +1102,9 @@ mod tokio_store {
     }
 
     /// The asynchronous (tokio) twin of [`RedisStore`](super::RedisStore),
-    /// for the `Otp::*_async` methods: one Redis server or a Redis Cluster.
+    /// for [`aio::Otp`](crate::otp::aio::Otp) and
+    /// [`aio::TotpGuard`](crate::otp::aio::TotpGuard): one Redis server or a
+    /// Redis Cluster.
     /// Same keys, same script, same guarantees; the two can serve one Redis
     /// side by side.
     ///
@@ -1133,12 +1136,13 @@ mod tokio_store {
     /// ```no_run
     /// # async fn run() -> Result<(), pinseal::Error> {
     /// use pinseal::{ExposeSecret, Key};
-    /// use pinseal::otp::{AsyncRedisStore, Otp, Policy, SystemClock, Verdict};
+    /// use pinseal::otp::store::AsyncRedisStore;
+    /// use pinseal::otp::{Policy, Verdict, aio};
     ///
     /// let store = AsyncRedisStore::open("redis://127.0.0.1:6379/").await?;
-    /// let otp = Otp::with_parts(&Key::from_env("OTP_PEPPER")?, Policy::default(), store, SystemClock);
-    /// let (challenge, code) = otp.issue_async("+15551234567").await?;
-    /// let verdict = otp.verify_async(&challenge, code.expose_secret()).await?;
+    /// let otp = aio::Otp::with_store(&Key::from_env("OTP_PEPPER")?, Policy::default(), store);
+    /// let (challenge, code) = otp.issue("+15551234567").await?;
+    /// let verdict = otp.verify(&challenge, code.expose_secret()).await?;
     /// assert_eq!(verdict, Verdict::Approved);
     /// # Ok(()) }
     /// ```

@@ -1,15 +1,84 @@
-//! Replay protection for TOTP codes, shared by every instance on one store.
+//! Replay protection and guess limits for TOTP codes, shared by every
+//! instance on one store: [`TotpGuard`] (blocking), and the steps
+//! [`aio::TotpGuard`](crate::otp::aio::TotpGuard) shares with it.
 
 use core::fmt;
 
-use super::policy::millis;
-use super::record::{MAX_RETRIES, Tag, hmac};
-use super::{Clock, MemoryStore, Store, SystemClock, Totp};
+use super::Totp;
+use crate::otp::clock::{Clock, SystemClock, unix_millis};
+use crate::otp::driver::{Blocking, Step, drive, run_blocking};
+use crate::otp::record::{Mac, hmac};
+use crate::otp::store::{AsyncStore, MemoryStore, Store};
 use crate::{Error, Key};
 
 /// How far apart the clocks of instances sharing a store may be before a
 /// step could be accepted twice.
 const CLOCK_ALLOWANCE_MS: u64 = 60_000;
+
+/// The guard's key and clock, and its one operation over any
+/// [`AsyncStore`].
+pub(crate) struct Guard<C> {
+    subject_key: Key,
+    clock: C,
+}
+
+impl<C> Guard<C> {
+    pub(crate) fn new(pepper: &Key, clock: C) -> Guard<C> {
+        Guard {
+            subject_key: pepper.derive("otp/v1/totp-subject"),
+            clock,
+        }
+    }
+
+    pub(crate) fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    fn key_of(&self, subject: &str) -> String {
+        let tag: Mac = hmac(&self.subject_key, &[subject.as_bytes()]);
+        format!("t:{}", crate::hex::encode(tag))
+    }
+}
+
+impl<C: Clock> Guard<C> {
+    /// Accepts `input` if it matches a step of `totp`'s window later than
+    /// the last one accepted for `subject`, and records that step.
+    pub(crate) async fn verify<S: AsyncStore + ?Sized>(
+        &self,
+        store: &S,
+        subject: &str,
+        totp: &Totp,
+        input: &str,
+    ) -> Result<bool, Error> {
+        let now = self.clock.now();
+        let now_ms = unix_millis(now);
+        drive(store, &self.key_of(subject), now_ms, None, |current| {
+            let last = match current {
+                None => None,
+                Some(bytes) => Some(u64::from_be_bytes(
+                    bytes.try_into().map_err(|_| Error::StoreCorrupt)?,
+                )),
+            };
+            let Some(step) = totp.verify(input, now, last) else {
+                return Ok(Step::Done(false));
+            };
+            // Once the window has moved past `step`, no code of it (or of
+            // an earlier step) can be accepted again: the record may go.
+            // One more step and a minute of margin cover instances whose
+            // clocks disagree (the store counts the lifetime from this
+            // instance's clock); the record is 8 bytes.
+            let expires_ms = step
+                .saturating_add(totp.skew())
+                .saturating_add(2)
+                .saturating_mul(totp.step().as_secs())
+                .saturating_mul(1000)
+                .saturating_add(CLOCK_ALLOWANCE_MS)
+                .max(now_ms.saturating_add(1));
+            Ok(Step::write(step.to_be_bytes().to_vec(), expires_ms, true))
+        })
+        .await
+    }
+}
 
 /// Accepts each TOTP time step at most once per subject, across every
 /// instance of a service that shares the guard's [`Store`].
@@ -21,7 +90,9 @@ const CLOCK_ALLOWANCE_MS: u64 = 60_000;
 /// was accepted, a code read over a shoulder or replayed from a proxy log
 /// works again. The guard remembers, per subject, the last accepted step in
 /// the store, and updates it with a compare-and-swap: on a [`MemoryStore`]
-/// this covers one process, on a `RedisStore` every instance.
+/// this covers one process, on a `RedisStore` every instance. Services on
+/// an async runtime (the async Redis store, DynamoDB) use
+/// [`aio::TotpGuard`](crate::otp::aio::TotpGuard), the same guard awaited.
 ///
 /// # About
 ///
@@ -34,7 +105,7 @@ const CLOCK_ALLOWANCE_MS: u64 = 60_000;
 ///   by up to a minute), so memory is bounded by the subjects active in the
 ///   last few steps.
 /// - The guard key is derived from the pepper as `otp/v1/totp-subject`; an
-///   [`Otp`](super::Otp) service may share the pepper and the store.
+///   [`Otp`](crate::otp::Otp) service may share the pepper and the store.
 ///
 /// # Errors
 ///
@@ -46,7 +117,7 @@ const CLOCK_ALLOWANCE_MS: u64 = 60_000;
 ///
 /// ```
 /// use pinseal::{ExposeSecret, Key};
-/// use pinseal::otp::{Totp, TotpGuard};
+/// use pinseal::otp::totp::{Totp, TotpGuard};
 ///
 /// let guard = TotpGuard::new(&Key::generate());
 /// let alice = Totp::random(); // enrolled earlier; its secret kept sealed
@@ -56,9 +127,8 @@ const CLOCK_ALLOWANCE_MS: u64 = 60_000;
 /// # Ok::<(), pinseal::Error>(())
 /// ```
 pub struct TotpGuard<S = MemoryStore, C = SystemClock> {
-    subject_key: Key,
+    guard: Guard<C>,
     store: S,
-    clock: C,
 }
 
 impl TotpGuard {
@@ -71,27 +141,21 @@ impl TotpGuard {
 }
 
 impl<S, C> TotpGuard<S, C> {
-    /// A guard over any store and clock.
-    pub fn with_parts(pepper: &Key, store: S, clock: C) -> Self {
-        TotpGuard {
-            subject_key: pepper.derive("otp/v1/totp-subject"),
-            store,
-            clock,
-        }
-    }
-
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
     }
-
-    fn key_of(&self, subject: &str) -> String {
-        let tag: Tag = hmac(&self.subject_key, &[subject.as_bytes()]);
-        format!("t:{}", crate::hex::encode(tag))
-    }
 }
 
 impl<S: Store, C: Clock> TotpGuard<S, C> {
+    /// A guard over a blocking [`Store`] and a [`Clock`].
+    pub fn with_parts(pepper: &Key, store: S, clock: C) -> Self {
+        TotpGuard {
+            guard: Guard::new(pepper, clock),
+            store,
+        }
+    }
+
     /// Accepts `input` for `subject`, checked with the subject's `totp`, if
     /// it matches a step in the skew window later than any step accepted
     /// before for this subject by any guard on the same store.
@@ -103,43 +167,10 @@ impl<S: Store, C: Clock> TotpGuard<S, C> {
     /// See the type documentation.
     #[must_use = "a code is accepted only if this returns Ok(true)"]
     pub fn verify(&self, subject: &str, totp: &Totp, input: &str) -> Result<bool, Error> {
-        let now = self.clock.now();
-        let (now_s, now_ms) = (now.as_secs(), millis(now));
-        let key = self.key_of(subject);
-        for _ in 0..MAX_RETRIES {
-            let current = self.store.get(&key, now_ms)?;
-            let last = match current.as_deref() {
-                None => None,
-                Some(bytes) => Some(u64::from_be_bytes(
-                    bytes.try_into().map_err(|_| Error::StoreCorrupt)?,
-                )),
-            };
-            let Some(step) = totp.verify(input, now_s, last) else {
-                return Ok(false);
-            };
-            // Once the window has moved past `step`, no code of it (or of
-            // an earlier step) can be accepted again: the record may go.
-            // One more step and a minute of margin cover instances whose
-            // clocks disagree (the store counts the lifetime from this
-            // instance's clock); the record is 8 bytes.
-            let expires_ms = step
-                .saturating_add(totp.skew())
-                .saturating_add(2)
-                .saturating_mul(totp.step())
-                .saturating_mul(1000)
-                .saturating_add(CLOCK_ALLOWANCE_MS);
-            let next = step.to_be_bytes();
-            if self.store.compare_and_swap(
-                &key,
-                current.as_deref(),
-                Some(&next),
-                expires_ms.max(now_ms.saturating_add(1)),
-                now_ms,
-            )? {
-                return Ok(true);
-            }
-        }
-        Err(Error::Contention)
+        run_blocking(
+            self.guard
+                .verify(&Blocking(&self.store), subject, totp, input),
+        )
     }
 }
 
@@ -148,7 +179,7 @@ impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for TotpGuard<S, C> {
         f.debug_struct("TotpGuard")
             .field("key", &crate::secret::REDACTED)
             .field("store", &self.store)
-            .field("clock", &self.clock)
+            .field("clock", self.guard.clock())
             .finish()
     }
 }

@@ -25,7 +25,8 @@ const TTL: &str = "ttl";
 
 /// A challenge store on one Amazon DynamoDB table, for services without a
 /// Redis to run (a Lambda, a container on Fargate): the asynchronous
-/// [`AsyncStore`] for the `Otp::*_async` methods.
+/// [`AsyncStore`] for [`aio::Otp`](crate::otp::aio::Otp) and
+/// [`aio::TotpGuard`](crate::otp::aio::TotpGuard).
 ///
 /// # About
 ///
@@ -81,14 +82,15 @@ const TTL: &str = "ttl";
 /// ```no_run
 /// # async fn run() -> Result<(), pinseal::Error> {
 /// use pinseal::Key;
-/// use pinseal::otp::{DynamoStore, Otp, Policy, SystemClock};
+/// use pinseal::otp::store::DynamoStore;
+/// use pinseal::otp::{Policy, aio};
 ///
 /// // let config = aws_config::load_from_env().await;  // region, credentials
 /// # let config = aws_sdk_dynamodb::Config::builder().build();
 /// let client = aws_sdk_dynamodb::Client::from_conf(config);
 /// let store = DynamoStore::new(client, "otp");
-/// let otp = Otp::with_parts(&Key::from_env("OTP_PEPPER")?, Policy::default(), store, SystemClock);
-/// let (challenge, code) = otp.issue_async("+15551234567").await?;
+/// let otp = aio::Otp::with_store(&Key::from_env("OTP_PEPPER")?, Policy::default(), store);
+/// let (challenge, code) = otp.issue("+15551234567").await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]

@@ -4,7 +4,9 @@
 use data_encoding::BASE32_NOPAD;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use super::{Hash, MIN_SECRET_LEN, Totp};
+use std::time::Duration;
+
+use super::{Algorithm, MIN_SECRET_LEN, Totp};
 use crate::secret::{ExposeSecret, ExposeSecretMut};
 use crate::{Error, Secret};
 
@@ -18,13 +20,13 @@ const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
 /// Longest time step a URI may carry: one day.
 const MAX_PERIOD: u64 = 86_400;
 
-impl Hash {
+impl Algorithm {
     /// The name the Key URI Format uses: `SHA1`, `SHA256` or `SHA512`.
     pub fn uri_name(self) -> &'static str {
         match self {
-            Hash::Sha1 => "SHA1",
-            Hash::Sha256 => "SHA256",
-            Hash::Sha512 => "SHA512",
+            Algorithm::Sha1 => "SHA1",
+            Algorithm::Sha256 => "SHA256",
+            Algorithm::Sha512 => "SHA512",
         }
     }
 }
@@ -55,7 +57,7 @@ impl Totp {
     ///
     /// ```
     /// use pinseal::ExposeSecret;
-    /// use pinseal::otp::Totp;
+    /// use pinseal::otp::totp::Totp;
     ///
     /// let totp = Totp::random();
     /// let uri = totp.to_uri("ACME Co", "alice@example.com");
@@ -70,9 +72,9 @@ impl Totp {
         let secret = self.secret_base32();
         let tail = format!(
             "&issuer={issuer}&algorithm={}&digits={}&period={}",
-            self.hash().uri_name(),
+            self.algorithm().uri_name(),
             self.digits(),
-            self.step()
+            self.step().as_secs()
         );
         let parts = [
             "otpauth://totp/",
@@ -139,8 +141,13 @@ impl Totp {
         if secret.expose_secret().len() < MIN_SECRET_LEN || !(1..=MAX_PERIOD).contains(&period) {
             return Err(Error::InvalidOtpUri);
         }
-        Totp::new(secret, period, digits, hash.unwrap_or(Hash::Sha1))
-            .map_err(|_| Error::InvalidOtpUri)
+        Totp::new(
+            secret,
+            Duration::from_secs(period),
+            digits,
+            hash.unwrap_or(Algorithm::Sha1),
+        )
+        .map_err(|_| Error::InvalidOtpUri)
     }
 
     /// The enrollment URI of [`Totp::to_uri`] as a QR code, an SVG document
@@ -207,11 +214,11 @@ fn decode_secret(value: &str) -> Result<Secret<Vec<u8>>, Error> {
     Ok(Secret::new(decoded))
 }
 
-fn parse_hash(value: &str) -> Result<Hash, Error> {
+fn parse_hash(value: &str) -> Result<Algorithm, Error> {
     match value.to_ascii_uppercase().as_str() {
-        "SHA1" => Ok(Hash::Sha1),
-        "SHA256" => Ok(Hash::Sha256),
-        "SHA512" => Ok(Hash::Sha512),
+        "SHA1" => Ok(Algorithm::Sha1),
+        "SHA256" => Ok(Algorithm::Sha256),
+        "SHA512" => Ok(Algorithm::Sha512),
         _ => Err(Error::InvalidOtpUri),
     }
 }

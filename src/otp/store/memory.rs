@@ -1,0 +1,178 @@
+//! The embedded, in-process store.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use super::{AsyncStore, Store};
+use crate::Error;
+
+/// The embedded, in-process challenge store.
+///
+/// # About
+///
+/// A hash map behind one mutex, with an index ordered by expiry. Every call
+/// first drops the entries that have expired, so memory is bounded by the
+/// entries alive at that moment, and never exceeds `capacity` entries: once
+/// full, writes of new keys fail with [`Error::StoreFull`] (existing keys can
+/// still be updated, so challenges in flight still verify).
+///
+/// A subject holds at most three entries (its record and up to two index
+/// entries, see the [module docs](super)) however often it is re-sent; a
+/// client named in [`Otp::issue_from`](crate::otp::Otp::issue_from) holds one. Measured with a counting allocator
+/// (`tests/alloc.rs`), an entry costs about 340 bytes of heap including both
+/// maps' overhead, so the default capacity, 100 000 entries, bounds the
+/// store to under 40 MB and serves at least 33 000 subjects with a code
+/// alive at once (50 000 when none was re-sent within its TTL).
+///
+/// `MemoryStore` serves one process. Services on several machines need a
+/// shared store such as `RedisStore` (feature `redis`).
+///
+/// # Example
+///
+/// ```
+/// use pinseal::otp::store::{MemoryStore, Store};
+///
+/// let store = MemoryStore::with_capacity(2);
+/// assert!(store.compare_and_swap("a", None, Some(b"1"), 1_000, 0)?);
+/// assert!(!store.compare_and_swap("a", None, Some(b"2"), 1_000, 0)?); // not absent
+/// assert_eq!(store.get("a", 999)?, Some(b"1".to_vec()));
+/// assert_eq!(store.get("a", 1_000)?, None); // expired
+/// # Ok::<(), pinseal::Error>(())
+/// ```
+pub struct MemoryStore {
+    capacity: usize,
+    inner: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    map: HashMap<String, (Vec<u8>, u64)>,
+    by_expiry: BTreeSet<(u64, String)>,
+}
+
+impl Entries {
+    fn prune(&mut self, now_ms: u64) {
+        while let Some((expires, _)) = self.by_expiry.first() {
+            if *expires > now_ms {
+                break;
+            }
+            if let Some((_, key)) = self.by_expiry.pop_first() {
+                self.map.remove(&key);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some((_, expires)) = self.map.remove(key) {
+            self.by_expiry.remove(&(expires, key.to_string()));
+        }
+    }
+}
+
+impl MemoryStore {
+    /// Default maximum number of entries.
+    pub const DEFAULT_CAPACITY: usize = 100_000;
+
+    /// A store with the default capacity.
+    pub fn new() -> MemoryStore {
+        MemoryStore::with_capacity(Self::DEFAULT_CAPACITY)
+    }
+
+    /// A store that holds at most `capacity` live entries.
+    pub fn with_capacity(capacity: usize) -> MemoryStore {
+        MemoryStore {
+            capacity,
+            inner: Mutex::new(Entries::default()),
+        }
+    }
+
+    /// Live entries after dropping those expired at `now_ms`.
+    pub fn len(&self, now_ms: u64) -> usize {
+        let mut entries = self.lock();
+        entries.prune(now_ms);
+        entries.map.len()
+    }
+
+    /// Whether no live entry remains at `now_ms`.
+    pub fn is_empty(&self, now_ms: u64) -> bool {
+        self.len(now_ms) == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        // No code path panics while holding the lock, so a poisoned mutex
+        // still guards consistent data.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl core::fmt::Debug for MemoryStore {
+    /// Capacity and size only: entries are not listed.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("capacity", &self.capacity)
+            .field("entries", &self.lock().map.len())
+            .finish()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new()
+    }
+}
+
+impl Store for MemoryStore {
+    fn get(&self, key: &str, now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
+        let mut entries = self.lock();
+        entries.prune(now_ms);
+        Ok(entries.map.get(key).map(|(v, _)| v.clone()))
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool, Error> {
+        let mut entries = self.lock();
+        entries.prune(now_ms);
+        let current = entries.map.get(key).map(|(v, _)| v.as_slice());
+        if current != expected {
+            return Ok(false);
+        }
+        match new {
+            None => entries.remove(key),
+            Some(_) if expires_ms <= now_ms => entries.remove(key),
+            Some(value) => {
+                if current.is_none() && entries.map.len() >= self.capacity {
+                    return Err(Error::StoreFull);
+                }
+                entries.remove(key);
+                entries.by_expiry.insert((expires_ms, key.to_string()));
+                entries
+                    .map
+                    .insert(key.to_string(), (value.to_vec(), expires_ms));
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl AsyncStore for MemoryStore {
+    async fn get(&self, key: &str, now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
+        Store::get(self, key, now_ms)
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool, Error> {
+        Store::compare_and_swap(self, key, expected, new, expires_ms, now_ms)
+    }
+}
