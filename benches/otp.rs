@@ -125,8 +125,12 @@ fn threaded<S: Store + 'static>(
 fn redis(c: &mut Criterion) {
     let url =
         std::env::var("PINSEAL_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
-    let store = match pinseal::otp::store::RedisStore::open(&url) {
-        Ok(store) => store.with_prefix("pinseal-bench:"),
+    let store = pinseal::otp::store::RedisStore::builder()
+        .url(&url)
+        .prefix("pinseal-bench:")
+        .connect();
+    let store = match store {
+        Ok(store) => store,
         Err(e) => return eprintln!("otp/redis skipped: {e}"),
     };
     // The baseline: one round trip, `GET` on a key that is absent.
@@ -184,9 +188,13 @@ fn redis(c: &mut Criterion) {
     {
         let rt = runtime();
         let store = rt
-            .block_on(pinseal::otp::store::AsyncRedisStore::open(&url))
-            .unwrap()
-            .with_prefix("pinseal-bench:");
+            .block_on(
+                pinseal::otp::store::AsyncRedisStore::builder()
+                    .url(&url)
+                    .prefix("pinseal-bench:")
+                    .connect(),
+            )
+            .unwrap();
         async_one_thread(c, "redis", &rt, store);
     }
 }
@@ -214,11 +222,12 @@ fn dynamo(c: &mut Criterion) {
         .endpoint_url(url)
         .credentials_provider(Credentials::new("local", "local", None, None, "bench"))
         .build();
-    let store = pinseal::otp::store::DynamoStore::new(
+    let builder = pinseal::otp::store::DynamoStore::builder(
         aws_sdk_dynamodb::Client::from_conf(config),
         format!("pinseal-bench-{}", std::process::id()),
     );
-    rt.block_on(store.create_table()).unwrap();
+    rt.block_on(builder.create_table()).unwrap();
+    let store = rt.block_on(builder.connect()).unwrap();
     async_one_thread(c, "dynamodb-local", &rt, store);
 }
 

@@ -248,7 +248,10 @@ async fn store() -> Result<DynStore, Error> {
     if let Ok(url) = std::env::var("PINSEAL_REDIS_URL") {
         println!("challenge store: Redis");
         return Ok(DynStore::new(
-            pinseal::otp::store::AsyncRedisStore::open(&url).await?,
+            pinseal::otp::store::AsyncRedisStore::builder()
+                .url(url)
+                .connect()
+                .await?,
         ));
     }
     println!("challenge store: memory");

@@ -221,11 +221,12 @@ async fn store() -> Result<DynStore, Error> {
             .endpoint_url(url)
             .credentials_provider(Credentials::new("local", "local", None, None, "example"))
             .build();
-        let store = pinseal::otp::store::DynamoStore::new(
+        let builder = pinseal::otp::store::DynamoStore::builder(
             aws_sdk_dynamodb::Client::from_conf(config),
             format!("lex-example-{}", unix_millis()),
         );
-        store.create_table().await?;
+        builder.create_table().await?;
+        let store = builder.connect().await?;
         println!("challenge store: DynamoDB (local, table {})", store.table());
         return Ok(DynStore::new(store));
     }

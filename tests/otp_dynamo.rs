@@ -120,8 +120,8 @@ fn local_client(url: &str) -> aws_sdk_dynamodb::Client {
 
 /// The shared local server (`PINSEAL_DYNAMODB_URL`, which `.ci/run`
 /// starts) and a table made once per test binary.
-fn local() -> Option<&'static (aws_sdk_dynamodb::Client, DynamoStore)> {
-    static LOCAL: OnceLock<Option<(aws_sdk_dynamodb::Client, DynamoStore)>> = OnceLock::new();
+fn local() -> Option<&'static (aws_sdk_dynamodb::Client, String)> {
+    static LOCAL: OnceLock<Option<(aws_sdk_dynamodb::Client, String)>> = OnceLock::new();
     LOCAL
         .get_or_init(|| {
             let Ok(url) = std::env::var("PINSEAL_DYNAMODB_URL") else {
@@ -130,19 +130,27 @@ fn local() -> Option<&'static (aws_sdk_dynamodb::Client, DynamoStore)> {
             };
             let client = local_client(&url);
             let table = format!("pinseal-test-{}", &common::unique_prefix()[13..29]);
-            let store = DynamoStore::new(client.clone(), table);
-            runtime().block_on(store.create_table()).unwrap();
-            Some((client, store))
+            let builder = DynamoStore::builder(client.clone(), table.clone());
+            runtime().block_on(builder.create_table()).unwrap();
+            // Set-up is idempotent: a second call finds the table.
+            runtime().block_on(builder.create_table()).unwrap();
+            Some((client, table))
         })
         .as_ref()
 }
 
+/// A store on the shared local table with a fresh prefix.
+fn fresh_store() -> Option<DynamoStore> {
+    let (client, table) = local()?;
+    let builder = DynamoStore::builder(client.clone(), table).prefix(common::unique_prefix());
+    Some(runtime().block_on(builder.connect()).unwrap())
+}
+
 /// A store on the local server with a fresh prefix.
 fn local_store() -> Option<BlockOn> {
-    let (_, store) = local()?;
     Some(BlockOn {
         rt: runtime(),
-        inner: store.clone().with_prefix(common::unique_prefix()),
+        inner: fresh_store()?,
     })
 }
 
@@ -168,9 +176,10 @@ fn aws_store() -> Option<BlockOn> {
         .region(Region::new(region))
         .credentials_provider(Credentials::new(key, secret, token, None, "env"))
         .build();
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), table)
-        .with_prefix(common::unique_prefix())
-        .with_timeout(Duration::from_secs(5));
+    let store = DynamoStore::builder(aws_sdk_dynamodb::Client::from_conf(config), table)
+        .prefix(common::unique_prefix())
+        .timeout(Duration::from_secs(5));
+    let store = runtime().block_on(store.connect()).unwrap();
     Some(BlockOn {
         rt: runtime(),
         inner: store,
@@ -204,8 +213,9 @@ mod dynamo_only {
     /// approval each.
     #[test]
     fn async_tasks_approve_exactly_once() {
-        let Some((_, store)) = local() else { return };
-        let store = store.clone().with_prefix(crate::common::unique_prefix());
+        let Some(store) = super::fresh_store() else {
+            return;
+        };
         let otp = Arc::new(Otp::with_parts(
             &Key::from_bytes([12; 32]),
             chat(),
@@ -248,9 +258,10 @@ mod dynamo_only {
         let Some(server) = Dynalite::start() else {
             return;
         };
-        let store = DynamoStore::new(server.client(), "stop-test")
-            .with_timeout(Duration::from_millis(1500));
-        runtime().block_on(store.create_table()).unwrap();
+        let builder =
+            DynamoStore::builder(server.client(), "stop-test").timeout(Duration::from_millis(1500));
+        runtime().block_on(builder.create_table()).unwrap();
+        let store = runtime().block_on(builder.connect()).unwrap();
         let otp = Otp::with_parts(
             &Key::from_bytes([13; 32]),
             chat(),
@@ -279,10 +290,9 @@ mod dynamo_only {
     #[test]
     fn expired_items_are_absent_and_carry_a_ttl() {
         use pinseal::otp::store::AsyncStore;
-        let Some((client, store)) = local() else {
+        let (Some((client, _)), Some(store)) = (local(), super::fresh_store()) else {
             return;
         };
-        let store = store.clone().with_prefix(crate::common::unique_prefix());
         runtime().block_on(async {
             assert!(
                 store

@@ -116,7 +116,7 @@ mod redis_only {
                 Some(p) => format!("redis://:{p}@127.0.0.1:{port}/"),
                 None => server.url(),
             };
-            while RedisStore::open(&url).is_err() {
+            while RedisStore::builder().url(&url).connect().is_err() {
                 assert!(Instant::now() < deadline, "redis-server did not start");
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -155,9 +155,11 @@ mod redis_only {
         let Some(mut server) = Server::start(port) else {
             return;
         };
-        let store = RedisStore::open(&server.url())
-            .unwrap()
-            .with_timeout(Duration::from_millis(500));
+        let store = RedisStore::builder()
+            .url(server.url())
+            .timeout(Duration::from_millis(500))
+            .connect()
+            .unwrap();
         let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
         let otp = Otp::with_parts(&Key::from_bytes([4; 32]), chat(), store, clock);
         let (id, code) = otp.issue("+15550300").unwrap();
@@ -183,7 +185,11 @@ mod redis_only {
         let Some(mut server) = Server::start(port) else {
             return;
         };
-        let store = RedisStore::open_with_timeout(&server.url(), TIMEOUT).unwrap();
+        let store = RedisStore::builder()
+            .url(server.url())
+            .timeout(TIMEOUT)
+            .connect()
+            .unwrap();
         let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
         let otp = Otp::with_parts(&Key::from_bytes([4; 32]), chat(), store, clock);
         let (id, code) = otp.issue("+15550304").unwrap();
@@ -201,7 +207,10 @@ mod redis_only {
         let Some(mut server) = Server::start(port) else {
             return;
         };
-        let store = AsyncRedisStore::open_with_timeout(&server.url(), Duration::from_millis(500))
+        let store = AsyncRedisStore::builder()
+            .url(server.url())
+            .timeout(Duration::from_millis(500))
+            .connect()
             .await
             .unwrap();
         let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
@@ -258,11 +267,15 @@ mod redis_only {
     fn opening_is_bounded_and_says_why() {
         let closed = format!("redis://127.0.0.1:{}/", free_port());
         let err = bounded("open, nothing listening", || {
-            RedisStore::open_with_timeout(&closed, TIMEOUT).err()
+            RedisStore::builder()
+                .url(closed)
+                .timeout(TIMEOUT)
+                .connect()
+                .err()
         });
         assert_eq!(err, Some(Error::Store));
         assert_eq!(
-            RedisStore::open("not a redis url").err(),
+            RedisStore::builder().url("not a redis url").connect().err(),
             Some(Error::StoreConfig)
         );
 
@@ -283,7 +296,7 @@ mod redis_only {
             (format!("redis://:s3cret-right@127.0.0.1:{port}/"), Ok(())),
         ] {
             let got = bounded("open with credentials", || {
-                RedisStore::open_with_timeout(&url, TIMEOUT)
+                RedisStore::builder().url(url).timeout(TIMEOUT).connect()
             });
             if let Err(e) = &got {
                 let shown = format!("{e} {e:?} {:?}", got.as_ref().err());
@@ -308,7 +321,11 @@ mod redis_only {
         let Some(server) = Server::start(port) else {
             return;
         };
-        let store = RedisStore::open_with_timeout(&server.url(), TIMEOUT).unwrap();
+        let store = RedisStore::builder()
+            .url(server.url())
+            .timeout(TIMEOUT)
+            .connect()
+            .unwrap();
         let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
         let otp = Otp::with_parts(&Key::from_bytes([4; 32]), chat(), store, clock);
         let (id, code) = otp.issue("+15550302").unwrap();
@@ -323,7 +340,11 @@ mod redis_only {
         let err = bounded("issue on a paused server", || otp.issue("+15550302"));
         assert_eq!(err.err(), Some(Error::Store));
         let err = bounded("open on a paused server", || {
-            RedisStore::open_with_timeout(&server.url(), TIMEOUT).err()
+            RedisStore::builder()
+                .url(server.url())
+                .timeout(TIMEOUT)
+                .connect()
+                .err()
         });
         assert_eq!(err, Some(Error::Store));
         std::thread::sleep(PAUSE.saturating_sub(paused_at.elapsed()));
@@ -362,7 +383,10 @@ mod redis_only {
         let closed = format!("redis://127.0.0.1:{}/", free_port());
         let err = timed(
             "open, nothing listening",
-            AsyncRedisStore::open_with_timeout(&closed, TIMEOUT),
+            AsyncRedisStore::builder()
+                .url(closed)
+                .timeout(TIMEOUT)
+                .connect(),
         )
         .await;
         assert_eq!(err.err(), Some(Error::Store));
@@ -378,20 +402,29 @@ mod redis_only {
         let wrong = format!("redis://:wrong-pass@127.0.0.1:{port}/");
         let err = timed(
             "open, wrong password",
-            AsyncRedisStore::open_with_timeout(&wrong, TIMEOUT),
+            AsyncRedisStore::builder()
+                .url(wrong)
+                .timeout(TIMEOUT)
+                .connect(),
         )
         .await;
         assert_eq!(err.err(), Some(Error::StoreAuth));
         let none = format!("redis://127.0.0.1:{port}/");
         let err = timed(
             "open, no password",
-            AsyncRedisStore::open_with_timeout(&none, TIMEOUT),
+            AsyncRedisStore::builder()
+                .url(none)
+                .timeout(TIMEOUT)
+                .connect(),
         )
         .await;
         assert_eq!(err.err(), Some(Error::StoreAuth));
 
         let url = format!("redis://:s3cret-right@127.0.0.1:{port}/");
-        let store = AsyncRedisStore::open_with_timeout(&url, TIMEOUT)
+        let store = AsyncRedisStore::builder()
+            .url(&url)
+            .timeout(TIMEOUT)
+            .connect()
             .await
             .unwrap();
         assert!(!format!("{store:?}").contains("s3cret"));
@@ -434,7 +467,12 @@ mod redis_only {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn async_concurrent_verifications_approve_exactly_once() {
         use pinseal::otp::store::AsyncRedisStore;
-        let Ok(store) = AsyncRedisStore::open(&redis_url()).await else {
+        let store = AsyncRedisStore::builder()
+            .url(redis_url())
+            .prefix(unique_prefix())
+            .connect()
+            .await;
+        let Ok(store) = store else {
             unavailable("a Redis server");
             return;
         };
@@ -442,7 +480,7 @@ mod redis_only {
         let otp = Arc::new(pinseal::otp::aio::Otp::with_parts(
             &Key::from_bytes([5; 32]),
             chat(),
-            store.with_prefix(unique_prefix()),
+            store,
             clock,
         ));
         for round in 0..50 {

@@ -45,13 +45,22 @@ mod cluster_only {
             return;
         }
         let seed = urls()[0].clone();
-        assert_eq!(RedisStore::open(&seed).err(), Some(Error::StoreConfig));
         assert_eq!(
-            RedisStore::open_cluster(&[redis_url().as_str()]).err(),
+            RedisStore::builder().url(seed).connect().err(),
             Some(Error::StoreConfig)
         );
         assert_eq!(
-            RedisStore::open_cluster(&[]).err(),
+            RedisStore::builder()
+                .cluster([redis_url().as_str()])
+                .connect()
+                .err(),
+            Some(Error::StoreConfig)
+        );
+        assert_eq!(
+            RedisStore::builder()
+                .cluster(Vec::<String>::new())
+                .connect()
+                .err(),
             Some(Error::StoreConfig)
         );
     }
@@ -88,19 +97,27 @@ mod cluster_only {
         let urls = urls();
         let seeds: Vec<&str> = urls.iter().map(String::as_str).collect();
         assert_eq!(
-            AsyncRedisStore::open(seeds[0]).await.err(),
-            Some(Error::StoreConfig)
-        );
-        assert_eq!(
-            AsyncRedisStore::open_cluster(&[redis_url().as_str()])
+            AsyncRedisStore::builder()
+                .url(seeds[0])
+                .connect()
                 .await
                 .err(),
             Some(Error::StoreConfig)
         );
-        let store = AsyncRedisStore::open_cluster(&seeds)
+        assert_eq!(
+            AsyncRedisStore::builder()
+                .cluster([redis_url().as_str()])
+                .connect()
+                .await
+                .err(),
+            Some(Error::StoreConfig)
+        );
+        let store = AsyncRedisStore::builder()
+            .cluster(seeds)
+            .prefix(crate::common::unique_prefix())
+            .connect()
             .await
-            .unwrap()
-            .with_prefix(crate::common::unique_prefix());
+            .unwrap();
         let otp = Arc::new(pinseal::otp::aio::Otp::with_parts(
             &Key::from_bytes([7; 32]),
             Policy::new(6, Duration::from_secs(60), 5).unwrap(),
@@ -264,9 +281,13 @@ mod cluster_only {
         let seeds: Vec<&str> = seeds.iter().map(String::as_str).collect();
         let prefix = crate::common::unique_prefix();
         let store = rt
-            .block_on(AsyncRedisStore::open_cluster(&seeds))
-            .unwrap()
-            .with_prefix(prefix.clone());
+            .block_on(
+                AsyncRedisStore::builder()
+                    .cluster(seeds)
+                    .prefix(prefix.clone())
+                    .connect(),
+            )
+            .unwrap();
         let otp = Arc::new(pinseal::otp::aio::Otp::with_parts(
             &Key::from_bytes([10; 32]),
             Policy::new(6, Duration::from_secs(60), 5).unwrap(),

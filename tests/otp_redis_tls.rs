@@ -138,9 +138,12 @@ fn trusted_tls_works_and_untrusted_is_refused() {
     let port = server.port;
     let timeout = Duration::from_secs(2);
 
-    let store = RedisStore::from_client(trusted_client(port, &ca), timeout)
-        .unwrap()
-        .with_prefix(common::unique_prefix());
+    let store = RedisStore::builder()
+        .client(trusted_client(port, &ca))
+        .timeout(timeout)
+        .prefix(common::unique_prefix())
+        .connect()
+        .unwrap();
     let otp = otp(store);
     let (id, code) = otp.issue("+15550500").unwrap();
     assert_eq!(
@@ -150,20 +153,31 @@ fn trusted_tls_works_and_untrusted_is_refused() {
 
     // The system's roots do not include this test CA.
     let url = format!("rediss://127.0.0.1:{port}/");
-    assert_eq!(RedisStore::open(&url).err(), Some(Error::StoreTls));
+    assert_eq!(
+        RedisStore::builder().url(url).connect().err(),
+        Some(Error::StoreTls)
+    );
     // Another CA's trust is no trust either.
     let other_dir = std::env::temp_dir().join(format!("pinseal-tls-other-{port}"));
     std::fs::create_dir_all(&other_dir).unwrap();
     let other_ca = make_pki(&other_dir);
     let _ = std::fs::remove_dir_all(&other_dir);
     assert_eq!(
-        RedisStore::from_client(trusted_client(port, &other_ca), timeout).err(),
+        RedisStore::builder()
+            .client(trusted_client(port, &other_ca))
+            .timeout(timeout)
+            .connect()
+            .err(),
         Some(Error::StoreTls)
     );
     // Plain text on the TLS port: an error, never a store.
     let plain = format!("redis://127.0.0.1:{port}/");
     assert_eq!(
-        RedisStore::open_with_timeout(&plain, Duration::from_millis(500)).err(),
+        RedisStore::builder()
+            .url(plain)
+            .timeout(Duration::from_millis(500))
+            .connect()
+            .err(),
         Some(Error::Store)
     );
 }
@@ -174,10 +188,13 @@ async fn async_tls_works_and_untrusted_is_refused() {
     use pinseal::otp::store::AsyncRedisStore;
     let Some((server, ca)) = start() else { return };
     let port = server.port;
-    let store = AsyncRedisStore::from_client(trusted_client(port, &ca), Duration::from_secs(2))
+    let store = AsyncRedisStore::builder()
+        .client(trusted_client(port, &ca))
+        .timeout(Duration::from_secs(2))
+        .prefix(common::unique_prefix())
+        .connect()
         .await
-        .unwrap()
-        .with_prefix(common::unique_prefix());
+        .unwrap();
     let otp =
         pinseal::otp::aio::Otp::with_parts(&Key::from_bytes([11; 32]), policy(), store, clock());
     let (id, code) = otp.issue("+15550501").await.unwrap();
@@ -187,7 +204,7 @@ async fn async_tls_works_and_untrusted_is_refused() {
     );
     let url = format!("rediss://127.0.0.1:{port}/");
     assert_eq!(
-        AsyncRedisStore::open(&url).await.err(),
+        AsyncRedisStore::builder().url(url).connect().await.err(),
         Some(Error::StoreTls)
     );
 }

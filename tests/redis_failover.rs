@@ -450,19 +450,25 @@ fn policy() -> Policy {
 
 fn blocking_service(seed: &str, prefix: &str) -> Otp<Timed<RedisStore>, SystemClock> {
     let seeds = [seed];
-    let store = RedisStore::open_cluster_with_timeout(&seeds, *STORE_TIMEOUT)
-        .unwrap()
-        .with_prefix(prefix);
+    let store = RedisStore::builder()
+        .cluster(seeds)
+        .timeout(*STORE_TIMEOUT)
+        .prefix(prefix)
+        .connect()
+        .unwrap();
     let store = Timed::new(store);
     Otp::with_parts(&Key::from_bytes([9; 32]), policy(), store, SystemClock)
 }
 
 async fn async_service(seed: &str, prefix: &str) -> aio::Otp<Timed<AsyncRedisStore>, SystemClock> {
     let seeds = [seed];
-    let store = AsyncRedisStore::open_cluster_with_timeout(&seeds, *STORE_TIMEOUT)
+    let store = AsyncRedisStore::builder()
+        .cluster(seeds)
+        .timeout(*STORE_TIMEOUT)
+        .prefix(prefix)
+        .connect()
         .await
-        .unwrap()
-        .with_prefix(prefix);
+        .unwrap();
     let store = Timed::new(store);
     aio::Otp::with_parts(&Key::from_bytes([9; 32]), policy(), store, SystemClock)
 }

@@ -28,17 +28,17 @@ fn policy() -> Policy {
 /// server (the parent runs every test on both; children inherit the mode).
 static CLUSTER: AtomicBool = AtomicBool::new(false);
 
-fn open_store() -> Result<RedisStore, pinseal::Error> {
+fn open_store(prefix: &str) -> Result<RedisStore, pinseal::Error> {
+    let builder = RedisStore::builder().prefix(prefix);
     if CLUSTER.load(Ordering::SeqCst) {
-        let urls = common::redis_cluster_urls();
-        RedisStore::open_cluster(&urls.iter().map(String::as_str).collect::<Vec<_>>())
+        builder.cluster(common::redis_cluster_urls()).connect()
     } else {
-        RedisStore::open(&common::redis_url())
+        builder.url(common::redis_url()).connect()
     }
 }
 
 fn service(prefix: &str) -> Otp<RedisStore, SystemClock> {
-    let store = open_store().unwrap().with_prefix(prefix);
+    let store = open_store(prefix).unwrap();
     Otp::with_parts(&Key::from_bytes(PEPPER), policy(), store, SystemClock)
 }
 
@@ -190,7 +190,7 @@ fn main() {
         ),
     ] {
         CLUSTER.store(cluster, Ordering::SeqCst);
-        if open_store().is_err() {
+        if open_store("pinseal-test:probe:").is_err() {
             common::unavailable(what);
             skipped += 2;
             continue;

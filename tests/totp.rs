@@ -247,9 +247,11 @@ fn replay_protection_is_shared_through_redis() {
         return;
     };
     let prefix = first.prefix().to_string();
-    let second = RedisStore::open(&common::redis_url())
-        .unwrap()
-        .with_prefix(prefix);
+    let second = RedisStore::builder()
+        .url(common::redis_url())
+        .prefix(prefix)
+        .connect()
+        .unwrap();
     let pepper = Key::from_bytes([8; 32]);
     let a = TotpGuard::with_parts(&pepper, first, SystemClock);
     let b = TotpGuard::with_parts(&pepper, second, SystemClock);
@@ -361,9 +363,13 @@ fn blocking_and_async_guards_share_one_redis() {
         .build()
         .unwrap();
     let async_store = rt
-        .block_on(AsyncRedisStore::open(&common::redis_url()))
-        .unwrap()
-        .with_prefix(prefix);
+        .block_on(
+            AsyncRedisStore::builder()
+                .url(common::redis_url())
+                .prefix(prefix)
+                .connect(),
+        )
+        .unwrap();
     let aio = pinseal::otp::aio::TotpGuard::with_store(&pepper, async_store);
     let heidi = Totp::random();
     let code = heidi.generate_now();

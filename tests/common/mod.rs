@@ -140,8 +140,12 @@ pub fn unique_prefix() -> String {
 /// saying so) when there is no Redis outside CI.
 #[cfg(feature = "redis")]
 pub fn redis_store() -> Option<pinseal::otp::store::RedisStore> {
-    match pinseal::otp::store::RedisStore::open(&redis_url()) {
-        Ok(store) => Some(store.with_prefix(unique_prefix())),
+    let store = pinseal::otp::store::RedisStore::builder()
+        .url(redis_url())
+        .prefix(unique_prefix())
+        .connect();
+    match store {
+        Ok(store) => Some(store),
         Err(_) => {
             unavailable("a Redis server at PINSEAL_REDIS_URL or 127.0.0.1:6379");
             None
@@ -166,10 +170,12 @@ pub fn redis_cluster_urls() -> Vec<String> {
 /// (after saying so) when there is no cluster outside CI.
 #[cfg(feature = "redis")]
 pub fn redis_cluster_store() -> Option<pinseal::otp::store::RedisStore> {
-    let urls = redis_cluster_urls();
-    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
-    match pinseal::otp::store::RedisStore::open_cluster(&urls) {
-        Ok(store) => Some(store.with_prefix(unique_prefix())),
+    let store = pinseal::otp::store::RedisStore::builder()
+        .cluster(redis_cluster_urls())
+        .prefix(unique_prefix())
+        .connect();
+    match store {
+        Ok(store) => Some(store),
         Err(_) => {
             unavailable("a Redis Cluster at PINSEAL_REDIS_CLUSTER or 127.0.0.1:7001-7003");
             None

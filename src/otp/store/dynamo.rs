@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::AsyncStore;
+use super::deadline::bounded;
 use crate::Error;
 
 const DEFAULT_PREFIX: &str = "pinseal:otp:";
@@ -48,8 +49,8 @@ const TTL: &str = "ttl";
 /// only eventually (often within days), so the store enforces `exp`
 /// itself: an item past it is absent to every read and condition.
 ///
-/// Create the table with [`DynamoStore::create_table`] and turn on TTL
-/// with [`DynamoStore::enable_ttl`], or with the AWS CLI:
+/// Create the table with [`DynamoBuilder::create_table`] and turn on TTL
+/// with [`DynamoBuilder::enable_ttl`], or with the AWS CLI:
 ///
 /// ```text
 /// aws dynamodb create-table --table-name otp \
@@ -59,14 +60,15 @@ const TTL: &str = "ttl";
 ///   --time-to-live-specification Enabled=true,AttributeName=ttl
 /// ```
 ///
-/// The service's role needs `dynamodb:GetItem`, `dynamodb:PutItem` and
-/// `dynamodb:DeleteItem` on the table (and `CreateTable`,
-/// `DescribeTable`, `UpdateTimeToLive` only for the helpers).
+/// The service's role needs `dynamodb:GetItem`, `dynamodb:PutItem`,
+/// `dynamodb:DeleteItem` and `dynamodb:DescribeTable` (for
+/// [`DynamoBuilder::connect`]) on the table, and `CreateTable` and
+/// `UpdateTimeToLive` only for the set-up helpers.
 ///
 /// # Timeouts and errors
 ///
 /// Each call is bounded by a timeout (2 s by default,
-/// [`DynamoStore::with_timeout`]), whatever the SDK's own retries are doing.
+/// [`DynamoBuilder::timeout`]), whatever the SDK's own retries are doing.
 /// A failed condition is a swap that did not happen (`Ok(false)`); every
 /// other failure (throttling, a timeout, a network error, an unknown table,
 /// missing permissions) is [`Error::Store`], without the SDK's message
@@ -88,7 +90,7 @@ const TTL: &str = "ttl";
 /// // let config = aws_config::load_from_env().await;  // region, credentials
 /// # let config = aws_sdk_dynamodb::Config::builder().build();
 /// let client = aws_sdk_dynamodb::Client::from_conf(config);
-/// let store = DynamoStore::new(client, "otp");
+/// let store = DynamoStore::builder(client, "otp").connect().await?;
 /// let otp = aio::Otp::with_store(&Key::from_env("OTP_PEPPER")?, Policy::default(), store);
 /// let (challenge, code) = otp.issue("+15551234567").await?;
 /// # Ok(()) }
@@ -102,50 +104,49 @@ pub struct DynamoStore {
     timeout: Duration,
 }
 
-/// Bounds `op` by `timeout`; a timeout is `Err(None)`.
-async fn bounded<T, E>(
-    timeout: Duration,
-    op: impl Future<Output = Result<T, E>>,
-) -> Result<T, Option<E>> {
-    match tokio::time::timeout(timeout, op).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(Some(e)),
-        Err(_) => Err(None),
-    }
-}
-
 fn number(n: u64) -> AttributeValue {
     AttributeValue::N(n.to_string())
 }
 
-impl DynamoStore {
-    /// The key prefix used unless [`DynamoStore::with_prefix`] sets another.
-    pub const DEFAULT_PREFIX: &'static str = DEFAULT_PREFIX;
+/// Configures a [`DynamoStore`], sets its table up if asked, and connects
+/// it: [`DynamoStore::builder`].
+///
+/// | setter | default |
+/// |---|---|
+/// | [`DynamoBuilder::prefix`] | `pinseal:otp:` |
+/// | [`DynamoBuilder::timeout`] | 2 s |
+///
+/// # Example
+///
+/// ```no_run
+/// # async fn run(client: aws_sdk_dynamodb::Client) -> Result<(), pinseal::Error> {
+/// use pinseal::otp::store::DynamoStore;
+/// use std::time::Duration;
+///
+/// let builder = DynamoStore::builder(client, "otp").prefix("myapp:otp:").timeout(Duration::from_secs(1));
+/// builder.create_table().await?; // set-up scripts and tests; an existing table is fine
+/// let store = builder.connect().await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until `connect` is called"]
+pub struct DynamoBuilder {
+    client: Client,
+    table: String,
+    prefix: String,
+    timeout: Duration,
+}
 
-    /// A store on `table` through `client` (region, credentials and
-    /// endpoint are the client's). Makes no request.
-    pub fn new(client: Client, table: impl Into<String>) -> DynamoStore {
-        DynamoStore {
+impl DynamoStore {
+    /// A builder for a store on `table` through `client` (region,
+    /// credentials and endpoint are the client's; pass a client with an
+    /// HTTP client of your choice to avoid the SDK's default one).
+    pub fn builder(client: Client, table: impl Into<String>) -> DynamoBuilder {
+        DynamoBuilder {
             client,
             table: table.into(),
             prefix: DEFAULT_PREFIX.to_string(),
             timeout: DEFAULT_TIMEOUT,
         }
-    }
-
-    /// Uses `prefix` before every key (default `pinseal:otp:`), so several
-    /// services can share one table.
-    #[must_use]
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> DynamoStore {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// Bounds each call by `timeout` (default 2 s).
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> DynamoStore {
-        self.timeout = timeout;
-        self
     }
 
     /// The key prefix in use.
@@ -158,15 +159,69 @@ impl DynamoStore {
         &self.table
     }
 
-    /// Creates the table (on-demand billing, partition key `pk`) and waits
-    /// until it is active. For set-up scripts and tests; production tables
-    /// usually come from infrastructure code.
+    /// The timeout in force.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn key(&self, key: &str) -> AttributeValue {
+        AttributeValue::S(format!("{}{key}", self.prefix))
+    }
+}
+
+/// What a failed set-up or connect call means, without the SDK's message:
+/// a missing table is a configuration error, refused credentials or
+/// permissions [`Error::StoreAuth`], anything else [`Error::Store`].
+fn classify<E, R>(e: Option<&SdkError<E, R>>) -> Error
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    match e.and_then(service_code) {
+        Some("ResourceNotFoundException") => Error::StoreConfig,
+        Some(
+            "AccessDeniedException"
+            | "UnrecognizedClientException"
+            | "InvalidSignatureException"
+            | "MissingAuthenticationTokenException",
+        ) => Error::StoreAuth,
+        _ => Error::Store,
+    }
+}
+
+/// The service's error code, if DynamoDB answered with one.
+fn service_code<E, R>(e: &SdkError<E, R>) -> Option<&str>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    match e {
+        SdkError::ServiceError(service) => service.err().code(),
+        _ => None,
+    }
+}
+
+impl DynamoBuilder {
+    /// The prefix before every key (default `pinseal:otp:`), so several
+    /// services can share one table.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> DynamoBuilder {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The timeout for each call (default 2 s).
+    pub fn timeout(mut self, timeout: Duration) -> DynamoBuilder {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Creates the table (on-demand billing, partition key `pk`) unless it
+    /// exists, and waits until it is active. For set-up scripts and tests;
+    /// production tables usually come from infrastructure code.
     ///
     /// # Errors
     ///
-    /// [`Error::Store`] if the table cannot be created (it exists, no
-    /// permission, DynamoDB unreachable) or does not become active within
-    /// a minute.
+    /// [`Error::StoreAuth`] without the permission; [`Error::Store`] if
+    /// DynamoDB cannot be reached or the table does not become active
+    /// within a minute. A table that exists already is not an error.
     pub async fn create_table(&self) -> Result<(), Error> {
         let attribute = AttributeDefinition::builder()
             .attribute_name(PK)
@@ -178,7 +233,7 @@ impl DynamoStore {
             .key_type(KeyType::Hash)
             .build()
             .map_err(|_| Error::StoreConfig)?;
-        bounded(
+        let created = bounded(
             self.timeout,
             self.client
                 .create_table()
@@ -188,25 +243,14 @@ impl DynamoStore {
                 .billing_mode(BillingMode::PayPerRequest)
                 .send(),
         )
-        .await
-        .map_err(|_| Error::Store)?;
-        for _ in 0..600 {
-            let described = bounded(
-                self.timeout,
-                self.client.describe_table().table_name(&self.table).send(),
-            )
-            .await
-            .map_err(|_| Error::Store)?;
-            let active = described
-                .table()
-                .and_then(|t| t.table_status())
-                .is_some_and(|s| s.as_str() == "ACTIVE");
-            if active {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        .await;
+        match created {
+            Ok(_) => {}
+            // It exists: wait for it as for a new one.
+            Err(Some(e)) if service_code(&e) == Some("ResourceInUseException") => {}
+            Err(e) => return Err(classify(e.as_ref())),
         }
-        Err(Error::Store)
+        self.wait_active(Duration::from_secs(60)).await
     }
 
     /// Turns on DynamoDB's time to live on the `ttl` attribute, so expired
@@ -215,8 +259,8 @@ impl DynamoStore {
     ///
     /// # Errors
     ///
-    /// [`Error::Store`] if DynamoDB refuses or cannot be reached (local
-    /// emulators often do not implement this call).
+    /// As [`DynamoBuilder::connect`] (local emulators often do not
+    /// implement this call: [`Error::Store`]).
     pub async fn enable_ttl(&self) -> Result<(), Error> {
         let spec = TimeToLiveSpecification::builder()
             .enabled(true)
@@ -233,11 +277,62 @@ impl DynamoStore {
         )
         .await
         .map(|_| ())
-        .map_err(|_| Error::Store)
+        .map_err(|e| classify(e.as_ref()))
     }
 
-    fn key(&self, key: &str) -> AttributeValue {
-        AttributeValue::S(format!("{}{key}", self.prefix))
+    /// Checks that the table exists and is usable (`DescribeTable`), and
+    /// returns the store. A table still being created is waited for, as
+    /// long as the timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StoreConfig`] if the table does not exist;
+    /// [`Error::StoreAuth`] if the credentials or permissions are refused;
+    /// [`Error::Store`] if DynamoDB cannot be reached or the table does not
+    /// become usable in time. No error holds the SDK's message.
+    pub async fn connect(self) -> Result<DynamoStore, Error> {
+        self.wait_active(self.timeout).await?;
+        Ok(DynamoStore {
+            client: self.client,
+            table: self.table,
+            prefix: self.prefix,
+            timeout: self.timeout,
+        })
+    }
+
+    /// Waits until the table is active (or updating, which serves), for at
+    /// most `limit`.
+    async fn wait_active(&self, limit: Duration) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let described = bounded(
+                self.timeout,
+                self.client.describe_table().table_name(&self.table).send(),
+            )
+            .await
+            .map_err(|e| classify(e.as_ref()))?;
+            let usable = described
+                .table()
+                .and_then(|t| t.table_status())
+                .is_some_and(|s| matches!(s.as_str(), "ACTIVE" | "UPDATING"));
+            if usable {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Store);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl fmt::Debug for DynamoBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynamoBuilder")
+            .field("table", &self.table)
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
     }
 }
 

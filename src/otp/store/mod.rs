@@ -28,6 +28,8 @@ use std::sync::Arc;
 
 use crate::Error;
 
+#[cfg(any(feature = "redis", feature = "dynamodb"))]
+mod deadline;
 #[cfg(feature = "dynamodb")]
 mod dynamo;
 mod memory;
@@ -36,14 +38,14 @@ mod redis;
 
 #[cfg(feature = "dynamodb")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
-pub use dynamo::DynamoStore;
+pub use dynamo::{DynamoBuilder, DynamoStore};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis-tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis-tokio")))]
 pub use redis::AsyncRedisStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use redis::RedisStore;
+pub use redis::{RedisBuilder, RedisStore};
 
 /// Storage for OTP challenge state.
 ///
