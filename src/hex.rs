@@ -31,6 +31,18 @@ pub(crate) fn encode(bytes: impl AsRef<[u8]>) -> String {
     const_hex::encode(bytes)
 }
 
+/// Writes `bytes` of any length as lowercase hex, through a stack buffer
+/// (no allocation, whatever the length).
+pub(crate) fn write_all(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    let mut buf = [0u8; 512];
+    for chunk in bytes.chunks(buf.len() / 2) {
+        let text = &mut buf[..2 * chunk.len()];
+        const_hex::encode_to_slice(chunk, text).map_err(|_| fmt::Error)?;
+        f.write_str(core::str::from_utf8(text).map_err(|_| fmt::Error)?)?;
+    }
+    Ok(())
+}
+
 /// Writes `bytes` as lowercase hex without allocating (`H` = 2 * `N`).
 pub(crate) fn write<const N: usize, const H: usize>(
     f: &mut fmt::Formatter<'_>,
@@ -56,5 +68,23 @@ mod tests {
         assert_eq!(decode("00ff"), Ok(vec![0, 255]));
         assert!(decode("0").is_err());
         assert_eq!(encode([0xab, 0xcd]), "abcd");
+    }
+
+    #[test]
+    fn write_all_matches_encode_across_chunk_edges() {
+        struct Hex<'a>(&'a [u8]);
+        impl fmt::Display for Hex<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write_all(f, self.0)
+            }
+        }
+        let bytes: Vec<u8> = (0..1000u32).map(|i| (i * 37 % 256) as u8).collect();
+        for len in [0, 1, 255, 256, 257, 512, 1000] {
+            assert_eq!(
+                Hex(&bytes[..len]).to_string(),
+                encode(&bytes[..len]),
+                "{len}"
+            );
+        }
     }
 }

@@ -90,7 +90,7 @@ impl AsRef<[u8]> for Envelope {
 impl fmt::Display for Envelope {
     /// The envelope in lowercase hex.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::hex::encode(&self.0))
+        crate::hex::write_all(f, &self.0)
     }
 }
 
