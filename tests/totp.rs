@@ -36,7 +36,7 @@ fn pyotp(lines: &[String]) -> Option<Vec<String>> {
 struct Case {
     secret: Vec<u8>,
     hash: Algorithm,
-    digits: u32,
+    digits: u8,
     period: u64,
     issuer: String,
     account: String,
@@ -67,7 +67,7 @@ fn cases(n: usize) -> Vec<Case> {
         .map(|_| Case {
             secret: (0..16 + next() % 49).map(|_| next() as u8).collect(),
             hash: [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512][(next() % 3) as usize],
-            digits: 6 + (next() % 3) as u32,
+            digits: 6 + (next() % 3) as u8,
             period: [15, 30, 45, 60, 90][(next() % 5) as usize],
             issuer: NAMES[(next() % 8) as usize].to_string(),
             account: format!("{}-{}", NAMES[(next() % 8) as usize], next() % 1000),

@@ -208,7 +208,7 @@ pub fn random_code(digits: u8) -> Result<Secret<String>, Error> {
         }
     };
     word.zeroize();
-    let code = format_code(value, u32::from(digits));
+    let code = format_code(value, digits);
     let mut value = value;
     value.zeroize();
     Ok(code)
@@ -216,9 +216,9 @@ pub fn random_code(digits: u8) -> Result<Secret<String>, Error> {
 
 /// Formats `value` as exactly `digits` ASCII digits, leading zeros kept,
 /// into a string allocated once at its final size.
-pub(super) fn format_code(value: u64, digits: u32) -> Secret<String> {
-    let mut s = Secret::new(String::with_capacity(digits as usize));
-    for i in (0..digits).rev() {
+pub(super) fn format_code(value: u64, digits: u8) -> Secret<String> {
+    let mut s = Secret::new(String::with_capacity(usize::from(digits)));
+    for i in (0..u32::from(digits)).rev() {
         let d = (value / 10u64.pow(i) % 10) as u8;
         s.expose_secret_mut().push(char::from(b'0' + d));
     }

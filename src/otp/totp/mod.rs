@@ -71,13 +71,13 @@ fn hmac_digest(algorithm: Algorithm, key: &[u8], msg: &[u8]) -> (Zeroizing<[u8; 
 }
 
 /// Whether `digits` and `secret` are what HOTP accepts.
-fn valid(secret: &[u8], digits: u32) -> bool {
+fn valid(secret: &[u8], digits: u8) -> bool {
     (6..=8).contains(&digits) && secret.len() >= MIN_SECRET_LEN
 }
 
 /// The HOTP value as a number, before formatting (RFC 4226 section 5.3),
 /// for parameters already checked with [`valid`].
-fn hotp_value(secret: &[u8], counter: u64, digits: u32, algorithm: Algorithm) -> u32 {
+fn hotp_value(secret: &[u8], counter: u64, digits: u8, algorithm: Algorithm) -> u32 {
     let (mac, len) = hmac_digest(algorithm, secret, &counter.to_be_bytes());
     // Dynamic truncation. `len` is 20, 32 or 64 and the offset at most 15,
     // so every index is inside the 64-byte buffer.
@@ -88,7 +88,7 @@ fn hotp_value(secret: &[u8], counter: u64, digits: u32, algorithm: Algorithm) ->
         mac[offset + 2],
         mac[offset + 3],
     ];
-    (u32::from_be_bytes(word) & 0x7fff_ffff) % 10u32.pow(digits)
+    (u32::from_be_bytes(word) & 0x7fff_ffff) % 10u32.pow(u32::from(digits))
 }
 
 /// `t` in whole Unix seconds; 0 before 1970.
@@ -134,7 +134,7 @@ fn step_seconds(step: Duration) -> Result<u64, Error> {
 pub fn hotp(
     secret: &[u8],
     counter: u64,
-    digits: u32,
+    digits: u8,
     algorithm: Algorithm,
 ) -> Result<Secret<String>, Error> {
     if !valid(secret, digits) {
@@ -169,7 +169,7 @@ pub fn totp(
     secret: &[u8],
     at: SystemTime,
     step: Duration,
-    digits: u32,
+    digits: u8,
     algorithm: Algorithm,
 ) -> Result<Secret<String>, Error> {
     let step = step_seconds(step)?;
@@ -221,11 +221,11 @@ pub fn totp(
 /// ```
 pub struct Totp {
     secret: Secret<Vec<u8>>,
-    digits: u32,
+    digits: u8,
     /// Whole seconds, at least one.
     step: u64,
     algorithm: Algorithm,
-    skew: u64,
+    skew: u8,
 }
 
 impl Totp {
@@ -240,7 +240,7 @@ impl Totp {
     pub fn new(
         secret: Secret<Vec<u8>>,
         step: Duration,
-        digits: u32,
+        digits: u8,
         algorithm: Algorithm,
     ) -> Result<Totp, Error> {
         let step = step_seconds(step)?;
@@ -286,7 +286,7 @@ impl Totp {
     }
 
     /// Digits per code.
-    pub fn digits(&self) -> u32 {
+    pub fn digits(&self) -> u8 {
         self.digits
     }
 
@@ -296,7 +296,7 @@ impl Totp {
     }
 
     /// Steps accepted on each side of the current one.
-    pub fn skew(&self) -> u64 {
+    pub fn skew(&self) -> u8 {
         self.skew
     }
 
@@ -304,7 +304,7 @@ impl Totp {
     /// (at most 10).
     #[must_use]
     pub fn with_skew(mut self, steps: u8) -> Totp {
-        self.skew = u64::from(steps.min(10));
+        self.skew = steps.min(10);
         self
     }
 
@@ -340,7 +340,7 @@ impl Totp {
     #[must_use]
     pub fn verify(&self, input: &str, at: SystemTime, last_accepted: Option<u64>) -> Option<u64> {
         let well_formed =
-            input.len() == self.digits as usize && input.bytes().all(|b| b.is_ascii_digit());
+            input.len() == usize::from(self.digits) && input.bytes().all(|b| b.is_ascii_digit());
         let guess: u32 = if well_formed {
             input.parse().unwrap_or(u32::MAX)
         } else {
@@ -350,7 +350,8 @@ impl Totp {
         let floor = last_accepted.map_or(0, |s| s.saturating_add(1));
         let mut found = 0u64;
         let mut any = Choice::from(0);
-        for step in now.saturating_sub(self.skew)..=now.saturating_add(self.skew) {
+        let skew = u64::from(self.skew);
+        for step in now.saturating_sub(skew)..=now.saturating_add(skew) {
             let value = hotp_value(
                 self.secret.expose_secret(),
                 step,

@@ -136,7 +136,7 @@ impl Totp {
             }
         }
         let secret = secret.ok_or(Error::InvalidOtpUri)?;
-        let digits = u32::try_from(digits.unwrap_or(6)).map_err(|_| Error::InvalidOtpUri)?;
+        let digits = u8::try_from(digits.unwrap_or(6)).map_err(|_| Error::InvalidOtpUri)?;
         let period = period.unwrap_or(30);
         if secret.expose_secret().len() < MIN_SECRET_LEN || !(1..=MAX_PERIOD).contains(&period) {
             return Err(Error::InvalidOtpUri);
