@@ -2,6 +2,19 @@
 
 use std::time::Duration;
 
+/// The shortest timeout a store accepts: a zero timeout would fail every
+/// call, and the OS refuses a zero socket timeout.
+pub(super) const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+/// The longest: no store call is worth waiting longer for, and deadline
+/// arithmetic stays far from overflow.
+pub(super) const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// A timeout a builder was given, brought into
+/// [`MIN_TIMEOUT`]..=[`MAX_TIMEOUT`].
+pub(super) fn clamp(timeout: Duration) -> Duration {
+    timeout.clamp(MIN_TIMEOUT, MAX_TIMEOUT)
+}
+
 /// Bounds `op` by `timeout`; `Err(None)` is a timeout, `Err(Some(e))` the
 /// operation's own error.
 pub(super) async fn bounded<T, E>(
@@ -12,5 +25,17 @@ pub(super) async fn bounded<T, E>(
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(Some(e)),
         Err(_) => Err(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_are_clamped_to_a_usable_range() {
+        assert_eq!(clamp(Duration::ZERO), MIN_TIMEOUT);
+        assert_eq!(clamp(Duration::MAX), MAX_TIMEOUT);
+        assert_eq!(clamp(Duration::from_secs(2)), Duration::from_secs(2));
     }
 }

@@ -207,9 +207,10 @@ impl DynamoBuilder {
         self
     }
 
-    /// The timeout for each call (default 2 s).
+    /// The timeout for each call (default 2 s). Values below 1 ms or above
+    /// one hour are taken as 1 ms or one hour.
     pub fn timeout(mut self, timeout: Duration) -> DynamoBuilder {
-        self.timeout = timeout;
+        self.timeout = super::deadline::clamp(timeout);
         self
     }
 

@@ -154,9 +154,10 @@ impl<S> RedisBuilder<S> {
     }
 
     /// The timeout (default 2 s) for opening and for every call after:
-    /// see the store's "Timeouts".
+    /// see the store's "Timeouts". Values below 1 ms or above one hour are
+    /// taken as 1 ms or one hour.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.timeout = super::deadline::clamp(timeout);
         self
     }
 }
