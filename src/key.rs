@@ -4,7 +4,7 @@ use core::fmt;
 
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 use crate::Error;
 use crate::secret::ExposeSecret;
@@ -52,7 +52,7 @@ const KEY_LEN: usize = 32;
 /// assert_ne!(root.id(), pins.id());
 /// println!("sealing PINs with key {}", pins.id()); // safe to log
 /// ```
-#[derive(Zeroize, ZeroizeOnDrop)]
+#[derive(ZeroizeOnDrop)]
 pub struct Key {
     bytes: [u8; KEY_LEN],
 }

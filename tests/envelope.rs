@@ -236,6 +236,14 @@ macro_rules! engine_tests {
                 );
                 let expired = old.seal_until(b"4321", b"last4", at(1_000));
                 assert_eq!(ring.reseal_expiring(&expired, b"last4").unwrap_err(), Error::Expired);
+                // The same against an explicit clock: open at 999, expired at 1000.
+                let moved = ring.reseal_expiring_at(&expired, b"last4", at(999)).unwrap();
+                assert_eq!(&moved[..8], &1_000u64.to_be_bytes());
+                assert_eq!(ring.open_expiring_at(&moved, b"last4", at(999)).unwrap().expose_secret(), b"4321");
+                assert_eq!(
+                    ring.reseal_expiring_at(&expired, b"last4", at(1_000)).unwrap_err(),
+                    Error::Expired
+                );
                 for cut in 0..EXPIRING_OVERHEAD {
                     assert_eq!(
                         ring.open_expiring_at(&env[..cut], b"last4", at(0)).unwrap_err(),

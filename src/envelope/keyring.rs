@@ -1,6 +1,7 @@
 //! [`Keyring`]: key rotation.
 
 use core::fmt;
+use std::time::SystemTime;
 
 use zeroize::ZeroizeOnDrop;
 
@@ -127,8 +128,24 @@ impl<E: Engine> Keyring<E> {
     ///
     /// As [`Seal::open_expiring`]: an expired envelope is not resealed.
     pub fn reseal_expiring(&self, envelope: &[u8], aad: &[u8]) -> Result<Envelope, Error> {
+        self.reseal_expiring_at(envelope, aad, SystemTime::now())
+    }
+
+    /// [`Keyring::reseal_expiring`] checked against `now` instead of the
+    /// system clock, as [`Seal::open_expiring_at`] is.
+    ///
+    /// # Errors
+    ///
+    /// As [`Seal::open_expiring_at`]: an envelope expired at `now` is not
+    /// resealed.
+    pub fn reseal_expiring_at(
+        &self,
+        envelope: &[u8],
+        aad: &[u8],
+        now: SystemTime,
+    ) -> Result<Envelope, Error> {
         let (expires_at, _) = expiring::split(envelope)?;
-        let plaintext = self.open_expiring(envelope, aad)?;
+        let plaintext = self.open_expiring_at(envelope, aad, now)?;
         Ok(expiring::seal(
             &self.primary,
             plaintext.expose_secret(),
