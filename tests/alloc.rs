@@ -268,12 +268,7 @@ fn memory_store_bytes_per_entry_match_the_docs() {
             let (_id, _code) = otp.issue(subject).unwrap();
         }
     });
-    let now = SystemClock
-        .now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let entries = store.len(now);
+    let entries = store.len(SystemClock.now());
     assert!(
         entries <= 2 * ISSUES,
         "{entries} entries for {ISSUES} issues"

@@ -103,7 +103,10 @@ fn a_failed_resend_keeps_the_code_and_the_send() {
     let mut failed = 0;
     for n in 0.. {
         let (otp, id, code) = victim(FailingWrite::new(MemoryStore::new()));
-        let entries = otp.store().inner.len(NOW_MS);
+        let entries = otp
+            .store()
+            .inner
+            .len(UNIX_EPOCH + Duration::from_millis(NOW_MS));
         otp.store().fail_nth_write_from_now(n);
         let resend = otp.issue(VICTIM);
         let faulted = otp.store().fault_fired();
@@ -116,7 +119,13 @@ fn a_failed_resend_keeps_the_code_and_the_send() {
                 // a failed index write nothing changed; after a failed
                 // record write the stale entry is gone and the new one too.
                 let expected = if n == 0 { entries } else { entries - 1 };
-                assert_eq!(otp.store().inner.len(NOW_MS), expected, "write {n}");
+                assert_eq!(
+                    otp.store()
+                        .inner
+                        .len(UNIX_EPOCH + Duration::from_millis(NOW_MS)),
+                    expected,
+                    "write {n}"
+                );
                 assert_untouched(&otp, &id, &code);
             }
             Ok((new_id, new_code)) => {

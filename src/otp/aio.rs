@@ -6,7 +6,7 @@
 //!
 //! Services on an async runtime (axum, a Lambda handler) whose store is
 //! async: [`AsyncRedisStore`](super::store::AsyncRedisStore) (feature
-//! `redis-tokio`), [`DynamoStore`](super::store::DynamoStore) (feature
+//! `redis-tokio`), `DynamoStore` (in [`store`](super::store), feature
 //! `dynamodb`), [`DynStore`] (any async store chosen at run time), or the
 //! [`MemoryStore`], which is both blocking and async.
 //!
@@ -209,8 +209,11 @@ impl<S: AsyncStore, C: Clock> Otp<S, C> {
     }
 }
 
-/// The derived keys are wiped on drop; the store and clock hold no secret.
-impl<S, C> zeroize::ZeroizeOnDrop for Otp<S, C> {}
+/// The derived keys are wiped on drop, and a [`MemoryStore`] holds no secret
+/// (MACs under those keys, counters and times). A store that holds
+/// credentials (a Redis password, AWS credentials) does not promise to wipe
+/// them, so a service over it is not `ZeroizeOnDrop`.
+impl<C> zeroize::ZeroizeOnDrop for Otp<MemoryStore, C> {}
 
 impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for Otp<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -248,6 +251,15 @@ impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for Otp<S, C> {
 pub struct TotpGuard<S = MemoryStore, C = SystemClock> {
     guard: Guard<C>,
     store: S,
+}
+
+impl TotpGuard {
+    /// A guard on its own in-memory store and the system clock (one
+    /// process; use [`TotpGuard::with_store`] with a shared store for
+    /// several).
+    pub fn new(pepper: &Key) -> TotpGuard {
+        TotpGuard::with_parts(pepper, MemoryStore::new(), SystemClock)
+    }
 }
 
 impl<S: AsyncStore> TotpGuard<S, SystemClock> {
@@ -295,5 +307,8 @@ impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for TotpGuard<S, C> {
     }
 }
 
-/// The derived key is wiped on drop; the store and clock hold no secret.
-impl<S, C> zeroize::ZeroizeOnDrop for TotpGuard<S, C> {}
+/// The derived key is wiped on drop, and a [`MemoryStore`] holds no secret
+/// (MACs under that key, counters and times). A store that holds
+/// credentials (a Redis password, AWS credentials) does not promise to wipe
+/// them, so a guard over it is not `ZeroizeOnDrop`.
+impl<C> zeroize::ZeroizeOnDrop for TotpGuard<MemoryStore, C> {}

@@ -109,7 +109,11 @@ pub enum Verdict {
     },
     /// The challenge's lifetime has passed. Nothing was counted.
     Expired,
-    /// The subject has no attempts left in this window. Nothing was counted.
+    /// No attempts left, for one of two reasons: the subject has spent its
+    /// attempts in this window (they come back when the window ends:
+    /// [`Budget::retry_after`]), or this code has had `max_attempts` wrong
+    /// guesses, which locks the code itself until it expires or a new code
+    /// is issued (within the send budget). Nothing was counted.
     Locked,
     /// The challenge was canceled ([`Otp::cancel`](super::Otp::cancel)).
     /// Nothing was counted.

@@ -264,6 +264,13 @@ impl Otp {
     }
 }
 
+impl<S: Store> Otp<S, SystemClock> {
+    /// An OTP service over `store` and the system clock.
+    pub fn with_store(pepper: &Key, policy: Policy, store: S) -> Self {
+        Otp::with_parts(pepper, policy, store, SystemClock)
+    }
+}
+
 impl<S, C> Otp<S, C> {
     /// The policy in force.
     pub fn policy(&self) -> &Policy {
@@ -480,8 +487,11 @@ impl<S: Store, C: Clock> Otp<S, C> {
     }
 }
 
-/// The derived keys are wiped on drop; the store and clock hold no secret.
-impl<S, C> zeroize::ZeroizeOnDrop for Otp<S, C> {}
+/// The derived keys are wiped on drop, and a [`MemoryStore`] holds no secret
+/// (MACs under those keys, counters and times). A store that holds
+/// credentials (a Redis password, AWS credentials) does not promise to wipe
+/// them, so a service over it is not `ZeroizeOnDrop`.
+impl<C> zeroize::ZeroizeOnDrop for Otp<MemoryStore, C> {}
 
 impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for Otp<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

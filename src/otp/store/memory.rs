@@ -2,9 +2,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
+use std::time::SystemTime;
 
 use super::{AsyncStore, Store};
 use crate::Error;
+use crate::otp::clock::unix_millis;
 
 /// The embedded, in-process challenge store.
 ///
@@ -86,16 +88,20 @@ impl MemoryStore {
         }
     }
 
-    /// Live entries after dropping those expired at `now_ms`.
-    pub fn len(&self, now_ms: u64) -> usize {
-        let mut entries = self.lock();
-        entries.prune(now_ms);
-        entries.map.len()
+    /// The number of entries alive at `now` (an entry whose expiry is at
+    /// or before `now` is not counted). Expired entries are dropped by the
+    /// next read or write; counting changes nothing.
+    pub fn len(&self, now: SystemTime) -> usize {
+        let now_ms = unix_millis(now);
+        self.lock()
+            .by_expiry
+            .range((now_ms.saturating_add(1), String::new())..)
+            .count()
     }
 
-    /// Whether no live entry remains at `now_ms`.
-    pub fn is_empty(&self, now_ms: u64) -> bool {
-        self.len(now_ms) == 0
+    /// Whether no entry is alive at `now`.
+    pub fn is_empty(&self, now: SystemTime) -> bool {
+        self.len(now) == 0
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {

@@ -1,5 +1,5 @@
-//! Replay protection and guess limits for TOTP codes, shared by every
-//! instance on one store: [`TotpGuard`] (blocking), and the steps
+//! Replay protection for TOTP codes, shared by every instance on one
+//! store: [`TotpGuard`] (blocking), and the steps
 //! [`aio::TotpGuard`](crate::otp::aio::TotpGuard) shares with it.
 
 use core::fmt;
@@ -68,7 +68,7 @@ impl<C: Clock> Guard<C> {
             // clocks disagree (the store counts the lifetime from this
             // instance's clock); the record is 8 bytes.
             let expires_ms = step
-                .saturating_add(totp.skew())
+                .saturating_add(u64::from(totp.skew()))
                 .saturating_add(2)
                 .saturating_mul(totp.step().as_secs())
                 .saturating_mul(1000)
@@ -113,6 +113,13 @@ impl<C: Clock> Guard<C> {
 /// [`Error::StoreCorrupt`], [`Error::Contention`]): nothing was decided and
 /// the code must be treated as not verified.
 ///
+/// # Security
+///
+/// The guard refuses replays; it does not count wrong codes. A guesser who
+/// can call `verify` without limit finds a 6-digit code with skew 1 in about
+/// 330 000 tries on average: limit attempts per subject in front of it,
+/// with the service's own rate limiter.
+///
 /// # Example
 ///
 /// ```
@@ -133,10 +140,17 @@ pub struct TotpGuard<S = MemoryStore, C = SystemClock> {
 
 impl TotpGuard {
     /// A guard on its own in-memory store and the system clock (one
-    /// process; use [`TotpGuard::with_parts`] with a shared store for
+    /// process; use [`TotpGuard::with_store`] with a shared store for
     /// several).
     pub fn new(pepper: &Key) -> TotpGuard {
         TotpGuard::with_parts(pepper, MemoryStore::new(), SystemClock)
+    }
+}
+
+impl<S: Store> TotpGuard<S, SystemClock> {
+    /// A guard over `store` and the system clock.
+    pub fn with_store(pepper: &Key, store: S) -> Self {
+        TotpGuard::with_parts(pepper, store, SystemClock)
     }
 }
 
@@ -184,5 +198,8 @@ impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for TotpGuard<S, C> {
     }
 }
 
-/// The derived key is wiped on drop; the store and clock hold no secret.
-impl<S, C> zeroize::ZeroizeOnDrop for TotpGuard<S, C> {}
+/// The derived key is wiped on drop, and a [`MemoryStore`] holds no secret
+/// (MACs under that key, counters and times). A store that holds
+/// credentials (a Redis password, AWS credentials) does not promise to wipe
+/// them, so a guard over it is not `ZeroizeOnDrop`.
+impl<C> zeroize::ZeroizeOnDrop for TotpGuard<MemoryStore, C> {}

@@ -91,9 +91,11 @@ enum Node {
 /// fails on I/O (Redis restarted, the network dropped an idle connection)
 /// is replaced at once and the command sent again on the fresh one, so the
 /// store works again on the first call after Redis is back. (A swap that
-/// had landed before the connection failed then fails its compare: a
-/// correct code may be answered [`Verdict::Unknown`](crate::otp::Verdict::Unknown),
-/// never approved twice.)
+/// landed just before its connection failed is then sent again, fails its
+/// compare, and the operation runs once more on what it wrote: a correct
+/// code is answered [`Verdict::Unknown`](crate::otp::Verdict::Unknown), a
+/// wrong guess counts twice, an issue spends two sends, a TOTP code is
+/// refused. Every such outcome fails closed; nothing is approved twice.)
 ///
 /// On a cluster, the store uses the same multiplexed cluster connection as
 /// `AsyncRedisStore` (feature `redis-tokio`), one per thread in use at
