@@ -94,22 +94,14 @@ struct Failure {
     retry_after: Option<Duration>,
 }
 
-impl Failure {
-    fn limited(error: Error, retry_after: Option<Duration>) -> Failure {
-        Failure {
-            retry_after,
-            ..Failure::from(error)
-        }
-    }
-}
-
 impl From<Error> for Failure {
     fn from(error: Error) -> Failure {
         Failure {
             status: error.class().http_status(),
             message: error.to_string(),
-            retry_after: (error.class() == ErrorClass::Unavailable)
-                .then_some(Duration::from_secs(1)),
+            retry_after: error
+                .retry_after()
+                .or((error.class() == ErrorClass::Unavailable).then_some(Duration::from_secs(1))),
         }
     }
 }
@@ -177,14 +169,6 @@ async fn start(
     let client = client_key(peer.ip());
     let (id, code) = match app.otp.issue_from(&to, &client).await {
         Ok(issued) => issued,
-        Err(error @ (Error::SendLimit | Error::Locked)) => {
-            let budget = app.otp.budget(&to).await?;
-            return Err(Failure::limited(error, budget.retry_after()));
-        }
-        Err(error @ Error::ClientLimit) => {
-            let budget = app.otp.client_budget(&client).await?;
-            return Err(Failure::limited(error, budget.retry_after()));
-        }
         Err(error) => return Err(error.into()),
     };
     if app.outbox.send(&to, &code).is_err() {

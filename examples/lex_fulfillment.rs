@@ -111,7 +111,7 @@ impl Turns {
                                     "That was not it. I sent a new code.",
                                 ))
                             }
-                            Err(Error::SendLimit | Error::Locked) => Ok(close(
+                            Err(Error::SendLimit { .. } | Error::Locked { .. }) => Ok(close(
                                 event,
                                 attributes,
                                 false,

@@ -1,12 +1,16 @@
 //! The crate's one error type.
 
 use core::fmt;
+use core::time::Duration;
 
 /// Every way a pinseal operation can fail.
 ///
-/// Variants carry no data: an error never holds, prints or echoes a key, a
-/// plaintext, a PIN, a code or the input that caused it, so it is always safe
-/// to log with `{}` or `{:?}`.
+/// Variants carry no input data: an error never holds, prints or echoes a
+/// key, a plaintext, a PIN, a code, a phone number or the input that caused
+/// it, so it is always safe to log with `{}` or `{:?}`. The one value an
+/// error carries is the wait before a spent budget lifts
+/// ([`Error::retry_after`]): a refusal says when to come back, so a web
+/// service can answer `Retry-After` without a second store call.
 ///
 /// Decryption failures are deliberately one opaque variant,
 /// [`Error::Decrypt`], whatever the cause (short input, bad hex, wrong key,
@@ -55,13 +59,22 @@ pub enum Error {
     /// range.
     InvalidOtpUri,
     /// The subject has used its send budget for the current window.
-    SendLimit,
+    SendLimit {
+        /// Time until the window ends and the budget is restored.
+        retry_after: Duration,
+    },
     /// The subject has used its attempt budget for the current window; no
     /// new code is issued until the window ends.
-    Locked,
+    Locked {
+        /// Time until the window ends and the budget is restored.
+        retry_after: Duration,
+    },
     /// The client has used its send budget for the current window
     /// (`Otp::issue_from`).
-    ClientLimit,
+    ClientLimit {
+        /// Time until the client's window ends and its budget is restored.
+        retry_after: Duration,
+    },
     /// A phone number is not in international form (`+` or `00`, country
     /// code, 7 to 15 digits).
     InvalidPhoneNumber,
@@ -91,6 +104,13 @@ pub enum Error {
     /// Concurrent updates to one subject kept conflicting; retrying later is
     /// safe.
     Contention,
+    /// Something that may be accepted only once (a webhook delivery, a
+    /// one-time envelope, see `otp::AcceptOnce`) was presented again.
+    Replayed,
+    /// A webhook names a signature algorithm this version does not check
+    /// (only `HMAC_SHA1` and `HMAC_SHA256` are known), or a signing key it
+    /// was not given.
+    WebhookAlgorithm,
 }
 
 impl fmt::Display for Error {
@@ -107,9 +127,9 @@ impl fmt::Display for Error {
             Error::InvalidOtpParameter => "HOTP/TOTP parameter is out of range",
             Error::InvalidChallengeId => "challenge id is not valid",
             Error::InvalidOtpUri => "otpauth URI is not valid",
-            Error::SendLimit => "send budget for this subject is spent",
-            Error::Locked => "attempt budget for this subject is spent",
-            Error::ClientLimit => "send budget for this client is spent",
+            Error::SendLimit { .. } => "send budget for this subject is spent",
+            Error::Locked { .. } => "attempt budget for this subject is spent",
+            Error::ClientLimit { .. } => "send budget for this client is spent",
             Error::InvalidPhoneNumber => "phone number is not in international form",
             Error::WebhookSignature => "webhook signature does not match",
             Error::WebhookBody => "webhook body does not match its signed hash",
@@ -123,6 +143,8 @@ impl fmt::Display for Error {
             Error::StoreAuth => "challenge store refused the credentials",
             Error::StoreTls => "challenge store's TLS certificate was not accepted",
             Error::Contention => "challenge store is busy with conflicting updates",
+            Error::Replayed => "already accepted once",
+            Error::WebhookAlgorithm => "webhook signature scheme or key is not known",
         })
     }
 }
@@ -135,17 +157,20 @@ impl std::error::Error for Error {}
 /// | class | errors | HTTP | retry |
 /// |---|---|---|---|
 /// | [`BadInput`](ErrorClass::BadInput) | `InvalidChallengeId`, `InvalidPan`, `InvalidPhoneNumber`, `InvalidOtpUri`, `PlaintextTooLong` | 400 | no: the input is wrong |
-/// | [`Unauthentic`](ErrorClass::Unauthentic) | `Decrypt`, `Expired`, `WebhookSignature`, `WebhookBody` | 403 | no |
-/// | [`Limited`](ErrorClass::Limited) | `SendLimit`, `Locked`, `ClientLimit` | 429 | after the window: `Otp::budget` / `Otp::client_budget` say when |
+/// | [`Unauthentic`](ErrorClass::Unauthentic) | `Decrypt`, `Expired`, `WebhookSignature`, `WebhookBody`, `WebhookAlgorithm`, `Replayed` | 403 | no |
+/// | [`Limited`](ErrorClass::Limited) | `SendLimit`, `Locked`, `ClientLimit` | 429 | after [`Error::retry_after`] |
 /// | [`Unavailable`](ErrorClass::Unavailable) | `Store`, `StoreFull`, `Contention` | 503 | yes, with backoff |
 /// | [`Internal`](ErrorClass::Internal) | `KeyLength`, `KeyHex`, `KeyEnvMissing`, `InvalidPolicy`, `InvalidOtpParameter`, `BufferTooSmall`, `StoreCorrupt`, `StoreConfig`, `StoreAuth`, `StoreTls` | 500 | no: configuration or code to fix |
 ///
 /// # Example
 ///
 /// ```
+/// use core::time::Duration;
 /// use pinseal::{Error, ErrorClass};
 ///
-/// assert_eq!(Error::SendLimit.class(), ErrorClass::Limited);
+/// let refused = Error::SendLimit { retry_after: Duration::from_secs(42) };
+/// assert_eq!(refused.class(), ErrorClass::Limited);
+/// assert_eq!(refused.retry_after(), Some(Duration::from_secs(42)));
 /// assert_eq!(Error::Store.class().http_status(), 503);
 /// assert!(Error::Contention.is_retryable());
 /// assert!(!Error::InvalidChallengeId.is_retryable());
@@ -193,10 +218,15 @@ impl Error {
             | Error::InvalidPhoneNumber
             | Error::InvalidOtpUri
             | Error::PlaintextTooLong => ErrorClass::BadInput,
-            Error::Decrypt | Error::Expired | Error::WebhookSignature | Error::WebhookBody => {
-                ErrorClass::Unauthentic
+            Error::Decrypt
+            | Error::Expired
+            | Error::WebhookSignature
+            | Error::WebhookBody
+            | Error::WebhookAlgorithm
+            | Error::Replayed => ErrorClass::Unauthentic,
+            Error::SendLimit { .. } | Error::Locked { .. } | Error::ClientLimit { .. } => {
+                ErrorClass::Limited
             }
-            Error::SendLimit | Error::Locked | Error::ClientLimit => ErrorClass::Limited,
             Error::Store | Error::StoreFull | Error::Contention => ErrorClass::Unavailable,
             Error::KeyLength
             | Error::KeyHex
@@ -216,5 +246,21 @@ impl Error {
     /// [`ErrorClass::Unavailable`]).
     pub fn is_retryable(&self) -> bool {
         matches!(self.class(), ErrorClass::Limited | ErrorClass::Unavailable)
+    }
+
+    /// How long until a spent budget lifts: `Some` for
+    /// [`Error::SendLimit`], [`Error::Locked`] and [`Error::ClientLimit`]
+    /// (what a web service puts in `Retry-After`), `None` for every other
+    /// error.
+    ///
+    /// The wait is counted from the refusal, by the clock of the service
+    /// that refused.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::SendLimit { retry_after }
+            | Error::Locked { retry_after }
+            | Error::ClientLimit { retry_after } => Some(*retry_after),
+            _ => None,
+        }
     }
 }

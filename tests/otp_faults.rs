@@ -286,10 +286,10 @@ fn a_refused_issue_from_gives_the_client_its_send_back() {
     let (otp, _, _) = victim(MemoryStore::new());
     let before = otp.client_budget("203.0.113.7").unwrap().sends_left;
     otp.issue_from(VICTIM, "203.0.113.7").unwrap(); // the third send: the last
-    assert_eq!(
+    assert!(matches!(
         otp.issue_from(VICTIM, "203.0.113.7").err(),
-        Some(Error::SendLimit)
-    );
+        Some(Error::SendLimit { .. })
+    ));
     assert_eq!(
         otp.client_budget("203.0.113.7").unwrap().sends_left,
         before - 1
@@ -315,4 +315,60 @@ fn a_full_store_refuses_the_resend_not_the_live_code() {
         otp.verify(&id, code.expose_secret()).unwrap(),
         Verdict::Approved
     );
+}
+
+/// Applies the write numbered `n`, then reports a failure (a timeout after
+/// the server acted).
+struct LostAnswer {
+    inner: MemoryStore,
+    lose: AtomicBool,
+}
+
+impl Store for LostAnswer {
+    fn get(&self, key: &str, now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
+        Store::get(&self.inner, key, now_ms)
+    }
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool, Error> {
+        let swapped = Store::compare_and_swap(&self.inner, key, expected, new, expires_ms, now_ms)?;
+        if self.lose.swap(false, Ordering::SeqCst) {
+            return Err(Error::Store);
+        }
+        Ok(swapped)
+    }
+}
+
+#[test]
+fn accept_once_fails_closed() {
+    use pinseal::otp::AcceptOnce;
+    let ttl = Duration::from_secs(60);
+    // A write that fails unapplied: an error, nothing admitted, the key
+    // still admissible once the store heals.
+    let once = AcceptOnce::with_store(
+        &Key::from_bytes([1; 32]),
+        FailingWrite::new(MemoryStore::new()),
+    );
+    once.store().fail_nth_write_from_now(0);
+    assert_eq!(once.admit(&["CA1", "Digits"], ttl), Err(Error::Store));
+    assert!(once.store().fault_fired());
+    once.store().heal();
+    assert!(once.admit(&["CA1", "Digits"], ttl).unwrap());
+    assert!(!once.admit(&["CA1", "Digits"], ttl).unwrap());
+    // A write applied whose answer is lost: an error, and the retry is
+    // refused as a replay. Never admitted twice.
+    let once = AcceptOnce::with_store(
+        &Key::from_bytes([1; 32]),
+        LostAnswer {
+            inner: MemoryStore::new(),
+            lose: AtomicBool::new(true),
+        },
+    );
+    assert_eq!(once.admit(&["CA2"], ttl), Err(Error::Store));
+    assert!(!once.admit(&["CA2"], ttl).unwrap());
 }

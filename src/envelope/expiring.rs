@@ -49,6 +49,12 @@ pub(super) fn split(envelope: &[u8]) -> Result<(u64, &[u8]), Error> {
     Ok((u64::from_be_bytes(*expiry), inner))
 }
 
+/// The deadline written in front of an expiring envelope, in seconds since
+/// the Unix epoch (authentic only once the envelope has opened).
+pub(crate) fn deadline(envelope: &[u8]) -> Option<u64> {
+    split(envelope).ok().map(|(expires_at, _)| expires_at)
+}
+
 /// Opens with `opener`: the tag first, then the expiry against `now`.
 pub(super) fn open<S: Seal + ?Sized>(
     opener: &S,

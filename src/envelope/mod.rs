@@ -128,6 +128,10 @@ pub use seal::Seal;
 pub use sealer::Sealer;
 pub use wire::Envelope;
 
+/// The deadline of an expiring envelope (seconds since the Unix epoch),
+/// for one-time opening (`otp::AcceptOnce`).
+pub(crate) use expiring::deadline as expiring_deadline;
+
 /// Bytes an envelope adds to its plaintext: `NONCE_LEN + TAG_LEN` = 28.
 pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 

@@ -1,6 +1,7 @@
-//! The OTP service and the TOTP guard for async stores: the same
-//! operations, rules and errors as [`otp::Otp`](super::Otp) and
-//! [`totp::TotpGuard`](super::totp::TotpGuard), awaited.
+//! The OTP service, the TOTP guard and the accept-once set for async
+//! stores: the same operations, rules and errors as
+//! [`otp::Otp`](super::Otp), [`totp::TotpGuard`](super::totp::TotpGuard)
+//! and [`otp::AcceptOnce`](super::AcceptOnce), awaited.
 //!
 //! # Use case
 //!
@@ -61,6 +62,7 @@ use core::fmt;
 
 use super::challenge::{Budget, ChallengeId, ClientBudget, Verdict};
 use super::clock::{Clock, SystemClock};
+use super::once::Once;
 use super::policy::Policy;
 use super::service::{Service, Target};
 #[cfg(doc)]
@@ -68,7 +70,9 @@ use super::store::DynStore;
 use super::store::{AsyncStore, MemoryStore};
 use super::totp::Totp;
 use super::totp::guard::Guard;
+use crate::envelope::Seal;
 use crate::{Error, Key, Secret};
+use std::time::Duration;
 
 /// The OTP service on an async store: [`otp::Otp`](super::Otp)'s
 /// operations, awaited. See the [module docs](self).
@@ -312,3 +316,115 @@ impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for TotpGuard<S, C> {
 /// credentials (a Redis password, AWS credentials) does not promise to wipe
 /// them, so a guard over it is not `ZeroizeOnDrop`.
 impl<C> zeroize::ZeroizeOnDrop for TotpGuard<MemoryStore, C> {}
+
+/// The accept-once set on an async store: [`otp::AcceptOnce`](super::AcceptOnce)'s
+/// operations, awaited.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use pinseal::Key;
+/// use pinseal::otp::aio::AcceptOnce;
+/// use pinseal::otp::store::{DynStore, MemoryStore};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let once = AcceptOnce::with_store(&Key::generate(), DynStore::new(MemoryStore::new()));
+/// let ttl = Duration::from_secs(3600);
+/// assert!(once.admit(&["CA1234", "Digits"], ttl).await?);
+/// assert!(!once.admit(&["CA1234", "Digits"], ttl).await?); // a replay
+/// # Ok::<(), pinseal::Error>(())
+/// # })?;
+/// # Ok::<(), pinseal::Error>(())
+/// ```
+pub struct AcceptOnce<S = MemoryStore, C = SystemClock> {
+    once: Once<C>,
+    store: S,
+}
+
+impl AcceptOnce {
+    /// An accept-once set on its own in-memory store and the system clock.
+    pub fn new(pepper: &Key) -> AcceptOnce {
+        AcceptOnce::with_parts(pepper, MemoryStore::new(), SystemClock)
+    }
+}
+
+impl<S: AsyncStore> AcceptOnce<S, SystemClock> {
+    /// An accept-once set over `store` and the system clock.
+    pub fn with_store(pepper: &Key, store: S) -> Self {
+        AcceptOnce::with_parts(pepper, store, SystemClock)
+    }
+}
+
+impl<S, C> AcceptOnce<S, C> {
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+}
+
+impl<S: AsyncStore, C: Clock> AcceptOnce<S, C> {
+    /// An accept-once set over an [`AsyncStore`] and a [`Clock`].
+    pub fn with_parts(pepper: &Key, store: S, clock: C) -> Self {
+        AcceptOnce {
+            once: Once::new(pepper, clock),
+            store,
+        }
+    }
+
+    /// As [`otp::AcceptOnce::admit`](super::AcceptOnce::admit).
+    ///
+    /// # Errors
+    ///
+    /// As [`otp::AcceptOnce::admit`](super::AcceptOnce::admit).
+    #[must_use = "a key is admitted only if this returns Ok(true)"]
+    pub async fn admit<P: AsRef<[u8]>>(&self, parts: &[P], ttl: Duration) -> Result<bool, Error> {
+        self.once.admit(&self.store, parts, ttl).await
+    }
+
+    /// As [`otp::AcceptOnce::open_once`](super::AcceptOnce::open_once).
+    ///
+    /// # Errors
+    ///
+    /// As [`otp::AcceptOnce::open_once`](super::AcceptOnce::open_once).
+    pub async fn open_once<E: Seal + ?Sized>(
+        &self,
+        opener: &E,
+        envelope: &[u8],
+        aad: &[u8],
+        ttl: Duration,
+    ) -> Result<Secret<Vec<u8>>, Error> {
+        self.once
+            .open_once(&self.store, opener, envelope, aad, ttl)
+            .await
+    }
+
+    /// As [`otp::AcceptOnce::open_expiring_once`](super::AcceptOnce::open_expiring_once).
+    ///
+    /// # Errors
+    ///
+    /// As [`otp::AcceptOnce::open_expiring_once`](super::AcceptOnce::open_expiring_once).
+    pub async fn open_expiring_once<E: Seal + ?Sized>(
+        &self,
+        opener: &E,
+        envelope: &[u8],
+        aad: &[u8],
+    ) -> Result<Secret<Vec<u8>>, Error> {
+        self.once
+            .open_expiring_once(&self.store, opener, envelope, aad)
+            .await
+    }
+}
+
+impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for AcceptOnce<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("aio::AcceptOnce")
+            .field("key", &crate::secret::REDACTED)
+            .field("store", &self.store)
+            .field("clock", self.once.clock())
+            .finish()
+    }
+}
+
+/// The derived key is wiped on drop, and a [`MemoryStore`] holds no secret.
+impl<C> zeroize::ZeroizeOnDrop for AcceptOnce<MemoryStore, C> {}

@@ -17,6 +17,7 @@
 //! | [`Clock`], [`SystemClock`], [`ManualClock`] | where time comes from (tests never sleep) |
 //! | [`store`] | the store traits and the stores: memory, Redis, DynamoDB |
 //! | [`totp`] | HOTP/TOTP, enrollment URIs, and the guard that accepts each step once |
+//! | [`AcceptOnce`], [`aio::AcceptOnce`] | admit a key once per TTL on a shared store: webhook replays, one-time envelopes |
 //! | [`canonical_phone`] | one spelling per phone number, so budgets count people |
 //!
 //! # About
@@ -148,6 +149,7 @@ pub mod aio;
 mod challenge;
 mod clock;
 mod driver;
+mod once;
 mod policy;
 mod record;
 mod service;
@@ -157,6 +159,7 @@ pub mod totp;
 
 pub use challenge::{Budget, ChallengeId, ClientBudget, Verdict};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use once::AcceptOnce;
 pub use policy::{Policy, random_code};
 pub use service::Otp;
 pub use store::MemoryStore;

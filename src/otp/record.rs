@@ -271,11 +271,16 @@ pub(super) fn issue_step(
     now: u64,
 ) -> Result<Step<()>, Error> {
     let mut next = Record::current(current, policy, now)?;
+    let retry_after = Duration::from_millis(
+        next.window_start_ms
+            .saturating_add(policy.send_window_ms)
+            .saturating_sub(now),
+    );
     if next.attempts >= policy.max_attempts {
-        return Err(Error::Locked);
+        return Err(Error::Locked { retry_after });
     }
     if next.sends >= policy.max_sends {
-        return Err(Error::SendLimit);
+        return Err(Error::SendLimit { retry_after });
     }
     next.sends += 1;
     let first = next
@@ -511,7 +516,9 @@ pub(super) fn client_reserve(
 ) -> Result<Step<u64>, Error> {
     let mut r = ClientRecord::current(current, policy, now)?;
     if r.sends >= policy.client_max_sends {
-        return Err(Error::ClientLimit);
+        return Err(Error::ClientLimit {
+            retry_after: Duration::from_millis(r.end(policy).saturating_sub(now)),
+        });
     }
     r.sends += 1;
     Ok(Step::write(r.encode(), r.end(policy), r.window_start_ms))

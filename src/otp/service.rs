@@ -301,8 +301,8 @@ impl<S: Store, C: Clock> Otp<S, C> {
     /// # Errors
     ///
     /// [`Error::SendLimit`] when the subject's send budget for the window is
-    /// spent; [`Error::Locked`] when its attempt budget is ([`Otp::budget`]
-    /// tells when they lift); store errors ([`Error::Store`],
+    /// spent; [`Error::Locked`] when its attempt budget is (each carries the
+    /// wait until the window ends, [`Error::retry_after`]); store errors ([`Error::Store`],
     /// [`Error::StoreFull`], [`Error::StoreCorrupt`],
     /// [`Error::Contention`]). On any error no usable code has been issued.
     ///
@@ -336,8 +336,8 @@ impl<S: Store, C: Clock> Otp<S, C> {
     ///
     /// # Errors
     ///
-    /// [`Error::ClientLimit`] when the client's budget is spent
-    /// ([`Otp::client_budget`] tells when it lifts), then nothing else was
+    /// [`Error::ClientLimit`] when the client's budget is spent (with the
+    /// wait until it lifts, [`Error::retry_after`]), then nothing else was
     /// read or written; otherwise as [`Otp::issue`].
     ///
     /// # Failure
@@ -361,7 +361,9 @@ impl<S: Store, C: Clock> Otp<S, C> {
     /// let otp = Otp::new(&Key::generate(), policy);
     /// otp.issue_from("+15550100001", "203.0.113.7")?;
     /// otp.issue_from("+15550100002", "203.0.113.7")?;
-    /// assert_eq!(otp.issue_from("+15550100003", "203.0.113.7").err(), Some(Error::ClientLimit));
+    /// let refused = otp.issue_from("+15550100003", "203.0.113.7").unwrap_err();
+    /// assert!(matches!(refused, Error::ClientLimit { .. }));
+    /// assert!(refused.retry_after() <= Some(Duration::from_secs(3600)));
     /// assert!(otp.issue_from("+15550100003", "198.51.100.4").is_ok()); // another client
     /// # Ok::<(), pinseal::Error>(())
     /// ```

@@ -170,7 +170,10 @@ macro_rules! otp_suite {
                 otp.verify(&id, code.expose_secret()).unwrap(),
                 Verdict::Locked
             );
-            assert_eq!(otp.issue("+15550003").unwrap_err(), Error::Locked);
+            assert!(matches!(
+                otp.issue("+15550003").unwrap_err(),
+                Error::Locked { .. }
+            ));
         }
 
         #[test]
@@ -279,10 +282,21 @@ macro_rules! otp_suite {
             for _ in 0..5 {
                 otp.issue("+15550007").unwrap();
             }
-            assert_eq!(otp.issue("+15550007").unwrap_err(), Error::SendLimit);
+            // The refusal says when the window ends: no second store call.
+            assert_eq!(
+                otp.issue("+15550007").unwrap_err(),
+                Error::SendLimit {
+                    retry_after: Duration::from_secs(10 * 60)
+                }
+            );
             assert!(otp.issue("+15550008").is_ok(), "budgets are per subject");
             clock.advance(Duration::from_secs(10 * 60 - 1));
-            assert_eq!(otp.issue("+15550007").unwrap_err(), Error::SendLimit);
+            assert_eq!(
+                otp.issue("+15550007").unwrap_err(),
+                Error::SendLimit {
+                    retry_after: Duration::from_secs(1)
+                }
+            );
             clock.advance(Duration::from_secs(1));
             let (id, code) = otp.issue("+15550007").unwrap();
             assert_eq!(
@@ -300,7 +314,10 @@ macro_rules! otp_suite {
             for _ in 0..5 {
                 let _ = otp.verify(&id, &wrong(code.expose_secret())).unwrap();
             }
-            assert_eq!(otp.issue("+15550009").unwrap_err(), Error::Locked);
+            assert!(matches!(
+                otp.issue("+15550009").unwrap_err(),
+                Error::Locked { .. }
+            ));
             clock.advance(Duration::from_secs(10 * 60));
             let (id, code) = otp.issue("+15550009").unwrap();
             assert_eq!(
@@ -449,9 +466,19 @@ macro_rules! otp_suite {
             let spent = otp.budget(subject).unwrap();
             assert_eq!((spent.sends_left, spent.attempts_left), (4, 0));
             assert_eq!(spent.retry_after(), Some(Duration::from_secs(570)));
-            assert_eq!(otp.issue(subject).unwrap_err(), Error::Locked);
+            assert_eq!(
+                otp.issue(subject).unwrap_err(),
+                Error::Locked {
+                    retry_after: Duration::from_secs(570)
+                }
+            );
             clock.advance(Duration::from_secs(569));
-            assert_eq!(otp.issue(subject).unwrap_err(), Error::Locked);
+            assert_eq!(
+                otp.issue(subject).unwrap_err(),
+                Error::Locked {
+                    retry_after: Duration::from_secs(1)
+                }
+            );
             clock.advance(Duration::from_secs(1));
             assert_eq!(otp.budget(subject).unwrap().retry_after(), None);
             assert!(otp.issue(subject).is_ok());
@@ -508,7 +535,12 @@ macro_rules! otp_suite {
             for i in 0..10_000 {
                 match otp.issue_from(&format!("+4470{i:08}"), pumper) {
                     Ok(_) => issued += 1,
-                    Err(e) => assert_eq!(e, Error::ClientLimit),
+                    Err(e) => assert_eq!(
+                        e,
+                        Error::ClientLimit {
+                            retry_after: Duration::from_secs(3600)
+                        }
+                    ),
                 }
             }
             assert_eq!(issued, 20, "the client's budget");
@@ -663,6 +695,110 @@ macro_rules! otp_suite {
                     Verdict::Locked
                 );
             }
+        }
+
+        /// An accept-once set on a fresh store, recording what it writes.
+        fn accept_once() -> Option<(
+            pinseal::otp::AcceptOnce<Arc<Recording<Arc<dyn Store>>>, ManualClock>,
+            Arc<Recording<Arc<dyn Store>>>,
+            ManualClock,
+        )> {
+            let clock = ManualClock::new(t0());
+            let inner: Arc<dyn Store> = Arc::new($make?);
+            let store = Arc::new(Recording::new(inner));
+            Some((
+                pinseal::otp::AcceptOnce::with_parts(
+                    &Key::from_bytes([9; 32]),
+                    Arc::clone(&store),
+                    clock.clone(),
+                ),
+                store,
+                clock,
+            ))
+        }
+
+        #[test]
+        fn accept_once_admits_each_key_once_under_a_race() {
+            let Some((once, _, _)) = accept_once() else {
+                return;
+            };
+            let ttl = Duration::from_secs(60);
+            // A fresh call id per run: a shared store may hold earlier runs.
+            let run = format!("{:?}", std::time::SystemTime::now());
+            for round in 0..20 {
+                let call = format!("CA{run}-{round}");
+                let barrier = Barrier::new(8);
+                let admitted: Vec<bool> = std::thread::scope(|s| {
+                    let handles: Vec<_> = (0..8)
+                        .map(|_| {
+                            s.spawn(|| {
+                                barrier.wait();
+                                once.admit(&[call.as_str(), "Digits"], ttl).unwrap()
+                            })
+                        })
+                        .collect();
+                    handles.into_iter().map(|h| h.join().unwrap()).collect()
+                });
+                assert_eq!(
+                    admitted.iter().filter(|a| **a).count(),
+                    1,
+                    "round {round}: {admitted:?}"
+                );
+                // Another field of the same call is another key.
+                assert!(once.admit(&[call.as_str(), "Other"], ttl).unwrap());
+            }
+        }
+
+        #[test]
+        fn accept_once_forgets_after_the_ttl_and_stores_no_key_in_clear() {
+            let Some((once, store, clock)) = accept_once() else {
+                return;
+            };
+            let call = format!("CA{:?}", std::time::SystemTime::now());
+            let ttl = Duration::from_secs(30);
+            assert!(once.admit(&[call.as_str()], ttl).unwrap());
+            clock.advance(Duration::from_millis(29_999));
+            assert!(!once.admit(&[call.as_str()], ttl).unwrap());
+            clock.advance(Duration::from_millis(1));
+            assert!(once.admit(&[call.as_str()], ttl).unwrap());
+            assert_eq!(
+                once.admit(&[call.as_str()], Duration::ZERO).unwrap_err(),
+                Error::InvalidPolicy
+            );
+            let all = store.everything();
+            assert!(!all.is_empty());
+            assert!(!contains(&all, call.as_bytes()), "key in clear");
+        }
+
+        #[test]
+        fn accept_once_opens_an_envelope_once() {
+            use pinseal::{Seal, Sealer};
+            let Some((once, store, _)) = accept_once() else {
+                return;
+            };
+            let sealer = Sealer::new(&Key::generate());
+            let envelope = sealer.seal(b"4321", b"CA1");
+            let ttl = Duration::from_secs(60);
+            assert_eq!(
+                once.open_once(&sealer, &envelope, b"CA1", ttl)
+                    .unwrap()
+                    .expose_secret(),
+                b"4321"
+            );
+            assert_eq!(
+                once.open_once(&sealer, &envelope, b"CA1", ttl).unwrap_err(),
+                Error::Replayed
+            );
+            // A forgery never reaches the store.
+            let writes = store.everything().len();
+            let mut forged = envelope.to_vec();
+            forged[14] ^= 1;
+            assert_eq!(
+                once.open_once(&sealer, &forged, b"CA1", ttl).unwrap_err(),
+                Error::Decrypt
+            );
+            assert_eq!(store.everything().len(), writes);
+            assert!(!contains(&store.everything(), &envelope));
         }
     };
 }
