@@ -11,21 +11,74 @@ use subtle::ConstantTimeEq;
 use crate::secret::ExposeSecret;
 use crate::{Error, Secret};
 
-/// Verifies (and makes) `X-Twilio-Signature` webhook signatures.
+/// The header that carries a webhook's signature.
+pub const SIGNATURE_HEADER: &str = "X-Twilio-Signature";
+
+/// The header that names the shared key and algorithm of a webhook signed
+/// with a shared key: `key=<key id>,algorithm=HMAC_SHA256`.
+pub const SIGNATURE_SETTINGS_HEADER: &str = "X-Twilio-Webhooks-Signature-Settings";
+
+/// A webhook signature algorithm, as named in the settings header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SignatureAlgorithm {
+    /// `HMAC_SHA1`: the Auth Token scheme, and the default.
+    HmacSha1,
+    /// `HMAC_SHA256`: shared keys.
+    HmacSha256,
+}
+
+impl SignatureAlgorithm {
+    /// The name in the settings header: `HMAC_SHA1` or `HMAC_SHA256`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SignatureAlgorithm::HmacSha1 => "HMAC_SHA1",
+            SignatureAlgorithm::HmacSha256 => "HMAC_SHA256",
+        }
+    }
+
+    /// The algorithm a settings-header name denotes (compared without
+    /// regard to case, as the official library does), or `None`.
+    fn from_name(name: &str) -> Option<SignatureAlgorithm> {
+        if name.eq_ignore_ascii_case("HMAC_SHA1") {
+            Some(SignatureAlgorithm::HmacSha1)
+        } else if name.eq_ignore_ascii_case("HMAC_SHA256") {
+            Some(SignatureAlgorithm::HmacSha256)
+        } else {
+            None
+        }
+    }
+}
+
+/// Verifies (and makes) `X-Twilio-Signature` webhook signatures, under the
+/// account's Auth Tokens (a primary and, while a rotation propagates, a
+/// secondary) and under webhook shared keys.
 ///
 /// # Use case
 ///
 /// The phone flow starts at a webhook: the provider posts the caller's
 /// keypad digits to the service. Without a signature check anyone who
 /// learns the URL can post forged digits. Check every request before
-/// reading a parameter, and answer `403` when the check fails.
+/// reading a parameter, and answer `403` when the check fails. With the
+/// `axum` feature, `web::TwilioWebhook` does all of it, and refuses
+/// replays.
 ///
 /// # About
 ///
-/// The provider signs each request with HMAC-SHA1 (its choice; SHA-1's
-/// collisions do not weaken HMAC) keyed by the account's
-/// auth token, and sends the base64 of the MAC in the `X-Twilio-Signature`
-/// header. What it signs:
+/// Two schemes, told apart by the [`SIGNATURE_SETTINGS_HEADER`]:
+///
+/// - **Auth Token** (no settings header): HMAC-SHA1 keyed by the account's
+///   Auth Token. Every token given ([`TwilioSignature::new`],
+///   [`TwilioSignature::with_secondary_token`]) is tried, so a service keeps
+///   accepting webhooks while a rotated token propagates (60 s by default,
+///   up to 300 s); remove the old token once the rotation is complete.
+/// - **Shared key** (`key=<id>,algorithm=<HMAC_SHA1|HMAC_SHA256>`): the MAC
+///   is keyed by the shared key's secret, found by its id among those given
+///   ([`TwilioSignature::with_shared_key`]; every shared key when the
+///   header names none). A missing `algorithm=` means `HMAC_SHA1`; any
+///   other name, or a key id not given, is [`Error::WebhookAlgorithm`].
+///
+/// What is signed, in both schemes, is the base64 of the MAC of:
 ///
 /// - **Form posts** (`application/x-www-form-urlencoded`): the full URL
 ///   (scheme, host, path and query string, as the provider called it)
@@ -34,29 +87,37 @@ use crate::{Error, Secret};
 ///   distinct value, sorted.
 /// - **JSON bodies**: the full URL only; the URL carries a `bodySHA256`
 ///   query parameter holding the hex SHA-256 of the raw body, which is
-///   checked too.
+///   checked too. [`TwilioSignature::verify_form`] refuses such a URL
+///   ([`Error::WebhookBody`]): its signature covers no parameter, so it
+///   proves nothing about a body that is not hashed.
 ///
-/// As the official helper libraries do, the URL is tried as received,
-/// without its port and with the scheme's default port (`:443`/`:80`), since
-/// proxies add or drop it; a signature matching any of them is accepted.
-/// The libraries' further retries with a WHATWG-normalized URL are not
-/// made: pass the URL exactly as the provider called it.
+/// A URL's fragment (`#…`, where the provider reads connection overrides)
+/// is never sent nor signed: it is removed before checking. As the official
+/// helper libraries do, the URL is tried as received, without its port and
+/// with the scheme's default port (`:443`/`:80`), since proxies add or drop
+/// it; a signature matching any of them is accepted. The libraries' further
+/// retries with a WHATWG-normalized URL are not made: pass the URL exactly
+/// as the provider called it.
 ///
 /// # Errors
 ///
-/// [`Error::WebhookSignature`] when no variant matches (a forged or
+/// [`Error::WebhookSignature`] when no candidate matches (a forged or
 /// altered request, a wrong URL, a wrong token); [`Error::WebhookBody`]
-/// when a JSON request's URL has no `bodySHA256` or the body does not hash
-/// to it. Neither echoes the token, the URL or the parameters.
+/// for a JSON request whose body does not hash to its `bodySHA256` (or
+/// whose URL has none), and for a form check of a URL that carries one;
+/// [`Error::WebhookAlgorithm`] for a scheme or key this checker does not
+/// know. None echoes a token, the URL or the parameters.
 ///
 /// # Security
 ///
-/// - The comparison is constant-time (`subtle`).
-/// - The auth token is kept in a [`Secret`] and wiped on drop; `Debug`
-///   shows nothing of it.
+/// - Every candidate (each secret, each URL spelling) is computed and
+///   compared in constant time (`subtle`), whichever matched.
+/// - Tokens and shared keys are kept in [`Secret`] and wiped on drop;
+///   `Debug` shows the shared keys' ids only.
 /// - A signature proves origin, not freshness: a captured request can be
-///   replayed. Bind what the request carries to its call (the `CallSid`)
-///   and refuse a call's digits twice.
+///   replayed. Admit each delivery once (`otp::AcceptOnce`, or the axum
+///   extractor, which does it) and bind what the request carries to its
+///   call (the `CallSid`).
 ///
 /// # Example
 ///
@@ -64,8 +125,9 @@ use crate::{Error, Secret};
 /// use pinseal::Secret;
 /// use pinseal::webhook::TwilioSignature;
 ///
-/// // The example from the provider's documentation.
-/// let check = TwilioSignature::new(Secret::new("12345".to_string()));
+/// // The example from the provider's documentation, during a rotation.
+/// let check = TwilioSignature::new(Secret::new("new-token".to_string()))
+///     .with_secondary_token(Secret::new("12345".to_string()));
 /// let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
 /// let params = [
 ///     ("CallSid", "CA1234567890ABCDE"),
@@ -79,41 +141,111 @@ use crate::{Error, Secret};
 /// # Ok::<(), pinseal::Error>(())
 /// ```
 pub struct TwilioSignature {
-    auth_token: Secret<String>,
+    /// Auth Tokens, the primary first.
+    tokens: Vec<Secret<String>>,
+    /// Shared keys by id.
+    shared: Vec<(String, Secret<String>)>,
 }
 
 impl TwilioSignature {
-    /// A checker for the account whose auth token is `auth_token`.
+    /// A checker for the account whose (primary) Auth Token is
+    /// `auth_token`.
     pub fn new(auth_token: Secret<String>) -> TwilioSignature {
-        TwilioSignature { auth_token }
+        TwilioSignature {
+            tokens: vec![auth_token],
+            shared: Vec::new(),
+        }
     }
 
-    /// Checks the signature of a form post: `url` as the provider called
-    /// it, every POST parameter (in any order; repeated names allowed) and
-    /// the `X-Twilio-Signature` header.
+    /// Also accepts signatures under `token`: the other Auth Token while a
+    /// rotation propagates.
+    #[must_use]
+    pub fn with_secondary_token(mut self, token: Secret<String>) -> TwilioSignature {
+        self.tokens.push(token);
+        self
+    }
+
+    /// Also accepts webhooks signed with the shared key `key_id` (its id
+    /// is not secret; `secret` is), named in the settings header.
+    #[must_use]
+    pub fn with_shared_key(mut self, key_id: &str, secret: Secret<String>) -> TwilioSignature {
+        self.shared.push((key_id.to_string(), secret));
+        self
+    }
+
+    /// Checks the signature of a form post signed with an Auth Token (no
+    /// settings header): `url` as the provider called it, every POST
+    /// parameter (in any order; repeated names allowed) and the
+    /// `X-Twilio-Signature` header.
     ///
     /// # Errors
     ///
-    /// [`Error::WebhookSignature`] if the signature does not match.
-    pub fn verify_form(
+    /// [`Error::WebhookSignature`] if the signature does not match;
+    /// [`Error::WebhookBody`] if `url` carries `bodySHA256` (a JSON
+    /// webhook: use [`TwilioSignature::verify_json`]).
+    pub fn verify_form<K: AsRef<str>, V: AsRef<str>>(
         &self,
         url: &str,
-        params: &[(&str, &str)],
-        header: &str,
+        params: &[(K, V)],
+        signature: &str,
     ) -> Result<(), Error> {
-        self.verify_url_variants(url, params, header)
+        self.verify_form_with_settings(url, params, signature, None)
     }
 
-    /// Checks the signature of a JSON request: `url` (with its
-    /// `bodySHA256` query parameter), the raw `body` and the header.
+    /// [`TwilioSignature::verify_form`] for any scheme: `settings` is the
+    /// [`SIGNATURE_SETTINGS_HEADER`], if the request had one.
+    ///
+    /// # Errors
+    ///
+    /// As [`TwilioSignature::verify_form`]; [`Error::WebhookAlgorithm`] for
+    /// an unknown algorithm or key id.
+    pub fn verify_form_with_settings<K: AsRef<str>, V: AsRef<str>>(
+        &self,
+        url: &str,
+        params: &[(K, V)],
+        signature: &str,
+        settings: Option<&str>,
+    ) -> Result<(), Error> {
+        let url = without_fragment(url);
+        if query_param(url, "bodySHA256").is_some() {
+            return Err(Error::WebhookBody);
+        }
+        let pairs: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+            .collect();
+        self.verify_url_variants(url, &pairs, signature, settings)
+    }
+
+    /// Checks the signature of a JSON request signed with an Auth Token:
+    /// `url` (with its `bodySHA256` query parameter), the raw `body` and the
+    /// header.
     ///
     /// # Errors
     ///
     /// [`Error::WebhookSignature`] if the signature does not match;
     /// [`Error::WebhookBody`] if the URL has no `bodySHA256` or `body` does
     /// not hash to it.
-    pub fn verify_json(&self, url: &str, body: &[u8], header: &str) -> Result<(), Error> {
-        self.verify_url_variants(url, &[], header)?;
+    pub fn verify_json(&self, url: &str, body: &[u8], signature: &str) -> Result<(), Error> {
+        self.verify_json_with_settings(url, body, signature, None)
+    }
+
+    /// [`TwilioSignature::verify_json`] for any scheme: `settings` is the
+    /// [`SIGNATURE_SETTINGS_HEADER`], if the request had one.
+    ///
+    /// # Errors
+    ///
+    /// As [`TwilioSignature::verify_json`]; [`Error::WebhookAlgorithm`] for
+    /// an unknown algorithm or key id.
+    pub fn verify_json_with_settings(
+        &self,
+        url: &str,
+        body: &[u8],
+        signature: &str,
+        settings: Option<&str>,
+    ) -> Result<(), Error> {
+        let url = without_fragment(url);
+        self.verify_url_variants(url, &[], signature, settings)?;
         let claimed = query_param(url, "bodySHA256").ok_or(Error::WebhookBody)?;
         let actual = body_sha256(body);
         if bool::from(actual.as_bytes().ct_eq(claimed.as_bytes())) {
@@ -124,45 +256,121 @@ impl TwilioSignature {
     }
 
     /// The signature the provider would send for a form post to `url` with
-    /// `params` (for tests, and for services that forward webhooks).
-    pub fn sign_form(&self, url: &str, params: &[(&str, &str)]) -> String {
-        let mut mac = self.mac();
-        mac.update(url.as_bytes());
-        for (name, value) in signed_pairs(params) {
-            mac.update(name.as_bytes());
-            mac.update(value.as_bytes());
-        }
-        BASE64.encode(&mac.finalize().into_bytes())
+    /// `params` under the primary Auth Token (for tests, and for services
+    /// that forward webhooks).
+    pub fn sign_form<K: AsRef<str>, V: AsRef<str>>(&self, url: &str, params: &[(K, V)]) -> String {
+        let pairs: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+            .collect();
+        let token = self
+            .tokens
+            .first()
+            .map_or("", |t| t.expose_secret().as_str());
+        sign(
+            token,
+            SignatureAlgorithm::HmacSha1,
+            without_fragment(url),
+            &pairs,
+        )
+    }
+
+    /// The settings header and signature the provider would send for a form
+    /// post to `url` signed with the shared key `key_id` under `algorithm`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WebhookAlgorithm`] if no shared key `key_id` was given.
+    pub fn sign_form_shared<K: AsRef<str>, V: AsRef<str>>(
+        &self,
+        key_id: &str,
+        algorithm: SignatureAlgorithm,
+        url: &str,
+        params: &[(K, V)],
+    ) -> Result<(String, String), Error> {
+        let (_, secret) = self
+            .shared
+            .iter()
+            .find(|(id, _)| id == key_id)
+            .ok_or(Error::WebhookAlgorithm)?;
+        let pairs: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+            .collect();
+        let settings = format!("key={key_id},algorithm={}", algorithm.name());
+        let signature = sign(
+            secret.expose_secret(),
+            algorithm,
+            without_fragment(url),
+            &pairs,
+        );
+        Ok((settings, signature))
     }
 
     /// The URL and signature the provider would send for a JSON `body`
     /// posted to `url`: `url` with `bodySHA256=<hex>` appended, and its
-    /// signature.
+    /// signature under the primary Auth Token.
     pub fn sign_json(&self, url: &str, body: &[u8]) -> (String, String) {
+        let url = without_fragment(url);
         let separator = if url.contains('?') { '&' } else { '?' };
         let signed_url = format!("{url}{separator}bodySHA256={}", body_sha256(body));
-        let signature = self.sign_form(&signed_url, &[]);
+        let signature = self.sign_form::<&str, &str>(&signed_url, &[]);
         (signed_url, signature)
     }
 
-    fn mac(&self) -> Hmac<Sha1> {
-        #[allow(clippy::expect_used)]
-        <Hmac<Sha1> as KeyInit>::new_from_slice(self.auth_token.expose_secret().as_bytes())
-            .expect("HMAC accepts keys of any length")
+    /// The secrets and algorithm `settings` selects.
+    fn candidates(
+        &self,
+        settings: Option<&str>,
+    ) -> Result<(Vec<&Secret<String>>, SignatureAlgorithm), Error> {
+        let settings = settings.map(str::trim).filter(|s| !s.is_empty());
+        let Some(settings) = settings else {
+            return Ok((self.tokens.iter().collect(), SignatureAlgorithm::HmacSha1));
+        };
+        let mut key_id = None;
+        let mut algorithm = SignatureAlgorithm::HmacSha1;
+        for part in settings.split(',') {
+            let Some((name, value)) = part.split_once('=') else {
+                continue;
+            };
+            let value = value.trim();
+            match name.trim() {
+                "key" if !value.is_empty() => key_id = Some(value),
+                "algorithm" if !value.is_empty() => {
+                    algorithm =
+                        SignatureAlgorithm::from_name(value).ok_or(Error::WebhookAlgorithm)?;
+                }
+                _ => {}
+            }
+        }
+        let secrets: Vec<&Secret<String>> = self
+            .shared
+            .iter()
+            .filter(|(id, _)| key_id.is_none_or(|k| k == id))
+            .map(|(_, secret)| secret)
+            .collect();
+        if secrets.is_empty() {
+            return Err(Error::WebhookAlgorithm);
+        }
+        Ok((secrets, algorithm))
     }
 
     fn verify_url_variants(
         &self,
         url: &str,
         params: &[(&str, &str)],
-        header: &str,
+        signature: &str,
+        settings: Option<&str>,
     ) -> Result<(), Error> {
-        let candidates = [url.to_string(), remove_port(url), add_port(url)];
+        let (secrets, algorithm) = self.candidates(settings)?;
+        let urls = [url.to_string(), remove_port(url), add_port(url)];
         // Every candidate is computed and compared, whatever matched first.
         let mut matched = subtle::Choice::from(0);
-        for candidate in &candidates {
-            let expected = self.sign_form(candidate, params);
-            matched |= expected.as_bytes().ct_eq(header.as_bytes());
+        for secret in &secrets {
+            for candidate in &urls {
+                let expected = sign(secret.expose_secret(), algorithm, candidate, params);
+                matched |= expected.as_bytes().ct_eq(signature.as_bytes());
+            }
         }
         if bool::from(matched) {
             Ok(())
@@ -175,9 +383,42 @@ impl TwilioSignature {
 impl fmt::Debug for TwilioSignature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TwilioSignature")
-            .field("auth_token", &self.auth_token)
+            .field("auth_tokens", &self.tokens.len())
+            .field(
+                "shared_keys",
+                &self
+                    .shared
+                    .iter()
+                    .map(|(id, _)| id.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
+}
+
+/// The base64 MAC of `url` and the sorted `params` under `secret`.
+fn sign(secret: &str, algorithm: SignatureAlgorithm, url: &str, params: &[(&str, &str)]) -> String {
+    fn run<M: Mac + KeyInit>(secret: &str, url: &str, params: &[(&str, &str)]) -> String {
+        // HMAC takes keys of any length: `new_from_slice` cannot fail.
+        #[allow(clippy::expect_used)]
+        let mut mac = <M as KeyInit>::new_from_slice(secret.as_bytes())
+            .expect("HMAC accepts keys of any length");
+        mac.update(url.as_bytes());
+        for (name, value) in signed_pairs(params) {
+            mac.update(name.as_bytes());
+            mac.update(value.as_bytes());
+        }
+        BASE64.encode(&mac.finalize().into_bytes())
+    }
+    match algorithm {
+        SignatureAlgorithm::HmacSha1 => run::<Hmac<Sha1>>(secret, url, params),
+        SignatureAlgorithm::HmacSha256 => run::<Hmac<Sha256>>(secret, url, params),
+    }
+}
+
+/// `url` without its fragment.
+fn without_fragment(url: &str) -> &str {
+    url.split_once('#').map_or(url, |(before, _)| before)
 }
 
 /// The hex SHA-256 of a request body, as carried in `bodySHA256`.
@@ -201,8 +442,7 @@ fn signed_pairs<'a>(params: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
 
 /// The first value of query parameter `name` in `url`, percent-decoded.
 fn query_param(url: &str, name: &str) -> Option<String> {
-    let query = url.split_once('?')?.1;
-    let query = query.split_once('#').map_or(query, |(q, _)| q);
+    let query = without_fragment(url).split_once('?')?.1;
     query.split('&').find_map(|pair| {
         let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
         (n == name).then(|| {

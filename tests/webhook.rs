@@ -12,7 +12,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use pinseal::webhook::{TwilioSignature, body_sha256};
+use pinseal::webhook::{SignatureAlgorithm, TwilioSignature, body_sha256};
 use pinseal::{Error, Secret};
 
 fn checker(token: &str) -> TwilioSignature {
@@ -89,7 +89,7 @@ fn json_bodies_are_bound_by_their_hash() {
         Err(Error::WebhookBody)
     );
     let bare = url.split("&bodySHA256").next().unwrap();
-    let bare_signature = check.sign_form(bare, &[]);
+    let bare_signature = check.sign_form::<&str, &str>(bare, &[]);
     assert_eq!(
         check.verify_json(bare, body, &bare_signature),
         Err(Error::WebhookBody)
@@ -224,13 +224,164 @@ fn requests(n: usize) -> Vec<Request> {
 }
 
 #[test]
+fn both_tokens_verify_while_a_rotation_propagates() {
+    let url = "https://ivr.example.com/gather?step=pin";
+    let params = [("CallSid", "CA1"), ("Digits", "1234")];
+    let old = checker("old-token").sign_form(url, &params);
+    let new = checker("new-token").sign_form(url, &params);
+    let rotating = TwilioSignature::new(Secret::new("new-token".to_string()))
+        .with_secondary_token(Secret::new("old-token".to_string()));
+    rotating.verify_form(url, &params, &old).unwrap();
+    rotating.verify_form(url, &params, &new).unwrap();
+    let stranger = checker("another-token").sign_form(url, &params);
+    assert_eq!(
+        rotating.verify_form(url, &params, &stranger),
+        Err(Error::WebhookSignature)
+    );
+    // After the rotation, the old token is gone.
+    assert_eq!(
+        checker("new-token").verify_form(url, &params, &old),
+        Err(Error::WebhookSignature)
+    );
+}
+
+#[test]
+fn shared_keys_are_chosen_by_the_settings_header() {
+    let url = "https://ivr.example.com/gather";
+    let params = [("CallSid", "CA1"), ("Digits", "1234")];
+    let check = checker("auth-token")
+        .with_shared_key("webhooks_sharedkey_a", Secret::new("secret-a".to_string()))
+        .with_shared_key("webhooks_sharedkey_b", Secret::new("secret-b".to_string()));
+    for algorithm in [SignatureAlgorithm::HmacSha1, SignatureAlgorithm::HmacSha256] {
+        let (settings, signature) = check
+            .sign_form_shared("webhooks_sharedkey_b", algorithm, url, &params)
+            .unwrap();
+        check
+            .verify_form_with_settings(url, &params, &signature, Some(&settings))
+            .unwrap();
+        // Names are read without regard to case and spaces.
+        let loose = settings.replace("algorithm=HMAC", " algorithm = hmac");
+        check
+            .verify_form_with_settings(url, &params, &signature, Some(&loose))
+            .unwrap();
+        // The same MAC claimed under the other key, or as an Auth Token
+        // signature, is refused.
+        let other = settings.replace("_b", "_a");
+        assert_eq!(
+            check.verify_form_with_settings(url, &params, &signature, Some(&other)),
+            Err(Error::WebhookSignature)
+        );
+        assert_eq!(
+            check.verify_form(url, &params, &signature),
+            Err(Error::WebhookSignature)
+        );
+    }
+    let (_, sha256) = check
+        .sign_form_shared(
+            "webhooks_sharedkey_a",
+            SignatureAlgorithm::HmacSha256,
+            url,
+            &params,
+        )
+        .unwrap();
+    // An algorithm that is not known, or a key that was not given.
+    for settings in [
+        "key=webhooks_sharedkey_a,algorithm=HMAC_SHA512",
+        "key=webhooks_sharedkey_c,algorithm=HMAC_SHA256",
+    ] {
+        assert_eq!(
+            check.verify_form_with_settings(url, &params, &sha256, Some(settings)),
+            Err(Error::WebhookAlgorithm),
+            "{settings}"
+        );
+    }
+    // A settings header without a key tries every shared key.
+    check
+        .verify_form_with_settings(url, &params, &sha256, Some("algorithm=HMAC_SHA256"))
+        .unwrap();
+    // No shared key at all: a shared-key webhook cannot be checked.
+    assert_eq!(
+        checker("auth-token").verify_form_with_settings(
+            url,
+            &params,
+            &sha256,
+            Some("key=webhooks_sharedkey_a,algorithm=HMAC_SHA256")
+        ),
+        Err(Error::WebhookAlgorithm)
+    );
+    assert!(!format!("{check:?}").contains("secret-"));
+}
+
+#[test]
+fn a_json_webhook_is_not_accepted_as_a_form_without_its_body() {
+    let check = checker("auth-token");
+    let (url, signature) = check.sign_json("https://hooks.example.com/events", br#"{"a":1}"#);
+    // The captured URL and signature, posted with any body as a form with
+    // no parameters: the URL's signature covers no parameter.
+    let none: [(&str, &str); 0] = [];
+    assert_eq!(
+        check.verify_form(&url, &none, &signature),
+        Err(Error::WebhookBody)
+    );
+    check.verify_json(&url, br#"{"a":1}"#, &signature).unwrap();
+}
+
+#[test]
+fn fragments_are_neither_signed_nor_read() {
+    let check = checker("auth-token");
+    let url = "https://ivr.example.com/gather?step=1";
+    let params = [("Digits", "1234")];
+    let signature = check.sign_form(url, &params);
+    check
+        .verify_form(&format!("{url}#rc=2&rp=all"), &params, &signature)
+        .unwrap();
+    assert_eq!(check.sign_form(&format!("{url}#rc=2"), &params), signature);
+    // A bodySHA256 in the fragment is not a bodySHA256.
+    let body = b"{}";
+    let hashed = format!("{url}#bodySHA256={}", body_sha256(body));
+    let signature = check.sign_form(url, &params);
+    assert_eq!(
+        check.verify_json(&hashed, body, &signature),
+        Err(Error::WebhookSignature)
+    );
+    let none: [(&str, &str); 0] = [];
+    let bare = check.sign_form(url, &none);
+    assert_eq!(
+        check.verify_json(&hashed, body, &bare),
+        Err(Error::WebhookBody)
+    );
+    check.verify_form(&hashed, &none, &bare).unwrap();
+}
+
+/// The scheme of the `i`th random request: Auth Token, or a shared key
+/// under HMAC-SHA1 or HMAC-SHA256.
+fn scheme(i: usize) -> Option<SignatureAlgorithm> {
+    match i % 3 {
+        0 => None,
+        1 => Some(SignatureAlgorithm::HmacSha1),
+        _ => Some(SignatureAlgorithm::HmacSha256),
+    }
+}
+
+/// A checker that knows `r.token` in the role `scheme` gives it.
+fn checker_for(r: &Request, scheme: Option<SignatureAlgorithm>) -> TwilioSignature {
+    match scheme {
+        None => checker(&r.token),
+        Some(_) => checker("the-auth-token")
+            .with_shared_key("webhooks_sharedkey_1", Secret::new(r.token.clone())),
+    }
+}
+
+#[test]
 fn pinseal_verifies_what_the_npm_package_signs() {
     let requests = requests(300);
     let lines: Vec<String> = requests
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(i, r)| {
+            let alg = scheme(i).map_or("-".to_string(), |a| hx(a.name()));
             format!(
-                "sign {} {} {}",
+                "sign {} {} {} {alg}",
                 hx(&r.token),
                 hx(&r.url),
                 hx(&r.params_json())
@@ -240,17 +391,29 @@ fn pinseal_verifies_what_the_npm_package_signs() {
     let Some(signatures) = twilio_npm(&lines) else {
         return;
     };
-    for (r, signature) in requests.iter().zip(&signatures) {
-        let check = checker(&r.token);
-        assert_eq!(&check.sign_form(&r.url, &r.pairs()), signature, "{}", r.url);
-        check.verify_form(&r.url, &r.pairs(), signature).unwrap();
+    for (i, (r, signature)) in requests.iter().zip(&signatures).enumerate() {
+        let check = checker_for(r, scheme(i));
+        let settings =
+            scheme(i).map(|a| format!("key=webhooks_sharedkey_1,algorithm={}", a.name()));
+        match scheme(i) {
+            None => assert_eq!(&check.sign_form(&r.url, &r.pairs()), signature, "{}", r.url),
+            Some(a) => {
+                let (_, mine) = check
+                    .sign_form_shared("webhooks_sharedkey_1", a, &r.url, &r.pairs())
+                    .unwrap();
+                assert_eq!(&mine, signature, "{}", r.url);
+            }
+        }
+        check
+            .verify_form_with_settings(&r.url, &r.pairs(), signature, settings.as_deref())
+            .unwrap();
         let mut forged = r.params.clone();
         forged.push(("Digits".into(), "0000".into()));
-        let forged: Vec<(&str, &str)> = forged
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        assert!(check.verify_form(&r.url, &forged, signature).is_err());
+        assert!(
+            check
+                .verify_form_with_settings(&r.url, &forged, signature, settings.as_deref())
+                .is_err()
+        );
     }
 }
 
@@ -258,7 +421,7 @@ fn pinseal_verifies_what_the_npm_package_signs() {
 fn the_npm_package_verifies_what_pinseal_signs() {
     let requests = requests(300);
     let mut lines = Vec::new();
-    for r in &requests {
+    for (i, r) in requests.iter().enumerate() {
         let check = checker(&r.token);
         let signature = check.sign_form(&r.url, &r.pairs());
         lines.push(format!(
@@ -267,6 +430,20 @@ fn the_npm_package_verifies_what_pinseal_signs() {
             hx(&signature),
             hx(&r.url),
             hx(&r.params_json())
+        ));
+        // The same request signed with a shared key, the npm package told
+        // the algorithm by the settings header pinseal writes.
+        let algorithm = scheme(i).unwrap_or(SignatureAlgorithm::HmacSha256);
+        let (settings, shared) = checker_for(r, Some(algorithm))
+            .sign_form_shared("webhooks_sharedkey_1", algorithm, &r.url, &r.pairs())
+            .unwrap();
+        lines.push(format!(
+            "check {} {} {} {} {}",
+            hx(&r.token),
+            hx(&shared),
+            hx(&r.url),
+            hx(&r.params_json()),
+            hx(&settings)
         ));
         // A signature for another token is refused there too.
         let wrong = checker("another-token").sign_form(&r.url, &r.pairs());
@@ -295,7 +472,12 @@ fn the_npm_package_verifies_what_pinseal_signs() {
     let Some(out) = twilio_npm(&lines) else {
         return;
     };
-    for (i, chunk) in out.chunks(3).enumerate() {
-        assert_eq!(chunk, ["true", "false", "true"], "{}", requests[i].url);
+    for (i, chunk) in out.chunks(4).enumerate() {
+        assert_eq!(
+            chunk,
+            ["true", "true", "false", "true"],
+            "{}",
+            requests[i].url
+        );
     }
 }

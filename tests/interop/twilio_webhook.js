@@ -1,7 +1,11 @@
 // The official `twilio` helper library's webhook functions, for
 // tests/webhook.rs. Every field is hex of UTF-8; one answer per line:
-//   sign TOKEN URL PARAMS_JSON        -> getExpectedTwilioSignature(...)
-//   check TOKEN SIGNATURE URL PARAMS_JSON -> validateRequest(...)
+//   sign TOKEN URL PARAMS_JSON [ALG]  -> getExpectedTwilioSignature(...)
+//   check TOKEN SIGNATURE URL PARAMS_JSON [SETTINGS]
+//       -> validateRequest(..., getSignatureAlgorithm(SETTINGS))
+// ALG is HMAC_SHA1 or HMAC_SHA256; SETTINGS the
+// X-Twilio-Webhooks-Signature-Settings header (TOKEN is then the shared
+// key's secret).
 //   checkbody TOKEN SIGNATURE URL BODY    -> validateRequestWithBody(...)
 // PARAMS_JSON maps each name to a string, or to an array of strings for a
 // name sent several times.
@@ -18,9 +22,10 @@ rl.on('line', (line) => {
   try {
     const a = args.map(text);
     if (op === 'sign') {
-      console.log(webhooks.getExpectedTwilioSignature(a[0], a[1], JSON.parse(a[2])));
+      console.log(webhooks.getExpectedTwilioSignature(a[0], a[1], JSON.parse(a[2]), a[3] || undefined));
     } else if (op === 'check') {
-      console.log(String(twilio.validateRequest(a[0], a[1], a[2], JSON.parse(a[3]))));
+      const algorithm = webhooks.getSignatureAlgorithm(a[4] || undefined);
+      console.log(String(twilio.validateRequest(a[0], a[1], a[2], JSON.parse(a[3]), algorithm)));
     } else if (op === 'checkbody') {
       console.log(String(twilio.validateRequestWithBody(a[0], a[1], a[2], a[3])));
     } else {
