@@ -59,14 +59,15 @@ expect "national number" "$(post /verifications '{"to":"555-0199"}')" '400 *'
 bad=$(post /verifications/check '{"to":"+15550100199","code":739182}')
 expect "code of the wrong type" "$bad" '400 *'
 case "$bad" in *739182*) fail "the error echoes the input: $bad" ;; esac
-expect "bad challenge id" "$(post /verifications/nothex/cancel '')" '400 *'
+expect "bad challenge id" "$(post /verifications/nothex/cancel '')" '404 {"code":20404,*'
 
 # The number's send budget is 5 per 10 minutes: 2 spent, 3 left.
 for _ in 1 2 3; do
   expect "resend" "$(post /verifications '{"to":"+15550100199"}')" '201 *'
 done
-headers=$(curl -s -D - -o /dev/null -H 'content-type: application/json' \
+headers=$(curl -s -D - -H 'content-type: application/json' \
   -X POST "http://$addr/verifications" -d '{"to":"+15550100199"}')
 expect "sixth send" "$(head -n 1 <<<"$headers" | tr -d '\r')" 'HTTP/1.1 429*'
 grep -qi '^retry-after: [1-9]' <<<"$headers" || fail "no Retry-After on 429: $headers"
+grep -q '"code":60203' <<<"$headers" || fail "not Verify's 60203: $headers"
 echo "http_service: all requests answered as expected"

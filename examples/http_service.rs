@@ -12,8 +12,10 @@
 //!     | {"status": "canceled"} | {"status": "not_found"}
 //! POST /verifications/{id}/cancel
 //!   200 {"status": "canceled"} | 404 {"status": "not_found"}
-//! errors: 400 bad input, 429 + Retry-After for a spent budget,
-//!         503 + Retry-After when the store is unavailable
+//! errors: {"code": 60203, "message": "...", "more_info": "...", "status": 429}
+//!         400 bad input (60200), 404 unknown id (20404), 429 + Retry-After
+//!         for a spent budget (60203, 20429), 503 + Retry-After when the
+//!         store is unavailable
 //! ```
 //!
 //! The code goes out through `Outbox`, a stand-in for an SMS gateway that
@@ -21,13 +23,13 @@
 //! clear. Request bodies are read into `Secret` and error bodies never echo
 //! the input.
 //!
-//! Run: `cargo run --example http_service --features serde`, then for
+//! Run: `cargo run --example http_service --features serde,axum`, then for
 //! example `curl -s localhost:3000/verifications -d '{"to":"+15550100199"}'
 //! -H 'content-type: application/json'` and read the code from the outbox
 //! file the service names at start. Settings, all optional:
 //! `PINSEAL_KEY` (64 hex), `PINSEAL_HTTP_ADDR` (default `127.0.0.1:3000`),
 //! `PINSEAL_OUTBOX` (default `http_service_outbox.txt` in the current
-//! directory, created readable by its owner only), and with `--features serde,redis-tokio`, `PINSEAL_REDIS_URL`
+//! directory, created readable by its owner only), and with `--features serde,axum,redis-tokio`, `PINSEAL_REDIS_URL`
 //! to keep challenges in Redis instead of memory.
 
 use std::io::Write;
@@ -38,13 +40,13 @@ use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use pinseal::otp::store::DynStore;
 use pinseal::otp::{ChallengeId, MemoryStore, Policy, SystemClock, aio, canonical_phone};
-use pinseal::{Error, ErrorClass, ExposeSecret, Key, Secret};
+use pinseal::{Error, ExposeSecret, Key, Secret};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -85,50 +87,12 @@ struct App {
 
 type Shared = State<Arc<App>>;
 
-/// What the service answers on an error: the status from the error's
-/// class, `Retry-After` when waiting helps, and a body that names the kind
-/// of failure only.
-struct Failure {
-    status: u16,
-    message: String,
-    retry_after: Option<Duration>,
-}
-
-impl From<Error> for Failure {
-    fn from(error: Error) -> Failure {
-        Failure {
-            status: error.class().http_status(),
-            message: error.to_string(),
-            retry_after: error
-                .retry_after()
-                .or((error.class() == ErrorClass::Unavailable).then_some(Duration::from_secs(1))),
-        }
-    }
-}
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = (status, Json(json!({ "error": self.message }))).into_response();
-        if let Some(wait) = self.retry_after {
-            // Whole seconds, rounded up.
-            let secs = wait.as_millis().div_ceil(1000).max(1);
-            if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-        }
-        response
-    }
-}
-
 /// A body that did not parse: 400, without the parser's message (which may
-/// quote the input).
-fn bad_body(_: JsonRejection) -> Failure {
-    Failure {
-        status: 400,
-        message: "request body is not the expected JSON".into(),
-        retry_after: None,
-    }
+/// quote the input). Every other error answers through pinseal's
+/// `IntoResponse` (feature `axum`): status, `Retry-After`, a JSON body in
+/// the provider's error shape.
+fn bad_body(_: JsonRejection) -> Error {
+    Error::InvalidParameter
 }
 
 /// The client key for the per-client budget: the caller's IPv4 address,
@@ -163,18 +127,16 @@ async fn start(
     State(app): Shared,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Json<Start>, JsonRejection>,
-) -> Result<(StatusCode, Json<Started>), Failure> {
+) -> Result<(StatusCode, Json<Started>), Error> {
     let Json(start) = body.map_err(bad_body)?;
     let to = canonical_phone(&start.to)?;
     let client = client_key(peer.ip());
-    let (id, code) = match app.otp.issue_from(&to, &client).await {
-        Ok(issued) => issued,
-        Err(error) => return Err(error.into()),
-    };
+    // A refusal carries its Retry-After: no second store call.
+    let (id, code) = app.otp.issue_from(&to, &client).await?;
     if app.outbox.send(&to, &code).is_err() {
         // Not delivered: withdraw the code rather than leave it pending.
         let _ = app.otp.cancel(&id).await;
-        return Err(Error::Store.into());
+        return Err(Error::Store);
     }
     Ok((
         StatusCode::CREATED,
@@ -199,7 +161,7 @@ struct Check {
 async fn check(
     State(app): Shared,
     body: Result<Json<Check>, JsonRejection>,
-) -> Result<Json<pinseal::otp::Verdict>, Failure> {
+) -> Result<Json<pinseal::otp::Verdict>, Error> {
     let Json(check) = body.map_err(bad_body)?;
     let verdict = match (check.id, check.to) {
         (Some(id), _) => app.otp.verify(&id, check.code.expose_secret()).await?,
@@ -207,12 +169,12 @@ async fn check(
             let to = canonical_phone(&to)?;
             app.otp.check(&to, check.code.expose_secret()).await?
         }
-        (None, None) => return Err(Error::InvalidChallengeId.into()),
+        (None, None) => return Err(Error::InvalidParameter),
     };
     Ok(Json(verdict))
 }
 
-async fn cancel(State(app): Shared, Path(id): Path<String>) -> Result<Response, Failure> {
+async fn cancel(State(app): Shared, Path(id): Path<String>) -> Result<Response, Error> {
     let id: ChallengeId = id.parse()?;
     Ok(if app.otp.cancel(&id).await? {
         Json(json!({ "status": "canceled" })).into_response()

@@ -107,6 +107,9 @@ pub enum Error {
     /// Something that may be accepted only once (a webhook delivery, a
     /// one-time envelope, see `otp::AcceptOnce`) was presented again.
     Replayed,
+    /// A request parameter is missing, malformed or out of range (a web
+    /// service's own check, answered as Verify's 60200).
+    InvalidParameter,
     /// A webhook names a signature algorithm this version does not check
     /// (only `HMAC_SHA1` and `HMAC_SHA256` are known), or a signing key it
     /// was not given.
@@ -144,6 +147,7 @@ impl fmt::Display for Error {
             Error::StoreTls => "challenge store's TLS certificate was not accepted",
             Error::Contention => "challenge store is busy with conflicting updates",
             Error::Replayed => "already accepted once",
+            Error::InvalidParameter => "a request parameter is missing or not valid",
             Error::WebhookAlgorithm => "webhook signature scheme or key is not known",
         })
     }
@@ -156,7 +160,7 @@ impl std::error::Error for Error {}
 ///
 /// | class | errors | HTTP | retry |
 /// |---|---|---|---|
-/// | [`BadInput`](ErrorClass::BadInput) | `InvalidChallengeId`, `InvalidPan`, `InvalidPhoneNumber`, `InvalidOtpUri`, `PlaintextTooLong` | 400 | no: the input is wrong |
+/// | [`BadInput`](ErrorClass::BadInput) | `InvalidChallengeId`, `InvalidPan`, `InvalidPhoneNumber`, `InvalidOtpUri`, `PlaintextTooLong`, `InvalidParameter` | 400 | no: the input is wrong |
 /// | [`Unauthentic`](ErrorClass::Unauthentic) | `Decrypt`, `Expired`, `WebhookSignature`, `WebhookBody`, `WebhookAlgorithm`, `Replayed` | 403 | no |
 /// | [`Limited`](ErrorClass::Limited) | `SendLimit`, `Locked`, `ClientLimit` | 429 | after [`Error::retry_after`] |
 /// | [`Unavailable`](ErrorClass::Unavailable) | `Store`, `StoreFull`, `Contention` | 503 | yes, with backoff |
@@ -217,7 +221,8 @@ impl Error {
             | Error::InvalidPan
             | Error::InvalidPhoneNumber
             | Error::InvalidOtpUri
-            | Error::PlaintextTooLong => ErrorClass::BadInput,
+            | Error::PlaintextTooLong
+            | Error::InvalidParameter => ErrorClass::BadInput,
             Error::Decrypt
             | Error::Expired
             | Error::WebhookSignature
@@ -246,6 +251,49 @@ impl Error {
     /// [`ErrorClass::Unavailable`]).
     pub fn is_retryable(&self) -> bool {
         matches!(self.class(), ErrorClass::Limited | ErrorClass::Unavailable)
+    }
+
+    /// The HTTP status a web service answers: the class's
+    /// ([`ErrorClass::http_status`]), except `404` for a challenge id that
+    /// is not well formed, which, as for an id that is not known, names no
+    /// challenge.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::InvalidChallengeId => 404,
+            _ => self.class().http_status(),
+        }
+    }
+
+    /// The error code a Twilio client knows for this error: Verify's where
+    /// one exists, the REST API's generic ones otherwise.
+    ///
+    /// | code | errors |
+    /// |---|---|
+    /// | 20404 not found | `InvalidChallengeId` |
+    /// | 60200 invalid parameter | the other bad input |
+    /// | 60202 max check attempts reached | `Locked` |
+    /// | 60203 max send attempts reached | `SendLimit` |
+    /// | 20429 too many requests | `ClientLimit` |
+    /// | 20403 forbidden | not authentic: `Decrypt`, `Expired`, `WebhookSignature`, `WebhookBody`, `WebhookAlgorithm`, `Replayed` |
+    /// | 20503 service unavailable | `Store`, `StoreFull`, `Contention` |
+    /// | 20500 internal server error | configuration and stored state |
+    ///
+    /// Error bodies in the provider's shape, with a `more_info` link, are
+    /// what the `axum` feature's `IntoResponse` for [`Error`] writes.
+    pub fn twilio_code(&self) -> u32 {
+        match self {
+            Error::InvalidChallengeId => 20404,
+            Error::Locked { .. } => 60202,
+            Error::SendLimit { .. } => 60203,
+            Error::ClientLimit { .. } => 20429,
+            _ => match self.class() {
+                ErrorClass::BadInput => 60200,
+                ErrorClass::Unauthentic => 20403,
+                ErrorClass::Limited => 20429,
+                ErrorClass::Unavailable => 20503,
+                ErrorClass::Internal => 20500,
+            },
+        }
     }
 
     /// How long until a spent budget lifts: `Some` for

@@ -1,0 +1,510 @@
+//! Web services on axum (feature `axum`): the crate's errors as HTTP
+//! responses, and an extractor for signed Twilio webhooks.
+//!
+//! # What is in this module
+//!
+//! | item | for |
+//! |---|---|
+//! | `impl IntoResponse for Error` | a handler returns `Result<_, pinseal::Error>`: status, `Retry-After`, a JSON body in the provider's error shape |
+//! | [`TwilioWebhook`] | the extractor: signature checked, secret parameters in [`Secret`], replays refused |
+//! | [`WebhookConfig`] | what it checks against: tokens and shared keys, the public URL, the accept-once store |
+//!
+//! # Errors as responses
+//!
+//! [`Error`] implements [`IntoResponse`]: the status is
+//! [`Error::http_status`], the body
+//! `{"code":60203,"message":"…","more_info":"https://www.twilio.com/docs/errors/60203","status":429}`
+//! with [`Error::twilio_code`] (Verify's numbers where one exists), and a
+//! refusal for a spent budget carries `Retry-After` (whole seconds, rounded
+//! up) from [`Error::retry_after`]; an unavailable store answers
+//! `Retry-After: 1`. The message is the error's `Display`: it names the kind
+//! of failure, never the input.
+//!
+//! ```
+//! use axum::response::IntoResponse;
+//! use pinseal::Error;
+//! use std::time::Duration;
+//!
+//! let response = Error::SendLimit { retry_after: Duration::from_millis(41_200) }.into_response();
+//! assert_eq!(response.status(), 429);
+//! assert_eq!(response.headers()["retry-after"], "42");
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{FromRef, FromRequest, OriginalUri, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use zeroize::Zeroizing;
+
+use crate::otp::aio::AcceptOnce;
+use crate::otp::store::DynStore;
+use crate::webhook::{SIGNATURE_HEADER, SIGNATURE_SETTINGS_HEADER, TwilioSignature};
+use crate::{Error, ErrorClass, ExposeSecret, Secret};
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let code = self.twilio_code();
+        let message = json_escape(&self.to_string());
+        let body = format!(
+            r#"{{"code":{code},"message":"{message}","more_info":"https://www.twilio.com/docs/errors/{code}","status":{}}}"#,
+            status.as_u16()
+        );
+        let mut response = (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response();
+        let wait = self
+            .retry_after()
+            .or((self.class() == ErrorClass::Unavailable).then_some(Duration::from_secs(1)));
+        if let Some(wait) = wait {
+            let secs = wait.as_millis().div_ceil(1000).max(1);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs as u64));
+        }
+        response
+    }
+}
+
+/// `text` as the inside of a JSON string.
+fn json_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// What [`TwilioWebhook`] checks requests against: the account's
+/// signature secrets, the public URL the provider calls, which parameters
+/// are secret, and the accept-once set that refuses replays.
+///
+/// Put it in the router's state as an `Arc<WebhookConfig>` (directly, or
+/// through `FromRef` from the app's state).
+///
+/// # Replays
+///
+/// A delivery is admitted once, for [`WebhookConfig::replay_window`]
+/// (4 hours by default, the longest a call lasts by default), under its
+/// full URL (path and query) and the values of the replay-key parameters
+/// (`CallSid` and `MessageSid` by default): a call posts its digits to each
+/// gather URL once. A flow that gathers again on the same call uses a new
+/// action URL (`/gather/pin?attempt=2`): the query is signed. A request
+/// that carries none of the key parameters is admitted once under its
+/// signature.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use pinseal::{Key, Secret};
+/// use pinseal::otp::aio::AcceptOnce;
+/// use pinseal::otp::store::{DynStore, MemoryStore};
+/// use pinseal::web::WebhookConfig;
+/// use pinseal::webhook::TwilioSignature;
+///
+/// let signature = TwilioSignature::new(Secret::new("auth-token".to_string()));
+/// let once = AcceptOnce::with_store(&Key::generate(), DynStore::new(MemoryStore::new()));
+/// let config = WebhookConfig::new(signature, "https://ivr.example.com", once)?
+///     .trust_forwarded_headers(); // behind a proxy that sets X-Forwarded-Proto/Host
+/// let state = Arc::new(config);
+/// # Ok::<(), pinseal::Error>(())
+/// ```
+pub struct WebhookConfig {
+    signature: TwilioSignature,
+    /// `scheme://authority`, no trailing slash.
+    origin: String,
+    /// A path prefix the proxy strips, or "".
+    prefix: String,
+    trust_forwarded: bool,
+    secret_params: Vec<String>,
+    replay_key_params: Vec<String>,
+    once: AcceptOnce<DynStore>,
+    replay_window: Duration,
+    max_body: usize,
+}
+
+impl WebhookConfig {
+    /// Checks signatures with `signature` against URLs under
+    /// `public_base_url` (`https://host[:port][/prefix]`, as configured at
+    /// the provider), and admits each delivery once in `once`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StoreConfig`] if `public_base_url` is not an `http` or
+    /// `https` URL with a host and without a query or fragment.
+    pub fn new(
+        signature: TwilioSignature,
+        public_base_url: &str,
+        once: AcceptOnce<DynStore>,
+    ) -> Result<WebhookConfig, Error> {
+        let base = public_base_url.trim_end_matches('/');
+        let (scheme, rest) = base.split_once("://").ok_or(Error::StoreConfig)?;
+        if !(scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http"))
+            || rest.contains(['?', '#'])
+        {
+            return Err(Error::StoreConfig);
+        }
+        let (authority, prefix) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        if authority.is_empty() {
+            return Err(Error::StoreConfig);
+        }
+        Ok(WebhookConfig {
+            signature,
+            origin: format!("{scheme}://{authority}"),
+            prefix: prefix.to_string(),
+            trust_forwarded: false,
+            secret_params: vec!["Digits".to_string()],
+            replay_key_params: vec!["CallSid".to_string(), "MessageSid".to_string()],
+            once,
+            replay_window: Duration::from_secs(4 * 3600),
+            max_body: 64 * 1024,
+        })
+    }
+
+    /// Takes the scheme and host from `X-Forwarded-Proto` and
+    /// `X-Forwarded-Host` when a request carries both (the first value of
+    /// each), keeping the configured path prefix.
+    ///
+    /// # Security
+    ///
+    /// Only behind a proxy that sets both headers and drops them from what
+    /// clients send: otherwise a client chooses the URL its signature is
+    /// checked against (which still needs a valid signature for that URL,
+    /// so it lets a webhook signed for another of the account's hosts in).
+    #[must_use]
+    pub fn trust_forwarded_headers(mut self) -> WebhookConfig {
+        self.trust_forwarded = true;
+        self
+    }
+
+    /// The parameters handed over only inside [`Secret`] (by default
+    /// `Digits`); replaces the list.
+    #[must_use]
+    pub fn secret_params(mut self, names: &[&str]) -> WebhookConfig {
+        self.secret_params = names.iter().map(|n| n.to_string()).collect();
+        self
+    }
+
+    /// The parameters that, with the URL, identify a delivery for replay
+    /// refusal (by default `CallSid` and `MessageSid`); replaces the list.
+    #[must_use]
+    pub fn replay_key_params(mut self, names: &[&str]) -> WebhookConfig {
+        self.replay_key_params = names.iter().map(|n| n.to_string()).collect();
+        self
+    }
+
+    /// How long a delivery is remembered (4 hours by default; at least one
+    /// second).
+    #[must_use]
+    pub fn replay_window(mut self, window: Duration) -> WebhookConfig {
+        self.replay_window = window.max(Duration::from_secs(1));
+        self
+    }
+
+    /// The largest body read (64 KiB by default); a longer one is refused
+    /// with [`Error::WebhookBody`].
+    #[must_use]
+    pub fn max_body(mut self, bytes: usize) -> WebhookConfig {
+        self.max_body = bytes;
+        self
+    }
+
+    /// The URL the provider called, as it signed it.
+    fn url_of(&self, parts: &Parts) -> String {
+        let path_and_query = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or(&parts.uri, |o| &o.0)
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str());
+        let forwarded = self
+            .trust_forwarded
+            .then(|| {
+                let proto = first_value(&parts.headers, "x-forwarded-proto")?;
+                let host = first_value(&parts.headers, "x-forwarded-host")?;
+                Some(format!("{proto}://{host}"))
+            })
+            .flatten();
+        let origin = forwarded.as_deref().unwrap_or(&self.origin);
+        format!("{origin}{}{path_and_query}", self.prefix)
+    }
+}
+
+impl core::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("signature", &self.signature)
+            .field("origin", &self.origin)
+            .field("prefix", &self.prefix)
+            .field("trust_forwarded", &self.trust_forwarded)
+            .field("secret_params", &self.secret_params)
+            .field("replay_key_params", &self.replay_key_params)
+            .field("replay_window", &self.replay_window)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The first comma-separated value of header `name`, trimmed, if any.
+fn first_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let value = headers.get(name)?.to_str().ok()?;
+    let first = value.split(',').next()?.trim();
+    (!first.is_empty()).then_some(first)
+}
+
+/// A signed Twilio webhook, checked and admitted once: the axum extractor
+/// for the endpoints the provider posts to.
+///
+/// # About
+///
+/// Extracting it, with an `Arc<`[`WebhookConfig`]`>` reachable from the
+/// router's state:
+///
+/// 1. rebuilds the URL the provider called from the configured public base
+///    URL (or the forwarded headers, if trusted) and the request's original
+///    path and query;
+/// 2. reads the body (at most [`WebhookConfig::max_body`]) and checks
+///    `X-Twilio-Signature` (with `X-Twilio-Webhooks-Signature-Settings`,
+///    if present) with [`TwilioSignature`]: a form post against its
+///    parameters, a JSON post (`application/json`) against its
+///    `bodySHA256`;
+/// 3. admits the delivery once ([`WebhookConfig`] says under which key);
+/// 4. hands over the parameters, the secret ones (`Digits` by default)
+///    moved into [`Secret`] as they are decoded.
+///
+/// A forged or replayed request never reaches the handler: the rejection
+/// is an [`Error`] (`403` with [`Error::WebhookSignature`],
+/// [`Error::WebhookBody`], [`Error::WebhookAlgorithm`] or
+/// [`Error::Replayed`]; `503` if the accept-once store is unavailable).
+/// `Debug` names the parameters, never their values (`From` and `Caller`
+/// are phone numbers).
+///
+/// The decoded body is wiped when parsed; the buffer the HTTP server read
+/// it into is not (it is not this crate's).
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use axum::{Router, routing::post};
+/// use pinseal::web::{TwilioWebhook, WebhookConfig};
+/// use pinseal::{Error, ExposeSecret};
+///
+/// async fn gather(mut hook: TwilioWebhook) -> Result<String, Error> {
+///     let call = hook.get("CallSid").unwrap_or_default().to_string();
+///     let digits = hook.take_secret("Digits"); // Option<Secret<String>>
+///     let _pin_len = digits.as_ref().map(|d| d.expose_secret().len());
+///     Ok(format!("<Response><Say>Thank you.</Say></Response><!-- {call} -->"))
+/// }
+///
+/// fn app(config: Arc<WebhookConfig>) -> Router {
+///     Router::new().route("/gather", post(gather)).with_state(config)
+/// }
+/// ```
+pub struct TwilioWebhook {
+    params: Vec<(String, String)>,
+    secrets: Vec<(String, Secret<String>)>,
+    json: Option<axum::body::Bytes>,
+}
+
+impl TwilioWebhook {
+    /// The first value of the non-secret parameter `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every non-secret parameter, in the order sent.
+    pub fn params(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.params.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// The first value of the secret parameter `name`.
+    pub fn secret(&self, name: &str) -> Option<&Secret<String>> {
+        self.secrets.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// Moves the first value of the secret parameter `name` out.
+    pub fn take_secret(&mut self, name: &str) -> Option<Secret<String>> {
+        let i = self.secrets.iter().position(|(n, _)| n == name)?;
+        Some(self.secrets.remove(i).1)
+    }
+
+    /// The raw body of a JSON webhook (checked against its `bodySHA256`),
+    /// or `None` for a form post.
+    pub fn json_body(&self) -> Option<&[u8]> {
+        self.json.as_deref()
+    }
+}
+
+impl core::fmt::Debug for TwilioWebhook {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TwilioWebhook")
+            .field(
+                "params",
+                &self
+                    .params
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field(
+                "secrets",
+                &self
+                    .secrets
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("json", &self.json.as_ref().map(|b| b.len()))
+            .finish()
+    }
+}
+
+impl<S> FromRequest<S> for TwilioWebhook
+where
+    Arc<WebhookConfig>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request(request: Request<Body>, state: &S) -> Result<Self, Error> {
+        let config = Arc::<WebhookConfig>::from_ref(state);
+        let (parts, body) = request.into_parts();
+        let url = config.url_of(&parts);
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let signature = header(SIGNATURE_HEADER).ok_or(Error::WebhookSignature)?;
+        let settings = header(SIGNATURE_SETTINGS_HEADER);
+        let is_json = header(header::CONTENT_TYPE.as_str()).is_some_and(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+        let bytes = axum::body::to_bytes(body, config.max_body)
+            .await
+            .map_err(|_| Error::WebhookBody)?;
+
+        let mut hook = TwilioWebhook {
+            params: Vec::new(),
+            secrets: Vec::new(),
+            json: None,
+        };
+        if is_json {
+            config
+                .signature
+                .verify_json_with_settings(&url, &bytes, signature, settings)?;
+            hook.json = Some(bytes);
+        } else {
+            let body = Zeroizing::new(Vec::from(bytes));
+            for (name, value) in form_urlencoded::parse(&body) {
+                if config.secret_params.iter().any(|s| *s == name) {
+                    hook.secrets
+                        .push((name.into_owned(), Secret::new(value.into_owned())));
+                } else {
+                    hook.params.push((name.into_owned(), value.into_owned()));
+                }
+            }
+            let all: Vec<(&str, &str)> = hook
+                .params()
+                .chain(
+                    hook.secrets
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), v.expose_secret().as_str())),
+                )
+                .collect();
+            config
+                .signature
+                .verify_form_with_settings(&url, &all, signature, settings)?;
+        }
+
+        // Signed: now admit it once.
+        let mut key: Vec<&[u8]> = vec![b"twilio-webhook", url.as_bytes()];
+        let mut named = false;
+        for name in &config.replay_key_params {
+            if let Some(value) = hook.get(name) {
+                key.push(name.as_bytes());
+                key.push(value.as_bytes());
+                named = true;
+            }
+        }
+        if !named {
+            key.push(signature.as_bytes());
+        }
+        if config.once.admit(&key, config.replay_window).await? {
+            Ok(hook)
+        } else {
+            Err(Error::Replayed)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_escape("a\"b\\c\n"), "a\\\"b\\\\c\\u000a");
+    }
+
+    #[test]
+    fn the_url_is_rebuilt_from_the_configured_base() {
+        let config = WebhookConfig::new(
+            TwilioSignature::new(Secret::new("t".into())),
+            "https://ivr.example.com/twilio/",
+            AcceptOnce::with_store(
+                &crate::Key::generate(),
+                DynStore::new(crate::otp::MemoryStore::new()),
+            ),
+        )
+        .unwrap();
+        let request = axum::http::Request::builder()
+            .uri("/gather?step=1")
+            .header("x-forwarded-proto", "http")
+            .header("x-forwarded-host", "evil.example")
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        assert_eq!(
+            config.url_of(&parts),
+            "https://ivr.example.com/twilio/gather?step=1"
+        );
+        let trusting = config.trust_forwarded_headers();
+        assert_eq!(
+            trusting.url_of(&parts),
+            "http://evil.example/twilio/gather?step=1"
+        );
+        for bad in ["ivr.example.com", "ftp://x", "https://", "https://x/?a=1"] {
+            assert!(
+                WebhookConfig::new(
+                    TwilioSignature::new(Secret::new("t".into())),
+                    bad,
+                    AcceptOnce::with_store(
+                        &crate::Key::generate(),
+                        DynStore::new(crate::otp::MemoryStore::new())
+                    ),
+                )
+                .is_err(),
+                "{bad}"
+            );
+        }
+    }
+}
