@@ -5,7 +5,7 @@
 //! Two ways to keep the code between turns:
 //!
 //! - **Store** (`Turns::Store`): the code is issued by `Otp` on a challenge
-//!   store (the memory store, or DynamoDB with `--features dynamodb` and
+//!   store (the memory store, or DynamoDB with `--features dynamodb-https` and
 //!   `PINSEAL_DYNAMODB_URL` pointing at a local server, or real DynamoDB
 //!   with `PINSEAL_DYNAMODB_TABLE`), checked by phone number, with send and
 //!   attempt budgets; a wrong answer gets a new code while the budgets
@@ -20,7 +20,7 @@
 //!
 //! Run: `cargo run --example lex_fulfillment` (memory store), or
 //! `PINSEAL_DYNAMODB_URL=http://127.0.0.1:8000 cargo run --example
-//! lex_fulfillment --features dynamodb` against a local DynamoDB.
+//! lex_fulfillment --features dynamodb-https` against a local DynamoDB.
 
 use std::time::Duration;
 
@@ -182,7 +182,7 @@ impl Turns {
 }
 
 /// Milliseconds since the Unix epoch, to name a fresh table.
-#[cfg(feature = "dynamodb")]
+#[cfg(feature = "dynamodb-https")]
 fn unix_millis() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -212,7 +212,7 @@ fn attributes_of(response: &Value) -> Value {
 }
 
 async fn store() -> Result<DynStore, Error> {
-    #[cfg(feature = "dynamodb")]
+    #[cfg(feature = "dynamodb-https")]
     if let Ok(url) = std::env::var("PINSEAL_DYNAMODB_URL") {
         use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
         let config = aws_sdk_dynamodb::Config::builder()

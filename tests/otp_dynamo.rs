@@ -7,7 +7,7 @@
 //!
 //! The suite drives the async store from blocking threads through
 //! `BlockOn`, a test adapter that runs each call on a tokio runtime.
-#![cfg(feature = "dynamodb")]
+#![cfg(feature = "dynamodb-https")]
 
 mod common;
 
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use pinseal::Error;
-use pinseal::otp::store::{AsyncStore, DynamoStore, Store};
+use pinseal::otp::store::{AsyncStore, DynamoStore, Store, TableSetup};
 
 /// An `AsyncStore` used as a blocking `Store`: each call runs to
 /// completion on the runtime.
@@ -131,9 +131,15 @@ fn local() -> Option<&'static (aws_sdk_dynamodb::Client, String)> {
             let client = local_client(&url);
             let table = format!("pinseal-test-{}", &common::unique_prefix()[13..29]);
             let builder = DynamoStore::builder(client.clone(), table.clone());
-            runtime().block_on(builder.create_table()).unwrap();
+            assert_eq!(
+                runtime().block_on(builder.create_table()).unwrap(),
+                TableSetup::Created
+            );
             // Set-up is idempotent: a second call finds the table.
-            runtime().block_on(builder.create_table()).unwrap();
+            assert_eq!(
+                runtime().block_on(builder.create_table()).unwrap(),
+                TableSetup::Existed
+            );
             Some((client, table))
         })
         .as_ref()
@@ -330,4 +336,22 @@ mod dynamo_only {
             assert_eq!(item["exp"].as_n().unwrap(), "20000");
         });
     }
+}
+
+/// Set-up that cannot reach DynamoDB fails: it is never taken for a table
+/// that exists.
+#[test]
+fn create_table_tells_an_unreachable_server_from_an_existing_table() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let builder = DynamoStore::builder(local_client(&format!("http://127.0.0.1:{port}")), "t")
+        .timeout(Duration::from_millis(500));
+    assert_eq!(
+        runtime().block_on(builder.create_table()),
+        Err(Error::Store)
+    );
 }

@@ -108,6 +108,18 @@ fn number(n: u64) -> AttributeValue {
     AttributeValue::N(n.to_string())
 }
 
+/// What [`DynamoBuilder::create_table`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+#[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
+pub enum TableSetup {
+    /// The call created the table.
+    Created,
+    /// The table existed already (created by an earlier run, another
+    /// instance or infrastructure code).
+    Existed,
+}
+
 /// Configures a [`DynamoStore`], sets its table up if asked, and connects
 /// it: [`DynamoStore::builder`].
 ///
@@ -124,7 +136,7 @@ fn number(n: u64) -> AttributeValue {
 /// use std::time::Duration;
 ///
 /// let builder = DynamoStore::builder(client, "otp").prefix("myapp:otp:").timeout(Duration::from_secs(1));
-/// builder.create_table().await?; // set-up scripts and tests; an existing table is fine
+/// builder.create_table().await?; // set-up scripts and tests: Created or Existed
 /// let store = builder.connect().await?;
 /// # Ok(()) }
 /// ```
@@ -218,12 +230,15 @@ impl DynamoBuilder {
     /// exists, and waits until it is active. For set-up scripts and tests;
     /// production tables usually come from infrastructure code.
     ///
+    /// Returns whether this call created the table or found it: set-up is
+    /// idempotent, and a failure is never mistaken for an existing table.
+    ///
     /// # Errors
     ///
     /// [`Error::StoreAuth`] without the permission; [`Error::Store`] if
     /// DynamoDB cannot be reached or the table does not become active
-    /// within a minute. A table that exists already is not an error.
-    pub async fn create_table(&self) -> Result<(), Error> {
+    /// within a minute.
+    pub async fn create_table(&self) -> Result<TableSetup, Error> {
         let attribute = AttributeDefinition::builder()
             .attribute_name(PK)
             .attribute_type(ScalarAttributeType::S)
@@ -245,13 +260,16 @@ impl DynamoBuilder {
                 .send(),
         )
         .await;
-        match created {
-            Ok(_) => {}
+        let setup = match created {
+            Ok(_) => TableSetup::Created,
             // It exists: wait for it as for a new one.
-            Err(Some(e)) if service_code(&e) == Some("ResourceInUseException") => {}
+            Err(Some(e)) if service_code(&e) == Some("ResourceInUseException") => {
+                TableSetup::Existed
+            }
             Err(e) => return Err(classify(e.as_ref())),
-        }
-        self.wait_active(Duration::from_secs(60)).await
+        };
+        self.wait_active(Duration::from_secs(60)).await?;
+        Ok(setup)
     }
 
     /// Turns on DynamoDB's time to live on the `ttl` attribute, so expired

@@ -38,7 +38,7 @@ mod redis;
 
 #[cfg(feature = "dynamodb")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
-pub use dynamo::{DynamoBuilder, DynamoStore};
+pub use dynamo::{DynamoBuilder, DynamoStore, TableSetup};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis-tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis-tokio")))]
