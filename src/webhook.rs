@@ -381,17 +381,19 @@ impl TwilioSignature {
 }
 
 impl fmt::Debug for TwilioSignature {
+    /// The tokens as `*REDACTED*`, the shared keys by id.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct SharedKeys<'a>(&'a [(String, Secret<String>)]);
+        impl fmt::Debug for SharedKeys<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map()
+                    .entries(self.0.iter().map(|(id, secret)| (id, secret)))
+                    .finish()
+            }
+        }
         f.debug_struct("TwilioSignature")
-            .field("auth_tokens", &self.tokens.len())
-            .field(
-                "shared_keys",
-                &self
-                    .shared
-                    .iter()
-                    .map(|(id, _)| id.as_str())
-                    .collect::<Vec<_>>(),
-            )
+            .field("auth_tokens", &self.tokens)
+            .field("shared_keys", &SharedKeys(&self.shared))
             .finish()
     }
 }
