@@ -12,7 +12,8 @@
 //!   slack), so an operation (up to four calls) within four;
 //! - operations fail, with `Error::Store` only, between the fault and
 //!   twice the store's timeout after the replica's promotion, never outside;
-//! - no code is approved twice;
+//! - no code is approved twice, and no key admitted twice by
+//!   `AcceptOnce` (each approved code's id is admitted once, then again);
 //! - after the run, 200 issue-and-check rounds on each store all succeed,
 //!   without reopening either store.
 //!
@@ -31,7 +32,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use pinseal::otp::store::{AsyncRedisStore, AsyncStore, RedisStore, Store};
-use pinseal::otp::{ChallengeId, Otp, Policy, SystemClock, Verdict, aio};
+use pinseal::otp::{AcceptOnce, ChallengeId, Otp, Policy, SystemClock, Verdict, aio};
 use pinseal::{Error, ExposeSecret, Key, Secret};
 
 /// The cluster's `cluster-node-timeout`: how long a silent primary is
@@ -420,6 +421,10 @@ struct Log {
     /// Right codes answered `Unknown`: spent by a try whose answer was
     /// lost.
     lost: AtomicU64,
+    /// Keys admitted, with when their admitting call started.
+    admitted: Mutex<Vec<(Duration, String)>>,
+    /// Keys admitted a second time.
+    admitted_twice: AtomicU64,
 }
 
 impl Log {
@@ -448,7 +453,10 @@ fn policy() -> Policy {
         .unwrap()
 }
 
-fn blocking_service(seed: &str, prefix: &str) -> Otp<Timed<RedisStore>, SystemClock> {
+fn blocking_service(
+    seed: &str,
+    prefix: &str,
+) -> (Otp<Arc<Timed<RedisStore>>, SystemClock>, BlockingOnce) {
     let seeds = [seed];
     let store = RedisStore::builder()
         .cluster(seeds)
@@ -456,11 +464,32 @@ fn blocking_service(seed: &str, prefix: &str) -> Otp<Timed<RedisStore>, SystemCl
         .prefix(prefix)
         .connect()
         .unwrap();
-    let store = Timed::new(store);
-    Otp::with_parts(&Key::from_bytes([9; 32]), policy(), store, SystemClock)
+    let store = Arc::new(Timed::new(store));
+    (
+        Otp::with_parts(
+            &Key::from_bytes([9; 32]),
+            policy(),
+            store.clone(),
+            SystemClock,
+        ),
+        AcceptOnce::with_parts(&Key::from_bytes([10; 32]), store, SystemClock),
+    )
 }
 
-async fn async_service(seed: &str, prefix: &str) -> aio::Otp<Timed<AsyncRedisStore>, SystemClock> {
+/// The accept-once set every round admits its approved code's id in, on
+/// the OTP service's own store (one connection for both, as a service
+/// would have).
+type BlockingOnce = AcceptOnce<Arc<Timed<RedisStore>>, SystemClock>;
+type AsyncOnce = aio::AcceptOnce<Arc<Timed<AsyncRedisStore>>, SystemClock>;
+const ADMIT_TTL: Duration = Duration::from_secs(600);
+
+async fn async_service(
+    seed: &str,
+    prefix: &str,
+) -> (
+    aio::Otp<Arc<Timed<AsyncRedisStore>>, SystemClock>,
+    AsyncOnce,
+) {
     let seeds = [seed];
     let store = AsyncRedisStore::builder()
         .cluster(seeds)
@@ -469,14 +498,23 @@ async fn async_service(seed: &str, prefix: &str) -> aio::Otp<Timed<AsyncRedisSto
         .connect()
         .await
         .unwrap();
-    let store = Timed::new(store);
-    aio::Otp::with_parts(&Key::from_bytes([9; 32]), policy(), store, SystemClock)
+    let store = Arc::new(Timed::new(store));
+    (
+        aio::Otp::with_parts(
+            &Key::from_bytes([9; 32]),
+            policy(),
+            store.clone(),
+            SystemClock,
+        ),
+        aio::AcceptOnce::with_parts(&Key::from_bytes([10; 32]), store, SystemClock),
+    )
 }
 
 /// One worker's round: issue, verify until decided (retrying a failed
 /// verify), then verify once more, which must not approve.
 fn blocking_round(
-    otp: &Otp<Timed<RedisStore>, SystemClock>,
+    otp: &Otp<Arc<Timed<RedisStore>>, SystemClock>,
+    once: &BlockingOnce,
     subject: &str,
     log: &Log,
     t0: Instant,
@@ -496,6 +534,25 @@ fn blocking_round(
                     log.twice.fetch_add(1, Ordering::Relaxed);
                 }
                 log.approved.lock().unwrap().push((start - t0, id, code));
+                let key = id.to_string();
+                while !stop.load(Ordering::Relaxed) {
+                    let start = Instant::now();
+                    let admitted = once.admit(&[key.as_str()], ADMIT_TTL);
+                    log.record(t0, "blocking", "admit", start, &admitted);
+                    match admitted {
+                        Ok(true) => {
+                            if once.admit(&[key.as_str()], ADMIT_TTL) == Ok(true) {
+                                log.admitted_twice.fetch_add(1, Ordering::Relaxed);
+                            }
+                            log.admitted.lock().unwrap().push((start - t0, key));
+                            return;
+                        }
+                        // An earlier try landed and its answer was lost:
+                        // refused, which fails closed.
+                        Ok(false) => return,
+                        Err(_) => {}
+                    }
+                }
                 return;
             }
             // An earlier try whose answer was lost (a failed call, or a
@@ -512,7 +569,8 @@ fn blocking_round(
 }
 
 async fn async_round(
-    otp: &aio::Otp<Timed<AsyncRedisStore>, SystemClock>,
+    otp: &aio::Otp<Arc<Timed<AsyncRedisStore>>, SystemClock>,
+    once: &AsyncOnce,
     subject: &str,
     log: &Log,
     t0: Instant,
@@ -532,6 +590,23 @@ async fn async_round(
                     log.twice.fetch_add(1, Ordering::Relaxed);
                 }
                 log.approved.lock().unwrap().push((start - t0, id, code));
+                let key = id.to_string();
+                while !stop.load(Ordering::Relaxed) {
+                    let start = Instant::now();
+                    let admitted = once.admit(&[key.as_str()], ADMIT_TTL).await;
+                    log.record(t0, "async", "admit", start, &admitted);
+                    match admitted {
+                        Ok(true) => {
+                            if once.admit(&[key.as_str()], ADMIT_TTL).await == Ok(true) {
+                                log.admitted_twice.fetch_add(1, Ordering::Relaxed);
+                            }
+                            log.admitted.lock().unwrap().push((start - t0, key));
+                            return;
+                        }
+                        Ok(false) => return,
+                        Err(_) => {}
+                    }
+                }
                 return;
             }
             // An earlier try whose answer was lost (a failed call, or a
@@ -560,8 +635,9 @@ fn scenario(
     cluster: &mut Cluster,
     fault: Fault,
     shard: (u16, u16),
-    blocking: &Arc<Otp<Timed<RedisStore>, SystemClock>>,
-    aio: &Arc<aio::Otp<Timed<AsyncRedisStore>, SystemClock>>,
+    blocking: &Arc<Otp<Arc<Timed<RedisStore>>, SystemClock>>,
+    aio: &Arc<aio::Otp<Arc<Timed<AsyncRedisStore>>, SystemClock>>,
+    (blocking_once, async_once): (&Arc<BlockingOnce>, &Arc<AsyncOnce>),
     rt: &tokio::runtime::Runtime,
 ) {
     let (primary, replica) = shard;
@@ -577,8 +653,9 @@ fn scenario(
     let label = format!("{fault:?}");
 
     let worker = |w: usize| {
-        let (otp, log, stop, round, label) = (
+        let (otp, once, log, stop, round, label) = (
             blocking.clone(),
+            blocking_once.clone(),
             log.clone(),
             stop.clone(),
             round.clone(),
@@ -587,15 +664,16 @@ fn scenario(
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let n = round.fetch_add(1, Ordering::Relaxed);
-                blocking_round(&otp, &format!("{label}-b{w}-{n}"), &log, t0, &stop);
+                blocking_round(&otp, &once, &format!("{label}-b{w}-{n}"), &log, t0, &stop);
             }
         })
     };
     let mut threads: Vec<_> = (0..BLOCKING_THREADS).map(worker).collect();
     let tasks: Vec<_> = (0..ASYNC_TASKS)
         .map(|w| {
-            let (otp, log, stop, round, label) = (
+            let (otp, once, log, stop, round, label) = (
                 aio.clone(),
+                async_once.clone(),
                 log.clone(),
                 stop.clone(),
                 round.clone(),
@@ -604,7 +682,7 @@ fn scenario(
             rt.spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     let n = round.fetch_add(1, Ordering::Relaxed);
-                    async_round(&otp, &format!("{label}-a{w}-{n}"), &log, t0, &stop).await;
+                    async_round(&otp, &once, &format!("{label}-a{w}-{n}"), &log, t0, &stop).await;
                 }
             })
         })
@@ -739,6 +817,24 @@ fn scenario(
     if twice != 0 {
         failures.push(format!("{twice} codes approved twice"));
     }
+    let admitted_twice = log.admitted_twice.load(Ordering::Relaxed);
+    if admitted_twice != 0 {
+        failures.push(format!("{admitted_twice} keys admitted twice"));
+    }
+    // Every key admitted from a second before the fault to the promotion
+    // stays admitted after it.
+    let admitted = log.admitted.lock().unwrap();
+    if admitted.is_empty() {
+        failures.push("no key was admitted".into());
+    }
+    for (_, key) in admitted
+        .iter()
+        .filter(|(at, _)| *at + Duration::from_secs(1) >= fault_at && *at <= promoted_at)
+    {
+        if blocking_once.admit(&[key.as_str()], ADMIT_TTL) == Ok(true) {
+            failures.push("a key admitted during the run was admitted again after it".into());
+        }
+    }
     // Every code approved from a second before the fault to the promotion
     // stays spent after it (an approval the old primary acknowledged and
     // did not pass on to its replica would be pending again).
@@ -774,8 +870,11 @@ fn stores_recover_from_failover_kill_and_freeze_without_a_restart() {
     // One seed, the primary that will be frozen: after that, the stores
     // reconnect through the nodes the cluster told them of.
     let seed = url(shards[2].0);
-    let blocking = Arc::new(blocking_service(&seed, &prefix));
-    let aio = Arc::new(rt.block_on(async_service(&seed, &prefix)));
+    let (blocking, blocking_once) = blocking_service(&seed, &prefix);
+    let (aio, async_once) = rt.block_on(async_service(&seed, &prefix));
+    let (blocking, aio) = (Arc::new(blocking), Arc::new(aio));
+    let onces = (Arc::new(blocking_once), Arc::new(async_once));
+    let onces = (&onces.0, &onces.1);
 
     scenario(
         &mut cluster,
@@ -783,10 +882,27 @@ fn stores_recover_from_failover_kill_and_freeze_without_a_restart() {
         shards[0],
         &blocking,
         &aio,
+        onces,
         &rt,
     );
-    scenario(&mut cluster, Fault::Kill, shards[1], &blocking, &aio, &rt);
-    scenario(&mut cluster, Fault::Freeze, shards[2], &blocking, &aio, &rt);
+    scenario(
+        &mut cluster,
+        Fault::Kill,
+        shards[1],
+        &blocking,
+        &aio,
+        onces,
+        &rt,
+    );
+    scenario(
+        &mut cluster,
+        Fault::Freeze,
+        shards[2],
+        &blocking,
+        &aio,
+        onces,
+        &rt,
+    );
 
     if report() {
         eprintln!("scenarios done at {:.1}s", started.elapsed().as_secs_f64());
