@@ -505,4 +505,42 @@ mod redis_only {
             assert_eq!(approved, 1, "round {round}");
         }
     }
+
+    /// The async accept-once set, racing tasks: one admission per key.
+    #[cfg(feature = "redis-tokio")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn async_accept_once_admits_each_key_once() {
+        use pinseal::otp::store::AsyncRedisStore;
+        let store = AsyncRedisStore::builder()
+            .url(redis_url())
+            .prefix(unique_prefix())
+            .connect()
+            .await;
+        let Ok(store) = store else {
+            unavailable("a Redis server");
+            return;
+        };
+        let once = Arc::new(pinseal::otp::aio::AcceptOnce::with_store(
+            &Key::from_bytes([6; 32]),
+            store,
+        ));
+        for round in 0..50 {
+            let key = format!("CA{round}");
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    let (once, key) = (once.clone(), key.clone());
+                    tokio::spawn(async move {
+                        once.admit(&[key.as_str()], Duration::from_secs(60))
+                            .await
+                            .unwrap()
+                    })
+                })
+                .collect();
+            let mut admitted = 0;
+            for t in tasks {
+                admitted += usize::from(t.await.unwrap());
+            }
+            assert_eq!(admitted, 1, "round {round}");
+        }
+    }
 }
