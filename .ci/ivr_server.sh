@@ -28,7 +28,7 @@ wait $server 2>/dev/null || true
 # (ps1.<key id>.<base64url>), and each line starts with a timestamp:
 # without those, no line may hold a value the caller typed.
 leaks=$(sed -E -e 's/^[0-9T:.-]+Z //' -e 's/ps1\.[0-9a-f]+\.[A-Za-z0-9_-]+//g' \
-  -e 's/CA[0-9a-f]{32}//g' "$log" | grep -E '1234|4321|9999' || true)
+  -e 's/CA[0-9a-f]{32}//g' "$log" | grep -E '1234|4321|9999|5678' || true)
 if [ -n "$leaks" ]; then
   echo "ivr_server: a log line holds typed digits:" >&2
   echo "$leaks" >&2

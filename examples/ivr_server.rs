@@ -28,9 +28,15 @@
 //! Auth Token; default a fixed test token, printed as such),
 //! `PINSEAL_HTTP_ADDR` (default `127.0.0.1:3001`), `PINSEAL_PUBLIC_URL`
 //! (the base URL configured at the provider; default `http://<addr>`),
-//! `PINSEAL_ENVELOPE_TTL_SECS` (default 300). In production the back end
-//! is another service on a private network; here it is a route of the same
-//! server, reached over HTTP all the same.
+//! `PINSEAL_ENVELOPE_TTL_SECS` (default 300).
+//!
+//! What this example leaves to a production service: the back end is
+//! another service on a private network that only the edge can reach (here
+//! it is an unauthenticated route of the same server, reached over HTTP all
+//! the same); the accept-once sets live on a shared store under a pepper
+//! from configuration; and the back end counts wrong PINs per account (for
+//! example with `otp::Otp`'s budgets): each call may try once, but a caller
+//! may place many calls.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -298,7 +304,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let signature = TwilioSignature::new(Secret::new(token));
     let digits_key = root.derive("ivr/digits");
     let app = App {
-        webhooks: Arc::new(WebhookConfig::new(signature, &public, webhook_once)?),
+        // One delivery per call and URL: a call posts its digits to each
+        // gather URL once.
+        webhooks: Arc::new(
+            WebhookConfig::new(signature, &public, webhook_once)?.once_per(&["CallSid"]),
+        ),
         edge: Arc::new(Edge {
             sealer: Sealer::new(&digits_key),
             callers: Pseudonymizer::new(&root, "ivr/callers"),

@@ -108,8 +108,12 @@ pub enum Error {
     /// one-time envelope, see `otp::AcceptOnce`) was presented again.
     Replayed,
     /// A request parameter is missing, malformed or out of range (a web
-    /// service's own check, answered as Verify's 60200).
+    /// service's own check, answered as Verify's 60200), or a webhook came
+    /// with another method than `POST`.
     InvalidParameter,
+    /// A webhook configuration is not valid: its public base URL is not an
+    /// `http` or `https` URL with a host and nothing after the path.
+    WebhookConfig,
     /// A webhook names a signature algorithm this version does not check
     /// (only `HMAC_SHA1` and `HMAC_SHA256` are known), or a signing key it
     /// was not given.
@@ -148,6 +152,7 @@ impl fmt::Display for Error {
             Error::Contention => "challenge store is busy with conflicting updates",
             Error::Replayed => "already accepted once",
             Error::InvalidParameter => "a request parameter is missing or not valid",
+            Error::WebhookConfig => "webhook configuration is not valid (public base URL)",
             Error::WebhookAlgorithm => "webhook signature scheme or key is not known",
         })
     }
@@ -164,7 +169,7 @@ impl std::error::Error for Error {}
 /// | [`Unauthentic`](ErrorClass::Unauthentic) | `Decrypt`, `Expired`, `WebhookSignature`, `WebhookBody`, `WebhookAlgorithm`, `Replayed` | 403 | no |
 /// | [`Limited`](ErrorClass::Limited) | `SendLimit`, `Locked`, `ClientLimit` | 429 | after [`Error::retry_after`] |
 /// | [`Unavailable`](ErrorClass::Unavailable) | `Store`, `StoreFull`, `Contention` | 503 | yes, with backoff |
-/// | [`Internal`](ErrorClass::Internal) | `KeyLength`, `KeyHex`, `KeyEnvMissing`, `InvalidPolicy`, `InvalidOtpParameter`, `BufferTooSmall`, `StoreCorrupt`, `StoreConfig`, `StoreAuth`, `StoreTls` | 500 | no: configuration or code to fix |
+/// | [`Internal`](ErrorClass::Internal) | `KeyLength`, `KeyHex`, `KeyEnvMissing`, `InvalidPolicy`, `InvalidOtpParameter`, `BufferTooSmall`, `StoreCorrupt`, `StoreConfig`, `StoreAuth`, `StoreTls`, `WebhookConfig` | 500 | no: configuration or code to fix |
 ///
 /// # Example
 ///
@@ -242,7 +247,8 @@ impl Error {
             | Error::StoreCorrupt
             | Error::StoreConfig
             | Error::StoreAuth
-            | Error::StoreTls => ErrorClass::Internal,
+            | Error::StoreTls
+            | Error::WebhookConfig => ErrorClass::Internal,
         }
     }
 

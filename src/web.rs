@@ -17,8 +17,9 @@
 //! with [`Error::twilio_code`] (Verify's numbers where one exists), and a
 //! refusal for a spent budget carries `Retry-After` (whole seconds, rounded
 //! up) from [`Error::retry_after`]; an unavailable store answers
-//! `Retry-After: 1`. The message is the error's `Display`: it names the kind
-//! of failure, never the input.
+//! `Retry-After: 1`. The message is the error's `Display`, which names the
+//! kind of failure and never the input; for a `500` it is only "internal
+//! server error" (log the error itself on the server).
 //!
 //! ```
 //! use axum::response::IntoResponse;
@@ -50,7 +51,13 @@ impl IntoResponse for Error {
         let status =
             StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let code = self.twilio_code();
-        let message = json_escape(&self.to_string());
+        // A 500 says no more than that: which configuration is wrong is for
+        // the operator's log, not for the client.
+        let message = if self.class() == ErrorClass::Internal {
+            "internal server error".to_string()
+        } else {
+            json_escape(&self.to_string())
+        };
         let body = format!(
             r#"{{"code":{code},"message":"{message}","more_info":"https://www.twilio.com/docs/errors/{code}","status":{}}}"#,
             status.as_u16()
@@ -95,19 +102,29 @@ fn json_escape(text: &str) -> String {
 /// signature secrets, the public URL the provider calls, which parameters
 /// are secret, and the accept-once set that refuses replays.
 ///
-/// Put it in the router's state as an `Arc<WebhookConfig>` (directly, or
-/// through `FromRef` from the app's state).
+/// Put it in the router's state as an `Arc<WebhookConfig>`: directly
+/// (`.with_state(Arc::new(config))`), or from the app's own state with
+/// `impl FromRef<AppState> for Arc<WebhookConfig>` (see
+/// `examples/ivr_server.rs`).
 ///
 /// # Replays
 ///
-/// A delivery is admitted once, for [`WebhookConfig::replay_window`]
+/// Each delivery is admitted once, for [`WebhookConfig::replay_window`]
 /// (4 hours by default, the longest a call lasts by default), under its
-/// full URL (path and query) and the values of the replay-key parameters
-/// (`CallSid` and `MessageSid` by default): a call posts its digits to each
-/// gather URL once. A flow that gathers again on the same call uses a new
-/// action URL (`/gather/pin?attempt=2`): the query is signed. A request
-/// that carries none of the key parameters is admitted once under its
-/// signature.
+/// path and query and its signature. The signature covers every parameter,
+/// so the same request sent again is refused, however its host or port is
+/// spelled, while the provider's other deliveries to the same URL (status
+/// callbacks, a gather that loops) are admitted.
+/// [`WebhookConfig::once_per`] narrows that to one delivery per call (or
+/// message) and URL: a second gather posted to the same URL for the same
+/// call is refused even with other digits.
+///
+/// The accept-once set's pepper must be the same on every instance and
+/// across restarts (a `Key` from configuration, not `Key::generate`), and
+/// its store shared (Redis, DynamoDB): otherwise another instance, or the
+/// next process, does not recognize what was admitted. After the window a
+/// delivery is forgotten; the provider's signatures carry no time, so a
+/// request captured earlier than that is admitted again.
 ///
 /// # Example
 ///
@@ -142,36 +159,49 @@ pub struct WebhookConfig {
 
 impl WebhookConfig {
     /// Checks signatures with `signature` against URLs under
-    /// `public_base_url` (`https://host[:port][/prefix]`, as configured at
-    /// the provider), and admits each delivery once in `once`.
+    /// `public_base_url` (`https://host[:port][/prefix]`), and admits each
+    /// delivery once in `once`.
+    ///
+    /// The URL checked is the base followed by the request's path and
+    /// query as this server receives them (before any `Router::nest`
+    /// strips a prefix). Give a `/prefix` only when a proxy in front
+    /// removes it, so that the provider calls `https://host/prefix/voice`
+    /// and this server sees `/voice`; if this server itself serves
+    /// `/prefix/voice`, the base is `https://host`.
     ///
     /// # Errors
     ///
-    /// [`Error::StoreConfig`] if `public_base_url` is not an `http` or
-    /// `https` URL with a host and without a query or fragment.
+    /// [`Error::WebhookConfig`] if `public_base_url` is not an `http` or
+    /// `https` URL with a host and without user info, query or fragment.
     pub fn new(
         signature: TwilioSignature,
         public_base_url: &str,
         once: AcceptOnce<DynStore>,
     ) -> Result<WebhookConfig, Error> {
         let base = public_base_url.trim_end_matches('/');
-        let (scheme, rest) = base.split_once("://").ok_or(Error::StoreConfig)?;
-        if !(scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http"))
-            || rest.contains(['?', '#'])
+        let (scheme, rest) = base.split_once("://").ok_or(Error::WebhookConfig)?;
+        if !(scheme == "https" || scheme == "http")
+            || rest.contains(['?', '#', '@'])
+            || rest
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
         {
-            return Err(Error::StoreConfig);
+            return Err(Error::WebhookConfig);
         }
         let (authority, prefix) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         if authority.is_empty() {
-            return Err(Error::StoreConfig);
+            return Err(Error::WebhookConfig);
         }
         Ok(WebhookConfig {
             signature,
             origin: format!("{scheme}://{authority}"),
             prefix: prefix.to_string(),
             trust_forwarded: false,
-            secret_params: vec!["Digits".to_string()],
-            replay_key_params: vec!["CallSid".to_string(), "MessageSid".to_string()],
+            secret_params: DEFAULT_SECRET_PARAMS
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+            replay_key_params: Vec::new(),
             once,
             replay_window: Duration::from_secs(4 * 3600),
             max_body: 64 * 1024,
@@ -180,41 +210,49 @@ impl WebhookConfig {
 
     /// Takes the scheme and host from `X-Forwarded-Proto` and
     /// `X-Forwarded-Host` when a request carries both (the first value of
-    /// each), keeping the configured path prefix.
+    /// each; the scheme `http` or `https`, the host a plain `host[:port]`),
+    /// keeping the configured path prefix.
     ///
     /// # Security
     ///
-    /// Only behind a proxy that sets both headers and drops them from what
-    /// clients send: otherwise a client chooses the URL its signature is
-    /// checked against (which still needs a valid signature for that URL,
-    /// so it lets a webhook signed for another of the account's hosts in).
+    /// Only behind a proxy that sets both headers itself and drops them
+    /// from what clients send: otherwise a client chooses the host its
+    /// signature is checked against, which lets in a webhook signed for
+    /// another host of the same account. Replays are refused either way:
+    /// the replay key holds no host.
     #[must_use]
     pub fn trust_forwarded_headers(mut self) -> WebhookConfig {
         self.trust_forwarded = true;
         self
     }
 
-    /// The parameters handed over only inside [`Secret`] (by default
-    /// `Digits`); replaces the list.
+    /// The parameters handed over only inside [`Secret`]; replaces the
+    /// list. By default `Digits`, `SpeechResult`, `UnstableSpeechResult`
+    /// (a PIN may be spoken) and `Body` (an SMS may carry a code).
     #[must_use]
     pub fn secret_params(mut self, names: &[&str]) -> WebhookConfig {
         self.secret_params = names.iter().map(|n| n.to_string()).collect();
         self
     }
 
-    /// The parameters that, with the URL, identify a delivery for replay
-    /// refusal (by default `CallSid` and `MessageSid`); replaces the list.
+    /// Admits one delivery per URL (path and query) and value of the
+    /// parameters `names` (for example `["CallSid"]`): a call posts to each
+    /// gather URL once, and a second delivery for it is refused whatever it
+    /// carries. A flow that gathers again on the same call then uses a new
+    /// action URL (`/gather/pin?attempt=2`; the query is signed). A request
+    /// that carries none of `names` is admitted once under its signature,
+    /// as by default. An empty list restores the default.
     #[must_use]
-    pub fn replay_key_params(mut self, names: &[&str]) -> WebhookConfig {
+    pub fn once_per(mut self, names: &[&str]) -> WebhookConfig {
         self.replay_key_params = names.iter().map(|n| n.to_string()).collect();
         self
     }
 
-    /// How long a delivery is remembered (4 hours by default; at least one
-    /// second).
+    /// How long a delivery is remembered: 4 hours by default, at least one
+    /// second and at most 30 days (the value is clamped).
     #[must_use]
     pub fn replay_window(mut self, window: Duration) -> WebhookConfig {
-        self.replay_window = window.max(Duration::from_secs(1));
+        self.replay_window = window.clamp(Duration::from_secs(1), Duration::from_secs(30 * 86_400));
         self
     }
 
@@ -228,18 +266,19 @@ impl WebhookConfig {
 
     /// The URL the provider called, as it signed it.
     fn url_of(&self, parts: &Parts) -> String {
-        let path_and_query = parts
-            .extensions
-            .get::<OriginalUri>()
-            .map_or(&parts.uri, |o| &o.0)
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str());
+        let path_and_query = path_and_query(parts);
         let forwarded = self
             .trust_forwarded
             .then(|| {
                 let proto = first_value(&parts.headers, "x-forwarded-proto")?;
                 let host = first_value(&parts.headers, "x-forwarded-host")?;
-                Some(format!("{proto}://{host}"))
+                let plain_host = host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+                let proto = ["https", "http"]
+                    .into_iter()
+                    .find(|p| p.eq_ignore_ascii_case(proto))?;
+                plain_host.then(|| format!("{proto}://{host}"))
             })
             .flatten();
         let origin = forwarded.as_deref().unwrap_or(&self.origin);
@@ -259,6 +298,19 @@ impl core::fmt::Debug for WebhookConfig {
             .field("replay_window", &self.replay_window)
             .finish_non_exhaustive()
     }
+}
+
+/// The parameters [`TwilioWebhook`] hands over in [`Secret`] by default.
+const DEFAULT_SECRET_PARAMS: [&str; 4] = ["Digits", "SpeechResult", "UnstableSpeechResult", "Body"];
+
+/// The path and query of the request, as received.
+fn path_and_query(parts: &Parts) -> &str {
+    parts
+        .extensions
+        .get::<OriginalUri>()
+        .map_or(&parts.uri, |o| &o.0)
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
 }
 
 /// The first comma-separated value of header `name`, trimmed, if any.
@@ -281,17 +333,28 @@ fn first_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 ///    path and query;
 /// 2. reads the body (at most [`WebhookConfig::max_body`]) and checks
 ///    `X-Twilio-Signature` (with `X-Twilio-Webhooks-Signature-Settings`,
-///    if present) with [`TwilioSignature`]: a form post against its
-///    parameters, a JSON post (`application/json`) against its
-///    `bodySHA256`;
+///    if present) with [`TwilioSignature`]: a URL that carries
+///    `bodySHA256` is a JSON webhook, checked against the body's hash (as
+///    the official helper decides), any other a form post, checked against
+///    its parameters;
 /// 3. admits the delivery once ([`WebhookConfig`] says under which key);
-/// 4. hands over the parameters, the secret ones (`Digits` by default)
-///    moved into [`Secret`] as they are decoded.
+/// 4. hands over the parameters, the secret ones (`Digits`,
+///    `SpeechResult`, `UnstableSpeechResult` and `Body` by default) moved
+///    into [`Secret`] as they are decoded; a JSON body whole, in a
+///    [`Secret`].
+///
+/// Only `POST` is accepted ([`Error::InvalidParameter`] otherwise):
+/// configure the provider to post, since a `GET` carries the digits in the
+/// URL, where every access log keeps them. Like any extractor that reads
+/// the body, it must be a handler's last argument.
 ///
 /// A forged or replayed request never reaches the handler: the rejection
 /// is an [`Error`] (`403` with [`Error::WebhookSignature`],
-/// [`Error::WebhookBody`], [`Error::WebhookAlgorithm`] or
-/// [`Error::Replayed`]; `503` if the accept-once store is unavailable).
+/// [`Error::WebhookBody`] (also for a body over the limit),
+/// [`Error::WebhookAlgorithm`] or [`Error::Replayed`]; `503` if the
+/// accept-once store is unavailable). A delivery is admitted before the
+/// handler runs and stays admitted if the handler fails: the provider's
+/// retry of it is refused.
 /// `Debug` names the parameters, never their values (`From` and `Caller`
 /// are phone numbers).
 ///
@@ -302,15 +365,18 @@ fn first_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 ///
 /// ```
 /// use std::sync::Arc;
+/// use axum::http::header::CONTENT_TYPE;
+/// use axum::response::IntoResponse;
 /// use axum::{Router, routing::post};
 /// use pinseal::web::{TwilioWebhook, WebhookConfig};
-/// use pinseal::{Error, ExposeSecret};
+/// use pinseal::ExposeSecret;
 ///
-/// async fn gather(mut hook: TwilioWebhook) -> Result<String, Error> {
-///     let call = hook.get("CallSid").unwrap_or_default().to_string();
+/// async fn gather(mut hook: TwilioWebhook) -> impl IntoResponse {
+///     let _call = hook.get("CallSid").unwrap_or_default().to_string();
 ///     let digits = hook.take_secret("Digits"); // Option<Secret<String>>
-///     let _pin_len = digits.as_ref().map(|d| d.expose_secret().len());
-///     Ok(format!("<Response><Say>Thank you.</Say></Response><!-- {call} -->"))
+///     let four = digits.is_some_and(|d| d.expose_secret().len() == 4);
+///     let say = if four { "Thank you." } else { "Please try again." };
+///     ([(CONTENT_TYPE, "text/xml")], format!("<Response><Say>{say}</Say></Response>"))
 /// }
 ///
 /// fn app(config: Arc<WebhookConfig>) -> Router {
@@ -320,7 +386,7 @@ fn first_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 pub struct TwilioWebhook {
     params: Vec<(String, String)>,
     secrets: Vec<(String, Secret<String>)>,
-    json: Option<axum::body::Bytes>,
+    json: Option<Secret<Vec<u8>>>,
 }
 
 impl TwilioWebhook {
@@ -350,8 +416,8 @@ impl TwilioWebhook {
 
     /// The raw body of a JSON webhook (checked against its `bodySHA256`),
     /// or `None` for a form post.
-    pub fn json_body(&self) -> Option<&[u8]> {
-        self.json.as_deref()
+    pub fn json_body(&self) -> Option<&Secret<Vec<u8>>> {
+        self.json.as_ref()
     }
 }
 
@@ -374,7 +440,7 @@ impl core::fmt::Debug for TwilioWebhook {
                     .map(|(n, _)| n.as_str())
                     .collect::<Vec<_>>(),
             )
-            .field("json", &self.json.as_ref().map(|b| b.len()))
+            .field("json", &self.json.as_ref().map(|b| b.expose_secret().len()))
             .finish()
     }
 }
@@ -389,15 +455,14 @@ where
     async fn from_request(request: Request<Body>, state: &S) -> Result<Self, Error> {
         let config = Arc::<WebhookConfig>::from_ref(state);
         let (parts, body) = request.into_parts();
+        if parts.method != axum::http::Method::POST {
+            return Err(Error::InvalidParameter);
+        }
         let url = config.url_of(&parts);
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
         let signature = header(SIGNATURE_HEADER).ok_or(Error::WebhookSignature)?;
         let settings = header(SIGNATURE_SETTINGS_HEADER);
-        let is_json = header(header::CONTENT_TYPE.as_str()).is_some_and(|t| {
-            t.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-        });
+        let is_json = crate::webhook::carries_body_hash(&url);
         let bytes = axum::body::to_bytes(body, config.max_body)
             .await
             .map_err(|_| Error::WebhookBody)?;
@@ -411,7 +476,7 @@ where
             config
                 .signature
                 .verify_json_with_settings(&url, &bytes, signature, settings)?;
-            hook.json = Some(bytes);
+            hook.json = Some(Secret::new(Vec::from(bytes)));
         } else {
             let body = Zeroizing::new(Vec::from(bytes));
             for (name, value) in form_urlencoded::parse(&body) {
@@ -435,8 +500,11 @@ where
                 .verify_form_with_settings(&url, &all, signature, settings)?;
         }
 
-        // Signed: now admit it once.
-        let mut key: Vec<&[u8]> = vec![b"twilio-webhook", url.as_bytes()];
+        // Signed: now admit it once, under its path and query (not its
+        // host: proxies and clients spell that in several ways the
+        // signature check accepts) and its signature, or the values of the
+        // `once_per` parameters.
+        let mut key: Vec<&[u8]> = vec![b"twilio-webhook", path_and_query(&parts).as_bytes()];
         let mut named = false;
         for name in &config.replay_key_params {
             if let Some(value) = hook.get(name) {
@@ -447,6 +515,7 @@ where
         }
         if !named {
             key.push(signature.as_bytes());
+            key.push(settings.unwrap_or_default().as_bytes());
         }
         if config.once.admit(&key, config.replay_window).await? {
             Ok(hook)
@@ -492,7 +561,15 @@ mod tests {
             trusting.url_of(&parts),
             "http://evil.example/twilio/gather?step=1"
         );
-        for bad in ["ivr.example.com", "ftp://x", "https://", "https://x/?a=1"] {
+        for bad in [
+            "ivr.example.com",
+            "ftp://x",
+            "https://",
+            "https://x/?a=1",
+            "https://u@x",
+            "https://x y",
+            "HTTPS://x",
+        ] {
             assert!(
                 WebhookConfig::new(
                     TwilioSignature::new(Secret::new("t".into())),

@@ -418,6 +418,12 @@ fn sign(secret: &str, algorithm: SignatureAlgorithm, url: &str, params: &[(&str,
     }
 }
 
+/// Whether `url` carries a `bodySHA256` query parameter: a JSON webhook.
+#[cfg(feature = "axum")]
+pub(crate) fn carries_body_hash(url: &str) -> bool {
+    query_param(url, "bodySHA256").is_some()
+}
+
 /// `url` without its fragment.
 fn without_fragment(url: &str) -> &str {
     url.split_once('#').map_or(url, |(before, _)| before)

@@ -129,7 +129,7 @@ fn forged_unsigned_and_altered_requests_are_refused() {
 }
 
 #[test]
-fn a_replay_is_refused_and_each_url_of_a_call_admitted_once() {
+fn a_replay_is_refused_and_other_deliveries_admitted() {
     run(async {
         let config = config();
         extract(&config, signed("/gather/pin", &GATHER))
@@ -148,7 +148,35 @@ fn a_replay_is_refused_and_each_url_of_a_call_admitted_once() {
         extract(&config, signed("/gather/pin?attempt=2", &GATHER))
             .await
             .unwrap();
-        // Other digits for the same call and URL: still the same delivery.
+        // Another delivery for the same call and URL (a gather that loops,
+        // a status callback): admitted, once.
+        let mut again = GATHER;
+        again[1].1 = "4321";
+        extract(&config, signed("/gather/pin", &again))
+            .await
+            .unwrap();
+        assert_eq!(
+            extract(&config, signed("/gather/pin", &again))
+                .await
+                .unwrap_err(),
+            Error::Replayed
+        );
+    });
+}
+
+#[test]
+fn once_per_call_refuses_a_second_delivery_for_the_call() {
+    run(async {
+        let once = AcceptOnce::with_store(&Key::generate(), DynStore::new(MemoryStore::new()));
+        let config = Arc::new(
+            WebhookConfig::new(signature(), BASE, once)
+                .unwrap()
+                .once_per(&["CallSid"]),
+        );
+        extract(&config, signed("/gather/pin", &GATHER))
+            .await
+            .unwrap();
+        // Other digits for the same call and URL: refused.
         let mut again = GATHER;
         again[1].1 = "4321";
         assert_eq!(
@@ -157,12 +185,37 @@ fn a_replay_is_refused_and_each_url_of_a_call_admitted_once() {
                 .unwrap_err(),
             Error::Replayed
         );
-        // Another call.
+        // Another call, or another URL of the same call.
         let mut other = GATHER;
         other[0].1 = "CA99";
         extract(&config, signed("/gather/pin", &other))
             .await
             .unwrap();
+        extract(&config, signed("/gather/last4", &GATHER))
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn speech_is_secret_too_and_only_post_is_taken() {
+    run(async {
+        let config = config();
+        let spoken = [("CallSid", "CA7"), ("SpeechResult", "one two three four")];
+        let hook = extract(&config, signed("/gather/speech", &spoken))
+            .await
+            .unwrap();
+        assert_eq!(hook.get("SpeechResult"), None);
+        assert_eq!(
+            hook.secret("SpeechResult").unwrap().expose_secret(),
+            "one two three four"
+        );
+        let mut get = signed("/gather/pin", &GATHER);
+        *get.method_mut() = axum::http::Method::GET;
+        assert_eq!(
+            extract(&config, get).await.unwrap_err(),
+            Error::InvalidParameter
+        );
     });
 }
 
@@ -190,6 +243,45 @@ fn the_url_behind_a_proxy_is_trusted_only_on_request() {
                 .trust_forwarded_headers(),
         );
         extract(&trusting, request()).await.unwrap();
+        // A delivery signed for a URL without a port, replayed with the
+        // host spelled with ports that the signature check accepts (it
+        // tries the URL without its port): still the same delivery.
+        let portless = signature().sign_form("http://internal/gather", &GATHER);
+        let mut first = request();
+        first
+            .headers_mut()
+            .insert("x-twilio-signature", portless.parse().unwrap());
+        first
+            .headers_mut()
+            .insert("x-forwarded-host", "internal".parse().unwrap());
+        extract(&trusting, first).await.unwrap();
+        for host in ["internal", "internal:80", "internal:1", "internal:2"] {
+            let mut replay = request();
+            replay
+                .headers_mut()
+                .insert("x-twilio-signature", portless.parse().unwrap());
+            replay
+                .headers_mut()
+                .insert("x-forwarded-host", host.parse().unwrap());
+            assert_eq!(
+                extract(&trusting, replay).await.unwrap_err(),
+                Error::Replayed,
+                "{host}"
+            );
+        }
+        // A forwarded scheme or host that is not plain is not used.
+        for (proto, host) in [("gopher", "internal:8080"), ("http", "internal:8080/x?")] {
+            let mut odd = request();
+            odd.headers_mut()
+                .insert("x-forwarded-proto", proto.parse().unwrap());
+            odd.headers_mut()
+                .insert("x-forwarded-host", host.parse().unwrap());
+            assert_eq!(
+                extract(&trusting, odd).await.unwrap_err(),
+                Error::WebhookSignature,
+                "{proto} {host}"
+            );
+        }
     });
 }
 
@@ -200,9 +292,11 @@ fn json_webhooks_and_shared_keys() {
         let body = br#"{"CallSid":"CA1","status":"completed"}"#;
         let (url, sig) = signature().sign_json(&format!("{BASE}/events"), body);
         let path = url.strip_prefix(BASE).unwrap().to_string();
+        // JSON by the URL's bodySHA256, as the official helper decides,
+        // whatever the content type says.
         let request = |body: &'static [u8]| {
             Request::post(path.as_str())
-                .header("content-type", "application/json; charset=utf-8")
+                .header("content-type", "application/vnd.example+json")
                 .header("x-twilio-signature", &sig)
                 .body(Body::from(body))
                 .unwrap()
@@ -214,8 +308,10 @@ fn json_webhooks_and_shared_keys() {
             Error::WebhookBody
         );
         let hook = extract(&config, request(body)).await.unwrap();
-        assert_eq!(hook.json_body(), Some(body.as_slice()));
-        // The captured URL and signature as an empty form: refused.
+        assert_eq!(hook.json_body().unwrap().expose_secret(), body);
+        assert!(!format!("{hook:?}").contains("completed"));
+        // The captured URL and signature, an empty body sent as a form:
+        // still checked against the body's hash.
         let as_form = Request::post(path.as_str())
             .header("content-type", "application/x-www-form-urlencoded")
             .header("x-twilio-signature", &sig)
@@ -309,7 +405,13 @@ fn errors_answer_in_the_providers_shape() {
         assert_eq!((s, r.as_deref()), (status, retry), "{error:?}");
         assert_eq!(body["code"], code, "{error:?}");
         assert_eq!(body["status"], status);
-        assert_eq!(body["message"], error.to_string());
+        // A 500 names nothing of the configuration.
+        let message = if status == 500 {
+            "internal server error".to_string()
+        } else {
+            error.to_string()
+        };
+        assert_eq!(body["message"], message);
         assert_eq!(
             body["more_info"],
             format!("https://www.twilio.com/docs/errors/{code}")

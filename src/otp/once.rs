@@ -12,6 +12,13 @@ use crate::otp::record::{Mac, hmac};
 use crate::otp::store::{AsyncStore, MemoryStore, Store};
 use crate::{Error, Key, Secret};
 
+/// The longest time to live [`AcceptOnce::admit`] takes: 366 days.
+const MAX_TTL_MS: u64 = 366 * 86_400_000;
+
+/// How far apart the clocks of instances sharing a store may be: a mark for
+/// an expiring envelope is kept this long past the envelope's deadline.
+const CLOCK_ALLOWANCE_MS: u64 = 60_000;
+
 /// The key and clock of an accept-once set, and its operations over any
 /// [`AsyncStore`].
 pub(crate) struct Once<C> {
@@ -60,7 +67,7 @@ impl<C: Clock> Once<C> {
         ttl: Duration,
     ) -> Result<bool, Error> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        if ttl_ms == 0 {
+        if ttl_ms == 0 || ttl_ms > MAX_TTL_MS {
             return Err(Error::InvalidPolicy);
         }
         let now_ms = unix_millis(self.clock.now());
@@ -138,11 +145,13 @@ impl<C: Clock> Once<C> {
     {
         let now = self.clock.now();
         let plaintext = opener.open_expiring_at(envelope, aad, now)?;
-        // Authentic and not expired: its deadline is the envelope's own, and
-        // past it the envelope cannot open again, so the mark may go.
+        // Authentic and not expired: past its deadline the envelope opens
+        // nowhere whose clock is within the allowance of this one, so the
+        // mark may go then.
         let deadline_ms = expiring_deadline(envelope)
             .ok_or(Error::Decrypt)?
-            .saturating_mul(1000);
+            .saturating_mul(1000)
+            .saturating_add(CLOCK_ALLOWANCE_MS);
         let now_ms = unix_millis(now);
         if self
             .admit_until(
@@ -189,8 +198,9 @@ impl<C: Clock> Once<C> {
 ///   clear and `["ab", "c"]` differs from `["a", "bc"]`.
 /// - [`AcceptOnce::open_once`] opens an envelope and admits it;
 ///   [`AcceptOnce::open_expiring_once`] does the same for an expiring
-///   envelope and keeps the mark exactly until the envelope's own deadline,
-///   after which it cannot open anyway.
+///   envelope and keeps the mark until a minute past the envelope's own
+///   deadline, after which it opens on no instance whose clock is within a
+///   minute of this one's.
 /// - Services on an async runtime use
 ///   [`aio::AcceptOnce`](crate::otp::aio::AcceptOnce), the same operations
 ///   awaited.
@@ -199,13 +209,19 @@ impl<C: Clock> Once<C> {
 ///
 /// Store errors ([`Error::Store`], [`Error::StoreFull`]): nothing was
 /// admitted, and the caller must treat the key as not accepted (fail
-/// closed). A zero TTL is [`Error::InvalidPolicy`].
+/// closed). A TTL under a millisecond or over 366 days is
+/// [`Error::InvalidPolicy`].
 ///
 /// # Security
 ///
 /// - Memory is bounded by the keys admitted within one TTL; choose the TTL
 ///   as the time during which a replay could still do harm (for a webhook,
 ///   the call's longest duration; for an envelope, its lifetime).
+/// - The pepper must be the same on every instance and across restarts,
+///   and the store shared: a mark made under another pepper, or in another
+///   process's memory store, is not seen. A TTL is counted by the clock of
+///   the instance that admits, so instances' clocks should agree to well
+///   within it.
 /// - A store that loses writes (a Redis primary that fails before it
 ///   replicates) can forget an admission; see SECURITY.md on failover.
 ///
@@ -265,8 +281,8 @@ impl<S: Store, C: Clock> AcceptOnce<S, C> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPolicy`] for a zero `ttl`; store errors (then
-    /// nothing was admitted).
+    /// [`Error::InvalidPolicy`] for a `ttl` under a millisecond or over 366
+    /// days; store errors (then nothing was admitted).
     #[must_use = "a key is admitted only if this returns Ok(true)"]
     pub fn admit<P: AsRef<[u8]>>(&self, parts: &[P], ttl: Duration) -> Result<bool, Error> {
         run_blocking(self.once.admit(&Blocking(&self.store), parts, ttl))

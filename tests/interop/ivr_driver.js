@@ -56,7 +56,8 @@ async function upToLast4(call, pin) {
   const r = await post('/gather/pin', params(call, pin));
   const next = action(r.text);
   check(`${call.slice(0, 8)} PIN sealed into the next action URL`, r.status === 200 && /^\/gather\/last4\?pin=[0-9a-f]+$/.test(next || ''), r);
-  check('the action URL does not carry the PIN in clear', !next.includes(pin), next);
+  // An expiring envelope of four bytes: 36 + 4 bytes, 80 hex digits.
+  check('the action URL carries an envelope, not the PIN', /^\/gather\/last4\?pin=[0-9a-f]{80}$/.test(next), next);
   return next;
 }
 
@@ -72,6 +73,8 @@ async function upToLast4(call, pin) {
   check('replayed PIN delivery refused (403, Replayed)', r.status === 403 && r.text.includes('already accepted'), r);
   r = await post(aLast4, params(a, '4321'));
   check('replayed last-four delivery refused', r.status === 403, r);
+  r = await post('/gather/pin', params(a, '5678'));
+  check('another PIN for the same call and gather refused (one delivery per call and URL)', r.status === 403 && r.text.includes('already accepted'), r);
 
   // A forged signature (another account's token) and a tampered body.
   const b = callSid();
