@@ -41,6 +41,14 @@ pub enum Error {
     /// The environment variable that should hold a key is not set, or is not
     /// valid Unicode.
     KeyEnvMissing,
+    /// Key material is not valid standard base64 (with padding).
+    KeyBase64,
+    /// A key file cannot be read, is not a regular file, or is longer than
+    /// any key.
+    KeyFile,
+    /// A key file grants a permission to its group or to others (Unix); it
+    /// must be `0600` or `0400`.
+    KeyFileMode,
     /// A caller-supplied output buffer is too small for the result.
     BufferTooSmall,
     /// A plaintext is longer than AES-GCM allows under one nonce
@@ -127,6 +135,9 @@ impl fmt::Display for Error {
             Error::KeyLength => "key must be exactly 32 bytes (64 hex characters)",
             Error::KeyHex => "key is not valid hexadecimal",
             Error::KeyEnvMissing => "key environment variable is not set or not valid Unicode",
+            Error::KeyBase64 => "key is not valid base64",
+            Error::KeyFile => "key file cannot be read or is not a key file",
+            Error::KeyFileMode => "key file is accessible to other users (it must be 0600 or 0400)",
             Error::BufferTooSmall => "output buffer is too small",
             Error::PlaintextTooLong => "plaintext is too long for AES-GCM",
             Error::InvalidPan => "card number is not valid",
@@ -169,7 +180,7 @@ impl std::error::Error for Error {}
 /// | [`Unauthentic`](ErrorClass::Unauthentic) | `Decrypt`, `Expired`, `WebhookSignature`, `WebhookBody`, `WebhookAlgorithm`, `Replayed` | 403 | no |
 /// | [`Limited`](ErrorClass::Limited) | `SendLimit`, `Locked`, `ClientLimit` | 429 | after [`Error::retry_after`] |
 /// | [`Unavailable`](ErrorClass::Unavailable) | `Store`, `StoreFull`, `Contention` | 503 | yes, with backoff |
-/// | [`Internal`](ErrorClass::Internal) | `KeyLength`, `KeyHex`, `KeyEnvMissing`, `InvalidPolicy`, `InvalidOtpParameter`, `BufferTooSmall`, `StoreCorrupt`, `StoreConfig`, `StoreAuth`, `StoreTls`, `WebhookConfig` | 500 | no: configuration or code to fix |
+/// | [`Internal`](ErrorClass::Internal) | `KeyLength`, `KeyHex`, `KeyBase64`, `KeyEnvMissing`, `KeyFile`, `KeyFileMode`, `InvalidPolicy`, `InvalidOtpParameter`, `BufferTooSmall`, `StoreCorrupt`, `StoreConfig`, `StoreAuth`, `StoreTls`, `WebhookConfig` | 500 | no: configuration or code to fix |
 ///
 /// # Example
 ///
@@ -241,6 +252,9 @@ impl Error {
             Error::KeyLength
             | Error::KeyHex
             | Error::KeyEnvMissing
+            | Error::KeyBase64
+            | Error::KeyFile
+            | Error::KeyFileMode
             | Error::InvalidPolicy
             | Error::InvalidOtpParameter
             | Error::BufferTooSmall

@@ -12,6 +12,24 @@ use crate::secret::ExposeSecret;
 /// Length of a key in bytes; [`Key::LEN`].
 const KEY_LEN: usize = 32;
 
+/// The longest key file read: a key in any format, with room for a
+/// newline or two.
+const MAX_KEY_FILE: u64 = 256;
+
+/// How key material is written where it is kept: an environment variable,
+/// a file, a secrets manager's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyFormat {
+    /// 64 hexadecimal characters, either case (`openssl rand -hex 32`).
+    Hex,
+    /// 44 characters of standard base64 with padding (RFC 4648, section
+    /// 4), as `openssl rand -base64 32` and most secrets managers write it.
+    Base64,
+    /// The 32 bytes themselves (files only).
+    Raw,
+}
+
 /// A 256-bit secret key, wiped on drop.
 ///
 /// # Use case
@@ -129,6 +147,132 @@ impl Key {
         };
         crate::hex::decode_exact(hex, &mut key.bytes).map_err(|()| Error::KeyHex)?;
         Ok(key)
+    }
+
+    /// Parses a key written as 44 characters of standard base64 with
+    /// padding (32 bytes).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyBase64`] if `text` is not standard padded base64;
+    /// [`Error::KeyLength`] if it does not decode to exactly 32 bytes.
+    /// Neither error contains the input.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pinseal::{Error, Key};
+    ///
+    /// let key = Key::from_base64("q83vASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4k=")?;
+    /// assert_eq!(key.id(), Key::from_hex(&"abcdef0123456789".repeat(4))?.id());
+    /// assert_eq!(Key::from_base64("q83v").unwrap_err(), Error::KeyLength);
+    /// assert_eq!(Key::from_base64("not base64!").unwrap_err(), Error::KeyBase64);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn from_base64(text: &str) -> Result<Key, Error> {
+        use data_encoding::BASE64;
+        let len = BASE64
+            .decode_len(text.len())
+            .map_err(|_| Error::KeyBase64)?;
+        if len > KEY_LEN + 2 {
+            return Err(Error::KeyLength);
+        }
+        let mut buffer = Zeroizing::new([0u8; KEY_LEN + 2]);
+        let written = BASE64
+            .decode_mut(text.as_bytes(), &mut buffer[..len])
+            .map_err(|_| Error::KeyBase64)?;
+        Key::from_slice(&buffer[..written])
+    }
+
+    /// Parses key material in `format` (surrounding whitespace ignored for
+    /// the text formats).
+    ///
+    /// # Errors
+    ///
+    /// As [`Key::from_hex`], [`Key::from_base64`] or [`Key::from_slice`].
+    pub fn parse(material: &[u8], format: KeyFormat) -> Result<Key, Error> {
+        let text = || {
+            core::str::from_utf8(material)
+                .map(str::trim)
+                .map_err(|_| match format {
+                    KeyFormat::Base64 => Error::KeyBase64,
+                    _ => Error::KeyHex,
+                })
+        };
+        match format {
+            KeyFormat::Hex => Key::from_hex(text()?),
+            KeyFormat::Base64 => Key::from_base64(text()?),
+            KeyFormat::Raw => Key::from_slice(material),
+        }
+    }
+
+    /// Reads a key in `format` from the environment variable `var`, as
+    /// [`Key::from_env`] does for hex.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyEnvMissing`] if the variable is unset or not Unicode;
+    /// otherwise as [`Key::parse`] ([`KeyFormat::Raw`] is for files: an
+    /// environment variable holds text).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use pinseal::{Key, KeyFormat};
+    /// // PINSEAL_KEY=$(openssl rand -base64 32)
+    /// let key = Key::from_env_as("PINSEAL_KEY", KeyFormat::Base64)?;
+    /// # Ok::<(), pinseal::Error>(())
+    /// ```
+    pub fn from_env_as(var: &str, format: KeyFormat) -> Result<Key, Error> {
+        let value = Zeroizing::new(std::env::var(var).map_err(|_| Error::KeyEnvMissing)?);
+        Key::parse(value.as_bytes(), format)
+    }
+
+    /// Reads a key in `format` from the file at `path` (a mounted secret,
+    /// a file written by a deployment tool).
+    ///
+    /// On Unix the file must be a regular file (a symbolic link to one is
+    /// followed) that grants nothing to its group or to others: mode `0600`
+    /// or `0400`. Kubernetes mounts secrets `0644` unless the volume sets
+    /// `defaultMode: 0400`. The bytes read are wiped before returning.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyFile`] if the file cannot be read, is not a regular file
+    /// or is longer than any key; [`Error::KeyFileMode`] if its group or
+    /// others have any permission; otherwise as [`Key::parse`]. No error
+    /// contains the path or the contents.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use pinseal::{Key, KeyFormat};
+    /// let key = Key::from_file("/run/secrets/pinseal-key", KeyFormat::Hex)?;
+    /// # Ok::<(), pinseal::Error>(())
+    /// ```
+    pub fn from_file(path: impl AsRef<std::path::Path>, format: KeyFormat) -> Result<Key, Error> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path).map_err(|_| Error::KeyFile)?;
+        let metadata = file.metadata().map_err(|_| Error::KeyFile)?;
+        if !metadata.is_file() || metadata.len() > MAX_KEY_FILE {
+            return Err(Error::KeyFile);
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if metadata.permissions().mode() & 0o077 != 0 {
+                return Err(Error::KeyFileMode);
+            }
+        }
+        let mut contents = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE as usize + 1));
+        file.by_ref()
+            .take(MAX_KEY_FILE + 1)
+            .read_to_end(&mut contents)
+            .map_err(|_| Error::KeyFile)?;
+        if contents.len() as u64 > MAX_KEY_FILE {
+            return Err(Error::KeyFile);
+        }
+        Key::parse(&contents, format)
     }
 
     /// Reads a hex-encoded key from the environment variable `var`.

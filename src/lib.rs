@@ -31,5 +31,5 @@ pub mod webhook;
 pub use aad::Aad;
 pub use envelope::{Keyring, Seal, Sealer};
 pub use error::{Error, ErrorClass};
-pub use key::{Key, KeyId};
+pub use key::{Key, KeyFormat, KeyId};
 pub use secret::{ExposeSecret, Secret};

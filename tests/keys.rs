@@ -131,3 +131,166 @@ fn generated_keys_differ_and_derivation_separates_purposes() {
     assert_eq!(a.derive("x").expose_secret(), a.derive("x").expose_secret());
     assert_ne!(a.derive("x").expose_secret(), a.expose_secret());
 }
+
+/// Standard base64 with padding, written out here (an encoder independent
+/// of the one the crate uses).
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ABC[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn base64_keys_read_as_the_same_bytes() {
+    for _ in 0..200 {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).unwrap();
+        let text = base64(&bytes);
+        assert_eq!(text.len(), 44);
+        let key = Key::from_base64(&text).unwrap();
+        assert_eq!(key.expose_secret(), &bytes);
+        // With a trailing newline, as a secrets file or `echo` leaves it.
+        let parsed =
+            Key::parse(format!("{text}\n").as_bytes(), pinseal::KeyFormat::Base64).unwrap();
+        assert_eq!(parsed.expose_secret(), &bytes);
+    }
+    let text = base64(&[7; 32]);
+    for bad in [
+        &text[..43],
+        "&".repeat(44).as_str(),
+        &text.replace('=', "A"),
+    ] {
+        let err = Key::from_base64(bad).unwrap_err();
+        assert!(
+            matches!(err, Error::KeyBase64 | Error::KeyLength),
+            "{err:?}"
+        );
+        assert!(!err.to_string().contains(bad));
+    }
+    assert_eq!(
+        Key::from_base64(&base64(&[7; 31])).unwrap_err(),
+        Error::KeyLength
+    );
+    assert_eq!(
+        Key::from_base64(&base64(&[7; 33])).unwrap_err(),
+        Error::KeyLength
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn key_files_must_be_private_regular_files() {
+    use pinseal::KeyFormat;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("pinseal-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, contents: &[u8], mode: u32| {
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    };
+    let bytes = [0x42u8; 32];
+    let hex = format!("{}\n", const_hex::encode(bytes));
+    for (name, contents, format) in [
+        ("hex", hex.as_bytes().to_vec(), KeyFormat::Hex),
+        (
+            "b64",
+            format!("{}\n", base64(&bytes)).into_bytes(),
+            KeyFormat::Base64,
+        ),
+        ("raw", bytes.to_vec(), KeyFormat::Raw),
+    ] {
+        let path = write(name, &contents, 0o600);
+        assert_eq!(
+            Key::from_file(&path, format).unwrap().expose_secret(),
+            &bytes,
+            "{name}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(Key::from_file(&path, format).is_ok(), "{name} 0400");
+        for mode in [0o644, 0o640, 0o604, 0o620] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(
+                Key::from_file(&path, format).unwrap_err(),
+                Error::KeyFileMode,
+                "{name} {mode:o}"
+            );
+        }
+    }
+    // The wrong format, a directory, a missing file, a file too long.
+    let path = write("hex2", hex.as_bytes(), 0o600);
+    // (64 hex digits are valid base64, of 48 bytes.)
+    assert_eq!(
+        Key::from_file(&path, KeyFormat::Base64).unwrap_err(),
+        Error::KeyLength
+    );
+    let bad = write("b64bad", b"!!!!\n", 0o600);
+    assert_eq!(
+        Key::from_file(&bad, KeyFormat::Base64).unwrap_err(),
+        Error::KeyBase64
+    );
+    assert_eq!(
+        Key::from_file(&path, KeyFormat::Raw).unwrap_err(),
+        Error::KeyLength
+    );
+    assert_eq!(
+        Key::from_file(&dir, KeyFormat::Hex).unwrap_err(),
+        Error::KeyFile
+    );
+    assert_eq!(
+        Key::from_file(dir.join("absent"), KeyFormat::Hex).unwrap_err(),
+        Error::KeyFile
+    );
+    let long = write("long", &[b'a'; 4096], 0o600);
+    let err = Key::from_file(&long, KeyFormat::Hex).unwrap_err();
+    assert_eq!(err, Error::KeyFile);
+    // No error names the path or echoes the contents.
+    for e in [Error::KeyFile, Error::KeyFileMode, Error::KeyBase64] {
+        let text = format!("{e} {e:?}");
+        assert!(
+            !text.contains("pinseal-keys") && !text.contains("4242"),
+            "{text}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn keys_from_the_environment_in_either_text_format() {
+    use pinseal::KeyFormat;
+    let bytes = [0x17u8; 32];
+    // SAFETY: this test binary sets no other variable of these names, and
+    // no other test reads them.
+    unsafe {
+        std::env::set_var("PINSEAL_TEST_KEY_B64", format!(" {}\n", base64(&bytes)));
+        std::env::set_var("PINSEAL_TEST_KEY_HEX", const_hex::encode(bytes));
+    }
+    let b64 = Key::from_env_as("PINSEAL_TEST_KEY_B64", KeyFormat::Base64).unwrap();
+    let hex = Key::from_env_as("PINSEAL_TEST_KEY_HEX", KeyFormat::Hex).unwrap();
+    assert_eq!(b64.expose_secret(), &bytes);
+    assert_eq!(hex.expose_secret(), &bytes);
+    assert_eq!(
+        Key::from_env_as("PINSEAL_TEST_KEY_HEX", KeyFormat::Base64).unwrap_err(),
+        Error::KeyLength
+    );
+    assert_eq!(
+        Key::from_env_as("PINSEAL_TEST_KEY_ABSENT", KeyFormat::Hex).unwrap_err(),
+        Error::KeyEnvMissing
+    );
+}
