@@ -162,5 +162,60 @@ fn envelope(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, envelope);
+/// The two nonce sources (`NonceSource::Pool`, `NonceSource::Os`) on a
+/// PIN-sized seal, beside the raw `aes-gcm` crate (whose nonce is one
+/// `getrandom` call, as the OS source's is).
+fn nonces(c: &mut Criterion) {
+    use pinseal::envelope::{NonceSource, set_nonce_source};
+    let key_bytes = [0x42u8; 32];
+    let sealer = Sealer::<Pinseal>::with_engine(&Key::from_bytes(key_bytes));
+    let raw = RawAesGcm {
+        cipher: aes_gcm::Aes256Gcm::new(&key_bytes.into()),
+    };
+    let pt = [0x5au8; 4];
+    let mut g = c.benchmark_group("nonces/4");
+    set_nonce_source(NonceSource::Pool);
+    g.bench_function(BenchmarkId::new("seal", "pool"), |b| {
+        b.iter(|| sealer.seal(black_box(&pt), AAD))
+    });
+    set_nonce_source(NonceSource::Os);
+    g.bench_function(BenchmarkId::new("seal", "os"), |b| {
+        b.iter(|| sealer.seal(black_box(&pt), AAD))
+    });
+    set_nonce_source(NonceSource::Pool);
+    g.bench_function(BenchmarkId::new("seal", "aes-gcm"), |b| {
+        b.iter(|| raw.seal(black_box(&pt)))
+    });
+    g.finish();
+}
+
+/// What a forged PIN-sized envelope costs a keyring: one tag check per
+/// key, at one key and at the cap (`Keyring::MAX_KEYS`).
+fn keyring(c: &mut Criterion) {
+    use pinseal::Keyring;
+    let keys: Vec<Key> = (1..=Keyring::<Pinseal>::MAX_KEYS as u8)
+        .map(|i| Key::from_bytes([i; 32]))
+        .collect();
+    let one = Keyring::<Pinseal>::with_engine(&keys[0]);
+    let full = keys[1..]
+        .iter()
+        .fold(Keyring::<Pinseal>::with_engine(&keys[0]), |r, k| {
+            r.with_previous(k).unwrap()
+        });
+    let mut forged = Sealer::<Pinseal>::with_engine(&keys[0])
+        .seal(b"1234", AAD)
+        .into_bytes();
+    forged[12] ^= 1;
+    let mut g = c.benchmark_group("keyring/forged");
+    g.bench_function(BenchmarkId::new("open", "1 key"), |b| {
+        b.iter(|| one.open(black_box(&forged), AAD).unwrap_err())
+    });
+    g.bench_function(
+        BenchmarkId::new("open", format!("{} keys", Keyring::<Pinseal>::MAX_KEYS)),
+        |b| b.iter(|| full.open(black_box(&forged), AAD).unwrap_err()),
+    );
+    g.finish();
+}
+
+criterion_group!(benches, envelope, nonces, keyring);
 criterion_main!(benches);

@@ -119,6 +119,8 @@ pub enum Error {
     /// service's own check, answered as Verify's 60200), or a webhook came
     /// with another method than `POST`.
     InvalidParameter,
+    /// A `Keyring` holds as many keys as it may (`Keyring::MAX_KEYS`).
+    TooManyKeys,
     /// A webhook configuration is not valid: its public base URL is not an
     /// `http` or `https` URL with a host and nothing after the path.
     WebhookConfig,
@@ -164,6 +166,7 @@ impl fmt::Display for Error {
             Error::Replayed => "already accepted once",
             Error::InvalidParameter => "a request parameter is missing or not valid",
             Error::WebhookConfig => "webhook configuration is not valid (public base URL)",
+            Error::TooManyKeys => "keyring holds as many keys as it may",
             Error::WebhookAlgorithm => "webhook signature scheme or key is not known",
         })
     }
@@ -180,7 +183,7 @@ impl std::error::Error for Error {}
 /// | [`Unauthentic`](ErrorClass::Unauthentic) | `Decrypt`, `Expired`, `WebhookSignature`, `WebhookBody`, `WebhookAlgorithm`, `Replayed` | 403 | no |
 /// | [`Limited`](ErrorClass::Limited) | `SendLimit`, `Locked`, `ClientLimit` | 429 | after [`Error::retry_after`] |
 /// | [`Unavailable`](ErrorClass::Unavailable) | `Store`, `StoreFull`, `Contention` | 503 | yes, with backoff |
-/// | [`Internal`](ErrorClass::Internal) | `KeyLength`, `KeyHex`, `KeyBase64`, `KeyEnvMissing`, `KeyFile`, `KeyFileMode`, `InvalidPolicy`, `InvalidOtpParameter`, `BufferTooSmall`, `StoreCorrupt`, `StoreConfig`, `StoreAuth`, `StoreTls`, `WebhookConfig` | 500 | no: configuration or code to fix |
+/// | [`Internal`](ErrorClass::Internal) | `KeyLength`, `KeyHex`, `KeyBase64`, `KeyEnvMissing`, `KeyFile`, `KeyFileMode`, `InvalidPolicy`, `InvalidOtpParameter`, `BufferTooSmall`, `StoreCorrupt`, `StoreConfig`, `StoreAuth`, `StoreTls`, `WebhookConfig`, `TooManyKeys` | 500 | no: configuration or code to fix |
 ///
 /// # Example
 ///
@@ -262,7 +265,8 @@ impl Error {
             | Error::StoreConfig
             | Error::StoreAuth
             | Error::StoreTls
-            | Error::WebhookConfig => ErrorClass::Internal,
+            | Error::WebhookConfig
+            | Error::TooManyKeys => ErrorClass::Internal,
         }
     }
 

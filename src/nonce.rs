@@ -25,11 +25,71 @@
 //!
 //! Neither check sees a restored memory snapshot (Firecracker, Lambda
 //! SnapStart, CRIU): every instance restored from one snapshot holds the
-//! same unused nonces. See "Known limits" in SECURITY.md.
+//! same unused nonces. [`NonceSource::Os`] takes every nonce from the
+//! operating system instead, whose generator Linux reseeds when a virtual
+//! machine is restored (VM generation id, Linux 5.18 and later).
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+/// Where seals take their nonces from, for every `Sealer` and `Keyring` in
+/// the process: [`set_nonce_source`].
+///
+/// # Which to choose
+///
+/// - [`NonceSource::Pool`] (the default): each thread reads 4 KiB of OS
+///   randomness at a time and serves 341 nonces from it, refilled after a
+///   fork. A seal costs no system call (about 50 ns less than `Os`;
+///   BENCHMARKS.md, "Nonces").
+/// - [`NonceSource::Os`]: one `getrandom` call per seal. Choose it for any
+///   process whose memory may be snapshotted and restored more than once:
+///   AWS Lambda SnapStart, Firecracker snapshots, CRIU, a VM cloned from a
+///   running image. Every copy restored from one snapshot would otherwise
+///   serve the same pooled nonces, and AES-GCM under a repeated nonce
+///   leaks the XOR of plaintexts and lets the authentication key be
+///   recovered. Set it at start, before the snapshot is taken and before
+///   the first seal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NonceSource {
+    /// A per-thread pool of OS randomness, refilled after a fork.
+    Pool,
+    /// The operating system, for every nonce.
+    Os,
+}
+
+/// The process's nonce source: 0 the pool, 1 the OS.
+static SOURCE: AtomicU8 = AtomicU8::new(0);
+
+/// Sets where every seal in this process takes its nonce from (see
+/// [`NonceSource`] for which to choose).
+///
+/// # Example
+///
+/// ```
+/// use pinseal::envelope::{NonceSource, nonce_source, set_nonce_source};
+///
+/// // At the start of a Lambda function with SnapStart:
+/// set_nonce_source(NonceSource::Os);
+/// assert_eq!(nonce_source(), NonceSource::Os);
+/// # set_nonce_source(NonceSource::Pool);
+/// ```
+pub fn set_nonce_source(source: NonceSource) {
+    let value = match source {
+        NonceSource::Pool => 0,
+        NonceSource::Os => 1,
+    };
+    SOURCE.store(value, Ordering::SeqCst);
+}
+
+/// Where seals take their nonces from now.
+pub fn nonce_source() -> NonceSource {
+    match SOURCE.load(Ordering::Relaxed) {
+        0 => NonceSource::Pool,
+        _ => NonceSource::Os,
+    }
+}
 
 /// Length of the random nonce at the start of an envelope.
 pub const NONCE_LEN: usize = 12;
@@ -38,6 +98,7 @@ pub const NONCE_LEN: usize = 12;
 const POOL_NONCES: usize = 341;
 
 /// A thread's supply of nonces.
+#[cfg_attr(test, derive(Clone))]
 struct Pool {
     bytes: [u8; POOL_NONCES * NONCE_LEN],
     next: usize,
@@ -76,16 +137,22 @@ impl Pool {
     }
 }
 
-/// A fresh random nonce from this thread's pool (or straight from the OS
-/// while the thread is being torn down).
+/// A nonce straight from the OS.
+fn os_nonce() -> [u8; NONCE_LEN] {
+    let mut nonce = [0u8; NONCE_LEN];
+    crate::rand::fill(&mut nonce);
+    nonce
+}
+
+/// A fresh random nonce from this thread's pool, or from the OS (under
+/// [`NonceSource::Os`], and while the thread is being torn down).
 pub(crate) fn fresh_nonce() -> [u8; NONCE_LEN] {
+    if nonce_source() == NonceSource::Os {
+        return os_nonce();
+    }
     let generation = current_generation();
     POOL.try_with(|pool| pool.borrow_mut().take(generation))
-        .unwrap_or_else(|_| {
-            let mut nonce = [0u8; NONCE_LEN];
-            crate::rand::fill(&mut nonce);
-            nonce
-        })
+        .unwrap_or_else(|_| os_nonce())
 }
 
 /// How this process notices that it is a fork.
@@ -189,6 +256,37 @@ mod tests {
         let generation = current_generation();
         assert_ne!(generation, 0);
         assert_eq!(current_generation(), generation, "stable within a process");
+    }
+
+    /// Two instances restored from one snapshot: both hold the same pool.
+    /// The pool serves both the same nonces; the OS source does not.
+    #[test]
+    fn a_restored_pool_repeats_and_os_nonces_do_not() {
+        let mut original = Pool {
+            bytes: [0; POOL_NONCES * NONCE_LEN],
+            next: POOL_NONCES,
+            generation: 0,
+        };
+        let _ = original.take(7); // filled before the snapshot
+        let mut restored = original.clone();
+        let from_original: Vec<_> = (0..100).map(|_| original.take(7)).collect();
+        let from_restored: Vec<_> = (0..100).map(|_| restored.take(7)).collect();
+        assert_eq!(from_original, from_restored, "every pooled nonce repeats");
+
+        let a: std::collections::HashSet<_> = (0..1000).map(|_| os_nonce()).collect();
+        let b: std::collections::HashSet<_> = (0..1000).map(|_| os_nonce()).collect();
+        assert_eq!((a.len(), b.len()), (1000, 1000));
+        assert!(a.is_disjoint(&b), "OS nonces repeat across copies");
+    }
+
+    #[test]
+    fn the_source_is_chosen_per_process() {
+        assert_eq!(nonce_source(), NonceSource::Pool, "the default");
+        set_nonce_source(NonceSource::Os);
+        let a = fresh_nonce();
+        assert_eq!(nonce_source(), NonceSource::Os);
+        set_nonce_source(NonceSource::Pool);
+        assert_ne!(a, fresh_nonce());
     }
 
     #[test]

@@ -196,7 +196,8 @@ fn freed_buffers_hold_no_key() {
             // Several previous keys, so the ring's list grows (reallocates).
             let ring = pinseal::Keyring::<E>::with_engine(&Key::from_bytes([1; 32]))
                 .with_previous(&Key::from_bytes(RAW))
-                .with_previous(&Key::from_bytes([2; 32]));
+                .and_then(|r| r.with_previous(&Key::from_bytes([2; 32])))
+                .unwrap();
             drop(ring);
         })
     }

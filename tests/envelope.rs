@@ -180,12 +180,17 @@ macro_rules! engine_tests {
                 let (k1, k2, k3) = (Key::from_bytes([1; 32]), Key::from_bytes([2; 32]), Key::from_bytes([3; 32]));
                 let old = keyring(&k1);
                 let env1 = old.seal(b"1234", b"pin");
-                let ring = keyring(&k3).with_previous(&k2).with_previous(&k1).with_previous(&k1);
+                let ring = keyring(&k3).with_previous(&k2).unwrap().with_previous(&k1).unwrap().with_previous(&k1).unwrap();
                 assert_eq!(ring.key_ids().len(), 3, "duplicate keys are ignored");
-                assert_eq!(keyring(&k1).with_previous(&k1).key_ids().len(), 1);
+                assert_eq!(keyring(&k1).with_previous(&k1).unwrap().key_ids().len(), 1);
                 let (pt, id) = ring.open_with_key_id(&env1, b"pin").unwrap();
                 assert_eq!(pt.expose_secret(), b"1234");
                 assert_eq!(id, k1.id());
+                // The open is counted against the key that made it.
+                assert_eq!(ring.previous_opens(), 1);
+                let usage = ring.key_usage();
+                assert_eq!(usage.iter().map(|u| (u.id, u.primary, u.opens)).collect::<Vec<_>>(),
+                    [(k3.id(), true, 0), (k2.id(), false, 0), (k1.id(), false, 1)]);
 
                 let moved = ring.reseal(&env1, b"pin").unwrap();
                 assert_eq!(ring.open_with_key_id(&moved, b"pin").unwrap().1, ring.primary_id());
@@ -208,6 +213,29 @@ macro_rules! engine_tests {
             }
 
             #[test]
+            fn a_keyring_holds_at_most_eight_keys() {
+                let keys: Vec<Key> = (1..=9u8).map(|i| Key::from_bytes([i; 32])).collect();
+                let mut ring = keyring(&keys[0]);
+                for k in &keys[1..8] {
+                    ring = ring.with_previous(k).unwrap();
+                }
+                assert_eq!(ring.key_ids().len(), Keyring::<$engine>::MAX_KEYS);
+                // A key already in the ring is still ignored, not refused.
+                let ring = ring.with_previous(&keys[3]).unwrap();
+                assert_eq!(ring.with_previous(&keys[8]).err(), Some(Error::TooManyKeys));
+                // A full ring: the oldest key opens; a forgery is tried
+                // against all eight and refused, and counts nothing.
+                let ring = keys[1..8].iter().fold(keyring(&keys[0]), |r, k| r.with_previous(k).unwrap());
+                let env = sealer(&keys[7]).seal(b"1234", b"pin");
+                assert_eq!(ring.open(&env, b"pin").unwrap().expose_secret(), b"1234");
+                let mut forged = env.to_vec();
+                forged[12] ^= 1;
+                assert_eq!(ring.open(&forged, b"pin").unwrap_err(), Error::Decrypt);
+                assert_eq!(ring.previous_opens(), 1);
+                assert_eq!(ring.key_usage().last().unwrap().opens, 1);
+            }
+
+            #[test]
             fn sealers_and_keyrings_are_send_sync_and_dyn_seal() {
                 fn assert_send_sync<T: Send + Sync>() {}
                 assert_send_sync::<Sealer<$engine>>();
@@ -225,7 +253,7 @@ macro_rules! engine_tests {
                 let deadline = SystemTime::now() + Duration::from_secs(3_600);
                 let expires_at = deadline.duration_since(UNIX_EPOCH).unwrap().as_secs();
                 let env = old.seal_until(b"4321", b"last4", deadline);
-                let ring = keyring(&k2).with_previous(&k1);
+                let ring = keyring(&k2).with_previous(&k1).unwrap();
                 let moved = ring.reseal_expiring(&env, b"last4").unwrap();
                 assert_eq!(&moved[..8], &expires_at.to_be_bytes());
                 assert!(old.open_expiring(&moved, b"last4").is_err(), "now under the new key");

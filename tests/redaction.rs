@@ -137,7 +137,9 @@ fn debug_and_errors_never_contain_secrets() {
     let sealer = Sealer::new(&key);
     let envelope = sealer.seal(plaintext, b"ctx");
     let opened = sealer.open(&envelope, b"ctx").unwrap();
-    let ring = Keyring::new(&Key::from_bytes(key_bytes)).with_previous(&Key::generate());
+    let ring = Keyring::new(&Key::from_bytes(key_bytes))
+        .with_previous(&Key::generate())
+        .unwrap();
     let pan = Pan::parse("5555555555554444").unwrap();
 
     let mut seen = vec![

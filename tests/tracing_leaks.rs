@@ -74,7 +74,9 @@ fn tracing_output_holds_no_secret() {
     tracing::subscriber::with_default(subscriber, || {
         let key = Key::from_bytes(KEY);
         let sealer = Sealer::new(&key);
-        let ring = Keyring::new(&Key::from_bytes(KEY)).with_previous(&Key::generate());
+        let ring = Keyring::new(&Key::from_bytes(KEY))
+            .with_previous(&Key::generate())
+            .unwrap();
         let pin = Secret::new(PIN.to_string());
         let pan = Pan::parse(PAN).unwrap();
         gather("CA-1001", &pin, &pan, &key, &sealer, &ring);

@@ -20,7 +20,8 @@ fuzz_target!(|data: &[u8]| {
     let keys: Vec<[u8; 32]> = (0..3u8).map(|i| [i.wrapping_add(selector); 32]).collect();
     let ring = Keyring::<Engine>::with_engine(&Key::from_bytes(keys[0]))
         .with_previous(&Key::from_bytes(keys[1]))
-        .with_previous(&Key::from_bytes(keys[2]));
+        .and_then(|r| r.with_previous(&Key::from_bytes(keys[2])))
+        .expect("three keys fit in a ring");
     let sealed_by = usize::from(selector % 3);
     let envelope =
         Sealer::<Engine>::with_engine(&Key::from_bytes(keys[sealed_by])).seal(rest, b"field");

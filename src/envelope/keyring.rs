@@ -1,6 +1,7 @@
 //! [`Keyring`]: key rotation.
 
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use zeroize::ZeroizeOnDrop;
@@ -30,6 +31,20 @@ use crate::{Error, Key, KeyId};
 /// failed open costs one tag check per key. Every key is expanded once,
 /// when added, on the engine `E` (see [`Sealer`]'s "Engines").
 ///
+/// A ring holds at most [`Keyring::MAX_KEYS`] keys (the primary and seven
+/// previous), so a forged envelope costs at most eight tag checks: about
+/// 8 × 0.5 µs for a PIN-sized envelope on the default engine (BENCHMARKS.md,
+/// "Keyring"). Formats that let a message name thousands of candidate
+/// keys turned that loop into a denial of service; here the ring's size is
+/// the service's own, and bounded.
+///
+/// # Knowing when a rotation is done
+///
+/// The ring counts the envelopes each key opened ([`Keyring::key_usage`],
+/// [`Keyring::previous_opens`]). Export the count of opens under previous
+/// keys as a metric: once it stays at zero for as long as envelopes live
+/// (or after a batch [`Keyring::reseal`]), the old keys can go.
+///
 /// # Example
 ///
 /// ```
@@ -39,8 +54,9 @@ use crate::{Error, Key, KeyId};
 /// let old = Keyring::new(&old_key);
 /// let envelope = old.seal(b"4321", b"last4");
 ///
-/// let rotated = Keyring::new(&new_key).with_previous(&old_key);
+/// let rotated = Keyring::new(&new_key).with_previous(&old_key)?;
 /// assert_eq!(rotated.open(&envelope, b"last4")?.expose_secret(), b"4321");
+/// assert_eq!(rotated.previous_opens(), 1); // one envelope still under the old key
 /// let moved = rotated.reseal(&envelope, b"last4")?;
 /// assert!(old.open(&moved, b"last4").is_err()); // now under the new key only
 /// # Ok::<(), pinseal::Error>(())
@@ -51,6 +67,24 @@ pub struct Keyring<E: Engine = AesGcm> {
     /// reallocated `Vec<Sealer>` would free its old buffer unwiped.
     #[allow(clippy::vec_box)]
     previous: Vec<Box<Sealer<E>>>,
+    /// Envelopes opened under each key, primary first.
+    opens: [AtomicU64; MAX_KEYS],
+}
+
+/// How many keys a [`Keyring`] holds at most: [`Keyring::MAX_KEYS`].
+const MAX_KEYS: usize = 8;
+
+/// How much one key of a [`Keyring`] has been used: from
+/// [`Keyring::key_usage`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyUsage {
+    /// The key's id.
+    pub id: KeyId,
+    /// Whether it is the primary key (the one that seals).
+    pub primary: bool,
+    /// Envelopes it opened since the ring was made.
+    pub opens: u64,
 }
 
 impl Keyring {
@@ -67,18 +101,53 @@ impl<E: Engine> Keyring<E> {
         Keyring {
             primary: Sealer::with_engine(primary),
             previous: Vec::new(),
+            opens: Default::default(),
         }
     }
 
+    /// The most keys a ring holds: the primary and seven previous keys.
+    pub const MAX_KEYS: usize = MAX_KEYS;
+
     /// Adds a key that still opens envelopes but no longer seals. A key
     /// equal to one already in the ring is ignored.
-    #[must_use]
-    pub fn with_previous(mut self, key: &Key) -> Keyring<E> {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooManyKeys`] if the ring holds [`Keyring::MAX_KEYS`] keys
+    /// already: retire the oldest before adding another.
+    pub fn with_previous(mut self, key: &Key) -> Result<Keyring<E>, Error> {
         let id = key.id();
         if self.sealers().all(|s| s.key_id() != id) {
+            if 1 + self.previous.len() >= MAX_KEYS {
+                return Err(Error::TooManyKeys);
+            }
             self.previous.push(Box::new(Sealer::with_engine(key)));
         }
-        self
+        Ok(self)
+    }
+
+    /// How many envelopes each key opened since the ring was made, primary
+    /// first.
+    pub fn key_usage(&self) -> Vec<KeyUsage> {
+        self.sealers()
+            .zip(&self.opens)
+            .enumerate()
+            .map(|(i, (sealer, opens))| KeyUsage {
+                id: sealer.key_id(),
+                primary: i == 0,
+                opens: opens.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Envelopes opened under a previous key since the ring was made: the
+    /// ones still waiting to be resealed. A rotation is complete when this
+    /// stops growing.
+    pub fn previous_opens(&self) -> u64 {
+        self.opens[1..]
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// The id of the key new envelopes are sealed with.
@@ -167,9 +236,12 @@ impl<E: Engine> Keyring<E> {
         out: &mut [u8],
     ) -> Result<(usize, KeyId), Error> {
         let mut result = Err(Error::Decrypt);
-        for sealer in self.sealers() {
+        for (sealer, opens) in self.sealers().zip(&self.opens) {
             match sealer.open_into(envelope, aad, out) {
-                Ok(len) => return Ok((len, sealer.key_id())),
+                Ok(len) => {
+                    opens.fetch_add(1, Ordering::Relaxed);
+                    return Ok((len, sealer.key_id()));
+                }
                 Err(Error::Decrypt) => {}
                 Err(other) => result = Err(other),
             }
