@@ -121,6 +121,11 @@ pub enum Error {
     InvalidParameter,
     /// A `Keyring` holds as many keys as it may (`Keyring::MAX_KEYS`).
     TooManyKeys,
+    /// AWS KMS could not be reached, or did not answer in time.
+    Kms,
+    /// AWS KMS refused: no permission for the key, a disabled key, or a
+    /// wrapped key that is not one (or was made for another purpose).
+    KmsRefused,
     /// A webhook configuration is not valid: its public base URL is not an
     /// `http` or `https` URL with a host and nothing after the path.
     WebhookConfig,
@@ -167,6 +172,8 @@ impl fmt::Display for Error {
             Error::InvalidParameter => "a request parameter is missing or not valid",
             Error::WebhookConfig => "webhook configuration is not valid (public base URL)",
             Error::TooManyKeys => "keyring holds as many keys as it may",
+            Error::Kms => "key management service is unavailable",
+            Error::KmsRefused => "key management service refused the request",
             Error::WebhookAlgorithm => "webhook signature scheme or key is not known",
         })
     }
@@ -182,8 +189,8 @@ impl std::error::Error for Error {}
 /// | [`BadInput`](ErrorClass::BadInput) | `InvalidChallengeId`, `InvalidPan`, `InvalidPhoneNumber`, `InvalidOtpUri`, `PlaintextTooLong`, `InvalidParameter` | 400 | no: the input is wrong |
 /// | [`Unauthentic`](ErrorClass::Unauthentic) | `Decrypt`, `Expired`, `WebhookSignature`, `WebhookBody`, `WebhookAlgorithm`, `Replayed` | 403 | no |
 /// | [`Limited`](ErrorClass::Limited) | `SendLimit`, `Locked`, `ClientLimit` | 429 | after [`Error::retry_after`] |
-/// | [`Unavailable`](ErrorClass::Unavailable) | `Store`, `StoreFull`, `Contention` | 503 | yes, with backoff |
-/// | [`Internal`](ErrorClass::Internal) | `KeyLength`, `KeyHex`, `KeyBase64`, `KeyEnvMissing`, `KeyFile`, `KeyFileMode`, `InvalidPolicy`, `InvalidOtpParameter`, `BufferTooSmall`, `StoreCorrupt`, `StoreConfig`, `StoreAuth`, `StoreTls`, `WebhookConfig`, `TooManyKeys` | 500 | no: configuration or code to fix |
+/// | [`Unavailable`](ErrorClass::Unavailable) | `Store`, `StoreFull`, `Contention`, `Kms` | 503 | yes, with backoff |
+/// | [`Internal`](ErrorClass::Internal) | `KeyLength`, `KeyHex`, `KeyBase64`, `KeyEnvMissing`, `KeyFile`, `KeyFileMode`, `InvalidPolicy`, `InvalidOtpParameter`, `BufferTooSmall`, `StoreCorrupt`, `StoreConfig`, `StoreAuth`, `StoreTls`, `WebhookConfig`, `TooManyKeys`, `KmsRefused` | 500 | no: configuration or code to fix |
 ///
 /// # Example
 ///
@@ -251,7 +258,9 @@ impl Error {
             Error::SendLimit { .. } | Error::Locked { .. } | Error::ClientLimit { .. } => {
                 ErrorClass::Limited
             }
-            Error::Store | Error::StoreFull | Error::Contention => ErrorClass::Unavailable,
+            Error::Store | Error::StoreFull | Error::Contention | Error::Kms => {
+                ErrorClass::Unavailable
+            }
             Error::KeyLength
             | Error::KeyHex
             | Error::KeyEnvMissing
@@ -266,7 +275,8 @@ impl Error {
             | Error::StoreAuth
             | Error::StoreTls
             | Error::WebhookConfig
-            | Error::TooManyKeys => ErrorClass::Internal,
+            | Error::TooManyKeys
+            | Error::KmsRefused => ErrorClass::Internal,
         }
     }
 

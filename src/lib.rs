@@ -9,11 +9,16 @@
 #![warn(rust_2018_idioms, unreachable_pub)]
 
 mod aad;
+#[cfg(any(feature = "redis", feature = "dynamodb", feature = "aws-kms"))]
+mod deadline;
 mod engine;
 pub mod envelope;
 mod error;
 mod hex;
 mod key;
+#[cfg(feature = "aws-kms")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aws-kms")))]
+pub mod kms;
 mod mac;
 mod nonce;
 pub mod otp;

@@ -12,8 +12,8 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::AsyncStore;
-use super::deadline::bounded;
 use crate::Error;
+use crate::deadline::bounded;
 
 const DEFAULT_PREFIX: &str = "pinseal:otp:";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -222,7 +222,7 @@ impl DynamoBuilder {
     /// The timeout for each call (default 2 s). Values below 1 ms or above
     /// one hour are taken as 1 ms or one hour.
     pub fn timeout(mut self, timeout: Duration) -> DynamoBuilder {
-        self.timeout = super::deadline::clamp(timeout);
+        self.timeout = crate::deadline::clamp(timeout);
         self
     }
 

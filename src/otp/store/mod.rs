@@ -28,8 +28,6 @@ use std::sync::Arc;
 
 use crate::Error;
 
-#[cfg(any(feature = "redis", feature = "dynamodb"))]
-mod deadline;
 #[cfg(feature = "dynamodb")]
 mod dynamo;
 mod memory;

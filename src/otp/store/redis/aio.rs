@@ -14,8 +14,8 @@ use super::script::{cas_cmd, get_cmd};
 use super::url::{client, install_tls_provider};
 use super::{RedisBuilder, Target};
 use crate::Error;
+use crate::deadline::bounded;
 use crate::otp::store::AsyncStore;
-use crate::otp::store::deadline::bounded;
 
 impl RedisBuilder<AsyncRedisStore> {
     /// Connects an async store, as

@@ -12,7 +12,7 @@ use super::errors::{classify, classify_cluster_open, open_error, timed_out};
 use super::renew::{Connect, Renewing, lock};
 use super::url::{client, install_tls_provider};
 use crate::Error;
-use crate::otp::store::deadline::bounded;
+use crate::deadline::bounded;
 
 /// A cluster client for `nodes`. The client makes up to three tries per
 /// command (redirections count as tries), so each try gets a third of

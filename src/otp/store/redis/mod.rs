@@ -157,7 +157,7 @@ impl<S> RedisBuilder<S> {
     /// see the store's "Timeouts". Values below 1 ms or above one hour are
     /// taken as 1 ms or one hour.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = super::deadline::clamp(timeout);
+        self.timeout = crate::deadline::clamp(timeout);
         self
     }
 }

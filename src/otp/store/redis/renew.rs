@@ -7,7 +7,7 @@ use redis::RedisError;
 
 use super::errors::connection_at_fault;
 use crate::Error;
-use crate::otp::store::deadline::bounded;
+use crate::deadline::bounded;
 
 pub(super) type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
 

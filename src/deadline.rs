@@ -1,23 +1,23 @@
-//! The one timeout the network stores put around each call.
+//! The one timeout the network clients (Redis, DynamoDB, KMS) put around each call.
 
 use std::time::Duration;
 
 /// The shortest timeout a store accepts: a zero timeout would fail every
 /// call, and the OS refuses a zero socket timeout.
-pub(super) const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+pub(crate) const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 /// The longest: no store call is worth waiting longer for, and deadline
 /// arithmetic stays far from overflow.
-pub(super) const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// A timeout a builder was given, brought into
 /// [`MIN_TIMEOUT`]..=[`MAX_TIMEOUT`].
-pub(super) fn clamp(timeout: Duration) -> Duration {
+pub(crate) fn clamp(timeout: Duration) -> Duration {
     timeout.clamp(MIN_TIMEOUT, MAX_TIMEOUT)
 }
 
 /// Bounds `op` by `timeout`; `Err(None)` is a timeout, `Err(Some(e))` the
 /// operation's own error.
-pub(super) async fn bounded<T, E>(
+pub(crate) async fn bounded<T, E>(
     timeout: Duration,
     op: impl Future<Output = Result<T, E>>,
 ) -> Result<T, Option<E>> {
