@@ -40,8 +40,8 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 ///
 /// - [`NonceSource::Pool`] (the default): each thread reads 4 KiB of OS
 ///   randomness at a time and serves 341 nonces from it, refilled after a
-///   fork. A seal costs no system call (about 50 ns less than `Os`;
-///   BENCHMARKS.md, "Nonces").
+///   fork. A seal costs no system call (about 0.34 µs less than `Os` on a
+///   4-byte seal, which takes half the time; BENCHMARKS.md, "Nonces").
 /// - [`NonceSource::Os`]: one `getrandom` call per seal. Choose it for any
 ///   process whose memory may be snapshotted and restored more than once:
 ///   AWS Lambda SnapStart, Firecracker snapshots, CRIU, a VM cloned from a
