@@ -13,7 +13,7 @@
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-#[cfg(any(feature = "redis", feature = "dynamodb-https"))]
+#[cfg(any(feature = "redis", all(feature = "dynamodb", feature = "aws-https")))]
 use std::time::Instant;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -199,7 +199,10 @@ fn redis(c: &mut Criterion) {
     }
 }
 
-#[cfg(any(feature = "redis-tokio", feature = "dynamodb-https"))]
+#[cfg(any(
+    feature = "redis-tokio",
+    all(feature = "dynamodb", feature = "aws-https")
+))]
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -209,7 +212,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// DynamoDB's API on a local server (`PINSEAL_DYNAMODB_URL`, dynalite):
 /// figures for the client and the local server, not for DynamoDB.
-#[cfg(feature = "dynamodb-https")]
+#[cfg(all(feature = "dynamodb", feature = "aws-https"))]
 fn dynamo(c: &mut Criterion) {
     use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
     let Ok(url) = std::env::var("PINSEAL_DYNAMODB_URL") else {
@@ -233,7 +236,10 @@ fn dynamo(c: &mut Criterion) {
 
 /// One client thread (a current-thread tokio runtime): one operation at a
 /// time, then 64 in flight.
-#[cfg(any(feature = "redis-tokio", feature = "dynamodb-https"))]
+#[cfg(any(
+    feature = "redis-tokio",
+    all(feature = "dynamodb", feature = "aws-https")
+))]
 fn async_one_thread<S: pinseal::otp::store::AsyncStore + 'static>(
     c: &mut Criterion,
     name: &str,
@@ -337,7 +343,7 @@ fn otp(c: &mut Criterion) {
     bench_store(c, "memory", MemoryStore::new());
     #[cfg(feature = "redis")]
     redis(c);
-    #[cfg(feature = "dynamodb-https")]
+    #[cfg(all(feature = "dynamodb", feature = "aws-https"))]
     dynamo(c);
 }
 

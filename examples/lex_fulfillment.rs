@@ -5,7 +5,7 @@
 //! Two ways to keep the code between turns:
 //!
 //! - **Store** (`Turns::Store`): the code is issued by `Otp` on a challenge
-//!   store (the memory store, or DynamoDB with `--features dynamodb-https` and
+//!   store (the memory store, or DynamoDB with `--features dynamodb,aws-https` and
 //!   `PINSEAL_DYNAMODB_URL` pointing at a local server, or real DynamoDB
 //!   with `PINSEAL_DYNAMODB_TABLE`), checked by phone number, with send and
 //!   attempt budgets; a wrong answer gets a new code while the budgets
@@ -18,9 +18,21 @@
 //!   an earlier envelope, and so its attempt count; use the store where
 //!   that matters.
 //!
-//! Run: `cargo run --example lex_fulfillment` (memory store), or
-//! `PINSEAL_DYNAMODB_URL=http://127.0.0.1:8000 cargo run --example
-//! lex_fulfillment --features dynamodb-https` against a local DynamoDB.
+//! Run: `cargo run --example lex_fulfillment` (memory store, a simulated
+//! phone, a local key), or against AWS services (real, or moto's server as
+//! `.ci/run` does) with `--features dynamodb,aws-kms,aws-sns,aws-https`:
+//!
+//! - `PINSEAL_DYNAMODB_URL`: the challenge store on DynamoDB at that
+//!   endpoint, in the table `PINSEAL_DYNAMODB_TABLE` (made if absent; a
+//!   fresh one per run without it);
+//! - `PINSEAL_KMS_KEY_ID`: the session variant's key is a KMS data key
+//!   (unwrapped from `PINSEAL_WRAPPED_KEY` if set, else made), one KMS call
+//!   at start and none per turn;
+//! - `PINSEAL_SMS=sns`: codes go out with SNS `Publish`, never printed;
+//!   with `PINSEAL_MOTO_URL` the demo user reads the phone back from moto;
+//! - KMS and SNS take the standard AWS environment: `AWS_ENDPOINT_URL` (or
+//!   `AWS_ENDPOINT_URL_KMS`, `AWS_ENDPOINT_URL_SNS`), `AWS_REGION`,
+//!   `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`.
 
 use std::time::Duration;
 
@@ -36,10 +48,69 @@ thread_local! {
     static INBOX: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Stands in for the SMS gateway: the simulated phone receives the code.
-fn send_sms(to: &str, code: &Secret<String>) {
-    println!("    [phone {to}] Your code is {}", code.expose_secret());
-    INBOX.with(|inbox| inbox.borrow_mut().push(code.expose_secret().clone()));
+/// Where codes go: a simulated phone, or SMS through Amazon SNS.
+enum Sms {
+    /// The phone is simulated in this process.
+    Simulated,
+    /// SNS `Publish`; the demo user reads the phone back from moto's data
+    /// API when `moto` is set (on real SNS the code goes to a real phone).
+    #[cfg(all(feature = "aws-sns", feature = "aws-https"))]
+    Sns {
+        sms: pinseal::sns::SnsSms,
+        moto: Option<String>,
+    },
+}
+
+impl Sms {
+    async fn send(&self, to: &str, code: &Secret<String>) -> Result<(), Error> {
+        match self {
+            Sms::Simulated => {
+                let _ = to; // one phone
+                INBOX.with(|inbox| inbox.borrow_mut().push(code.expose_secret().clone()));
+                Ok(())
+            }
+            #[cfg(all(feature = "aws-sns", feature = "aws-https"))]
+            Sms::Sns { sms, .. } => sms.send_code(to, code).await.map(|_| ()),
+        }
+    }
+
+    /// The last code the phone `to` received: the demo user reads it.
+    fn last_code(&self, to: &str) -> Option<String> {
+        let _ = to;
+        match self {
+            Sms::Simulated => INBOX.with(|inbox| inbox.borrow().last().cloned()),
+            #[cfg(all(feature = "aws-sns", feature = "aws-https"))]
+            Sms::Sns { moto, .. } => {
+                let data = http_get(moto.as_deref()?, "/moto-api/data.json")?;
+                let data: Value = serde_json::from_str(&data).ok()?;
+                let message = data["sns"]["SMS"]
+                    .as_array()?
+                    .iter()
+                    .rev()
+                    .find(|m| m["phone_number"] == to)?["message"]
+                    .as_str()?
+                    .to_string();
+                Some(message.chars().filter(char::is_ascii_digit).collect())
+            }
+        }
+    }
+}
+
+/// A plain HTTP GET (moto's data API), the body as text.
+#[cfg(all(feature = "aws-sns", feature = "aws-https"))]
+fn http_get(base: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let authority = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(authority).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let body = &response[response.find('{')?..=response.rfind('}')?];
+    Some(body.to_string())
 }
 
 /// A Lex V2 response that asks for the `Code` slot.
@@ -84,14 +155,14 @@ enum Turns {
 const MAX_SESSION_ATTEMPTS: u32 = 3;
 
 impl Turns {
-    async fn handle(&self, event: &Value) -> Result<Value, Error> {
+    async fn handle(&self, sms: &Sms, event: &Value) -> Result<Value, Error> {
         let attributes = event["sessionState"]["sessionAttributes"].clone();
         let phone = canonical_phone(attributes["phone"].as_str().unwrap_or_default())?;
         match self {
             Turns::Store(otp) => {
                 let Some(code) = typed_code(event) else {
                     let (_, code) = otp.issue(&phone).await?;
-                    send_sms(&phone, &code);
+                    sms.send(&phone, &code).await?;
                     return Ok(elicit_code(
                         event,
                         attributes,
@@ -104,7 +175,7 @@ impl Turns {
                         match otp.issue(&phone).await {
                             // The seed's behaviour: a wrong answer gets a new code.
                             Ok((_, code)) => {
-                                send_sms(&phone, &code);
+                                sms.send(&phone, &code).await?;
                                 Ok(elicit_code(
                                     event,
                                     attributes,
@@ -169,7 +240,7 @@ impl Turns {
                 let envelope =
                     sealer.seal_for(payload.expose_secret().as_bytes(), aad.as_bytes(), *ttl);
                 attributes["otp"] = Value::String(envelope.to_string());
-                send_sms(&phone, &code);
+                sms.send(&phone, &code).await?;
                 let message = if attempts == 0 {
                     "I sent you a code. What is it?"
                 } else {
@@ -182,7 +253,7 @@ impl Turns {
 }
 
 /// Milliseconds since the Unix epoch, to name a fresh table.
-#[cfg(feature = "dynamodb-https")]
+#[cfg(all(feature = "dynamodb", feature = "aws-https"))]
 fn unix_millis() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -212,7 +283,7 @@ fn attributes_of(response: &Value) -> Value {
 }
 
 async fn store() -> Result<DynStore, Error> {
-    #[cfg(feature = "dynamodb-https")]
+    #[cfg(all(feature = "dynamodb", feature = "aws-https"))]
     if let Ok(url) = std::env::var("PINSEAL_DYNAMODB_URL") {
         use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
         let config = aws_sdk_dynamodb::Config::builder()
@@ -221,11 +292,16 @@ async fn store() -> Result<DynStore, Error> {
             .endpoint_url(url)
             .credentials_provider(Credentials::new("local", "local", None, None, "example"))
             .build();
+        // PINSEAL_DYNAMODB_TABLE names a table to use (made if absent);
+        // without it, a fresh one per run.
+        let table = std::env::var("PINSEAL_DYNAMODB_TABLE")
+            .unwrap_or_else(|_| format!("lex-example-{}", unix_millis()));
         let builder = pinseal::otp::store::DynamoStore::builder(
             aws_sdk_dynamodb::Client::from_conf(config),
-            format!("lex-example-{}", unix_millis()),
+            table,
         );
-        builder.create_table().await?;
+        let setup = builder.create_table().await?;
+        println!("table: {setup:?}");
         let store = builder.connect().await?;
         println!("challenge store: DynamoDB (local, table {})", store.table());
         return Ok(DynStore::new(store));
@@ -234,36 +310,128 @@ async fn store() -> Result<DynStore, Error> {
     Ok(DynStore::new(MemoryStore::new()))
 }
 
+/// An AWS endpoint from the standard environment: `AWS_ENDPOINT_URL_<SERVICE>`,
+/// else `AWS_ENDPOINT_URL`; `None` means the SDK's own (real AWS).
+#[cfg(all(any(feature = "aws-kms", feature = "aws-sns"), feature = "aws-https"))]
+fn aws_endpoint(service: &str) -> Option<String> {
+    std::env::var(format!("AWS_ENDPOINT_URL_{service}"))
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .ok()
+}
+
+/// Region and credentials from the standard AWS environment.
+#[cfg(all(any(feature = "aws-kms", feature = "aws-sns"), feature = "aws-https"))]
+fn aws_env() -> (String, Option<(String, String, Option<String>)>) {
+    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
+    let credentials = match (
+        std::env::var("AWS_ACCESS_KEY_ID"),
+        std::env::var("AWS_SECRET_ACCESS_KEY"),
+    ) {
+        (Ok(id), Ok(secret)) => Some((id, secret, std::env::var("AWS_SESSION_TOKEN").ok())),
+        _ => None,
+    };
+    (region, credentials)
+}
+
+/// The key the session-attribute variant seals with. With
+/// `PINSEAL_KMS_KEY_ID` set: a data key from KMS, one call at start (a
+/// `Decrypt` of `PINSEAL_WRAPPED_KEY` if set, else a new data key), never
+/// one per turn. Otherwise a key derived from the local root.
+async fn session_key(root: &Key) -> Result<Key, Error> {
+    #[cfg(all(feature = "aws-kms", feature = "aws-https"))]
+    if let Ok(kms_key_id) = std::env::var("PINSEAL_KMS_KEY_ID") {
+        use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+        use pinseal::kms::{Kms, WrappedKey};
+        const PURPOSE: &str = "lex/session-otp";
+        let (region, credentials) = aws_env();
+        let mut config = aws_sdk_kms::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region));
+        if let Some(url) = aws_endpoint("KMS") {
+            config = config.endpoint_url(url);
+        }
+        if let Some((id, secret, token)) = credentials {
+            config = config.credentials_provider(Credentials::new(id, secret, token, None, "env"));
+        }
+        let kms = Kms::new(aws_sdk_kms::Client::from_conf(config.build()));
+        let key = match std::env::var("PINSEAL_WRAPPED_KEY") {
+            Ok(text) => kms.unwrap(&text.parse::<WrappedKey>()?, PURPOSE).await?,
+            Err(_) => {
+                let (key, wrapped) = kms.generate_data_key(&kms_key_id, PURPOSE).await?;
+                println!("session key: a new KMS data key; keep PINSEAL_WRAPPED_KEY={wrapped}");
+                key
+            }
+        };
+        println!(
+            "session key: from KMS, id {} (one KMS call, at start)",
+            key.id()
+        );
+        return Ok(key);
+    }
+    Ok(root.derive("lex/session-otp"))
+}
+
+/// Where codes go: SNS when `PINSEAL_SMS=sns` (and the example is built
+/// with `aws-sns`), the demo user reading the phone back from moto at
+/// `PINSEAL_MOTO_URL`; otherwise a simulated phone.
+fn sms() -> Sms {
+    #[cfg(all(feature = "aws-sns", feature = "aws-https"))]
+    if std::env::var("PINSEAL_SMS").as_deref() == Ok("sns") {
+        use aws_sdk_sns::config::{BehaviorVersion, Credentials, Region};
+        let (region, credentials) = aws_env();
+        let mut config = aws_sdk_sns::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region));
+        if let Some(url) = aws_endpoint("SNS") {
+            config = config.endpoint_url(url);
+        }
+        if let Some((id, secret, token)) = credentials {
+            config = config.credentials_provider(Credentials::new(id, secret, token, None, "env"));
+        }
+        println!("SMS: Amazon SNS");
+        return Sms::Sns {
+            sms: pinseal::sns::SnsSms::new(aws_sdk_sns::Client::from_conf(config.build())),
+            moto: std::env::var("PINSEAL_MOTO_URL").ok(),
+        };
+    }
+    println!("SMS: a simulated phone");
+    Sms::Simulated
+}
+
 /// Plays one conversation: a wrong answer, then the right one.
-async fn converse(name: &str, turns: &Turns) -> Result<(), Error> {
+async fn converse(name: &str, turns: &Turns, sms: &Sms) -> Result<(), Error> {
     println!("\n== {name}");
     let session = format!("session-{name}");
     let mut attributes = json!({ "phone": "+1 (555) 010-0199" });
-    let first = turns.handle(&event(&session, &attributes, None)).await?;
+    let first = turns
+        .handle(sms, &event(&session, &attributes, None))
+        .await?;
     println!("  bot: {}", first["messages"][0]["content"]);
     attributes = attributes_of(&first);
     // The user mistypes (every digit off by one)...
-    let sent = INBOX
-        .with(|inbox| inbox.borrow().last().cloned())
-        .expect("a code was sent");
+    let sent = sms.last_code("+15550100199").expect("a code was sent");
     let typo: String = sent
         .bytes()
         .map(|b| char::from(b'0' + (b - b'0' + 1) % 10))
         .collect();
     let wrong = turns
-        .handle(&event(&session, &attributes, Some(&typo)))
+        .handle(sms, &event(&session, &attributes, Some(&typo)))
         .await?;
-    println!("  user: {typo}\n  bot: {}", wrong["messages"][0]["content"]);
+    println!(
+        "  user: (types a wrong code)\n  bot: {}",
+        wrong["messages"][0]["content"]
+    );
     assert_eq!(wrong["sessionState"]["dialogAction"]["type"], "ElicitSlot");
     attributes = attributes_of(&wrong);
-    let code = INBOX
-        .with(|inbox| inbox.borrow().last().cloned())
-        .expect("a code was sent");
+    let code = sms.last_code("+15550100199").expect("a code was sent");
     // ...then types the new code.
     let right = turns
-        .handle(&event(&session, &attributes, Some(&code)))
+        .handle(sms, &event(&session, &attributes, Some(&code)))
         .await?;
-    println!("  user: {code}\n  bot: {}", right["messages"][0]["content"]);
+    println!(
+        "  user: (types the code from the phone)\n  bot: {}",
+        right["messages"][0]["content"]
+    );
     assert_eq!(right["sessionState"]["intent"]["state"], "Fulfilled");
     // The response carries no code in clear.
     assert!(!right.to_string().contains(&code) && !wrong.to_string().contains(&code));
@@ -281,12 +449,13 @@ async fn main() -> Result<(), Error> {
         store().await?,
         SystemClock,
     ));
-    converse("store", &by_store).await?;
+    let sms = sms();
+    converse("store", &by_store, &sms).await?;
     let by_session = Turns::Session {
-        sealer: Box::new(Sealer::new(&root.derive("lex/session-otp"))),
+        sealer: Box::new(Sealer::new(&session_key(&root).await?)),
         ttl: Duration::from_secs(60),
     };
-    converse("session-attributes", &by_session).await?;
+    converse("session-attributes", &by_session, &sms).await?;
     println!("\ndone: both flows verified the caller; no response carried a code");
     Ok(())
 }

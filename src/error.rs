@@ -126,6 +126,12 @@ pub enum Error {
     /// AWS KMS refused: no permission for the key, a disabled key, or a
     /// wrapped key that is not one (or was made for another purpose).
     KmsRefused,
+    /// A message (an SMS with a code) could not be handed to the delivery
+    /// service: it was unreachable or did not answer in time.
+    Delivery,
+    /// The delivery service refused a message: a number that is not valid
+    /// or has opted out, no permission, a spending limit.
+    DeliveryRefused,
     /// A webhook configuration is not valid: its public base URL is not an
     /// `http` or `https` URL with a host and nothing after the path.
     WebhookConfig,
@@ -174,6 +180,8 @@ impl fmt::Display for Error {
             Error::TooManyKeys => "keyring holds as many keys as it may",
             Error::Kms => "key management service is unavailable",
             Error::KmsRefused => "key management service refused the request",
+            Error::Delivery => "message delivery service is unavailable",
+            Error::DeliveryRefused => "message delivery service refused the message",
             Error::WebhookAlgorithm => "webhook signature scheme or key is not known",
         })
     }
@@ -189,8 +197,8 @@ impl std::error::Error for Error {}
 /// | [`BadInput`](ErrorClass::BadInput) | `InvalidChallengeId`, `InvalidPan`, `InvalidPhoneNumber`, `InvalidOtpUri`, `PlaintextTooLong`, `InvalidParameter` | 400 | no: the input is wrong |
 /// | [`Unauthentic`](ErrorClass::Unauthentic) | `Decrypt`, `Expired`, `WebhookSignature`, `WebhookBody`, `WebhookAlgorithm`, `Replayed` | 403 | no |
 /// | [`Limited`](ErrorClass::Limited) | `SendLimit`, `Locked`, `ClientLimit` | 429 | after [`Error::retry_after`] |
-/// | [`Unavailable`](ErrorClass::Unavailable) | `Store`, `StoreFull`, `Contention`, `Kms` | 503 | yes, with backoff |
-/// | [`Internal`](ErrorClass::Internal) | `KeyLength`, `KeyHex`, `KeyBase64`, `KeyEnvMissing`, `KeyFile`, `KeyFileMode`, `InvalidPolicy`, `InvalidOtpParameter`, `BufferTooSmall`, `StoreCorrupt`, `StoreConfig`, `StoreAuth`, `StoreTls`, `WebhookConfig`, `TooManyKeys`, `KmsRefused` | 500 | no: configuration or code to fix |
+/// | [`Unavailable`](ErrorClass::Unavailable) | `Store`, `StoreFull`, `Contention`, `Kms`, `Delivery` | 503 | yes, with backoff |
+/// | [`Internal`](ErrorClass::Internal) | `KeyLength`, `KeyHex`, `KeyBase64`, `KeyEnvMissing`, `KeyFile`, `KeyFileMode`, `InvalidPolicy`, `InvalidOtpParameter`, `BufferTooSmall`, `StoreCorrupt`, `StoreConfig`, `StoreAuth`, `StoreTls`, `WebhookConfig`, `TooManyKeys`, `KmsRefused`, `DeliveryRefused` | 500 | no: configuration or code to fix |
 ///
 /// # Example
 ///
@@ -258,7 +266,7 @@ impl Error {
             Error::SendLimit { .. } | Error::Locked { .. } | Error::ClientLimit { .. } => {
                 ErrorClass::Limited
             }
-            Error::Store | Error::StoreFull | Error::Contention | Error::Kms => {
+            Error::Store | Error::StoreFull | Error::Contention | Error::Kms | Error::Delivery => {
                 ErrorClass::Unavailable
             }
             Error::KeyLength
@@ -276,7 +284,8 @@ impl Error {
             | Error::StoreTls
             | Error::WebhookConfig
             | Error::TooManyKeys
-            | Error::KmsRefused => ErrorClass::Internal,
+            | Error::KmsRefused
+            | Error::DeliveryRefused => ErrorClass::Internal,
         }
     }
 

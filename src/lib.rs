@@ -9,7 +9,12 @@
 #![warn(rust_2018_idioms, unreachable_pub)]
 
 mod aad;
-#[cfg(any(feature = "redis", feature = "dynamodb", feature = "aws-kms"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "dynamodb",
+    feature = "aws-kms",
+    feature = "aws-sns"
+))]
 mod deadline;
 mod engine;
 pub mod envelope;
@@ -28,6 +33,9 @@ pub mod secret;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod serde;
+#[cfg(feature = "aws-sns")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aws-sns")))]
+pub mod sns;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod web;

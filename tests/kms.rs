@@ -6,7 +6,7 @@
 //! The request count is read from the server: moto's recorder keeps every
 //! request it receives, and the test counts the KMS calls made for its own
 //! purpose while a keyring seals 10 000 times.
-#![cfg(feature = "aws-kms-https")]
+#![cfg(all(feature = "aws-kms", feature = "aws-https"))]
 
 mod common;
 

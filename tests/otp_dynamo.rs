@@ -7,7 +7,7 @@
 //!
 //! The suite drives the async store from blocking threads through
 //! `BlockOn`, a test adapter that runs each call on a tokio runtime.
-#![cfg(feature = "dynamodb-https")]
+#![cfg(all(feature = "dynamodb", feature = "aws-https"))]
 
 mod common;
 
