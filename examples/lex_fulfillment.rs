@@ -355,7 +355,10 @@ async fn session_key(root: &Key) -> Result<Key, Error> {
         }
         let kms = Kms::new(aws_sdk_kms::Client::from_conf(config.build()));
         let key = match std::env::var("PINSEAL_WRAPPED_KEY") {
-            Ok(text) => kms.unwrap(&text.parse::<WrappedKey>()?, PURPOSE).await?,
+            Ok(text) => {
+                kms.unwrap(&kms_key_id, &text.parse::<WrappedKey>()?, PURPOSE)
+                    .await?
+            }
             Err(_) => {
                 let (key, wrapped) = kms.generate_data_key(&kms_key_id, PURPOSE).await?;
                 println!("session key: a new KMS data key; keep PINSEAL_WRAPPED_KEY={wrapped}");

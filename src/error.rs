@@ -46,8 +46,8 @@ pub enum Error {
     /// A key file cannot be read, is not a regular file, or is longer than
     /// any key.
     KeyFile,
-    /// A key file grants a permission to its group or to others (Unix); it
-    /// must be `0600` or `0400`.
+    /// A key file grants others a permission, or its group more than read
+    /// (Unix): it must be `0600`, `0400`, `0640` or `0440`.
     KeyFileMode,
     /// A caller-supplied output buffer is too small for the result.
     BufferTooSmall,
@@ -150,7 +150,9 @@ impl fmt::Display for Error {
             Error::KeyEnvMissing => "key environment variable is not set or not valid Unicode",
             Error::KeyBase64 => "key is not valid base64",
             Error::KeyFile => "key file cannot be read or is not a key file",
-            Error::KeyFileMode => "key file is accessible to other users (it must be 0600 or 0400)",
+            Error::KeyFileMode => {
+                "key file grants others access, or its group more than read (use 0600 or 0400)"
+            }
             Error::BufferTooSmall => "output buffer is too small",
             Error::PlaintextTooLong => "plaintext is too long for AES-GCM",
             Error::InvalidPan => "card number is not valid",

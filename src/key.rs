@@ -16,6 +16,27 @@ const KEY_LEN: usize = 32;
 /// newline or two.
 const MAX_KEY_FILE: u64 = 256;
 
+/// The value of the environment variable `var`, wiped on drop (a value
+/// that is not Unicode too).
+fn env_value(var: &str) -> Result<Zeroizing<String>, Error> {
+    match std::env::var_os(var) {
+        None => Err(Error::KeyEnvMissing),
+        Some(value) => match value.into_string() {
+            Ok(text) => Ok(Zeroizing::new(text)),
+            Err(not_unicode) => {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::ffi::OsStringExt;
+                    drop(Zeroizing::new(not_unicode.into_vec()));
+                }
+                #[cfg(not(unix))]
+                drop(not_unicode);
+                Err(Error::KeyEnvMissing)
+            }
+        },
+    }
+}
+
 /// How key material is written where it is kept: an environment variable,
 /// a file, a secrets manager's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -212,8 +233,9 @@ impl Key {
     /// # Errors
     ///
     /// [`Error::KeyEnvMissing`] if the variable is unset or not Unicode;
-    /// otherwise as [`Key::parse`] ([`KeyFormat::Raw`] is for files: an
-    /// environment variable holds text).
+    /// [`Error::InvalidParameter`] for [`KeyFormat::Raw`] (an environment
+    /// variable holds text: 32 characters of it would be a password, not
+    /// a key); otherwise as [`Key::parse`].
     ///
     /// # Example
     ///
@@ -224,24 +246,29 @@ impl Key {
     /// # Ok::<(), pinseal::Error>(())
     /// ```
     pub fn from_env_as(var: &str, format: KeyFormat) -> Result<Key, Error> {
-        let value = Zeroizing::new(std::env::var(var).map_err(|_| Error::KeyEnvMissing)?);
-        Key::parse(value.as_bytes(), format)
+        if format == KeyFormat::Raw {
+            return Err(Error::InvalidParameter);
+        }
+        Key::parse(env_value(var)?.as_bytes(), format)
     }
 
     /// Reads a key in `format` from the file at `path` (a mounted secret,
     /// a file written by a deployment tool).
     ///
     /// On Unix the file must be a regular file (a symbolic link to one is
-    /// followed) that grants nothing to its group or to others: mode `0600`
-    /// or `0400`. Kubernetes mounts secrets `0644` unless the volume sets
-    /// `defaultMode: 0400`. The bytes read are wiped before returning.
+    /// followed; a FIFO or a device is refused before it is opened) that
+    /// others cannot read or write and its group cannot write: `0600`,
+    /// `0400`, `0640` or `0440`. Kubernetes mounts secrets `0644` unless
+    /// the volume sets `defaultMode: 0400` (`0440` with an `fsGroup`);
+    /// Docker secrets are `0444` unless the service sets `mode: 0400`. The
+    /// owner is not checked. The bytes read are wiped before returning.
     ///
     /// # Errors
     ///
     /// [`Error::KeyFile`] if the file cannot be read, is not a regular file
-    /// or is longer than any key; [`Error::KeyFileMode`] if its group or
-    /// others have any permission; otherwise as [`Key::parse`]. No error
-    /// contains the path or the contents.
+    /// or is longer than any key; [`Error::KeyFileMode`] if others have any
+    /// permission or its group more than read; otherwise as
+    /// [`Key::parse`]. No error contains the path or the contents.
     ///
     /// # Example
     ///
@@ -252,6 +279,12 @@ impl Key {
     /// ```
     pub fn from_file(path: impl AsRef<std::path::Path>, format: KeyFormat) -> Result<Key, Error> {
         use std::io::Read;
+        let path = path.as_ref();
+        // Looked at before opening: opening a FIFO would block.
+        let before = std::fs::metadata(path).map_err(|_| Error::KeyFile)?;
+        if !before.is_file() {
+            return Err(Error::KeyFile);
+        }
         let mut file = std::fs::File::open(path).map_err(|_| Error::KeyFile)?;
         let metadata = file.metadata().map_err(|_| Error::KeyFile)?;
         if !metadata.is_file() || metadata.len() > MAX_KEY_FILE {
@@ -259,8 +292,13 @@ impl Key {
         }
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
-            if metadata.permissions().mode() & 0o077 != 0 {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            // The file opened is the one looked at.
+            if (before.dev(), before.ino()) != (metadata.dev(), metadata.ino()) {
+                return Err(Error::KeyFile);
+            }
+            // Others: nothing. The group: read at most.
+            if metadata.permissions().mode() & 0o037 != 0 {
                 return Err(Error::KeyFileMode);
             }
         }
@@ -294,8 +332,7 @@ impl Key {
     /// # Ok::<(), pinseal::Error>(())
     /// ```
     pub fn from_env(var: &str) -> Result<Key, Error> {
-        let value = Zeroizing::new(std::env::var(var).map_err(|_| Error::KeyEnvMissing)?);
-        Key::from_hex(value.trim())
+        Key::from_hex(env_value(var)?.trim())
     }
 
     /// The key's public identifier, safe to log and store beside data.

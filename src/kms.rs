@@ -20,9 +20,13 @@
 //!   purpose it was made for, and KMS writes the purpose into CloudTrail.
 //! - [`WrappedKey`] is the `CiphertextBlob`; its `Display`/`FromStr` is
 //!   standard base64, as the AWS CLI prints it.
+//! - `Decrypt` names the KMS key: a blob wrapped under any other KMS key is
+//!   refused, so whoever can edit the configuration cannot substitute a
+//!   data key of their own.
 //! - Rotation: generate a new data key, make it the primary, list the old
 //!   one as previous ([`Kms::keyring`]); envelopes made under the old key
-//!   keep opening, and [`Keyring::previous_opens`] says when none is left.
+//!   keep opening, and [`Keyring::previous_opens`] counts how often they
+//!   still are.
 //!   Rotating the KMS key itself changes nothing here: KMS keeps every
 //!   version it needs to unwrap older blobs.
 //! - Every call is bounded by a timeout (5 s by default).
@@ -52,7 +56,7 @@
 //!
 //! // At every start: one Decrypt, then no KMS call per seal.
 //! let wrapped: WrappedKey = std::env::var("PINSEAL_WRAPPED_KEY").unwrap().parse()?;
-//! let ring = kms.keyring(&wrapped, &[], "ivr/digits").await?;
+//! let ring = kms.keyring("alias/pinseal", &wrapped, &[], "ivr/digits").await?;
 //! let envelope = ring.seal(b"1234", b"call=CA1;field=pin");
 //! # Ok(()) }
 //! ```
@@ -62,6 +66,7 @@ use core::str::FromStr;
 use std::time::Duration;
 
 use aws_sdk_kms::Client;
+use aws_sdk_kms::config::http::HttpResponse;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
@@ -182,26 +187,40 @@ impl Kms {
         )
         .await
         .map_err(|e| classify(e.as_ref()))?;
+        let mut output = output;
+        // The plaintext first, so that no early return leaves it unwiped.
+        let key = key_from(output.plaintext.take())?;
         let wrapped = output
             .ciphertext_blob()
             .map(|b| WrappedKey(b.as_ref().to_vec()))
             .ok_or(Error::Kms)?;
-        let key = key_from(output.plaintext)?;
         Ok((key, wrapped))
     }
 
-    /// Unwraps a data key made for `purpose` (one `Decrypt` call).
+    /// Unwraps a data key made for `purpose` under the KMS key
+    /// `kms_key_id` (one `Decrypt` call).
+    ///
+    /// The KMS key is named, not taken from the blob: a blob wrapped under
+    /// another KMS key (one whoever can edit the configuration controls) is
+    /// refused rather than unwrapped to a key they know.
     ///
     /// # Errors
     ///
     /// [`Error::Kms`]; [`Error::KmsRefused`] if KMS refuses (no permission,
-    /// a disabled key, a blob that is not a wrapped key, another purpose);
-    /// [`Error::KeyLength`] if what KMS returns is not a 256-bit key.
-    pub async fn unwrap(&self, wrapped: &WrappedKey, purpose: &str) -> Result<Key, Error> {
+    /// a disabled key, a blob that is not a wrapped key, another KMS key,
+    /// another purpose); [`Error::KeyLength`] if what KMS returns is not a
+    /// 256-bit key.
+    pub async fn unwrap(
+        &self,
+        kms_key_id: &str,
+        wrapped: &WrappedKey,
+        purpose: &str,
+    ) -> Result<Key, Error> {
         let output = bounded(
             self.timeout,
             self.client
                 .decrypt()
+                .key_id(kms_key_id)
                 .ciphertext_blob(Blob::new(wrapped.0.clone()))
                 .encryption_context(CONTEXT_KEY, purpose)
                 .send(),
@@ -212,27 +231,33 @@ impl Kms {
     }
 
     /// A keyring whose primary key is `primary` and whose previous keys are
-    /// `previous`, each unwrapped once (one `Decrypt` per key, in turn).
+    /// `previous`, all wrapped under `kms_key_id`, each unwrapped once (one
+    /// `Decrypt` per key, in turn).
     ///
     /// # Errors
     ///
     /// As [`Kms::unwrap`]; [`Error::TooManyKeys`] past
-    /// [`Keyring::MAX_KEYS`].
+    /// [`Keyring::MAX_KEYS`], before any call.
     pub async fn keyring(
         &self,
+        kms_key_id: &str,
         primary: &WrappedKey,
         previous: &[WrappedKey],
         purpose: &str,
     ) -> Result<Keyring, Error> {
-        let mut ring = Keyring::new(&self.unwrap(primary, purpose).await?);
+        if 1 + previous.len() > Keyring::<crate::envelope::AesGcm>::MAX_KEYS {
+            return Err(Error::TooManyKeys);
+        }
+        let mut ring = Keyring::new(&self.unwrap(kms_key_id, primary, purpose).await?);
         for wrapped in previous {
-            ring = ring.with_previous(&self.unwrap(wrapped, purpose).await?)?;
+            ring = ring.with_previous(&self.unwrap(kms_key_id, wrapped, purpose).await?)?;
         }
         Ok(ring)
     }
 }
 
-/// The data key in a KMS answer, its copy in the answer wiped.
+/// The data key in a KMS answer; the answer's `Vec` is wiped (the SDK's
+/// own response buffers are not this crate's to wipe).
 fn key_from(plaintext: Option<Blob>) -> Result<Key, Error> {
     let mut bytes = plaintext.ok_or(Error::Kms)?.into_inner();
     let key = Key::from_slice(&bytes);
@@ -240,24 +265,22 @@ fn key_from(plaintext: Option<Blob>) -> Result<Key, Error> {
     key
 }
 
-/// What a failed KMS call means, without the SDK's message: a refusal
-/// KMS gave ([`Error::KmsRefused`]), or no usable answer ([`Error::Kms`]).
-fn classify<E, R>(e: Option<&SdkError<E, R>>) -> Error
-where
-    E: ProvideErrorMetadata,
-{
-    match e {
-        Some(SdkError::ServiceError(service)) => match service.err().code() {
-            Some(
-                "ThrottlingException"
-                | "KMSInternalException"
-                | "DependencyTimeoutException"
-                | "KeyUnavailableException",
-            ) => Error::Kms,
-            _ => Error::KmsRefused,
-        },
-        _ => Error::Kms,
-    }
+/// What a failed KMS call means, without the SDK's message: no usable
+/// answer ([`Error::Kms`]: a timeout, a network failure, a server error,
+/// throttling), or a refusal ([`Error::KmsRefused`]: KMS said no, or the
+/// request could not be made, as with no region or credentials).
+fn classify<E: ProvideErrorMetadata>(e: Option<&SdkError<E, HttpResponse>>) -> Error {
+    crate::deadline::classify_aws(
+        crate::deadline::aws_failure!(aws_sdk_kms, e),
+        &[
+            "ThrottlingException",
+            "KMSInternalException",
+            "DependencyTimeoutException",
+            "KeyUnavailableException",
+        ],
+        Error::Kms,
+        Error::KmsRefused,
+    )
 }
 
 #[cfg(test)]

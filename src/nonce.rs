@@ -31,10 +31,11 @@
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Where seals take their nonces from, for every `Sealer` and `Keyring` in
-/// the process: [`set_nonce_source`].
+/// the process: [`nonce_source`]; [`use_os_nonces`] switches to the OS for
+/// good.
 ///
 /// # Which to choose
 ///
@@ -43,13 +44,17 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 ///   fork. A seal costs no system call (about 0.34 µs less than `Os` on a
 ///   4-byte seal, which takes half the time; BENCHMARKS.md, "Nonces").
 /// - [`NonceSource::Os`]: one `getrandom` call per seal. Choose it for any
-///   process whose memory may be snapshotted and restored more than once:
-///   AWS Lambda SnapStart, Firecracker snapshots, CRIU, a VM cloned from a
-///   running image. Every copy restored from one snapshot would otherwise
-///   serve the same pooled nonces, and AES-GCM under a repeated nonce
-///   leaks the XOR of plaintexts and lets the authentication key be
-///   recovered. Set it at start, before the snapshot is taken and before
-///   the first seal.
+///   process whose memory may run as more than one copy: restored from a
+///   snapshot (Firecracker, CRIU, Lambda SnapStart where a runtime offers
+///   it) or a VM cloned while running. Every copy would otherwise serve the
+///   same pooled nonces, and AES-GCM under a repeated nonce leaks the XOR
+///   of the plaintexts and lets the authentication key be recovered.
+///
+/// The OS source is as good as the kernel's generator after a restore:
+/// Linux 5.18 and later reseed it when the hypervisor exposes a VM
+/// generation id (Firecracker, QEMU, Hyper-V), shortly after the resume; a
+/// process-level restore (CRIU) does not copy the kernel's generator at
+/// all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum NonceSource {
@@ -59,35 +64,33 @@ pub enum NonceSource {
     Os,
 }
 
-/// The process's nonce source: 0 the pool, 1 the OS.
-static SOURCE: AtomicU8 = AtomicU8::new(0);
+/// Whether every nonce comes from the OS ([`use_os_nonces`]); never unset.
+static OS_ONLY: AtomicBool = AtomicBool::new(false);
 
-/// Sets where every seal in this process takes its nonce from (see
-/// [`NonceSource`] for which to choose).
+/// Takes every nonce of this process from the OS from now on, for good
+/// (see [`NonceSource`] for when): no later call, in this crate or in a
+/// dependency, switches back to the pool. Call it at start, before the
+/// first seal and before any snapshot is taken.
 ///
 /// # Example
 ///
 /// ```
-/// use pinseal::envelope::{NonceSource, nonce_source, set_nonce_source};
+/// use pinseal::envelope::{NonceSource, nonce_source, use_os_nonces};
 ///
-/// // At the start of a Lambda function with SnapStart:
-/// set_nonce_source(NonceSource::Os);
+/// // At the start of a function that runs from a memory snapshot:
+/// use_os_nonces();
 /// assert_eq!(nonce_source(), NonceSource::Os);
-/// # set_nonce_source(NonceSource::Pool);
 /// ```
-pub fn set_nonce_source(source: NonceSource) {
-    let value = match source {
-        NonceSource::Pool => 0,
-        NonceSource::Os => 1,
-    };
-    SOURCE.store(value, Ordering::SeqCst);
+pub fn use_os_nonces() {
+    OS_ONLY.store(true, Ordering::SeqCst);
 }
 
 /// Where seals take their nonces from now.
 pub fn nonce_source() -> NonceSource {
-    match SOURCE.load(Ordering::Relaxed) {
-        0 => NonceSource::Pool,
-        _ => NonceSource::Os,
+    if OS_ONLY.load(Ordering::Relaxed) {
+        NonceSource::Os
+    } else {
+        NonceSource::Pool
     }
 }
 
@@ -279,14 +282,26 @@ mod tests {
         assert!(a.is_disjoint(&b), "OS nonces repeat across copies");
     }
 
+    /// This thread's pool's position: how many nonces it has served.
+    fn pool_position() -> usize {
+        POOL.with(|pool| pool.borrow().next)
+    }
+
     #[test]
-    fn the_source_is_chosen_per_process() {
-        assert_eq!(nonce_source(), NonceSource::Pool, "the default");
-        set_nonce_source(NonceSource::Os);
-        let a = fresh_nonce();
+    fn the_os_source_does_not_touch_the_pool_and_cannot_be_undone() {
+        // Each test runs on a thread of its own: this pool is this test's.
+        if nonce_source() == NonceSource::Pool {
+            let _ = fresh_nonce();
+            let before = pool_position();
+            let _ = fresh_nonce();
+            assert_eq!(pool_position(), before + 1, "the pool serves");
+        }
+        use_os_nonces();
+        let before = pool_position();
+        let nonces: std::collections::HashSet<_> = (0..100).map(|_| fresh_nonce()).collect();
+        assert_eq!(nonces.len(), 100);
+        assert_eq!(pool_position(), before, "the OS serves, not the pool");
         assert_eq!(nonce_source(), NonceSource::Os);
-        set_nonce_source(NonceSource::Pool);
-        assert_ne!(a, fresh_nonce());
     }
 
     #[test]

@@ -49,6 +49,7 @@ use core::fmt;
 use std::time::Duration;
 
 use aws_sdk_sns::Client;
+use aws_sdk_sns::config::http::HttpResponse;
 use aws_sdk_sns::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sns::types::MessageAttributeValue;
 use zeroize::Zeroizing;
@@ -139,18 +140,18 @@ impl SnsSms {
     }
 }
 
-/// What a failed `Publish` means, without the SDK's message.
-fn classify<E, R>(e: Option<&SdkError<E, R>>) -> Error
-where
-    E: ProvideErrorMetadata,
-{
-    match e {
-        Some(SdkError::ServiceError(service)) => match service.err().code() {
-            Some("Throttling" | "ThrottledException" | "InternalError" | "InternalFailure") => {
-                Error::Delivery
-            }
-            _ => Error::DeliveryRefused,
-        },
-        _ => Error::Delivery,
-    }
+/// What a failed `Publish` means, without the SDK's message: no usable
+/// answer ([`Error::Delivery`]), or a refusal ([`Error::DeliveryRefused`]).
+fn classify<E: ProvideErrorMetadata>(e: Option<&SdkError<E, HttpResponse>>) -> Error {
+    crate::deadline::classify_aws(
+        crate::deadline::aws_failure!(aws_sdk_sns, e),
+        &[
+            "Throttling",
+            "ThrottledException",
+            "InternalError",
+            "InternalFailure",
+        ],
+        Error::Delivery,
+        Error::DeliveryRefused,
+    )
 }

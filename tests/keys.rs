@@ -224,7 +224,12 @@ fn key_files_must_be_private_regular_files() {
         );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
         assert!(Key::from_file(&path, format).is_ok(), "{name} 0400");
-        for mode in [0o644, 0o640, 0o604, 0o620] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o440)).unwrap();
+        assert!(
+            Key::from_file(&path, format).is_ok(),
+            "{name} 0440 (a group read)"
+        );
+        for mode in [0o644, 0o604, 0o620, 0o660, 0o444, 0o602] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
             assert_eq!(
                 Key::from_file(&path, format).unwrap_err(),
@@ -260,6 +265,29 @@ fn key_files_must_be_private_regular_files() {
     let long = write("long", &[b'a'; 4096], 0o600);
     let err = Key::from_file(&long, KeyFormat::Hex).unwrap_err();
     assert_eq!(err, Error::KeyFile);
+    // A symbolic link to a private key file is followed (a mounted secret
+    // is one); a FIFO is refused without blocking on it.
+    let target = write("target", hex.as_bytes(), 0o600);
+    let link = dir.join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    assert_eq!(
+        Key::from_file(&link, KeyFormat::Hex)
+            .unwrap()
+            .expose_secret(),
+        &bytes
+    );
+    let fifo = dir.join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(
+        Key::from_file(&fifo, KeyFormat::Hex).unwrap_err(),
+        Error::KeyFile
+    );
     // No error names the path or echoes the contents.
     for e in [Error::KeyFile, Error::KeyFileMode, Error::KeyBase64] {
         let text = format!("{e} {e:?}");
@@ -292,5 +320,10 @@ fn keys_from_the_environment_in_either_text_format() {
     assert_eq!(
         Key::from_env_as("PINSEAL_TEST_KEY_ABSENT", KeyFormat::Hex).unwrap_err(),
         Error::KeyEnvMissing
+    );
+    // Raw bytes are for files: 32 characters of a variable are a password.
+    assert_eq!(
+        Key::from_env_as("PINSEAL_TEST_KEY_HEX", KeyFormat::Raw).unwrap_err(),
+        Error::InvalidParameter
     );
 }

@@ -61,11 +61,15 @@ fn a_data_key_unwraps_to_the_key_it_was_made_as() {
         let kms = Kms::new(client);
         let purpose = purpose("unwrap");
         let (key, wrapped) = kms.generate_data_key(&key_id, &purpose).await.unwrap();
-        // Configuration holds the base64 text.
-        let stored = wrapped.to_string();
-        assert!(!stored.contains(&const_hex::encode(key.expose_secret())));
-        let wrapped: WrappedKey = stored.parse().unwrap();
-        let unwrapped = kms.unwrap(&wrapped, &purpose).await.unwrap();
+        // Configuration holds the base64 of a blob that is not the key.
+        assert!(
+            !wrapped
+                .as_bytes()
+                .windows(32)
+                .any(|w| w == key.expose_secret())
+        );
+        let wrapped: WrappedKey = wrapped.to_string().parse().unwrap();
+        let unwrapped = kms.unwrap(&key_id, &wrapped, &purpose).await.unwrap();
         assert_eq!(unwrapped.id(), key.id());
         // The same envelope bytes as any other key makes.
         let envelope = Sealer::new(&unwrapped).seal(b"1234", b"pin");
@@ -76,12 +80,15 @@ fn a_data_key_unwraps_to_the_key_it_was_made_as() {
                 .expose_secret(),
             b"1234"
         );
-        // Another purpose, a blob that is not a wrapped key, a key that does
-        // not exist: refused, without a word of the SDK's message.
+        // Another purpose, a blob that is not a wrapped key, the blob named
+        // with another KMS key (the role may use both), a key that does not
+        // exist: refused.
+        let other_kms_key = kms_key(&self::client(&url)).await;
         for refused in [
-            kms.unwrap(&wrapped, "another/purpose").await,
-            kms.unwrap(&WrappedKey::from_bytes(vec![7; 64]), &purpose)
+            kms.unwrap(&key_id, &wrapped, "another/purpose").await,
+            kms.unwrap(&key_id, &WrappedKey::from_bytes(vec![7; 64]), &purpose)
                 .await,
+            kms.unwrap(&other_kms_key, &wrapped, &purpose).await,
         ] {
             assert_eq!(refused.err(), Some(Error::KmsRefused));
         }
@@ -105,8 +112,83 @@ fn an_unreachable_kms_is_unavailable() {
         .port();
     let kms = Kms::new(client(&format!("http://127.0.0.1:{port}"))).timeout(Duration::from_secs(2));
     let wrapped = WrappedKey::from_bytes(vec![1; 64]);
-    let result = runtime().block_on(kms.unwrap(&wrapped, "p"));
+    let result = runtime().block_on(kms.unwrap("k", &wrapped, "p"));
     assert_eq!(result.err(), Some(Error::Kms));
+}
+
+/// A server that answers every request with `status` and `body`, as KMS
+/// (or a proxy in front of it) would.
+fn canned(status: &'static str, body: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 65536];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn outages_and_refusals_are_told_apart() {
+    let rt = runtime();
+    let wrapped = WrappedKey::from_bytes(vec![1; 64]);
+    let cases = [
+        // A server error, with or without a code, and throttling: retry later.
+        ("503 Service Unavailable", "<html>busy</html>", Error::Kms),
+        (
+            "500 Internal Server Error",
+            r#"{"__type":"InternalFailure"}"#,
+            Error::Kms,
+        ),
+        (
+            "400 Bad Request",
+            r#"{"__type":"ThrottlingException"}"#,
+            Error::Kms,
+        ),
+        // KMS says no: fix the configuration.
+        (
+            "400 Bad Request",
+            r#"{"__type":"AccessDeniedException"}"#,
+            Error::KmsRefused,
+        ),
+        (
+            "400 Bad Request",
+            r#"{"__type":"IncorrectKeyException"}"#,
+            Error::KmsRefused,
+        ),
+    ];
+    for (status, body, want) in cases {
+        // No retries: the SDK would retry the 5xx and the throttling.
+        let config = aws_sdk_kms::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(canned(status, body))
+            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+            .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+            .build();
+        let kms = Kms::new(aws_sdk_kms::Client::from_conf(config));
+        let got = rt.block_on(kms.unwrap("k", &wrapped, "p")).err();
+        assert_eq!(got, Some(want), "{status} {body}");
+    }
+    // No region: the request cannot be made; waiting will not help.
+    let config = aws_sdk_kms::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .build();
+    let kms = Kms::new(aws_sdk_kms::Client::from_conf(config));
+    assert_eq!(
+        rt.block_on(kms.unwrap("k", &wrapped, "p")).err(),
+        Some(Error::KmsRefused)
+    );
 }
 
 /// The KMS calls moto received for `purpose` since it started recording.
@@ -183,7 +265,7 @@ fn one_kms_call_per_key_at_start_and_none_per_seal() {
         let (_, new) = kms.generate_data_key(&key_id, &purpose).await.unwrap();
         let old_envelope = Sealer::new(&old_key).seal(b"4321", b"last4");
         // Rotation: the new key seals, the old one still opens.
-        let ring = kms.keyring(&new, &[old], &purpose).await.unwrap();
+        let ring = kms.keyring(&key_id, &new, &[old], &purpose).await.unwrap();
         (ring, old_envelope)
     });
     let at_start = recorded_calls(&url, &purpose);
@@ -246,9 +328,12 @@ fn real_kms_when_configured() {
     runtime().block_on(async {
         let purpose = purpose("real");
         let (key, wrapped) = kms.generate_data_key(&key_id, &purpose).await.unwrap();
-        assert_eq!(kms.unwrap(&wrapped, &purpose).await.unwrap().id(), key.id());
         assert_eq!(
-            kms.unwrap(&wrapped, "another").await.err(),
+            kms.unwrap(&key_id, &wrapped, &purpose).await.unwrap().id(),
+            key.id()
+        );
+        assert_eq!(
+            kms.unwrap(&key_id, &wrapped, "another").await.err(),
             Some(Error::KmsRefused)
         );
     });

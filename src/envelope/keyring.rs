@@ -38,12 +38,18 @@ use crate::{Error, Key, KeyId};
 /// keys turned that loop into a denial of service; here the ring's size is
 /// the service's own, and bounded.
 ///
-/// # Knowing when a rotation is done
+/// # Knowing whether the old keys are still used
 ///
-/// The ring counts the envelopes each key opened ([`Keyring::key_usage`],
-/// [`Keyring::previous_opens`]). Export the count of opens under previous
-/// keys as a metric: once it stays at zero for as long as envelopes live
-/// (or after a batch [`Keyring::reseal`]), the old keys can go.
+/// The ring counts, per key, the opens it served since it was made
+/// ([`Keyring::key_usage`], [`Keyring::previous_opens`]; a reseal counts,
+/// an expired envelope that authenticates counts, a failed open does not).
+/// Export the count of opens under previous keys as a metric: while its
+/// rate is above zero, envelopes under old keys are still in use. A rate
+/// of zero is evidence for the envelopes that pass through, not for those
+/// at rest: before retiring a key, reseal what is stored (every row through
+/// [`Keyring::reseal`]) and check that no open under it follows, for at
+/// least as long as an envelope in transit lives. The counts restart with
+/// the process.
 ///
 /// # Example
 ///
@@ -56,7 +62,7 @@ use crate::{Error, Key, KeyId};
 ///
 /// let rotated = Keyring::new(&new_key).with_previous(&old_key)?;
 /// assert_eq!(rotated.open(&envelope, b"last4")?.expose_secret(), b"4321");
-/// assert_eq!(rotated.previous_opens(), 1); // one envelope still under the old key
+/// assert_eq!(rotated.previous_opens(), 1); // an envelope under the old key was used
 /// let moved = rotated.reseal(&envelope, b"last4")?;
 /// assert!(old.open(&moved, b"last4").is_err()); // now under the new key only
 /// # Ok::<(), pinseal::Error>(())
@@ -126,8 +132,8 @@ impl<E: Engine> Keyring<E> {
         Ok(self)
     }
 
-    /// How many envelopes each key opened since the ring was made, primary
-    /// first.
+    /// How many opens each key served since the ring was made, primary
+    /// first (see "Knowing whether the old keys are still used").
     pub fn key_usage(&self) -> Vec<KeyUsage> {
         self.sealers()
             .zip(&self.opens)
@@ -140,9 +146,9 @@ impl<E: Engine> Keyring<E> {
             .collect()
     }
 
-    /// Envelopes opened under a previous key since the ring was made: the
-    /// ones still waiting to be resealed. A rotation is complete when this
-    /// stops growing.
+    /// Opens served by a previous key since the ring was made: envelopes
+    /// under old keys that are still in use (see "Knowing whether the old
+    /// keys are still used").
     pub fn previous_opens(&self) -> u64 {
         self.opens[1..]
             .iter()

@@ -122,7 +122,7 @@ pub use crate::engine::AwsLc;
 #[cfg_attr(docsrs, doc(cfg(feature = "ring")))]
 pub use crate::engine::Ring;
 pub use crate::engine::{AesGcm, Engine, TAG_LEN};
-pub use crate::nonce::{NONCE_LEN, NonceSource, nonce_source, set_nonce_source};
+pub use crate::nonce::{NONCE_LEN, NonceSource, nonce_source, use_os_nonces};
 pub use keyring::{KeyUsage, Keyring};
 pub use seal::Seal;
 pub use sealer::Sealer;
