@@ -42,7 +42,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{FromRef, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -52,7 +52,7 @@ use pinseal::otp::MemoryStore;
 use pinseal::otp::aio::AcceptOnce;
 use pinseal::otp::store::DynStore;
 use pinseal::pseudonym::Pseudonymizer;
-use pinseal::web::{TwilioWebhook, WebhookConfig};
+use pinseal::web::{TwilioWebhook, WebhookConfig, WebhookState};
 use pinseal::webhook::TwilioSignature;
 use pinseal::{Aad, Error, ExposeSecret, Key, Seal, Sealer, Secret};
 use serde::{Deserialize, Serialize};
@@ -68,9 +68,9 @@ struct App {
     backend: Arc<Backend>,
 }
 
-impl FromRef<App> for Arc<WebhookConfig> {
-    fn from_ref(app: &App) -> Arc<WebhookConfig> {
-        Arc::clone(&app.webhooks)
+impl WebhookState for App {
+    fn webhook_config(&self) -> &WebhookConfig {
+        &self.webhooks
     }
 }
 

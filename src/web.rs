@@ -8,6 +8,7 @@
 //! | `impl IntoResponse for Error` | a handler returns `Result<_, pinseal::Error>`: status, `Retry-After`, a JSON body in the provider's error shape |
 //! | [`TwilioWebhook`] | the extractor: signature checked, secret parameters in [`Secret`], replays refused |
 //! | [`WebhookConfig`] | what it checks against: tokens and shared keys, the public URL, the accept-once store |
+//! | [`WebhookState`] | how the extractor finds the configuration in an app's state |
 //!
 //! # Errors as responses
 //!
@@ -35,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{FromRef, FromRequest, OriginalUri, Request};
+use axum::extract::{FromRequest, OriginalUri, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -102,10 +103,10 @@ fn json_escape(text: &str) -> String {
 /// signature secrets, the public URL the provider calls, which parameters
 /// are secret, and the accept-once set that refuses replays.
 ///
-/// Put it in the router's state as an `Arc<WebhookConfig>`: directly
-/// (`.with_state(Arc::new(config))`), or from the app's own state with
-/// `impl FromRef<AppState> for Arc<WebhookConfig>` (see
-/// `examples/ivr_server.rs`).
+/// The extractor finds it in the router's state through [`WebhookState`]:
+/// the state can be an `Arc<WebhookConfig>`, or the app's own state type
+/// (or an `Arc` of it) that implements [`WebhookState`] by returning the
+/// field that holds it (see `examples/ivr_server.rs`).
 ///
 /// # Replays
 ///
@@ -300,6 +301,48 @@ impl core::fmt::Debug for WebhookConfig {
     }
 }
 
+/// How [`TwilioWebhook`] finds its [`WebhookConfig`] in a router's state.
+///
+/// Implement it for the app's state type; an `Arc` of that type, and
+/// `WebhookConfig` itself (or an `Arc` of it), implement it then too. (A
+/// trait of this crate rather than axum's `FromRef`: an app whose state is
+/// an `Arc<App>` could not implement `FromRef` for it.)
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use pinseal::web::{WebhookConfig, WebhookState};
+///
+/// struct App {
+///     webhooks: WebhookConfig,
+///     // ... the app's other state
+/// }
+///
+/// impl WebhookState for App {
+///     fn webhook_config(&self) -> &WebhookConfig {
+///         &self.webhooks
+///     }
+/// }
+/// // Router::new()...with_state(Arc::new(app)): `TwilioWebhook` extracts.
+/// ```
+pub trait WebhookState: Send + Sync {
+    /// The configuration webhooks are checked against.
+    fn webhook_config(&self) -> &WebhookConfig;
+}
+
+impl WebhookState for WebhookConfig {
+    fn webhook_config(&self) -> &WebhookConfig {
+        self
+    }
+}
+
+impl<T: WebhookState + ?Sized> WebhookState for Arc<T> {
+    fn webhook_config(&self) -> &WebhookConfig {
+        (**self).webhook_config()
+    }
+}
+
 /// The parameters [`TwilioWebhook`] hands over in [`Secret`] by default.
 const DEFAULT_SECRET_PARAMS: [&str; 4] = ["Digits", "SpeechResult", "UnstableSpeechResult", "Body"];
 
@@ -325,8 +368,8 @@ fn first_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 ///
 /// # About
 ///
-/// Extracting it, with an `Arc<`[`WebhookConfig`]`>` reachable from the
-/// router's state:
+/// Extracting it, with a [`WebhookConfig`] reachable from the router's
+/// state through [`WebhookState`]:
 ///
 /// 1. rebuilds the URL the provider called from the configured public base
 ///    URL (or the forwarded headers, if trusted) and the request's original
@@ -445,15 +488,11 @@ impl core::fmt::Debug for TwilioWebhook {
     }
 }
 
-impl<S> FromRequest<S> for TwilioWebhook
-where
-    Arc<WebhookConfig>: FromRef<S>,
-    S: Send + Sync,
-{
+impl<S: WebhookState> FromRequest<S> for TwilioWebhook {
     type Rejection = Error;
 
     async fn from_request(request: Request<Body>, state: &S) -> Result<Self, Error> {
-        let config = Arc::<WebhookConfig>::from_ref(state);
+        let config = state.webhook_config();
         let (parts, body) = request.into_parts();
         if parts.method != axum::http::Method::POST {
             return Err(Error::InvalidParameter);

@@ -418,3 +418,27 @@ fn errors_answer_in_the_providers_shape() {
         );
     }
 }
+
+/// An app whose state is an `Arc` of its own type: the extractor finds
+/// the configuration through `WebhookState`.
+#[test]
+fn an_apps_own_state_holds_the_configuration() {
+    struct App {
+        webhooks: WebhookConfig,
+    }
+    impl pinseal::web::WebhookState for App {
+        fn webhook_config(&self) -> &WebhookConfig {
+            &self.webhooks
+        }
+    }
+    let once = AcceptOnce::with_store(&Key::generate(), DynStore::new(MemoryStore::new()));
+    let app = Arc::new(App {
+        webhooks: WebhookConfig::new(signature(), BASE, once).unwrap(),
+    });
+    run(async {
+        let hook = TwilioWebhook::from_request(signed("/gather/pin", &GATHER), &app)
+            .await
+            .unwrap();
+        assert_eq!(hook.get("CallSid"), Some(GATHER[0].1));
+    });
+}
