@@ -127,6 +127,16 @@ fn json_escape(text: &str) -> String {
 /// delivery is forgotten; the provider's signatures carry no time, so a
 /// request captured earlier than that is admitted again.
 ///
+/// Each admitted delivery holds one store entry for the window: a
+/// [`MemoryStore`](crate::otp::MemoryStore) of the default 100 000 entries
+/// fills at about 7 deliveries a second over 4 hours, and a full store
+/// answers `503` ([`Error::StoreFull`]). Size the store, or the window, for
+/// the traffic.
+///
+/// A parameter sent several times is signed as a set of values, sorted (as
+/// the provider signs it), so the order of repeated values is not
+/// authenticated: [`TwilioWebhook::get`] returns the first value received.
+///
 /// # Example
 ///
 /// ```
