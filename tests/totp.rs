@@ -166,6 +166,8 @@ fn uri_errors_are_typed_and_never_echo_the_uri() {
         (Algorithm::Sha1, 6, Duration::from_secs(30)),
         "defaults"
     );
+    // 64 bytes of secret: the longest a URI may carry.
+    assert!(Totp::from_uri(&format!("otpauth://totp/A:a?secret={}", "A".repeat(103))).is_ok());
     // Either case, padding or not.
     assert!(Totp::from_uri(&good.to_lowercase()).is_ok());
     assert!(Totp::from_uri(&good.replace(secret, &format!("{secret}===="))).is_ok());
@@ -184,6 +186,14 @@ fn uri_errors_are_typed_and_never_echo_the_uri() {
         format!("otpauth://totp/ACME:alice?secret={secret}%ZZ"),
         // 10 bytes: the common 16-character secret, under RFC 4226's minimum.
         "otpauth://totp/ACME:alice?secret=JBSWY3DPEHPK3PXP".to_string(),
+        // 65 bytes of secret (one over the cap), and a 62 500-byte one.
+        format!("otpauth://totp/ACME:alice?secret={}", "A".repeat(104)),
+        format!("otpauth://totp/ACME:alice?secret={}", "A".repeat(100_000)),
+        // A URI longer than any enrollment needs.
+        format!(
+            "otpauth://totp/ACME:alice?secret={secret}&issuer={}",
+            "x".repeat(2048)
+        ),
     ];
     for uri in &bad {
         let err = Totp::from_uri(uri).unwrap_err();

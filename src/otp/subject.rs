@@ -18,7 +18,9 @@ const SEPARATORS: &[char] = &[' ', '-', '.', '(', ')', '/', '\u{a0}'];
 ///
 /// `input`: a number that starts with `+` or with the international prefix
 /// `00`, then 7 to 15 digits (the first not `0`), with spaces, `-`, `.`,
-/// `/`, non-breaking spaces and parentheses anywhere after the prefix.
+/// `/`, non-breaking spaces and parentheses anywhere after the prefix. A
+/// trunk prefix written `(0)` (`+44 (0)20 7946 0958`), which is not dialed
+/// from abroad, is dropped.
 ///
 /// # Errors
 ///
@@ -34,6 +36,7 @@ const SEPARATORS: &[char] = &[' ', '-', '.', '(', ')', '/', '\u{a0}'];
 ///
 /// assert_eq!(canonical_phone("+1 (555) 010-0199")?, "+15550100199");
 /// assert_eq!(canonical_phone("0044 20 7946 0958")?, "+442079460958");
+/// assert_eq!(canonical_phone("+44 (0)20 7946 0958")?, "+442079460958");
 /// assert!(canonical_phone("555-0199").is_err()); // no country code
 /// # Ok::<(), pinseal::Error>(())
 /// ```
@@ -45,6 +48,8 @@ pub fn canonical_phone(input: &str) -> Result<String, Error> {
         .ok_or(Error::InvalidPhoneNumber)?;
     let mut out = String::with_capacity(16);
     out.push('+');
+    // "(0)": the national trunk prefix, shown for callers at home only.
+    let rest = rest.replace("(0)", " ");
     for c in rest.chars() {
         if c.is_ascii_digit() {
             out.push(c);
@@ -78,6 +83,23 @@ mod tests {
         for s in spellings {
             assert_eq!(canonical_phone(s).unwrap(), "+15550100199", "{s:?}");
         }
+    }
+
+    #[test]
+    fn a_trunk_zero_in_parentheses_is_not_part_of_the_number() {
+        for s in [
+            "+44 (0)20 7946 0958",
+            "+44(0)2079460958",
+            "0044 (0) 20 7946 0958",
+            "+44 20 7946 0958",
+        ] {
+            assert_eq!(canonical_phone(s).unwrap(), "+442079460958", "{s:?}");
+        }
+        // A zero that is written without parentheses is a digit.
+        assert_eq!(
+            canonical_phone("+39 06 1234 5678").unwrap(),
+            "+390612345678"
+        );
     }
 
     #[test]

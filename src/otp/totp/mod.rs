@@ -45,6 +45,10 @@ pub enum Algorithm {
 /// Shortest shared secret accepted: 128 bits (RFC 4226 section 4, R6).
 pub const MIN_SECRET_LEN: usize = 16;
 
+/// Longest shared secret an enrollment URI may carry: 64 bytes (512 bits,
+/// HMAC-SHA-512's output; longer keys add nothing).
+pub const MAX_URI_SECRET_LEN: usize = 64;
+
 /// Length of secrets [`Totp::random`] generates: 160 bits, as RFC 4226
 /// recommends and every authenticator app accepts.
 pub const SECRET_LEN: usize = 20;

@@ -6,7 +6,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_perc
 
 use std::time::Duration;
 
-use super::{Algorithm, MIN_SECRET_LEN, Totp};
+use super::{Algorithm, MAX_URI_SECRET_LEN, MIN_SECRET_LEN, Totp};
 use crate::secret::{ExposeSecret, ExposeSecretMut};
 use crate::{Error, Secret};
 
@@ -107,11 +107,16 @@ impl Totp {
     /// # Errors
     ///
     /// [`Error::InvalidOtpUri`] if the text is not an `otpauth://totp/` URI,
-    /// a parameter is repeated, malformed or out of range, or the secret is
+    /// a parameter is repeated, malformed or out of range, the secret is
     /// shorter than 16 bytes (RFC 4226's minimum; some generators still make
-    /// 10-byte secrets, which this crate refuses). The error never contains
-    /// the URI, which holds the secret.
+    /// 10-byte secrets, which this crate refuses) or longer than
+    /// [`MAX_URI_SECRET_LEN`] (64 bytes), or the URI is longer than 2 048
+    /// characters. The error never contains the URI, which holds the
+    /// secret.
     pub fn from_uri(uri: &str) -> Result<Totp, Error> {
+        if uri.len() > MAX_URI_LEN {
+            return Err(Error::InvalidOtpUri);
+        }
         let rest = strip_prefix_ignore_case(uri, "otpauth://totp/").ok_or(Error::InvalidOtpUri)?;
         let query = rest.split_once('?').map_or("", |(_label, q)| q);
         let (mut secret, mut hash, mut digits, mut period) = (None, None, None, None);
@@ -205,8 +210,15 @@ fn decode_component(value: &str) -> Result<String, Error> {
     Ok(out)
 }
 
-/// Base32 in either case, with or without `=` padding.
+/// The longest enrollment URI read.
+const MAX_URI_LEN: usize = 2048;
+
+/// Base32 in either case, with or without `=` padding, of at most
+/// [`MAX_URI_SECRET_LEN`] bytes (checked before decoding).
 fn decode_secret(value: &str) -> Result<Secret<Vec<u8>>, Error> {
+    if value.trim_end_matches('=').len() > (MAX_URI_SECRET_LEN * 8).div_ceil(5) {
+        return Err(Error::InvalidOtpUri);
+    }
     let mut upper = Secret::new(value.trim_end_matches('=').to_ascii_uppercase());
     let decoded = BASE32_NOPAD
         .decode(upper.expose_secret_mut().as_bytes())
