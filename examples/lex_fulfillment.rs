@@ -148,7 +148,7 @@ fn typed_code(event: &Value) -> Option<Secret<String>> {
 }
 
 enum Turns {
-    Store(aio::Otp<DynStore>),
+    Store(Box<aio::Otp<DynStore>>),
     Session { sealer: Box<Sealer>, ttl: Duration },
 }
 
@@ -446,12 +446,12 @@ async fn main() -> Result<(), Error> {
     let root = Key::generate();
     let policy = Policy::new(6, Duration::from_secs(60), 3)?
         .with_send_budget(5, Duration::from_secs(15 * 60))?;
-    let by_store = Turns::Store(aio::Otp::with_parts(
+    let by_store = Turns::Store(Box::new(aio::Otp::with_parts(
         &root.derive("otp/pepper"),
         policy,
         store().await?,
         SystemClock,
-    ));
+    )));
     let sms = sms();
     converse("store", &by_store, &sms).await?;
     let by_session = Turns::Session {

@@ -83,6 +83,22 @@ pub enum Error {
         /// Time until the client's window ends and its budget is restored.
         retry_after: Duration,
     },
+    /// The client has used its check budget for the current window
+    /// (`Otp::check_from`, `Otp::verify_from`): nothing was checked.
+    ClientCheckLimit {
+        /// Time until the client's window ends and its budget is restored.
+        retry_after: Duration,
+    },
+    /// The fraud guard has blocked the phone number's prefix (too many
+    /// sends to numbers in its range, or too few of them approved): no code
+    /// is sent to any number in it until the block lifts.
+    PrefixBlocked {
+        /// Time until the block lifts.
+        retry_after: Duration,
+    },
+    /// The fraud guard does not send codes to the phone number's country
+    /// (calling code): it is denied, or not among those allowed.
+    CountryBlocked,
     /// A phone number is not in international form (`+` or `00`, country
     /// code, 7 to 15 digits).
     InvalidPhoneNumber,
@@ -163,6 +179,9 @@ impl fmt::Display for Error {
             Error::SendLimit { .. } => "send budget for this subject is spent",
             Error::Locked { .. } => "attempt budget for this subject is spent",
             Error::ClientLimit { .. } => "send budget for this client is spent",
+            Error::ClientCheckLimit { .. } => "check budget for this client is spent",
+            Error::PrefixBlocked { .. } => "sending to this number range is blocked for a while",
+            Error::CountryBlocked => "sending to this country is not permitted",
             Error::InvalidPhoneNumber => "phone number is not in international form",
             Error::WebhookSignature => "webhook signature does not match",
             Error::WebhookBody => "webhook body does not match its signed hash",
@@ -198,7 +217,8 @@ impl std::error::Error for Error {}
 /// |---|---|---|---|
 /// | [`BadInput`](ErrorClass::BadInput) | `InvalidChallengeId`, `InvalidPan`, `InvalidPhoneNumber`, `InvalidOtpUri`, `PlaintextTooLong`, `InvalidParameter` | 400 | no: the input is wrong |
 /// | [`Unauthentic`](ErrorClass::Unauthentic) | `Decrypt`, `Expired`, `WebhookSignature`, `WebhookBody`, `WebhookAlgorithm`, `Replayed` | 403 | no |
-/// | [`Limited`](ErrorClass::Limited) | `SendLimit`, `Locked`, `ClientLimit` | 429 | after [`Error::retry_after`] |
+/// | [`Limited`](ErrorClass::Limited) | `SendLimit`, `Locked`, `ClientLimit`, `ClientCheckLimit` | 429 | after [`Error::retry_after`] |
+/// | [`Refused`](ErrorClass::Refused) | `PrefixBlocked`, `CountryBlocked` | 403 | `PrefixBlocked` after [`Error::retry_after`]; `CountryBlocked` no |
 /// | [`Unavailable`](ErrorClass::Unavailable) | `Store`, `StoreFull`, `Contention`, `Kms`, `Delivery` | 503 | yes, with backoff |
 /// | [`Internal`](ErrorClass::Internal) | `KeyLength`, `KeyHex`, `KeyBase64`, `KeyEnvMissing`, `KeyFile`, `KeyFileMode`, `InvalidPolicy`, `InvalidOtpParameter`, `BufferTooSmall`, `StoreCorrupt`, `StoreConfig`, `StoreAuth`, `StoreTls`, `WebhookConfig`, `TooManyKeys`, `KmsRefused`, `DeliveryRefused` | 500 | no: configuration or code to fix |
 ///
@@ -227,6 +247,9 @@ pub enum ErrorClass {
     /// A send or attempt budget is spent; the same request succeeds once the
     /// window ends.
     Limited,
+    /// A policy forbids the request (the fraud guard blocks the number's
+    /// range or country); asking again does not help until the block lifts.
+    Refused,
     /// The challenge store cannot serve the request now; retrying later is
     /// safe.
     Unavailable,
@@ -242,6 +265,7 @@ impl ErrorClass {
         match self {
             ErrorClass::BadInput => 400,
             ErrorClass::Unauthentic => 403,
+            ErrorClass::Refused => 403,
             ErrorClass::Limited => 429,
             ErrorClass::Unavailable => 503,
             ErrorClass::Internal => 500,
@@ -265,9 +289,11 @@ impl Error {
             | Error::WebhookBody
             | Error::WebhookAlgorithm
             | Error::Replayed => ErrorClass::Unauthentic,
-            Error::SendLimit { .. } | Error::Locked { .. } | Error::ClientLimit { .. } => {
-                ErrorClass::Limited
-            }
+            Error::SendLimit { .. }
+            | Error::Locked { .. }
+            | Error::ClientLimit { .. }
+            | Error::ClientCheckLimit { .. } => ErrorClass::Limited,
+            Error::PrefixBlocked { .. } | Error::CountryBlocked => ErrorClass::Refused,
             Error::Store | Error::StoreFull | Error::Contention | Error::Kms | Error::Delivery => {
                 ErrorClass::Unavailable
             }
@@ -316,9 +342,11 @@ impl Error {
     /// |---|---|
     /// | 20404 not found | `InvalidChallengeId` |
     /// | 60200 invalid parameter | the other bad input |
-    /// | 60202 max check attempts reached | `Locked` |
+    /// | 60202 max check attempts reached | `Locked`, `ClientCheckLimit` |
     /// | 60203 max send attempts reached | `SendLimit` |
     /// | 20429 too many requests | `ClientLimit` |
+    /// | 60410 delivery blocked (fraud guard) | `PrefixBlocked` |
+    /// | 60605 delivery blocked (geo permissions) | `CountryBlocked` |
     /// | 20403 forbidden | not authentic: `Decrypt`, `Expired`, `WebhookSignature`, `WebhookBody`, `WebhookAlgorithm`, `Replayed` |
     /// | 20503 service unavailable | `Store`, `StoreFull`, `Contention` |
     /// | 20500 internal server error | configuration and stored state |
@@ -331,9 +359,12 @@ impl Error {
             Error::Locked { .. } => 60202,
             Error::SendLimit { .. } => 60203,
             Error::ClientLimit { .. } => 20429,
+            Error::ClientCheckLimit { .. } => 60202,
+            Error::PrefixBlocked { .. } => 60410,
+            Error::CountryBlocked => 60605,
             _ => match self.class() {
                 ErrorClass::BadInput => 60200,
-                ErrorClass::Unauthentic => 20403,
+                ErrorClass::Unauthentic | ErrorClass::Refused => 20403,
                 ErrorClass::Limited => 20429,
                 ErrorClass::Unavailable => 20503,
                 ErrorClass::Internal => 20500,
@@ -342,8 +373,8 @@ impl Error {
     }
 
     /// How long until a spent budget lifts: `Some` for
-    /// [`Error::SendLimit`], [`Error::Locked`] and [`Error::ClientLimit`]
-    /// (what a web service puts in `Retry-After`), `None` for every other
+    /// [`Error::SendLimit`], [`Error::Locked`], [`Error::ClientLimit`],
+    /// [`Error::ClientCheckLimit`] and [`Error::PrefixBlocked`] (what a web service puts in `Retry-After`), `None` for every other
     /// error.
     ///
     /// The wait is counted from the refusal, by the clock of the service
@@ -352,7 +383,9 @@ impl Error {
         match self {
             Error::SendLimit { retry_after }
             | Error::Locked { retry_after }
-            | Error::ClientLimit { retry_after } => Some(*retry_after),
+            | Error::ClientLimit { retry_after }
+            | Error::ClientCheckLimit { retry_after }
+            | Error::PrefixBlocked { retry_after } => Some(*retry_after),
             _ => None,
         }
     }

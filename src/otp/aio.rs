@@ -60,8 +60,9 @@
 
 use core::fmt;
 
-use super::challenge::{Budget, ChallengeId, ClientBudget, Verdict};
+use super::challenge::{Budget, Challenge, ChallengeId, ClientBudget, Verdict};
 use super::clock::{Clock, SystemClock};
+use super::limits::{FraudGuard, PrefixStats, RateKey};
 use super::once::Once;
 use super::policy::Policy;
 use super::service::{Service, Target};
@@ -101,6 +102,18 @@ impl<S, C> Otp<S, C> {
         self.service.policy()
     }
 
+    /// The service with a fraud guard; as
+    /// [`otp::Otp::with_fraud_guard`](super::Otp::with_fraud_guard).
+    pub fn with_fraud_guard(mut self, guard: FraudGuard) -> Self {
+        self.service.set_guard(guard);
+        self
+    }
+
+    /// The fraud guard in force, if any.
+    pub fn fraud_guard(&self) -> Option<&FraudGuard> {
+        self.service.guard()
+    }
+
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
@@ -126,7 +139,7 @@ impl<S: AsyncStore, C: Clock> Otp<S, C> {
     ///
     /// If the operating system cannot provide random bytes.
     pub async fn issue(&self, subject: &str) -> Result<(ChallengeId, Secret<String>), Error> {
-        self.service.issue(&self.store, subject, None).await
+        self.service.issue(&self.store, subject, None, &[]).await
     }
 
     /// Issues a code on behalf of `client`; as
@@ -144,7 +157,27 @@ impl<S: AsyncStore, C: Clock> Otp<S, C> {
         subject: &str,
         client: &str,
     ) -> Result<(ChallengeId, Secret<String>), Error> {
-        self.service.issue(&self.store, subject, Some(client)).await
+        self.service
+            .issue(&self.store, subject, Some(client), &[])
+            .await
+    }
+
+    /// Issues a code counted against rate-limit keys; as
+    /// [`otp::Otp::issue_limited`](super::Otp::issue_limited).
+    ///
+    /// # Errors
+    ///
+    /// As [`otp::Otp::issue_limited`](super::Otp::issue_limited).
+    ///
+    /// # Panics
+    ///
+    /// If the operating system cannot provide random bytes.
+    pub async fn issue_limited(
+        &self,
+        subject: &str,
+        limits: &[RateKey<'_>],
+    ) -> Result<(ChallengeId, Secret<String>), Error> {
+        self.service.issue(&self.store, subject, None, limits).await
     }
 
     /// Checks `input` against the challenge `id`; as
@@ -155,7 +188,24 @@ impl<S: AsyncStore, C: Clock> Otp<S, C> {
     /// As [`otp::Otp::verify`](super::Otp::verify).
     pub async fn verify(&self, id: &ChallengeId, input: &str) -> Result<Verdict, Error> {
         self.service
-            .verify(&self.store, Target::Id(id), input)
+            .verify(&self.store, Target::Id(id), input, None)
+            .await
+    }
+
+    /// Checks `input` against the challenge `id` on behalf of `client`; as
+    /// [`otp::Otp::verify_from`](super::Otp::verify_from).
+    ///
+    /// # Errors
+    ///
+    /// As [`otp::Otp::verify_from`](super::Otp::verify_from).
+    pub async fn verify_from(
+        &self,
+        id: &ChallengeId,
+        client: &str,
+        input: &str,
+    ) -> Result<Verdict, Error> {
+        self.service
+            .verify(&self.store, Target::Id(id), input, Some(client))
             .await
     }
 
@@ -167,8 +217,55 @@ impl<S: AsyncStore, C: Clock> Otp<S, C> {
     /// As [`otp::Otp::check`](super::Otp::check).
     pub async fn check(&self, subject: &str, input: &str) -> Result<Verdict, Error> {
         self.service
-            .verify(&self.store, Target::Subject(subject), input)
+            .verify(&self.store, Target::Subject(subject), input, None)
             .await
+    }
+
+    /// Checks `input` against the subject's newest challenge on behalf of
+    /// `client`; as [`otp::Otp::check_from`](super::Otp::check_from).
+    ///
+    /// # Errors
+    ///
+    /// As [`otp::Otp::verify_from`](super::Otp::verify_from).
+    pub async fn check_from(
+        &self,
+        subject: &str,
+        client: &str,
+        input: &str,
+    ) -> Result<Verdict, Error> {
+        self.service
+            .verify(&self.store, Target::Subject(subject), input, Some(client))
+            .await
+    }
+
+    /// Where the challenge `id` stands, without counting an attempt; as
+    /// [`otp::Otp::fetch`](super::Otp::fetch).
+    ///
+    /// # Errors
+    ///
+    /// As [`otp::Otp::fetch`](super::Otp::fetch).
+    pub async fn fetch(&self, id: &ChallengeId) -> Result<Option<Challenge>, Error> {
+        self.service.fetch(&self.store, id).await
+    }
+
+    /// Approves the challenge `id` without a code; as
+    /// [`otp::Otp::approve`](super::Otp::approve).
+    ///
+    /// # Errors
+    ///
+    /// As [`otp::Otp::approve`](super::Otp::approve).
+    pub async fn approve(&self, id: &ChallengeId) -> Result<bool, Error> {
+        self.service.settle(&self.store, Target::Id(id), true).await
+    }
+
+    /// The fraud guard's counters for a number's prefix; as
+    /// [`otp::Otp::prefix_stats`](super::Otp::prefix_stats).
+    ///
+    /// # Errors
+    ///
+    /// As [`otp::Otp::prefix_stats`](super::Otp::prefix_stats).
+    pub async fn prefix_stats(&self, number: &str) -> Result<Option<PrefixStats>, Error> {
+        self.service.prefix_stats(&self.store, number).await
     }
 
     /// Cancels the challenge `id` if it is still pending; as
@@ -178,7 +275,9 @@ impl<S: AsyncStore, C: Clock> Otp<S, C> {
     ///
     /// As [`otp::Otp::cancel`](super::Otp::cancel).
     pub async fn cancel(&self, id: &ChallengeId) -> Result<bool, Error> {
-        self.service.cancel(&self.store, Target::Id(id)).await
+        self.service
+            .settle(&self.store, Target::Id(id), false)
+            .await
     }
 
     /// Cancels the subject's pending challenge; as
@@ -189,7 +288,7 @@ impl<S: AsyncStore, C: Clock> Otp<S, C> {
     /// As [`otp::Otp::cancel`](super::Otp::cancel).
     pub async fn cancel_subject(&self, subject: &str) -> Result<bool, Error> {
         self.service
-            .cancel(&self.store, Target::Subject(subject))
+            .settle(&self.store, Target::Subject(subject), false)
             .await
     }
 

@@ -1,11 +1,11 @@
 //! What a caller holds and what it is told: [`ChallengeId`], [`Verdict`],
-//! and the budgets left ([`Budget`], [`ClientBudget`]).
+//! [`Challenge`] and the budgets left ([`Budget`], [`ClientBudget`]).
 
 use core::fmt;
 use core::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use crate::Error;
+use crate::{Error, Secret};
 
 /// The public handle of an issued code: 128 random bits, shown as 32
 /// lowercase hex characters (URL-safe).
@@ -209,4 +209,97 @@ impl ClientBudget {
     pub fn retry_after(&self) -> Option<Duration> {
         (self.sends_left == 0).then_some(self.resets_in)
     }
+}
+
+/// Where a challenge stands, in Twilio Verify's vocabulary
+/// ([`ChallengeStatus::as_str`]).
+///
+/// | status | string |
+/// |---|---|
+/// | [`Pending`](ChallengeStatus::Pending) | `pending` |
+/// | [`Approved`](ChallengeStatus::Approved) | `approved` |
+/// | [`Canceled`](ChallengeStatus::Canceled) | `canceled` |
+/// | [`Expired`](ChallengeStatus::Expired) | `expired` |
+/// | [`MaxAttemptsReached`](ChallengeStatus::MaxAttemptsReached) | `max_attempts_reached` |
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ChallengeStatus {
+    /// Waiting for the right code.
+    Pending,
+    /// Approved by a right code or by
+    /// [`Otp::approve`](super::Otp::approve); spent.
+    Approved,
+    /// Withdrawn by [`Otp::cancel`](super::Otp::cancel).
+    Canceled,
+    /// Its lifetime has passed without approval.
+    Expired,
+    /// The code, or its subject in this window, has no attempts left.
+    MaxAttemptsReached,
+}
+
+impl ChallengeStatus {
+    /// The status string (see the table above).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ChallengeStatus::Pending => "pending",
+            ChallengeStatus::Approved => "approved",
+            ChallengeStatus::Canceled => "canceled",
+            ChallengeStatus::Expired => "expired",
+            ChallengeStatus::MaxAttemptsReached => "max_attempts_reached",
+        }
+    }
+}
+
+impl fmt::Display for ChallengeStatus {
+    /// The status string.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What [`Otp::fetch`](super::Otp::fetch) reports about a challenge,
+/// without counting an attempt: its status, whom it was issued for, and its
+/// times. This is Verify's *fetch a verification*.
+///
+/// The subject is stored sealed (AES-256-GCM under a key derived from the
+/// pepper, bound to the challenge) and opened only here, into a
+/// [`Secret`]; `Debug` prints it redacted.
+///
+/// # Example
+///
+/// ```
+/// use pinseal::{ExposeSecret, Key};
+/// use pinseal::otp::{ChallengeStatus, Otp, Policy};
+///
+/// let otp = Otp::new(&Key::generate(), Policy::default());
+/// let (id, _code) = otp.issue("+15551234567")?;
+/// let seen = otp.fetch(&id)?.expect("the challenge is live");
+/// assert_eq!(seen.status, ChallengeStatus::Pending);
+/// assert_eq!(seen.subject.as_ref().map(|s| s.expose_secret().as_str()), Some("+15551234567"));
+/// assert_eq!(seen.attempts_left, 5);
+/// assert!(!format!("{seen:?}").contains("5551234567"));
+/// # Ok::<(), pinseal::Error>(())
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Challenge {
+    /// Where it stands now.
+    pub status: ChallengeStatus,
+    /// The subject it was issued for; `None` for a challenge stored by a
+    /// release before 0.2, which did not keep it.
+    pub subject: Option<Secret<String>>,
+    /// When it was issued (`None` for a challenge stored before 0.2).
+    pub created_at: Option<SystemTime>,
+    /// When it last changed: issued, a wrong attempt, canceled, approved.
+    pub updated_at: Option<SystemTime>,
+    /// When its code stops verifying.
+    pub expires_at: SystemTime,
+    /// Wrong attempts made on this code.
+    pub attempts: u32,
+    /// Wrong attempts the subject may still make in this window.
+    pub attempts_left: u32,
+    /// Which send of the subject's window this was: 1 for the first code,
+    /// 2 for the first resend, and so on (0 for a challenge stored before
+    /// 0.2).
+    pub send: u32,
 }

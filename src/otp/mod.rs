@@ -13,7 +13,9 @@
 //! | [`Otp`] | the whole life of a sent code, on a blocking store |
 //! | [`aio::Otp`] | the same on an async store (tokio Redis, DynamoDB), awaited |
 //! | [`Policy`] | digits, TTL, attempt and send budgets |
-//! | [`ChallengeId`], [`Verdict`], [`Budget`], [`ClientBudget`] | what a caller keeps and is told |
+//! | [`ChallengeId`], [`Verdict`], [`Challenge`], [`ChallengeStatus`], [`Budget`], [`ClientBudget`] | what a caller keeps and is told |
+//! | [`RateLimit`], [`RateKey`] | several buckets (velocities) per key: per IP address, per account |
+//! | [`FraudGuard`], [`PrefixStats`] | SMS pumping: per-prefix velocity and blocks, country permissions, the approval rate |
 //! | [`Clock`], [`SystemClock`], [`ManualClock`] | where time comes from (tests never sleep) |
 //! | [`store`] | the store traits and the stores: memory, Redis, DynamoDB |
 //! | [`totp`] | HOTP/TOTP, enrollment URIs, and the guard that accepts each step once |
@@ -41,8 +43,11 @@
 //!   is consumed), rejected with attempts left, expired, locked, canceled
 //!   or unknown; each has a status string in Verify's vocabulary
 //!   ([`Verdict::status`]).
-//! - [`Otp::cancel`] withdraws a pending code; [`Otp::budget`] and
-//!   [`Otp::client_budget`] say what is left and when a spent budget lifts.
+//! - [`Otp::cancel`] withdraws a pending code and [`Otp::approve`]
+//!   approves one verified another way; [`Otp::fetch`] reports where a
+//!   challenge stands (status, subject, times) without counting an
+//!   attempt; [`Otp::budget`] and [`Otp::client_budget`] say what is left
+//!   and when a spent budget lifts.
 //!
 //! ## Subjects
 //!
@@ -95,7 +100,19 @@
 //! - under `c:` + hex(id tag), the subject tag, until one TTL after the
 //!   challenge expires;
 //! - under `k:` + hex(HMAC-SHA256(client key, client)), a client's window
-//!   start and send count ([`Otp::issue_from`] only).
+//!   start and send count ([`Otp::issue_from`] only);
+//! - under `q:`, `r:` and `p:` + hex(HMAC-SHA256(client key, kind and
+//!   length-prefixed parts)), a client's check count
+//!   ([`Otp::check_from`]), a rate-limit bucket's count
+//!   ([`Otp::issue_limited`]), and a phone-number prefix's sends, approvals
+//!   and block ([`FraudGuard`]).
+//!
+//! Since 0.2 the subject's record also holds, for its newest challenge, the
+//! times it was issued and last changed, which send of the window it was,
+//! and the subject itself sealed with AES-256-GCM under the derived key
+//! `otp/v1/to`, bound to the challenge and subject tags, so that
+//! [`Otp::fetch`] can say whom a challenge was for. Records written by 0.1
+//! are read, without those fields.
 //!
 //! Neither the code, the subject, the client nor the challenge id is ever
 //! stored in clear, and the code cannot be recovered from the store without
@@ -149,6 +166,7 @@ pub mod aio;
 mod challenge;
 mod clock;
 mod driver;
+mod limits;
 mod once;
 mod policy;
 mod record;
@@ -157,8 +175,9 @@ pub mod store;
 mod subject;
 pub mod totp;
 
-pub use challenge::{Budget, ChallengeId, ClientBudget, Verdict};
+pub use challenge::{Budget, Challenge, ChallengeId, ChallengeStatus, ClientBudget, Verdict};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use limits::{FraudGuard, PrefixStats, RateKey, RateLimit};
 pub use once::AcceptOnce;
 pub use policy::{Policy, random_code};
 pub use service::Otp;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use zeroize::Zeroize;
 
 use super::clock::millis;
+use super::limits::Bucket;
 use crate::secret::ExposeSecretMut;
 use crate::{Error, Secret};
 
@@ -22,6 +23,8 @@ use crate::{Error, Secret};
 /// | `send_window` | 10 minutes | 1 second to 7 days |
 /// | `client_max_sends` (per client per window) | 10 | 1 to 100 000 |
 /// | `client_window` | 10 minutes | 1 second to 7 days |
+/// | `client_max_checks` (per client per window) | 30 | 1 to 100 000 |
+/// | `client_check_window` | 10 minutes | 1 second to 7 days |
 ///
 /// The client budget applies only to issues that name a client
 /// ([`Otp::issue_from`](super::Otp::issue_from)). Durations are kept to the
@@ -50,6 +53,8 @@ pub struct Policy {
     pub(super) send_window_ms: u64,
     pub(super) client_max_sends: u32,
     pub(super) client_window_ms: u64,
+    pub(super) client_max_checks: u32,
+    pub(super) client_check_window_ms: u64,
 }
 
 const SECOND_MS: u64 = 1_000;
@@ -57,7 +62,7 @@ const DAY_MS: u64 = 24 * 60 * 60 * SECOND_MS;
 const TEN_MINUTES_MS: u64 = 10 * 60 * SECOND_MS;
 
 /// A window length in milliseconds, if it is 1 second to 7 days.
-fn window(d: Duration) -> Result<u64, Error> {
+pub(super) fn window(d: Duration) -> Result<u64, Error> {
     let ms = millis(d);
     if (SECOND_MS..=7 * DAY_MS).contains(&ms) {
         Ok(ms)
@@ -125,6 +130,49 @@ impl Policy {
         Ok(self)
     }
 
+    /// Sets the client's check budget: at most `max_checks` checks that are
+    /// not approvals ([`Otp::check_from`](super::Otp::check_from),
+    /// [`Otp::verify_from`](super::Otp::verify_from)) on behalf of one
+    /// client in a window of `window` that starts at its first check,
+    /// whatever subjects they are for.
+    ///
+    /// The subject's own attempt budget stops guessing at one code; this
+    /// one stops a stranger who knows many numbers from locking them all
+    /// out, and a guesser spreading over many subjects. (One stranger can
+    /// still spend one known subject's attempts: that lock is what stops a
+    /// guesser who spreads over many clients.)
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPolicy`] if a parameter is outside the table above.
+    pub fn with_client_check_budget(
+        mut self,
+        max_checks: u32,
+        window: Duration,
+    ) -> Result<Policy, Error> {
+        let window_ms = self::window(window)?;
+        if !(1..=100_000).contains(&max_checks) {
+            return Err(Error::InvalidPolicy);
+        }
+        self.client_max_checks = max_checks;
+        self.client_check_window_ms = window_ms;
+        Ok(self)
+    }
+
+    pub(super) fn client_bucket(&self) -> Bucket {
+        Bucket {
+            max: self.client_max_sends,
+            window_ms: self.client_window_ms,
+        }
+    }
+
+    pub(super) fn client_check_bucket(&self) -> Bucket {
+        Bucket {
+            max: self.client_max_checks,
+            window_ms: self.client_check_window_ms,
+        }
+    }
+
     /// Number of digits in a code.
     pub fn digits(&self) -> u8 {
         self.digits
@@ -153,11 +201,20 @@ impl Policy {
     pub fn client_window(&self) -> Duration {
         Duration::from_millis(self.client_window_ms)
     }
+    /// Checks made on behalf of one client per check window that are not
+    /// approvals.
+    pub fn client_max_checks(&self) -> u32 {
+        self.client_max_checks
+    }
+    /// Length of a client's check window.
+    pub fn client_check_window(&self) -> Duration {
+        Duration::from_millis(self.client_check_window_ms)
+    }
 }
 
 impl Default for Policy {
     /// 6 digits, 10 minutes, 5 attempts, 5 sends per subject and 10 per
-    /// client per 10 minutes.
+    /// client per 10 minutes, 30 checks per client per 10 minutes.
     fn default() -> Policy {
         Policy {
             digits: 6,
@@ -167,6 +224,8 @@ impl Default for Policy {
             send_window_ms: TEN_MINUTES_MS,
             client_max_sends: 10,
             client_window_ms: TEN_MINUTES_MS,
+            client_max_checks: 30,
+            client_check_window_ms: TEN_MINUTES_MS,
         }
     }
 }

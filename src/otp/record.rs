@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use subtle::{Choice, ConstantTimeEq};
 
-use super::challenge::{Budget, ClientBudget, Verdict};
+use super::challenge::{Budget, Challenge, ChallengeStatus, ClientBudget, Verdict};
 use super::driver::{Delete, Step};
+use super::limits::Bucket;
 use super::policy::Policy;
 use crate::mac::MAC_LEN;
 use crate::secret::ExposeSecret;
@@ -22,13 +23,28 @@ pub(super) fn hmac(key: &Key, parts: &[&[u8]]) -> Mac {
     crate::mac::hmac_sha256(key.expose_secret(), parts)
 }
 
-/// The four keys derived from the pepper.
+/// The keys derived from the pepper: four MAC keys, and the key that seals
+/// a challenge's subject so that a lookup by id can say whom it was for.
 pub(super) struct Keys {
     code: Key,
     subject: Key,
     index: Key,
     client: Key,
+    to: Box<crate::Sealer>,
 }
+
+/// The associated data of a sealed subject: the challenge and subject it
+/// belongs to, so a sealed subject cannot be moved to another record.
+fn to_aad(id_tag: &Mac, subject_tag: &Mac) -> [u8; 2 * MAC_LEN + 16] {
+    let mut aad = [0u8; 2 * MAC_LEN + 16];
+    aad[..16].copy_from_slice(b"pinseal/otp/to/1");
+    aad[16..16 + MAC_LEN].copy_from_slice(id_tag);
+    aad[16 + MAC_LEN..].copy_from_slice(subject_tag);
+    aad
+}
+
+/// The longest subject a challenge is issued for, in bytes.
+pub(super) const MAX_SUBJECT_LEN: usize = 1024;
 
 impl Keys {
     pub(super) fn new(pepper: &Key) -> Keys {
@@ -37,7 +53,49 @@ impl Keys {
             subject: pepper.derive("otp/v1/subject"),
             index: pepper.derive("otp/v1/index"),
             client: pepper.derive("otp/v1/client"),
+            to: Box::new(crate::Sealer::new(&pepper.derive("otp/v1/to"))),
         }
+    }
+
+    /// The subject sealed for the record of challenge `id_tag`.
+    pub(super) fn seal_subject(&self, id_tag: &Mac, subject_tag: &Mac, subject: &str) -> Vec<u8> {
+        use crate::Seal;
+        self.to
+            .seal(subject.as_bytes(), &to_aad(id_tag, subject_tag))
+            .into_bytes()
+    }
+
+    /// The subject a record's challenge was issued for.
+    pub(super) fn open_subject(
+        &self,
+        id_tag: &Mac,
+        subject_tag: &Mac,
+        sealed: &[u8],
+    ) -> Result<crate::Secret<String>, Error> {
+        use crate::Seal;
+        let bytes = self
+            .to
+            .open(sealed, &to_aad(id_tag, subject_tag))
+            .map_err(|_| Error::StoreCorrupt)?;
+        let text = core::str::from_utf8(bytes.expose_secret()).map_err(|_| Error::StoreCorrupt)?;
+        Ok(crate::Secret::new(text.to_owned()))
+    }
+
+    /// The tag of a rate-limit counter: `kind` and the `parts` it counts
+    /// under, length-prefixed so that no two spellings meet.
+    pub(super) fn counter_tag(&self, kind: &[u8], parts: &[&[u8]]) -> Mac {
+        let mut input: Vec<&[u8]> = Vec::with_capacity(2 + 2 * parts.len());
+        let lens: Vec<[u8; 8]> = parts
+            .iter()
+            .map(|p| (p.len() as u64).to_be_bytes())
+            .collect();
+        input.push(kind);
+        input.push(b"\0");
+        for (part, len) in parts.iter().zip(&lens) {
+            input.push(len);
+            input.push(part);
+        }
+        hmac(&self.client, &input)
     }
 
     pub(super) fn subject_tag(&self, subject: &str) -> Mac {
@@ -101,6 +159,19 @@ pub(super) struct Live {
     /// Wrong attempts on this code, whatever window they fell in: a code
     /// never takes more than `max_attempts` guesses.
     pub(super) attempts: u32,
+    /// When the challenge was issued, and when it last changed (an attempt,
+    /// a cancel, an approval). Zero in records written before version 3.
+    pub(super) created_ms: u64,
+    pub(super) updated_ms: u64,
+    /// Which send of the subject's window this challenge was (1 for the
+    /// first).
+    pub(super) send: u32,
+    /// The subject, sealed under the `otp/v1/to` key (empty in records
+    /// written before version 3).
+    pub(super) to: Vec<u8>,
+    /// The tag of the phone-number prefix the fraud guard counted this send
+    /// under, if it counted one: an approval is credited to it.
+    pub(super) prefix: Option<Mac>,
 }
 
 /// The index entry of a replaced challenge, which may still be in the
@@ -122,11 +193,22 @@ pub(super) struct Record {
 }
 
 /// Version 1 records (no challenge state, no stale entry, MACs over the
-/// challenge id) are read for their counters only.
+/// challenge id) are read for their counters only; version 2 records have
+/// no times, send number, sealed subject or prefix.
 const RECORD_V1: u8 = 1;
-const RECORD_VERSION: u8 = 2;
 #[cfg(test)]
-const RECORD_MAX: usize = 1 + 8 + 4 + 4 + 1 + (MAC_LEN + MAC_LEN + 8 + 4) + 1 + (MAC_LEN + 8);
+const RECORD_V2: u8 = 2;
+const RECORD_VERSION: u8 = 3;
+/// A record's size without its sealed subject.
+#[cfg(test)]
+const RECORD_MAX: usize = 1
+    + 8
+    + 4
+    + 4
+    + 1
+    + (MAC_LEN + MAC_LEN + 8 + 4 + 8 + 8 + 4 + 2 + 1 + MAC_LEN)
+    + 1
+    + (MAC_LEN + 8);
 
 fn take<const N: usize>(b: &mut &[u8]) -> Result<[u8; N], Error> {
     let (head, rest) = b.split_first_chunk::<N>().ok_or(Error::StoreCorrupt)?;
@@ -190,6 +272,21 @@ impl Record {
                 out.extend_from_slice(&live.mac);
                 out.extend_from_slice(&live.expires_ms.to_be_bytes());
                 out.extend_from_slice(&live.attempts.to_be_bytes());
+                out.extend_from_slice(&live.created_ms.to_be_bytes());
+                out.extend_from_slice(&live.updated_ms.to_be_bytes());
+                out.extend_from_slice(&live.send.to_be_bytes());
+                // At most MAX_SUBJECT_LEN + OVERHEAD bytes: issue refuses
+                // longer subjects.
+                let len = u16::try_from(live.to.len()).unwrap_or(0);
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(&live.to[..usize::from(len)]);
+                match &live.prefix {
+                    None => out.push(0),
+                    Some(tag) => {
+                        out.push(1);
+                        out.extend_from_slice(tag);
+                    }
+                }
             }
         }
         match &self.stale {
@@ -206,7 +303,7 @@ impl Record {
     pub(super) fn decode(bytes: &[u8]) -> Result<Record, Error> {
         let mut b = bytes;
         let [version] = take::<1>(&mut b)?;
-        if version != RECORD_VERSION && version != RECORD_V1 {
+        if !(RECORD_V1..=RECORD_VERSION).contains(&version) {
             return Err(Error::StoreCorrupt);
         }
         let window_start_ms = u64::from_be_bytes(take(&mut b)?);
@@ -215,23 +312,47 @@ impl Record {
         let state = match take::<1>(&mut b)? {
             [0] => None,
             [1] => Some(State::Pending),
-            [2] if version == RECORD_VERSION => Some(State::Canceled),
-            [3] if version == RECORD_VERSION => Some(State::Approved),
+            [2] if version != RECORD_V1 => Some(State::Canceled),
+            [3] if version != RECORD_V1 => Some(State::Approved),
             _ => return Err(Error::StoreCorrupt),
         };
         let live = match state {
             None => None,
-            Some(state) => Some(Live {
-                id_tag: take(&mut b)?,
-                mac: take(&mut b)?,
-                expires_ms: u64::from_be_bytes(take(&mut b)?),
-                state,
-                attempts: if version == RECORD_V1 {
-                    0
-                } else {
-                    u32::from_be_bytes(take(&mut b)?)
-                },
-            }),
+            Some(state) => {
+                let mut live = Live {
+                    id_tag: take(&mut b)?,
+                    mac: take(&mut b)?,
+                    expires_ms: u64::from_be_bytes(take(&mut b)?),
+                    state,
+                    attempts: 0,
+                    created_ms: 0,
+                    updated_ms: 0,
+                    send: 0,
+                    to: Vec::new(),
+                    prefix: None,
+                };
+                if version != RECORD_V1 {
+                    live.attempts = u32::from_be_bytes(take(&mut b)?);
+                }
+                if version == RECORD_VERSION {
+                    live.created_ms = u64::from_be_bytes(take(&mut b)?);
+                    live.updated_ms = u64::from_be_bytes(take(&mut b)?);
+                    live.send = u32::from_be_bytes(take(&mut b)?);
+                    let len = usize::from(u16::from_be_bytes(take(&mut b)?));
+                    if b.len() < len {
+                        return Err(Error::StoreCorrupt);
+                    }
+                    let (to, rest) = b.split_at(len);
+                    live.to = to.to_vec();
+                    b = rest;
+                    live.prefix = match take::<1>(&mut b)? {
+                        [0] => None,
+                        [1] => Some(take(&mut b)?),
+                        _ => return Err(Error::StoreCorrupt),
+                    };
+                }
+                Some(live)
+            }
         };
         let (live, stale) = if version == RECORD_V1 {
             (None, None)
@@ -295,7 +416,10 @@ pub(super) fn issue_step(
         id_tag: old.id_tag,
         index_expires_ms: index_expiry(policy, old.expires_ms),
     });
-    next.live = Some(live.clone());
+    next.live = Some(Live {
+        send: next.sends,
+        ..live.clone()
+    });
     Ok(Step::Write {
         expires_ms: next.expiry(policy),
         next: Some(next.encode()),
@@ -351,14 +475,15 @@ impl<'a> Attempt<'a> {
     }
 }
 
-/// One verification round against the subject record as read.
+/// One verification round against the subject record as read. An approval
+/// also names the prefix tag its send was counted under, if any.
 pub(super) fn verify_step(
     keys: &Keys,
     policy: &Policy,
     attempt: &Attempt<'_>,
     subject_tag: &Mac,
     current: Option<&[u8]>,
-) -> Result<Step<Verdict>, Error> {
+) -> Result<Step<(Verdict, Option<Mac>)>, Error> {
     let record = current.map(Record::decode).transpose()?;
     let live = record
         .as_ref()
@@ -368,22 +493,22 @@ pub(super) fn verify_step(
     let (id_tag, stored) = live.map_or(([0; MAC_LEN], [0; MAC_LEN]), |l| (l.id_tag, l.mac));
     let matched: bool = attempt.matches(keys, &id_tag, subject_tag, &stored).into();
     let (Some(record), Some(live)) = (&record, live) else {
-        return Ok(Step::Done(Verdict::Unknown));
+        return Ok(Step::Done((Verdict::Unknown, None)));
     };
     match live.state {
         State::Pending => {}
-        State::Canceled => return Ok(Step::Done(Verdict::Canceled)),
-        State::Approved => return Ok(Step::Done(Verdict::Unknown)),
+        State::Canceled => return Ok(Step::Done((Verdict::Canceled, None))),
+        State::Approved => return Ok(Step::Done((Verdict::Unknown, None))),
     }
     let now = attempt.now;
     // The record as of now: a window that has ended no longer locks.
     let mut next = record.clone();
     next.roll(policy, now);
     if next.attempts >= policy.max_attempts || live.attempts >= policy.max_attempts {
-        return Ok(Step::Done(Verdict::Locked));
+        return Ok(Step::Done((Verdict::Locked, None)));
     }
     if now >= live.expires_ms {
-        return Ok(Step::Done(Verdict::Expired));
+        return Ok(Step::Done((Verdict::Expired, None)));
     }
     let verdict = if matched {
         // The challenge stays in the record, spent, until the next issue
@@ -391,30 +516,33 @@ pub(super) fn verify_step(
         next.live = Some(Live {
             mac: [0; MAC_LEN],
             state: State::Approved,
+            updated_ms: now,
             ..live.clone()
         });
         next.attempts = 0;
-        Verdict::Approved
+        (Verdict::Approved, live.prefix)
     } else {
         next.attempts += 1;
         let code_attempts = live.attempts + 1;
         if let Some(l) = next.live.as_mut() {
             l.attempts = code_attempts;
+            l.updated_ms = now;
         }
-        Verdict::Rejected {
-            attempts_left: policy
-                .max_attempts
-                .saturating_sub(next.attempts.max(code_attempts)),
-        }
+        let attempts_left = policy
+            .max_attempts
+            .saturating_sub(next.attempts.max(code_attempts));
+        (Verdict::Rejected { attempts_left }, None)
     };
     Ok(Step::write(next.encode(), next.expiry(policy), verdict))
 }
 
-/// The record with its pending challenge canceled, if it has one (and, for
+/// The record with its pending challenge canceled (or approved, for
+/// `approve`), if it has one that has not expired or been locked (and, for
 /// `id_tag: Some`, if it is that one).
-pub(super) fn cancel_step(
+pub(super) fn settle_step(
     policy: &Policy,
     id_tag: Option<&Mac>,
+    approve: bool,
     current: Option<&[u8]>,
     now: u64,
 ) -> Result<Step<bool>, Error> {
@@ -431,9 +559,69 @@ pub(super) fn cancel_step(
     {
         return Ok(Step::Done(false));
     }
-    live.state = State::Canceled;
+    let locked = live.attempts >= policy.max_attempts || next.attempts >= policy.max_attempts;
+    if approve && locked {
+        // A locked code is not approved out of band either: that would
+        // undo the attempt budget.
+        return Ok(Step::Done(false));
+    }
+    live.state = if approve {
+        State::Approved
+    } else {
+        State::Canceled
+    };
     live.mac = [0; MAC_LEN];
+    live.updated_ms = now;
+    if approve {
+        next.attempts = 0;
+    }
     Ok(Step::write(next.encode(), next.expiry(policy), true))
+}
+
+/// Where a challenge stands, as [`Otp::fetch`](super::Otp::fetch) reports
+/// it; `None` when the record holds another challenge (or none).
+pub(super) fn view(
+    keys: &Keys,
+    policy: &Policy,
+    id_tag: &Mac,
+    subject_tag: &Mac,
+    current: Option<&[u8]>,
+    now: u64,
+) -> Result<Option<Challenge>, Error> {
+    let Some(bytes) = current else {
+        return Ok(None);
+    };
+    let mut record = Record::decode(bytes)?;
+    record.roll(policy, now);
+    let Some(live) = record.live.as_ref().filter(|l| l.id_tag == *id_tag) else {
+        return Ok(None);
+    };
+    let locked = live.attempts >= policy.max_attempts || record.attempts >= policy.max_attempts;
+    let status = match live.state {
+        State::Approved => ChallengeStatus::Approved,
+        State::Canceled => ChallengeStatus::Canceled,
+        State::Pending if locked => ChallengeStatus::MaxAttemptsReached,
+        State::Pending if now >= live.expires_ms => ChallengeStatus::Expired,
+        State::Pending => ChallengeStatus::Pending,
+    };
+    let subject = if live.to.is_empty() {
+        None
+    } else {
+        Some(keys.open_subject(id_tag, subject_tag, &live.to)?)
+    };
+    let at = |ms: u64| std::time::UNIX_EPOCH + Duration::from_millis(ms);
+    Ok(Some(Challenge {
+        status,
+        subject,
+        created_at: (live.created_ms != 0).then(|| at(live.created_ms)),
+        updated_at: (live.updated_ms != 0).then(|| at(live.updated_ms)),
+        expires_at: at(live.expires_ms),
+        attempts: live.attempts,
+        attempts_left: policy
+            .max_attempts
+            .saturating_sub(record.attempts.max(live.attempts)),
+        send: live.send,
+    }))
 }
 
 fn remaining(end_ms: u64, now: u64) -> Duration {
@@ -461,7 +649,9 @@ pub(super) fn budget(policy: &Policy, current: Option<&[u8]>, now: u64) -> Resul
     })
 }
 
-/// A client's sends in its window, as stored under `k:` + hex(client tag).
+/// A counter's sends in its window, as stored under `k:` + hex(client tag)
+/// for a client's send budget, and under the other counter keys
+/// (see [`super::limits`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) struct ClientRecord {
     pub(super) window_start_ms: u64,
@@ -471,7 +661,7 @@ pub(super) struct ClientRecord {
 const CLIENT_VERSION: u8 = 1;
 
 impl ClientRecord {
-    fn current(bytes: Option<&[u8]>, policy: &Policy, now: u64) -> Result<ClientRecord, Error> {
+    fn current(bytes: Option<&[u8]>, bucket: Bucket, now: u64) -> Result<ClientRecord, Error> {
         let fresh = ClientRecord {
             window_start_ms: now,
             sends: 0,
@@ -488,14 +678,14 @@ impl ClientRecord {
         if version != CLIENT_VERSION || !b.is_empty() {
             return Err(Error::StoreCorrupt);
         }
-        if now >= r.end(policy) {
+        if now >= r.end(bucket) {
             return Ok(fresh);
         }
         Ok(r)
     }
 
-    fn end(&self, policy: &Policy) -> u64 {
-        self.window_start_ms.saturating_add(policy.client_window_ms)
+    fn end(&self, bucket: Bucket) -> u64 {
+        self.window_start_ms.saturating_add(bucket.window_ms)
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -507,52 +697,54 @@ impl ClientRecord {
     }
 }
 
-/// The client's record with one more send, or [`Error::ClientLimit`]; the
-/// write's outcome is the window it was counted in, for [`client_refund`].
+/// The counter's record with one more use, or `refused(retry_after)`;
+/// the write's outcome is the window it was counted in, for
+/// [`client_refund`].
 pub(super) fn client_reserve(
-    policy: &Policy,
+    bucket: Bucket,
+    refused: fn(Duration) -> Error,
     current: Option<&[u8]>,
     now: u64,
 ) -> Result<Step<u64>, Error> {
-    let mut r = ClientRecord::current(current, policy, now)?;
-    if r.sends >= policy.client_max_sends {
-        return Err(Error::ClientLimit {
-            retry_after: Duration::from_millis(r.end(policy).saturating_sub(now)),
-        });
+    let mut r = ClientRecord::current(current, bucket, now)?;
+    if r.sends >= bucket.max {
+        return Err(refused(Duration::from_millis(
+            r.end(bucket).saturating_sub(now),
+        )));
     }
     r.sends += 1;
-    Ok(Step::write(r.encode(), r.end(policy), r.window_start_ms))
+    Ok(Step::write(r.encode(), r.end(bucket), r.window_start_ms))
 }
 
-/// The client's record with the send counted in `window_start_ms` given
+/// The counter's record with the use counted in `window_start_ms` given
 /// back; nothing to write if that window is over or nothing is counted.
 pub(super) fn client_refund(
-    policy: &Policy,
+    bucket: Bucket,
     current: Option<&[u8]>,
     window_start_ms: u64,
     now: u64,
 ) -> Result<Step<()>, Error> {
-    let mut r = ClientRecord::current(current, policy, now)?;
+    let mut r = ClientRecord::current(current, bucket, now)?;
     if current.is_none() || r.window_start_ms != window_start_ms || r.sends == 0 {
         return Ok(Step::Done(()));
     }
     r.sends -= 1;
-    Ok(Step::write(r.encode(), r.end(policy), ()))
+    Ok(Step::write(r.encode(), r.end(bucket), ()))
 }
 
-/// A client's budget as of `now`.
+/// A counter's budget as of `now`.
 pub(super) fn client_budget(
-    policy: &Policy,
+    bucket: Bucket,
     current: Option<&[u8]>,
     now: u64,
 ) -> Result<ClientBudget, Error> {
-    let r = ClientRecord::current(current, policy, now)?;
+    let r = ClientRecord::current(current, bucket, now)?;
     Ok(ClientBudget {
-        sends_left: policy.client_max_sends.saturating_sub(r.sends),
+        sends_left: bucket.max.saturating_sub(r.sends),
         resets_in: if r.sends == 0 {
             Duration::ZERO
         } else {
-            remaining(r.end(policy), now)
+            remaining(r.end(bucket), now)
         },
     })
 }
@@ -572,6 +764,11 @@ mod tests {
                 expires_ms: 6,
                 state: State::Canceled,
                 attempts: 9,
+                created_ms: 10,
+                updated_ms: 11,
+                send: 12,
+                to: vec![13; 40],
+                prefix: Some([14; 32]),
             }),
             stale: Some(Stale {
                 id_tag: [7; 32],
@@ -584,7 +781,7 @@ mod tests {
     fn record_round_trips_and_rejects_garbage() {
         let r = sample();
         let bytes = r.encode();
-        assert_eq!(bytes.len(), RECORD_MAX);
+        assert_eq!(bytes.len(), RECORD_MAX + 40);
         assert!(Record::decode(&bytes).unwrap() == r);
         for cut in 0..bytes.len() {
             assert_eq!(
@@ -595,7 +792,7 @@ mod tests {
         let mut extra = bytes.clone();
         extra.push(0);
         assert!(Record::decode(&extra).is_err());
-        for bad in [0, 3, 9] {
+        for bad in [0, 4, 9] {
             let mut bad_version = bytes.clone();
             bad_version[0] = bad;
             assert!(Record::decode(&bad_version).is_err());
@@ -623,6 +820,31 @@ mod tests {
         assert!(Record::decode(&v1).is_err());
     }
 
+    #[test]
+    fn version_2_records_read_without_times_subject_or_prefix() {
+        let mut v2 = vec![RECORD_V2];
+        v2.extend_from_slice(&1u64.to_be_bytes());
+        v2.extend_from_slice(&2u32.to_be_bytes());
+        v2.extend_from_slice(&3u32.to_be_bytes());
+        v2.push(1);
+        v2.extend_from_slice(&[4; 64]);
+        v2.extend_from_slice(&6u64.to_be_bytes());
+        v2.extend_from_slice(&9u32.to_be_bytes());
+        v2.push(0);
+        let r = Record::decode(&v2).unwrap();
+        let live = r.live.unwrap();
+        assert_eq!((live.expires_ms, live.attempts), (6, 9));
+        assert_eq!((live.created_ms, live.send), (0, 0));
+        assert!(live.to.is_empty() && live.prefix.is_none());
+        // Written back, it is a version 3 record.
+        let again = Record {
+            live: Some(live),
+            ..r
+        }
+        .encode();
+        assert_eq!(again[0], RECORD_VERSION);
+    }
+
     /// What a step writes, if anything.
     fn written<T>(step: Step<T>) -> Option<(Vec<u8>, u64, T)> {
         match step {
@@ -639,27 +861,31 @@ mod tests {
     #[test]
     fn client_records_round_trip_and_refund_only_their_window() {
         let policy = Policy::default();
-        let (bytes, end, start) = written(client_reserve(&policy, None, 1_000).unwrap()).unwrap();
+        let bucket = policy.client_bucket();
+        let limit = |retry_after| Error::ClientLimit { retry_after };
+        let (bytes, end, start) =
+            written(client_reserve(bucket, limit, None, 1_000).unwrap()).unwrap();
         assert_eq!((start, end), (1_000, 1_000 + policy.client_window_ms));
-        let (bytes, ..) = written(client_reserve(&policy, Some(&bytes), 2_000).unwrap()).unwrap();
-        let r = ClientRecord::current(Some(&bytes), &policy, 2_000).unwrap();
+        let (bytes, ..) =
+            written(client_reserve(bucket, limit, Some(&bytes), 2_000).unwrap()).unwrap();
+        let r = ClientRecord::current(Some(&bytes), bucket, 2_000).unwrap();
         assert_eq!(r.sends, 2);
-        assert!(written(client_refund(&policy, Some(&bytes), 999, 2_000).unwrap()).is_none());
+        assert!(written(client_refund(bucket, Some(&bytes), 999, 2_000).unwrap()).is_none());
         let (refunded, ..) =
-            written(client_refund(&policy, Some(&bytes), 1_000, 2_000).unwrap()).unwrap();
+            written(client_refund(bucket, Some(&bytes), 1_000, 2_000).unwrap()).unwrap();
         assert_eq!(
-            ClientRecord::current(Some(&refunded), &policy, 2_000)
+            ClientRecord::current(Some(&refunded), bucket, 2_000)
                 .unwrap()
                 .sends,
             1
         );
         // After the window, the count starts again and nothing is refunded.
         let later = 1_000 + policy.client_window_ms;
-        assert!(written(client_refund(&policy, Some(&bytes), 1_000, later).unwrap()).is_none());
+        assert!(written(client_refund(bucket, Some(&bytes), 1_000, later).unwrap()).is_none());
         let mut corrupt = bytes.clone();
         corrupt.push(0);
         assert_eq!(
-            client_reserve(&policy, Some(&corrupt), 2_000).err(),
+            client_reserve(bucket, limit, Some(&corrupt), 2_000).err(),
             Some(Error::StoreCorrupt)
         );
     }

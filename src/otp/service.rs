@@ -8,12 +8,16 @@
 
 use core::fmt;
 
-use super::challenge::{Budget, ChallengeId, ClientBudget, Verdict};
+use std::time::Duration;
+
+use super::challenge::{Budget, Challenge, ChallengeId, ClientBudget, Verdict};
 use super::clock::{Clock, SystemClock, unix_millis};
 use super::driver::{Blocking, drive, run_blocking};
+use super::limits::{self, Bucket, FraudGuard, PrefixStats, RateKey, counter_key};
 use super::policy::{Policy, random_code};
 use super::record::{
-    self, Attempt, Keys, Live, Mac, State, client_key, index_expiry, index_key, subject_key,
+    self, Attempt, Keys, Live, MAX_SUBJECT_LEN, Mac, State, client_key, index_expiry, index_key,
+    subject_key,
 };
 use super::store::{AsyncStore, MemoryStore, Store};
 use crate::secret::ExposeSecret;
@@ -31,7 +35,24 @@ pub(super) enum Target<'a> {
 pub(super) struct Service<C> {
     keys: Keys,
     policy: Policy,
+    guard: Option<FraudGuard>,
     clock: C,
+}
+
+/// A counter an issue or a check spends: its store key, budget, and the
+/// error that refuses.
+struct Counter {
+    key: String,
+    bucket: Bucket,
+    refused: fn(Duration) -> Error,
+}
+
+fn client_limit(retry_after: Duration) -> Error {
+    Error::ClientLimit { retry_after }
+}
+
+fn client_check_limit(retry_after: Duration) -> Error {
+    Error::ClientCheckLimit { retry_after }
 }
 
 impl<C> Service<C> {
@@ -39,8 +60,17 @@ impl<C> Service<C> {
         Service {
             keys: Keys::new(pepper),
             policy,
+            guard: None,
             clock,
         }
+    }
+
+    pub(super) fn set_guard(&mut self, guard: FraudGuard) {
+        self.guard = Some(guard);
+    }
+
+    pub(super) fn guard(&self) -> Option<&FraudGuard> {
+        self.guard.as_ref()
     }
 
     pub(super) fn policy(&self) -> &Policy {
@@ -57,30 +87,130 @@ impl<C: Clock> Service<C> {
         unix_millis(self.clock.now())
     }
 
-    /// Issues a code for `subject`, counted against `client`'s budget too
-    /// when one is named.
+    /// Issues a code for `subject`, counted against `client`'s budget and
+    /// each rate-limit key's buckets too, and against the fraud guard.
     pub(super) async fn issue<T: AsyncStore + ?Sized>(
         &self,
         store: &T,
         subject: &str,
         client: Option<&str>,
+        limits: &[RateKey<'_>],
     ) -> Result<(ChallengeId, Secret<String>), Error> {
+        if subject.len() > MAX_SUBJECT_LEN {
+            return Err(Error::InvalidParameter);
+        }
         let now = self.now();
-        let Some(client) = client else {
-            return self.issue_subject(store, subject, now).await;
-        };
-        let key = client_key(&self.keys.client_tag(client));
-        let policy = &self.policy;
-        let window = drive(store, &key, now, None, |current| {
-            record::client_reserve(policy, current, now)
-        })
-        .await?;
-        let issued = self.issue_subject(store, subject, now).await;
+        let phone = self
+            .guard
+            .as_ref()
+            .and_then(|g| g.phone(subject).map(|digits| (g, digits)));
+        if let Some((guard, digits)) = phone {
+            if !guard.country_allowed(digits) {
+                return Err(Error::CountryBlocked);
+            }
+        }
+        let mut counters = Vec::new();
+        if let Some(client) = client {
+            counters.push(Counter {
+                key: client_key(&self.keys.client_tag(client)),
+                bucket: self.policy.client_bucket(),
+                refused: client_limit,
+            });
+        }
+        for limit in limits {
+            for bucket in limit.limit.buckets() {
+                let window = bucket.window_ms.to_be_bytes();
+                let tag = self.keys.counter_tag(
+                    b"rate",
+                    &[
+                        limit.limit.name().as_bytes(),
+                        &window,
+                        limit.value.as_bytes(),
+                    ],
+                );
+                counters.push(Counter {
+                    key: counter_key('r', &tag),
+                    bucket: *bucket,
+                    refused: client_limit,
+                });
+            }
+        }
+        let held = self.reserve(store, &counters, now).await?;
+        let issued = self.issue_guarded(store, subject, phone, now).await;
         if issued.is_err() {
-            // Give the client its send back. If this fails too, the client
-            // has lost one send of its window; the subject has lost nothing.
+            self.refund(store, &counters, &held, now).await;
+        }
+        issued
+    }
+
+    /// Spends one use of each counter, in order; when one refuses, gives
+    /// back those already spent. The windows the uses were counted in, for
+    /// [`Service::refund`].
+    async fn reserve<T: AsyncStore + ?Sized>(
+        &self,
+        store: &T,
+        counters: &[Counter],
+        now: u64,
+    ) -> Result<Vec<u64>, Error> {
+        let mut held = Vec::with_capacity(counters.len());
+        for c in counters {
+            let spent = drive(store, &c.key, now, None, |current| {
+                record::client_reserve(c.bucket, c.refused, current, now)
+            })
+            .await;
+            match spent {
+                Ok(window) => held.push(window),
+                Err(e) => {
+                    self.refund(store, counters, &held, now).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    /// Gives back the uses [`Service::reserve`] spent. If a refund fails,
+    /// that counter has lost one use of its window; the subject has lost
+    /// nothing.
+    async fn refund<T: AsyncStore + ?Sized>(
+        &self,
+        store: &T,
+        counters: &[Counter],
+        held: &[u64],
+        now: u64,
+    ) {
+        for (c, window) in counters.iter().zip(held) {
+            let _ = drive(store, &c.key, now, None, |current| {
+                record::client_refund(c.bucket, current, *window, now)
+            })
+            .await;
+        }
+    }
+
+    /// The issue after the client counters: the fraud guard's prefix count,
+    /// then the subject's.
+    async fn issue_guarded<T: AsyncStore + ?Sized>(
+        &self,
+        store: &T,
+        subject: &str,
+        phone: Option<(&FraudGuard, &str)>,
+        now: u64,
+    ) -> Result<(ChallengeId, Secret<String>), Error> {
+        let Some((guard, digits)) = phone else {
+            return self.issue_subject(store, subject, None, now).await;
+        };
+        let tag = self
+            .keys
+            .counter_tag(b"prefix", &[guard.prefix(digits).as_bytes()]);
+        let key = counter_key('p', &tag);
+        let window = drive(store, &key, now, None, |current| {
+            limits::prefix_reserve(guard, current, now)
+        })
+        .await??;
+        let issued = self.issue_subject(store, subject, Some(tag), now).await;
+        if issued.is_err() {
             let _ = drive(store, &key, now, None, |current| {
-                record::client_refund(policy, current, window, now)
+                limits::prefix_refund(guard, current, window, now)
             })
             .await;
         }
@@ -91,6 +221,7 @@ impl<C: Clock> Service<C> {
         &self,
         store: &T,
         subject: &str,
+        prefix: Option<Mac>,
         now: u64,
     ) -> Result<(ChallengeId, Secret<String>), Error> {
         let tag = self.keys.subject_tag(subject);
@@ -106,6 +237,11 @@ impl<C: Clock> Service<C> {
             expires_ms: now.saturating_add(self.policy.ttl_ms),
             state: State::Pending,
             attempts: 0,
+            created_ms: now,
+            updated_ms: now,
+            send: 0,
+            to: self.keys.seal_subject(&id_tag, &tag, subject),
+            prefix,
         };
         let policy = &self.policy;
         let step = |current: Option<&[u8]>| record::issue_step(policy, &live, &tag, current, now);
@@ -158,7 +294,34 @@ impl<C: Clock> Service<C> {
         })
     }
 
+    /// Checks `input`, on behalf of `client` when one is named: its check
+    /// budget is spent first, and given back on approval (or when nothing
+    /// was decided).
     pub(super) async fn verify<T: AsyncStore + ?Sized>(
+        &self,
+        store: &T,
+        target: Target<'_>,
+        input: &str,
+        client: Option<&str>,
+    ) -> Result<Verdict, Error> {
+        let Some(client) = client else {
+            return self.verify_target(store, target, input).await;
+        };
+        let now = self.now();
+        let counters = [Counter {
+            key: counter_key('q', &self.keys.counter_tag(b"check", &[client.as_bytes()])),
+            bucket: self.policy.client_check_bucket(),
+            refused: client_check_limit,
+        }];
+        let held = self.reserve(store, &counters, now).await?;
+        let verdict = self.verify_target(store, target, input).await;
+        if !matches!(verdict, Ok(ref v) if !v.is_approved()) {
+            self.refund(store, &counters, &held, now).await;
+        }
+        verdict
+    }
+
+    async fn verify_target<T: AsyncStore + ?Sized>(
         &self,
         store: &T,
         target: Target<'_>,
@@ -171,23 +334,75 @@ impl<C: Clock> Service<C> {
         let Some((tag, _)) = located else {
             return Ok(attempt.unknown(&self.keys));
         };
-        drive(store, &subject_key(&tag), now, None, |current| {
+        let (verdict, prefix) = drive(store, &subject_key(&tag), now, None, |current| {
             record::verify_step(&self.keys, &self.policy, &attempt, &tag, current)
         })
-        .await
+        .await?;
+        if let (Some(guard), Some(prefix)) = (&self.guard, prefix) {
+            // The approval-rate signal: best effort, the verdict stands.
+            let _ = drive(store, &counter_key('p', &prefix), now, None, |current| {
+                limits::prefix_credit(guard, current, now)
+            })
+            .await;
+        }
+        Ok(verdict)
     }
 
-    pub(super) async fn cancel<T: AsyncStore + ?Sized>(
+    /// Where the challenge `id` stands, without counting an attempt.
+    pub(super) async fn fetch<T: AsyncStore + ?Sized>(
+        &self,
+        store: &T,
+        id: &ChallengeId,
+    ) -> Result<Option<Challenge>, Error> {
+        let now = self.now();
+        let Some((tag, Some(id_tag))) = self.locate(store, Target::Id(id), now).await? else {
+            return Ok(None);
+        };
+        let current = store.get(&subject_key(&tag), now).await?;
+        record::view(
+            &self.keys,
+            &self.policy,
+            &id_tag,
+            &tag,
+            current.as_deref(),
+            now,
+        )
+    }
+
+    /// A prefix's counters, for a subject in E.164 form under a fraud guard.
+    pub(super) async fn prefix_stats<T: AsyncStore + ?Sized>(
+        &self,
+        store: &T,
+        number: &str,
+    ) -> Result<Option<PrefixStats>, Error> {
+        let Some(guard) = &self.guard else {
+            return Ok(None);
+        };
+        let Some(digits) = guard.phone(number) else {
+            return Ok(None);
+        };
+        let now = self.now();
+        let tag = self
+            .keys
+            .counter_tag(b"prefix", &[guard.prefix(digits).as_bytes()]);
+        let current = store.get(&counter_key('p', &tag), now).await?;
+        limits::prefix_stats(guard, current.as_deref(), now).map(Some)
+    }
+
+    /// Cancels (or, with `approve`, approves) the target's pending
+    /// challenge.
+    pub(super) async fn settle<T: AsyncStore + ?Sized>(
         &self,
         store: &T,
         target: Target<'_>,
+        approve: bool,
     ) -> Result<bool, Error> {
         let now = self.now();
         let Some((tag, id_tag)) = self.locate(store, target, now).await? else {
             return Ok(false);
         };
         drive(store, &subject_key(&tag), now, None, |current| {
-            record::cancel_step(&self.policy, id_tag.as_ref(), current, now)
+            record::settle_step(&self.policy, id_tag.as_ref(), approve, current, now)
         })
         .await
     }
@@ -211,7 +426,7 @@ impl<C: Clock> Service<C> {
         let now = self.now();
         let key = client_key(&self.keys.client_tag(client));
         let current = store.get(&key, now).await?;
-        record::client_budget(&self.policy, current.as_deref(), now)
+        record::client_budget(self.policy.client_bucket(), current.as_deref(), now)
     }
 }
 
@@ -277,6 +492,21 @@ impl<S, C> Otp<S, C> {
         self.service.policy()
     }
 
+    /// The service with `guard` against SMS pumping: per-prefix velocity
+    /// and blocks, country permissions (see [`FraudGuard`]). It applies to
+    /// every issue to an E.164 subject.
+    ///
+    /// [`FraudGuard`]: super::FraudGuard
+    pub fn with_fraud_guard(mut self, guard: FraudGuard) -> Self {
+        self.service.set_guard(guard);
+        self
+    }
+
+    /// The fraud guard in force, if any.
+    pub fn fraud_guard(&self) -> Option<&FraudGuard> {
+        self.service.guard()
+    }
+
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
@@ -322,7 +552,10 @@ impl<S: Store, C: Clock> Otp<S, C> {
     ///
     /// If the operating system cannot provide random bytes.
     pub fn issue(&self, subject: &str) -> Result<(ChallengeId, Secret<String>), Error> {
-        run_blocking(self.service.issue(&Blocking(&self.store), subject, None))
+        run_blocking(
+            self.service
+                .issue(&Blocking(&self.store), subject, None, &[]),
+        )
     }
 
     /// [`Otp::issue`] on behalf of `client` (the caller's IP address, device
@@ -374,7 +607,38 @@ impl<S: Store, C: Clock> Otp<S, C> {
     ) -> Result<(ChallengeId, Secret<String>), Error> {
         run_blocking(
             self.service
-                .issue(&Blocking(&self.store), subject, Some(client)),
+                .issue(&Blocking(&self.store), subject, Some(client), &[]),
+        )
+    }
+
+    /// [`Otp::issue`], counted against every bucket of each rate-limit key
+    /// in `limits` (per IP address, per account, ...: see [`RateLimit`])
+    /// as well as the subject's budget.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ClientLimit`] when a bucket is spent, with the wait until
+    /// it lifts; then the uses already counted in other buckets are given
+    /// back and nothing else was written. Otherwise as [`Otp::issue`].
+    ///
+    /// # Failure
+    ///
+    /// As [`Otp::issue_from`]: each bucket's use is given back if the issue
+    /// fails.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system cannot provide random bytes.
+    ///
+    /// [`RateLimit`]: super::RateLimit
+    pub fn issue_limited(
+        &self,
+        subject: &str,
+        limits: &[RateKey<'_>],
+    ) -> Result<(ChallengeId, Secret<String>), Error> {
+        run_blocking(
+            self.service
+                .issue(&Blocking(&self.store), subject, None, limits),
         )
     }
 
@@ -395,8 +659,32 @@ impl<S: Store, C: Clock> Otp<S, C> {
     pub fn verify(&self, id: &ChallengeId, input: &str) -> Result<Verdict, Error> {
         run_blocking(
             self.service
-                .verify(&Blocking(&self.store), Target::Id(id), input),
+                .verify(&Blocking(&self.store), Target::Id(id), input, None),
         )
+    }
+
+    /// [`Otp::verify`] on behalf of `client` (an IP address, a device id),
+    /// counted against the client's check budget
+    /// ([`Policy::with_client_check_budget`]): a check that is not an
+    /// approval spends one check of the client's window.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ClientCheckLimit`] when the client's check budget is spent;
+    /// then the code was not checked and nothing was counted against the
+    /// subject. Otherwise as [`Otp::verify`].
+    pub fn verify_from(
+        &self,
+        id: &ChallengeId,
+        client: &str,
+        input: &str,
+    ) -> Result<Verdict, Error> {
+        run_blocking(self.service.verify(
+            &Blocking(&self.store),
+            Target::Id(id),
+            input,
+            Some(client),
+        ))
     }
 
     /// Checks `input` against the subject's newest challenge, without its
@@ -423,10 +711,122 @@ impl<S: Store, C: Clock> Otp<S, C> {
     /// # Ok::<(), pinseal::Error>(())
     /// ```
     pub fn check(&self, subject: &str, input: &str) -> Result<Verdict, Error> {
+        run_blocking(self.service.verify(
+            &Blocking(&self.store),
+            Target::Subject(subject),
+            input,
+            None,
+        ))
+    }
+
+    /// [`Otp::check`] on behalf of `client`, counted against its check
+    /// budget as [`Otp::verify_from`] is.
+    ///
+    /// # Errors
+    ///
+    /// As [`Otp::verify_from`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pinseal::{Error, Key};
+    /// use pinseal::otp::{Otp, Policy};
+    /// use std::time::Duration;
+    ///
+    /// let policy = Policy::default().with_client_check_budget(2, Duration::from_secs(600))?;
+    /// let otp = Otp::new(&Key::generate(), policy);
+    /// for n in 1..=3 {
+    ///     otp.issue(&format!("+1555010000{n}"))?;
+    /// }
+    /// // A stranger guessing at other people's codes is cut off...
+    /// otp.check_from("+15550100001", "203.0.113.7", "000000")?;
+    /// otp.check_from("+15550100002", "203.0.113.7", "000000")?;
+    /// let refused = otp.check_from("+15550100003", "203.0.113.7", "000000");
+    /// assert!(matches!(refused, Err(Error::ClientCheckLimit { .. })));
+    /// // ...before the third subject lost an attempt.
+    /// assert_eq!(otp.budget("+15550100003")?.attempts_left, 5);
+    /// # Ok::<(), pinseal::Error>(())
+    /// ```
+    pub fn check_from(&self, subject: &str, client: &str, input: &str) -> Result<Verdict, Error> {
+        run_blocking(self.service.verify(
+            &Blocking(&self.store),
+            Target::Subject(subject),
+            input,
+            Some(client),
+        ))
+    }
+
+    /// Where the challenge `id` stands (Verify's *fetch a verification*),
+    /// without counting an attempt: its status, the subject it was issued
+    /// for (opened from its sealed copy), its times and attempts. `None`
+    /// when the id is unknown, replaced by a newer code, or forgotten by
+    /// the store.
+    ///
+    /// # Errors
+    ///
+    /// Store errors ([`Error::Store`], [`Error::StoreCorrupt`], also for a
+    /// sealed subject that does not open under this pepper).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pinseal::{ExposeSecret, Key};
+    /// use pinseal::otp::{ChallengeStatus, Otp, Policy};
+    ///
+    /// let otp = Otp::new(&Key::generate(), Policy::default());
+    /// let (id, code) = otp.issue("+15551234567")?;
+    /// otp.verify(&id, "000000")?; // one wrong attempt (unless it was the code)
+    /// otp.verify(&id, code.expose_secret())?;
+    /// let seen = otp.fetch(&id)?.expect("kept until replaced");
+    /// assert_eq!(seen.status, ChallengeStatus::Approved);
+    /// assert_eq!(seen.subject.unwrap().expose_secret(), "+15551234567");
+    /// # Ok::<(), pinseal::Error>(())
+    /// ```
+    pub fn fetch(&self, id: &ChallengeId) -> Result<Option<Challenge>, Error> {
+        run_blocking(self.service.fetch(&Blocking(&self.store), id))
+    }
+
+    /// Approves the challenge `id` without a code (Verify's update to
+    /// `approved`), for a subject verified another way. Only a pending
+    /// challenge that has not expired or been locked is approved; it is
+    /// then spent, as by a right code, and the subject's attempt count is
+    /// reset. Returns whether it was approved.
+    ///
+    /// # Errors
+    ///
+    /// As [`Otp::cancel`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pinseal::Key;
+    /// use pinseal::otp::{ChallengeStatus, Otp, Policy};
+    ///
+    /// let otp = Otp::new(&Key::generate(), Policy::default());
+    /// let (id, _code) = otp.issue("+15551234567")?;
+    /// assert!(otp.approve(&id)?);
+    /// assert_eq!(otp.fetch(&id)?.unwrap().status, ChallengeStatus::Approved);
+    /// assert!(!otp.approve(&id)?);
+    /// # Ok::<(), pinseal::Error>(())
+    /// ```
+    pub fn approve(&self, id: &ChallengeId) -> Result<bool, Error> {
         run_blocking(
             self.service
-                .verify(&Blocking(&self.store), Target::Subject(subject), input),
+                .settle(&Blocking(&self.store), Target::Id(id), true),
         )
+    }
+
+    /// The fraud guard's counters for the prefix of `number` (an E.164
+    /// number): sends, approvals and any block ([`PrefixStats`]). `None`
+    /// without a fraud guard or for a subject that is not an E.164 number.
+    ///
+    /// # Errors
+    ///
+    /// Store errors ([`Error::Store`], [`Error::StoreCorrupt`]).
+    ///
+    /// [`PrefixStats`]: super::PrefixStats
+    pub fn prefix_stats(&self, number: &str) -> Result<Option<PrefixStats>, Error> {
+        run_blocking(self.service.prefix_stats(&Blocking(&self.store), number))
     }
 
     /// Cancels the challenge `id` if it is still pending: it then verifies
@@ -453,7 +853,10 @@ impl<S: Store, C: Clock> Otp<S, C> {
     /// # Ok::<(), pinseal::Error>(())
     /// ```
     pub fn cancel(&self, id: &ChallengeId) -> Result<bool, Error> {
-        run_blocking(self.service.cancel(&Blocking(&self.store), Target::Id(id)))
+        run_blocking(
+            self.service
+                .settle(&Blocking(&self.store), Target::Id(id), false),
+        )
     }
 
     /// Cancels the subject's pending challenge, whichever it is; as
@@ -465,7 +868,7 @@ impl<S: Store, C: Clock> Otp<S, C> {
     pub fn cancel_subject(&self, subject: &str) -> Result<bool, Error> {
         run_blocking(
             self.service
-                .cancel(&Blocking(&self.store), Target::Subject(subject)),
+                .settle(&Blocking(&self.store), Target::Subject(subject), false),
         )
     }
 

@@ -800,5 +800,252 @@ macro_rules! otp_suite {
             assert_eq!(store.everything().len(), writes);
             assert!(!contains(&store.everything(), &envelope));
         }
+
+        #[test]
+        fn fetch_reports_without_spending_an_attempt() {
+            use pinseal::otp::ChallengeStatus;
+            let Some((otp, clock)) = service(chat()) else {
+                return;
+            };
+            let subject = "+15550007001";
+            let (id, code) = otp.issue(subject).unwrap();
+            clock.advance(Duration::from_secs(5));
+            let _ = otp.verify(&id, &wrong(code.expose_secret())).unwrap();
+            for _ in 0..3 {
+                let seen = otp.fetch(&id).unwrap().expect("live");
+                assert_eq!(seen.status, ChallengeStatus::Pending);
+                assert_eq!(seen.subject.unwrap().expose_secret(), subject);
+                assert_eq!(seen.created_at, Some(t0()));
+                assert_eq!(seen.updated_at, Some(t0() + Duration::from_secs(5)));
+                assert_eq!(seen.expires_at, t0() + Duration::from_secs(60));
+                assert_eq!((seen.attempts, seen.attempts_left, seen.send), (1, 4, 1));
+            }
+            assert_eq!(otp.budget(subject).unwrap().attempts_left, 4);
+            // A resend: the old id is gone, the new one is the second send.
+            let (id2, code2) = otp.issue(subject).unwrap();
+            assert!(otp.fetch(&id).unwrap().is_none());
+            assert_eq!(otp.fetch(&id2).unwrap().unwrap().send, 2);
+            assert_eq!(
+                otp.verify(&id2, code2.expose_secret()).unwrap(),
+                Verdict::Approved
+            );
+            let approved = otp.fetch(&id2).unwrap().unwrap();
+            assert_eq!(approved.status, ChallengeStatus::Approved);
+            assert_eq!(approved.subject.unwrap().expose_secret(), subject);
+            // Expired, then canceled, then locked.
+            let (id3, _) = otp.issue(subject).unwrap();
+            clock.advance(Duration::from_secs(60));
+            assert_eq!(
+                otp.fetch(&id3).unwrap().unwrap().status,
+                ChallengeStatus::Expired
+            );
+            let (id4, _) = otp.issue(subject).unwrap();
+            assert!(otp.cancel(&id4).unwrap());
+            assert_eq!(
+                otp.fetch(&id4).unwrap().unwrap().status,
+                ChallengeStatus::Canceled
+            );
+            let (id5, code5) = otp.issue(subject).unwrap();
+            for _ in 0..5 {
+                let _ = otp.verify(&id5, &wrong(code5.expose_secret())).unwrap();
+            }
+            assert_eq!(
+                otp.fetch(&id5).unwrap().unwrap().status,
+                ChallengeStatus::MaxAttemptsReached
+            );
+            assert!(!otp.approve(&id5).unwrap(), "a locked code is not approved");
+            let unknown: pinseal::otp::ChallengeId =
+                "00112233445566778899aabbccddeeff".parse().unwrap();
+            assert!(otp.fetch(&unknown).unwrap().is_none());
+        }
+
+        #[test]
+        fn approve_spends_a_pending_challenge_once() {
+            use pinseal::otp::ChallengeStatus;
+            let Some((otp, _)) = service(chat()) else {
+                return;
+            };
+            let (id, code) = otp.issue("+15550007002").unwrap();
+            let _ = otp.verify(&id, &wrong(code.expose_secret())).unwrap();
+            assert!(otp.approve(&id).unwrap());
+            assert!(!otp.approve(&id).unwrap());
+            assert!(!otp.cancel(&id).unwrap());
+            assert_eq!(
+                otp.fetch(&id).unwrap().unwrap().status,
+                ChallengeStatus::Approved
+            );
+            assert_eq!(
+                otp.verify(&id, code.expose_secret()).unwrap(),
+                Verdict::Unknown
+            );
+            // The approval reset the subject's attempts.
+            assert_eq!(otp.budget("+15550007002").unwrap().attempts_left, 5);
+        }
+
+        #[test]
+        fn a_client_check_budget_stops_a_stranger_locking_many_numbers() {
+            let Some((otp, clock)) = service(
+                chat()
+                    .with_client_check_budget(6, Duration::from_secs(600))
+                    .unwrap(),
+            ) else {
+                return;
+            };
+            let stranger = "198.51.100.9";
+            let mut codes = Vec::new();
+            for i in 0..10 {
+                codes.push(otp.issue(&format!("+1555000800{i}")).unwrap());
+            }
+            let mut refused = 0;
+            for i in 0..10 {
+                for _ in 0..5 {
+                    match otp.check_from(&format!("+1555000800{i}"), stranger, "000000") {
+                        Ok(v) => {
+                            assert!(!v.is_approved() || codes[i].1.expose_secret() == "000000")
+                        }
+                        Err(e) => {
+                            assert!(matches!(e, Error::ClientCheckLimit { .. }), "{e:?}");
+                            refused += 1;
+                        }
+                    }
+                }
+            }
+            assert_eq!(refused, 50 - 6);
+            // Only the first two numbers lost attempts; the rest can still sign in.
+            for (i, (id, code)) in codes.iter().enumerate().skip(2) {
+                assert_eq!(
+                    otp.budget(&format!("+1555000800{i}"))
+                        .unwrap()
+                        .attempts_left,
+                    5
+                );
+                assert_eq!(
+                    otp.verify_from(id, "203.0.113.1", code.expose_secret())
+                        .unwrap(),
+                    Verdict::Approved
+                );
+            }
+            // Approvals do not spend the budget of the client that made them.
+            assert!(
+                otp.check_from("+15550008000", "203.0.113.1", "000000")
+                    .is_ok()
+            );
+            clock.advance(Duration::from_secs(600));
+            assert!(otp.check_from("+15550008001", stranger, "000000").is_ok());
+        }
+
+        #[test]
+        fn rate_limit_buckets_count_each_velocity() {
+            use pinseal::otp::RateLimit;
+            let Some((otp, clock)) = service(chat()) else {
+                return;
+            };
+            let ip = RateLimit::new("ip")
+                .unwrap()
+                .bucket(2, Duration::from_secs(60))
+                .unwrap()
+                .bucket(3, Duration::from_secs(3600))
+                .unwrap();
+            let account = RateLimit::new("account")
+                .unwrap()
+                .bucket(4, Duration::from_secs(3600))
+                .unwrap();
+            let keys = |n: &'static str| [ip.key("203.0.113.5"), account.key(n)];
+            otp.issue_limited("+15550009001", &keys("a")).unwrap();
+            otp.issue_limited("+15550009002", &keys("a")).unwrap();
+            assert_eq!(
+                otp.issue_limited("+15550009003", &keys("a")).unwrap_err(),
+                Error::ClientLimit {
+                    retry_after: Duration::from_secs(60)
+                }
+            );
+            clock.advance(Duration::from_secs(60));
+            otp.issue_limited("+15550009003", &keys("a")).unwrap();
+            // The hour bucket is spent now, though the minute one is not.
+            assert_eq!(
+                otp.issue_limited("+15550009004", &keys("a")).unwrap_err(),
+                Error::ClientLimit {
+                    retry_after: Duration::from_secs(3540)
+                }
+            );
+            // Refused issues gave their uses back: the account has 1 left.
+            otp.issue_limited("+15550009004", &[account.key("a")])
+                .unwrap();
+            assert!(
+                otp.issue_limited("+15550009005", &[account.key("a")])
+                    .is_err()
+            );
+            otp.issue_limited("+15550009005", &[account.key("b")])
+                .unwrap();
+        }
+
+        #[test]
+        fn a_pumping_run_over_one_prefix_is_cut_off_and_others_still_get_codes() {
+            use pinseal::otp::FraudGuard;
+            let clock = ManualClock::new(t0());
+            let Some(inner) = $make else { return };
+            let store = Arc::new(Recording::new(inner));
+            let guard = FraudGuard::new()
+                .with_prefix_limit(3, 30, Duration::from_secs(3600))
+                .unwrap()
+                .deny_countries(&["+882"])
+                .unwrap();
+            let otp = Otp::with_parts(
+                &Key::from_bytes([4; 32]),
+                chat(),
+                store.clone(),
+                clock.clone(),
+            )
+            .with_fraud_guard(guard);
+            // 3 000 numbers of +4470 0900 0xxx from 300 clients, each within
+            // its own client budget; real users in other ranges meanwhile.
+            let (mut sent, mut blocked, mut others) = (0, 0, 0);
+            for i in 0..3_000u32 {
+                let number = format!("+447009000{:03}", i % 1000);
+                match otp.issue_from(&number, &format!("10.0.{}.{}", i % 300 / 250, i % 300)) {
+                    Ok(_) => sent += 1,
+                    Err(Error::PrefixBlocked { retry_after }) => {
+                        assert_eq!(retry_after, Duration::from_secs(12 * 3600));
+                        blocked += 1;
+                    }
+                    Err(e) => panic!("{e:?}"),
+                }
+                if i % 100 == 0 {
+                    let real = format!("+4477009{:05}", i);
+                    let (id, code) = otp
+                        .issue_from(&real, &format!("192.0.2.{}", i / 100))
+                        .unwrap();
+                    assert_eq!(
+                        otp.verify(&id, code.expose_secret()).unwrap(),
+                        Verdict::Approved
+                    );
+                    others += 1;
+                }
+            }
+            assert_eq!((sent, blocked, others), (30, 2_970, 30));
+            let stats = otp.prefix_stats("+447009000123").unwrap().unwrap();
+            assert_eq!((stats.sends, stats.approvals), (30, 0));
+            assert!(stats.blocked_for.is_some());
+            // Ten real numbers of +447700900xxx were approved.
+            assert_eq!(
+                otp.prefix_stats("+447700900000")
+                    .unwrap()
+                    .unwrap()
+                    .approvals,
+                10
+            );
+            assert_eq!(
+                otp.issue("+882123456789").unwrap_err(),
+                Error::CountryBlocked
+            );
+            // Not a phone number: the guard leaves it alone.
+            assert!(otp.issue("user@example.com").is_ok());
+            // The block lifts after 12 hours.
+            clock.advance(Duration::from_secs(12 * 3600));
+            assert!(otp.issue("+447009000001").is_ok());
+            let all = store.everything();
+            assert!(!contains(&all, b"447009000"), "a prefix in clear");
+            assert!(!contains(&all, b"10.0.0."), "a client in clear");
+        }
     };
 }
