@@ -248,6 +248,16 @@ impl<S: AsyncStore, C: Clock> Otp<S, C> {
         self.service.fetch(&self.store, id).await
     }
 
+    /// Where the subject's newest challenge stands; as
+    /// [`otp::Otp::fetch_subject`](super::Otp::fetch_subject).
+    ///
+    /// # Errors
+    ///
+    /// As [`otp::Otp::fetch`](super::Otp::fetch).
+    pub async fn fetch_subject(&self, subject: &str) -> Result<Option<Challenge>, Error> {
+        self.service.fetch_subject(&self.store, subject).await
+    }
+
     /// Approves the challenge `id` without a code; as
     /// [`otp::Otp::approve`](super::Otp::approve).
     ///

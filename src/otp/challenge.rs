@@ -257,13 +257,14 @@ impl fmt::Display for ChallengeStatus {
     }
 }
 
-/// What [`Otp::fetch`](super::Otp::fetch) reports about a challenge,
-/// without counting an attempt: its status, whom it was issued for, and its
-/// times. This is Verify's *fetch a verification*.
+/// What [`Otp::fetch`](super::Otp::fetch) and
+/// [`Otp::fetch_subject`](super::Otp::fetch_subject) report about a
+/// challenge, without counting an attempt: its id and status, whom it was
+/// issued for, and its times. This is Verify's *fetch a verification*.
 ///
-/// The subject is stored sealed (AES-256-GCM under a key derived from the
-/// pepper, bound to the challenge) and opened only here, into a
-/// [`Secret`]; `Debug` prints it redacted.
+/// The id and subject are stored sealed (AES-256-GCM under a key derived
+/// from the pepper, bound to the challenge) and opened only here, the
+/// subject into a [`Secret`]; `Debug` prints it redacted.
 ///
 /// # Example
 ///
@@ -283,6 +284,8 @@ impl fmt::Display for ChallengeStatus {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Challenge {
+    /// Its id (`None` for a challenge stored by a release before 0.2).
+    pub id: Option<ChallengeId>,
     /// Where it stands now.
     pub status: ChallengeStatus,
     /// The subject it was issued for; `None` for a challenge stored by a

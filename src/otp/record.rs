@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use subtle::{Choice, ConstantTimeEq};
 
-use super::challenge::{Budget, Challenge, ChallengeStatus, ClientBudget, Verdict};
+use super::challenge::{Budget, Challenge, ChallengeId, ChallengeStatus, ClientBudget, Verdict};
 use super::driver::{Delete, Step};
 use super::limits::Bucket;
 use super::policy::Policy;
@@ -57,28 +57,43 @@ impl Keys {
         }
     }
 
-    /// The subject sealed for the record of challenge `id_tag`.
-    pub(super) fn seal_subject(&self, id_tag: &Mac, subject_tag: &Mac, subject: &str) -> Vec<u8> {
+    /// The challenge id and subject, sealed for the record of challenge
+    /// `id_tag`.
+    pub(super) fn seal_subject(
+        &self,
+        id: &ChallengeId,
+        id_tag: &Mac,
+        subject_tag: &Mac,
+        subject: &str,
+    ) -> Vec<u8> {
         use crate::Seal;
+        let mut plain = crate::Secret::new(Vec::with_capacity(16 + subject.len()));
+        let p = crate::secret::ExposeSecretMut::expose_secret_mut(&mut plain);
+        p.extend_from_slice(&id.0);
+        p.extend_from_slice(subject.as_bytes());
         self.to
-            .seal(subject.as_bytes(), &to_aad(id_tag, subject_tag))
+            .seal(plain.expose_secret(), &to_aad(id_tag, subject_tag))
             .into_bytes()
     }
 
-    /// The subject a record's challenge was issued for.
+    /// The challenge id and subject a record's challenge was issued for.
     pub(super) fn open_subject(
         &self,
         id_tag: &Mac,
         subject_tag: &Mac,
         sealed: &[u8],
-    ) -> Result<crate::Secret<String>, Error> {
+    ) -> Result<(ChallengeId, crate::Secret<String>), Error> {
         use crate::Seal;
         let bytes = self
             .to
             .open(sealed, &to_aad(id_tag, subject_tag))
             .map_err(|_| Error::StoreCorrupt)?;
-        let text = core::str::from_utf8(bytes.expose_secret()).map_err(|_| Error::StoreCorrupt)?;
-        Ok(crate::Secret::new(text.to_owned()))
+        let (id, subject) = bytes
+            .expose_secret()
+            .split_first_chunk::<16>()
+            .ok_or(Error::StoreCorrupt)?;
+        let text = core::str::from_utf8(subject).map_err(|_| Error::StoreCorrupt)?;
+        Ok((ChallengeId(*id), crate::Secret::new(text.to_owned())))
     }
 
     /// The tag of a rate-limit counter: `kind` and the `parts` it counts
@@ -579,11 +594,12 @@ pub(super) fn settle_step(
 }
 
 /// Where a challenge stands, as [`Otp::fetch`](super::Otp::fetch) reports
-/// it; `None` when the record holds another challenge (or none).
+/// it; `None` when the record holds another challenge (or none). With
+/// `id_tag: None`, the record's newest challenge.
 pub(super) fn view(
     keys: &Keys,
     policy: &Policy,
-    id_tag: &Mac,
+    id_tag: Option<&Mac>,
     subject_tag: &Mac,
     current: Option<&[u8]>,
     now: u64,
@@ -593,7 +609,11 @@ pub(super) fn view(
     };
     let mut record = Record::decode(bytes)?;
     record.roll(policy, now);
-    let Some(live) = record.live.as_ref().filter(|l| l.id_tag == *id_tag) else {
+    let Some(live) = record
+        .live
+        .as_ref()
+        .filter(|l| id_tag.is_none_or(|want| l.id_tag == *want))
+    else {
         return Ok(None);
     };
     let locked = live.attempts >= policy.max_attempts || record.attempts >= policy.max_attempts;
@@ -604,13 +624,15 @@ pub(super) fn view(
         State::Pending if now >= live.expires_ms => ChallengeStatus::Expired,
         State::Pending => ChallengeStatus::Pending,
     };
-    let subject = if live.to.is_empty() {
-        None
+    let (id, subject) = if live.to.is_empty() {
+        (None, None)
     } else {
-        Some(keys.open_subject(id_tag, subject_tag, &live.to)?)
+        let (id, subject) = keys.open_subject(&live.id_tag, subject_tag, &live.to)?;
+        (Some(id), Some(subject))
     };
     let at = |ms: u64| std::time::UNIX_EPOCH + Duration::from_millis(ms);
     Ok(Some(Challenge {
+        id,
         status,
         subject,
         created_at: (live.created_ms != 0).then(|| at(live.created_ms)),

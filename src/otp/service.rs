@@ -240,7 +240,7 @@ impl<C: Clock> Service<C> {
             created_ms: now,
             updated_ms: now,
             send: 0,
-            to: self.keys.seal_subject(&id_tag, &tag, subject),
+            to: self.keys.seal_subject(&id, &id_tag, &tag, subject),
             prefix,
         };
         let policy = &self.policy;
@@ -362,7 +362,26 @@ impl<C: Clock> Service<C> {
         record::view(
             &self.keys,
             &self.policy,
-            &id_tag,
+            Some(&id_tag),
+            &tag,
+            current.as_deref(),
+            now,
+        )
+    }
+
+    /// Where the subject's newest challenge stands.
+    pub(super) async fn fetch_subject<T: AsyncStore + ?Sized>(
+        &self,
+        store: &T,
+        subject: &str,
+    ) -> Result<Option<Challenge>, Error> {
+        let now = self.now();
+        let tag = self.keys.subject_tag(subject);
+        let current = store.get(&subject_key(&tag), now).await?;
+        record::view(
+            &self.keys,
+            &self.policy,
+            None,
             &tag,
             current.as_deref(),
             now,
@@ -784,6 +803,18 @@ impl<S: Store, C: Clock> Otp<S, C> {
     /// ```
     pub fn fetch(&self, id: &ChallengeId) -> Result<Option<Challenge>, Error> {
         run_blocking(self.service.fetch(&Blocking(&self.store), id))
+    }
+
+    /// Where the subject's newest challenge stands, as [`Otp::fetch`]
+    /// reports it, with its id: what a service that checks by subject
+    /// ([`Otp::check`]) answers with. `None` when the subject has no
+    /// challenge the store remembers.
+    ///
+    /// # Errors
+    ///
+    /// As [`Otp::fetch`].
+    pub fn fetch_subject(&self, subject: &str) -> Result<Option<Challenge>, Error> {
+        run_blocking(self.service.fetch_subject(&Blocking(&self.store), subject))
     }
 
     /// Approves the challenge `id` without a code (Verify's update to

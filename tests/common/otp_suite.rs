@@ -819,7 +819,14 @@ macro_rules! otp_suite {
                 assert_eq!(seen.updated_at, Some(t0() + Duration::from_secs(5)));
                 assert_eq!(seen.expires_at, t0() + Duration::from_secs(60));
                 assert_eq!((seen.attempts, seen.attempts_left, seen.send), (1, 4, 1));
+                assert_eq!(seen.id, Some(id));
             }
+            let newest = otp.fetch_subject(subject).unwrap().unwrap();
+            assert_eq!(
+                (newest.id, newest.status),
+                (Some(id), ChallengeStatus::Pending)
+            );
+            assert!(otp.fetch_subject("+15550007999").unwrap().is_none());
             assert_eq!(otp.budget(subject).unwrap().attempts_left, 4);
             // A resend: the old id is gone, the new one is the second send.
             let (id2, code2) = otp.issue(subject).unwrap();
