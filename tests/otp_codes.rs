@@ -7,7 +7,7 @@ use common::read_blocks;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pinseal::otp::totp::{Algorithm, Totp, TotpGuard, hotp, totp};
-use pinseal::otp::{ManualClock, MemoryStore, random_code};
+use pinseal::otp::{Clock, ManualClock, MemoryStore, random_code};
 use pinseal::{Error, ExposeSecret, Key, Secret};
 
 fn at(secs: u64) -> SystemTime {
@@ -177,7 +177,11 @@ fn totp_skew_window_and_replay() {
 fn concurrent_totp_submissions_accept_once() {
     let secret = b"12345678901234567890";
     let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_000_000));
-    let guard = TotpGuard::with_parts(&Key::from_bytes([4; 32]), MemoryStore::new(), clock.clone());
+    // Seven of each eight submissions are replays, which count as wrong
+    // codes: a budget that allows them, as this test is about the race.
+    let guard = TotpGuard::with_parts(&Key::from_bytes([4; 32]), MemoryStore::new(), clock.clone())
+        .with_attempt_limit(100, secs(1))
+        .unwrap();
     let carol = Totp::new(Secret::new(secret.to_vec()), secs(30), 6, Algorithm::Sha1).unwrap();
     for round in 0..50u64 {
         let t = 1_000_000 + round * 30;
@@ -263,4 +267,58 @@ fn codes_keep_leading_zeros_and_check_length() {
     assert_eq!(random_code(10).unwrap().expose_secret().len(), 10);
     assert_eq!(random_code(3).unwrap_err(), Error::InvalidPolicy);
     assert_eq!(random_code(11).unwrap_err(), Error::InvalidPolicy);
+}
+
+#[test]
+fn totp_guesses_are_limited_per_subject_and_shared_by_guards_with_one_pepper() {
+    use pinseal::Error;
+    let secret = b"12345678901234567890";
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(2_000_000));
+    let store = std::sync::Arc::new(MemoryStore::new());
+    let pepper = Key::from_bytes([5; 32]);
+    let a = TotpGuard::with_parts(&pepper, store.clone(), clock.clone());
+    let b = TotpGuard::with_parts(&pepper, store.clone(), clock.clone());
+    let dan = Totp::new(Secret::new(secret.to_vec()), secs(30), 6, Algorithm::Sha1).unwrap();
+    let right = totp(secret, clock.now(), secs(30), 6, Algorithm::Sha1).unwrap();
+    // A guesser over every code, spread over two instances.
+    let (mut wrong, mut locked) = (0, 0);
+    for guess in 0..1_000_000u32 {
+        let guess = format!("{guess:06}");
+        let guard = if guess.ends_with('1') { &a } else { &b };
+        match guard.verify("dan", &dan, &guess) {
+            Ok(true) => panic!("a guess was accepted"),
+            Ok(false) => wrong += 1,
+            Err(Error::Locked { retry_after }) => {
+                assert!(retry_after <= secs(300));
+                locked += 1;
+                if locked == 1_000 {
+                    break;
+                }
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!((wrong, locked), (5, 1_000));
+    // The right code too is refused until the window ends...
+    assert!(matches!(
+        a.verify("dan", &dan, right.expose_secret()),
+        Err(Error::Locked { .. })
+    ));
+    // ...another subject is not affected...
+    assert!(!a.verify("erin", &dan, "000000").unwrap() || right.expose_secret() == "000000");
+    // ...and after it a right code is accepted and resets the count.
+    clock.advance(secs(300));
+    let now = totp(secret, clock.now(), secs(30), 6, Algorithm::Sha1).unwrap();
+    for _ in 0..4 {
+        assert!(!b.verify("dan", &dan, "99999").unwrap());
+    }
+    assert!(a.verify("dan", &dan, now.expose_secret()).unwrap());
+    for _ in 0..5 {
+        assert!(!b.verify("dan", &dan, "99999").unwrap());
+    }
+    assert!(b.verify("dan", &dan, "99999").is_err());
+    // A guard made from another pepper keeps its own entry: the rule the
+    // documentation states.
+    let stranger = TotpGuard::with_parts(&Key::from_bytes([6; 32]), store.clone(), clock.clone());
+    assert!(!stranger.verify("dan", &dan, "99999").unwrap());
 }

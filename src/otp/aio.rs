@@ -398,6 +398,21 @@ impl<S: AsyncStore, C: Clock> TotpGuard<S, C> {
         }
     }
 
+    /// Sets the attempt budget; as
+    /// [`totp::TotpGuard::with_attempt_limit`](super::totp::TotpGuard::with_attempt_limit).
+    ///
+    /// # Errors
+    ///
+    /// As [`totp::TotpGuard::with_attempt_limit`](super::totp::TotpGuard::with_attempt_limit).
+    pub fn with_attempt_limit(
+        mut self,
+        max_failures: u32,
+        window: Duration,
+    ) -> Result<Self, Error> {
+        self.guard.set_attempt_limit(max_failures, window)?;
+        Ok(self)
+    }
+
     /// Accepts `input` for `subject`; as
     /// [`totp::TotpGuard::verify`](super::totp::TotpGuard::verify).
     ///

@@ -19,15 +19,97 @@ const CLOCK_ALLOWANCE_MS: u64 = 60_000;
 /// [`AsyncStore`].
 pub(crate) struct Guard<C> {
     subject_key: Key,
+    max_failures: u32,
+    window_ms: u64,
     clock: C,
 }
+
+/// What the guard keeps per subject: the last accepted step, and the wrong
+/// codes in the current attempt window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Seen {
+    last_step: Option<u64>,
+    window_start_ms: u64,
+    failures: u32,
+}
+
+const SEEN_VERSION: u8 = 2;
+
+impl Seen {
+    /// The stored value: 8 bytes (the last step, as written before attempt
+    /// counting), or version 2 with the attempt window.
+    fn decode(bytes: Option<&[u8]>, now_ms: u64) -> Result<Seen, Error> {
+        let fresh = Seen {
+            last_step: None,
+            window_start_ms: now_ms,
+            failures: 0,
+        };
+        let Some(bytes) = bytes else {
+            return Ok(fresh);
+        };
+        if let Ok(step) = <[u8; 8]>::try_from(bytes) {
+            return Ok(Seen {
+                last_step: Some(u64::from_be_bytes(step)),
+                ..fresh
+            });
+        }
+        let [SEEN_VERSION, has_step, rest @ ..] = bytes else {
+            return Err(Error::StoreCorrupt);
+        };
+        let rest: &[u8; 20] = rest.try_into().map_err(|_| Error::StoreCorrupt)?;
+        let (step, rest) = rest.split_at(8);
+        let (start, failures) = rest.split_at(8);
+        let step = u64::from_be_bytes(step.try_into().map_err(|_| Error::StoreCorrupt)?);
+        Ok(Seen {
+            last_step: match has_step {
+                0 => None,
+                1 => Some(step),
+                _ => return Err(Error::StoreCorrupt),
+            },
+            window_start_ms: u64::from_be_bytes(start.try_into().map_err(|_| Error::StoreCorrupt)?),
+            failures: u32::from_be_bytes(failures.try_into().map_err(|_| Error::StoreCorrupt)?),
+        })
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(22);
+        out.push(SEEN_VERSION);
+        out.push(u8::from(self.last_step.is_some()));
+        out.extend_from_slice(&self.last_step.unwrap_or(0).to_be_bytes());
+        out.extend_from_slice(&self.window_start_ms.to_be_bytes());
+        out.extend_from_slice(&self.failures.to_be_bytes());
+        out
+    }
+}
+
+/// The default attempt budget: 5 wrong codes per subject per 5 minutes, as
+/// the provider's TOTP factors allow 5 attempts.
+pub(crate) const DEFAULT_MAX_FAILURES: u32 = 5;
+pub(crate) const DEFAULT_WINDOW_MS: u64 = 5 * 60_000;
 
 impl<C> Guard<C> {
     pub(crate) fn new(pepper: &Key, clock: C) -> Guard<C> {
         Guard {
             subject_key: pepper.derive("otp/v1/totp-subject"),
+            max_failures: DEFAULT_MAX_FAILURES,
+            window_ms: DEFAULT_WINDOW_MS,
             clock,
         }
+    }
+
+    /// Sets the attempt budget; see [`TotpGuard::with_attempt_limit`].
+    pub(crate) fn set_attempt_limit(
+        &mut self,
+        max_failures: u32,
+        window: core::time::Duration,
+    ) -> Result<(), Error> {
+        let ms = crate::otp::clock::millis(window);
+        if !(1..=100).contains(&max_failures) || !(1_000..=24 * 3_600_000).contains(&ms) {
+            return Err(Error::InvalidPolicy);
+        }
+        self.max_failures = max_failures;
+        self.window_ms = ms;
+        Ok(())
     }
 
     pub(crate) fn clock(&self) -> &C {
@@ -53,28 +135,42 @@ impl<C: Clock> Guard<C> {
         let now = self.clock.now();
         let now_ms = unix_millis(now);
         drive(store, &self.key_of(subject), now_ms, None, |current| {
-            let last = match current {
-                None => None,
-                Some(bytes) => Some(u64::from_be_bytes(
-                    bytes.try_into().map_err(|_| Error::StoreCorrupt)?,
-                )),
-            };
-            let Some(step) = totp.verify(input, now, last) else {
-                return Ok(Step::Done(false));
-            };
-            // Once the window has moved past `step`, no code of it (or of
-            // an earlier step) can be accepted again: the record may go.
-            // One more step and a minute of margin cover instances whose
-            // clocks disagree (the store counts the lifetime from this
-            // instance's clock); the record is 8 bytes.
-            let expires_ms = step
-                .saturating_add(u64::from(totp.skew()))
-                .saturating_add(2)
-                .saturating_mul(totp.step().as_secs())
-                .saturating_mul(1000)
-                .saturating_add(CLOCK_ALLOWANCE_MS)
+            let mut seen = Seen::decode(current, now_ms)?;
+            let window_end = seen.window_start_ms.saturating_add(self.window_ms);
+            if now_ms >= window_end {
+                seen.window_start_ms = now_ms;
+                seen.failures = 0;
+            }
+            let window_end = seen.window_start_ms.saturating_add(self.window_ms);
+            if seen.failures >= self.max_failures {
+                // No code is checked, not even the right one, until the
+                // window ends.
+                return Err(Error::Locked {
+                    retry_after: core::time::Duration::from_millis(window_end - now_ms),
+                });
+            }
+            let accepted = totp.verify(input, now, seen.last_step);
+            match accepted {
+                Some(step) => {
+                    seen.last_step = Some(step);
+                    seen.failures = 0;
+                }
+                None => seen.failures += 1,
+            }
+            // Kept while a step could be replayed, and while wrong codes
+            // count.
+            let step_expires_ms = seen.last_step.map_or(0, |step| {
+                step.saturating_add(u64::from(totp.skew()))
+                    .saturating_add(2)
+                    .saturating_mul(totp.step().as_secs())
+                    .saturating_mul(1000)
+                    .saturating_add(CLOCK_ALLOWANCE_MS)
+            });
+            let failures_expire_ms = if seen.failures > 0 { window_end } else { 0 };
+            let expires_ms = step_expires_ms
+                .max(failures_expire_ms)
                 .max(now_ms.saturating_add(1));
-            Ok(Step::write(step.to_be_bytes().to_vec(), expires_ms, true))
+            Ok(Step::write(seen.encode(), expires_ms, accepted.is_some()))
         })
         .await
     }
@@ -107,18 +203,32 @@ impl<C: Clock> Guard<C> {
 /// - The guard key is derived from the pepper as `otp/v1/totp-subject`; an
 ///   [`Otp`](crate::otp::Otp) service may share the pepper and the store.
 ///
+/// - In the same entry it counts wrong codes (a replay is one): after 5 in
+///   a window of 5 minutes (the provider's TOTP factors allow 5 attempts;
+///   [`TotpGuard::with_attempt_limit`] changes both) every code, even the
+///   right one, is refused with [`Error::Locked`] until the window ends. A
+///   right code resets the count.
+///
 /// # Errors
 ///
-/// Store errors ([`Error::Store`], [`Error::StoreFull`],
-/// [`Error::StoreCorrupt`], [`Error::Contention`]): nothing was decided and
-/// the code must be treated as not verified.
+/// [`Error::Locked`] when the subject's attempt budget is spent, with the
+/// wait until it lifts ([`Error::retry_after`]); store errors
+/// ([`Error::Store`], [`Error::StoreFull`], [`Error::StoreCorrupt`],
+/// [`Error::Contention`]): nothing was decided and the code must be treated
+/// as not verified.
 ///
 /// # Security
 ///
-/// The guard refuses replays; it does not count wrong codes. A guesser who
-/// can call `verify` without limit finds a 6-digit code with skew 1 in about
-/// 330 000 tries on average: limit attempts per subject in front of it,
-/// with the service's own rate limiter.
+/// Without an attempt budget a guesser finds a 6-digit code with skew 1 in
+/// about 330 000 tries on average, well within one 30-second step on a
+/// local store. With the default budget a guesser has 5 tries per 5
+/// minutes against about 3 valid codes in 10^6: about 1 chance in 230 per
+/// day per subject, so alert on repeated [`Error::Locked`].
+///
+/// **Every guard on one store must be made from the same pepper.** The
+/// subject's entry is named by an HMAC under a key derived from it: two
+/// guards with different peppers keep two entries for one subject, so each
+/// accepts the same code once and each grants its own attempt budget.
 ///
 /// # Example
 ///
@@ -168,6 +278,44 @@ impl<S: Store, C: Clock> TotpGuard<S, C> {
             guard: Guard::new(pepper, clock),
             store,
         }
+    }
+
+    /// Sets the attempt budget: at most `max_failures` wrong codes per
+    /// subject in a window of `window` that starts at the first wrong code
+    /// after the previous window ended (default 5 per 5 minutes).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPolicy`] unless `max_failures` is 1 to 100 and
+    /// `window` 1 second to 24 hours.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pinseal::{Error, ExposeSecret, Key};
+    /// use pinseal::otp::totp::{Totp, TotpGuard};
+    /// use std::time::Duration;
+    ///
+    /// let guard = TotpGuard::new(&Key::generate())
+    ///     .with_attempt_limit(3, Duration::from_secs(600))?;
+    /// let alice = Totp::random();
+    /// let right = alice.generate_now();
+    /// let wrong = if right.expose_secret() == "000000" { "111111" } else { "000000" };
+    /// for _ in 0..3 {
+    ///     assert!(!guard.verify("alice", &alice, wrong)?);
+    /// }
+    /// // Locked: even the right code is refused until the window ends.
+    /// let locked = guard.verify("alice", &alice, right.expose_secret()).unwrap_err();
+    /// assert!(matches!(locked, Error::Locked { .. }));
+    /// # Ok::<(), pinseal::Error>(())
+    /// ```
+    pub fn with_attempt_limit(
+        mut self,
+        max_failures: u32,
+        window: core::time::Duration,
+    ) -> Result<Self, Error> {
+        self.guard.set_attempt_limit(max_failures, window)?;
+        Ok(self)
     }
 
     /// Accepts `input` for `subject`, checked with the subject's `totp`, if
