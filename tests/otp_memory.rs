@@ -78,6 +78,47 @@ mod bounds {
         );
     }
 
+    /// Counters from a flood of distinct clients (checks, issues, rate
+    /// limits) never take the room of challenges: live codes still verify
+    /// and new ones are still issued, and the counters stay within their
+    /// own pool.
+    #[test]
+    fn a_counter_flood_never_drops_or_refuses_challenges() {
+        use pinseal::otp::RateLimit;
+        let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let otp = Otp::with_parts(
+            &Key::generate(),
+            Policy::default(),
+            MemoryStore::with_capacities(100, 50),
+            clock.clone(),
+        );
+        let live: Vec<_> = (0..10)
+            .map(|i| otp.issue(&format!("+1555010{i:04}")).unwrap())
+            .collect();
+        let per_ip = RateLimit::new("ip")
+            .unwrap()
+            .bucket(5, Duration::from_secs(3_600))
+            .unwrap();
+        for i in 0..20_000 {
+            let client = format!("flood-{i}");
+            // A check and an issue from a new client each time: each
+            // leaves a counter behind.
+            let _ = otp.check_from("+15550990000", &client, "000000").unwrap();
+            if i % 1_000 == 0 {
+                otp.issue_limited(&format!("+1555020{:04}", i / 1_000), &[per_ip.key(&client)])
+                    .unwrap();
+            }
+            assert!(otp.store().len(clock_now(&clock)) <= 100 + 50);
+        }
+        for (id, code) in &live {
+            assert_eq!(
+                otp.verify(id, code.expose_secret()).unwrap(),
+                Verdict::Approved
+            );
+        }
+        assert!(otp.issue_from("+15550100099", "after-the-flood").is_ok());
+    }
+
     fn clock_now(clock: &ManualClock) -> std::time::SystemTime {
         use pinseal::otp::Clock;
         clock.now()

@@ -14,9 +14,23 @@ use crate::otp::clock::unix_millis;
 ///
 /// A hash map behind one mutex, with an index ordered by expiry. Every call
 /// first drops the entries that have expired, so memory is bounded by the
-/// entries alive at that moment, and never exceeds `capacity` entries: once
-/// full, writes of new keys fail with [`Error::StoreFull`] (existing keys can
-/// still be updated, so challenges in flight still verify).
+/// entries alive at that moment.
+///
+/// Entries are held in two pools, so that counters can never crowd out
+/// challenges:
+///
+/// - **counters** (the OTP service's client, check, rate-limit and prefix
+///   counters: keys `k:`, `q:`, `r:`, `p:`) hold at most
+///   `counter_capacity` entries (by default half of `capacity`). When the
+///   pool is full, a new counter evicts the counter that would expire
+///   first: under a flood of distinct clients, the budgets about to reset
+///   anyway are forgotten first (fail-open for those counters), and a
+///   prefix block, which lasts hours, is forgotten last;
+/// - **everything else** (subject records, challenge index entries, TOTP
+///   steps, accept-once marks) holds at most `capacity` entries; once full,
+///   writes of new keys fail with [`Error::StoreFull`], while existing keys
+///   can still be updated, so challenges in flight still verify and are
+///   never dropped.
 ///
 /// A subject holds at most three entries (its record and up to two index
 /// entries, see the [module docs](super)) however often it is re-sent; a
@@ -43,6 +57,7 @@ use crate::otp::clock::unix_millis;
 /// ```
 pub struct MemoryStore {
     capacity: usize,
+    counter_capacity: usize,
     inner: Mutex<Entries>,
 }
 
@@ -50,6 +65,13 @@ pub struct MemoryStore {
 struct Entries {
     map: HashMap<String, (Vec<u8>, u64)>,
     by_expiry: BTreeSet<(u64, String)>,
+    /// The counters among them, by expiry.
+    counters: BTreeSet<(u64, String)>,
+}
+
+/// Whether `key` names one of the OTP service's counters.
+fn is_counter(key: &str) -> bool {
+    matches!(key.as_bytes(), [b'k' | b'q' | b'r' | b'p', b':', ..])
 }
 
 impl Entries {
@@ -59,15 +81,24 @@ impl Entries {
                 break;
             }
             if let Some((_, key)) = self.by_expiry.pop_first() {
-                self.map.remove(&key);
+                self.remove(&key);
             }
         }
     }
 
     fn remove(&mut self, key: &str) {
         if let Some((_, expires)) = self.map.remove(key) {
-            self.by_expiry.remove(&(expires, key.to_string()));
+            let entry = (expires, key.to_string());
+            self.by_expiry.remove(&entry);
+            if is_counter(key) {
+                self.counters.remove(&entry);
+            }
         }
+    }
+
+    /// Entries that are not counters.
+    fn others(&self) -> usize {
+        self.map.len() - self.counters.len()
     }
 }
 
@@ -80,10 +111,35 @@ impl MemoryStore {
         MemoryStore::with_capacity(Self::DEFAULT_CAPACITY)
     }
 
-    /// A store that holds at most `capacity` live entries.
+    /// A store that holds at most `capacity` live entries besides
+    /// counters, and `capacity / 2` (at least 1) counters.
     pub fn with_capacity(capacity: usize) -> MemoryStore {
+        MemoryStore::with_capacities(capacity, (capacity / 2).max(1))
+    }
+
+    /// A store that holds at most `capacity` live entries besides
+    /// counters, and `counter_capacity` counters (see the pools above).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pinseal::otp::store::{MemoryStore, Store};
+    ///
+    /// let store = MemoryStore::with_capacities(1, 2);
+    /// assert!(store.compare_and_swap("k:1", None, Some(b"1"), 1_000, 0)?);
+    /// assert!(store.compare_and_swap("k:2", None, Some(b"2"), 2_000, 0)?);
+    /// // A third counter evicts the one that expires first...
+    /// assert!(store.compare_and_swap("k:3", None, Some(b"3"), 3_000, 0)?);
+    /// assert_eq!(store.get("k:1", 0)?, None);
+    /// // ...and counters never take a challenge's room.
+    /// assert!(store.compare_and_swap("s:1", None, Some(b"s"), 1_000, 0)?);
+    /// assert!(store.compare_and_swap("s:2", None, Some(b"s"), 1_000, 0).is_err());
+    /// # Ok::<(), pinseal::Error>(())
+    /// ```
+    pub fn with_capacities(capacity: usize, counter_capacity: usize) -> MemoryStore {
         MemoryStore {
             capacity,
+            counter_capacity,
             inner: Mutex::new(Entries::default()),
         }
     }
@@ -116,6 +172,7 @@ impl core::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("MemoryStore")
             .field("capacity", &self.capacity)
+            .field("counter_capacity", &self.counter_capacity)
             .field("entries", &self.lock().map.len())
             .finish()
     }
@@ -152,11 +209,25 @@ impl Store for MemoryStore {
             None => entries.remove(key),
             Some(_) if expires_ms <= now_ms => entries.remove(key),
             Some(value) => {
-                if current.is_none() && entries.map.len() >= self.capacity {
-                    return Err(Error::StoreFull);
+                let counter = is_counter(key);
+                if current.is_none() {
+                    if counter {
+                        if entries.counters.len() >= self.counter_capacity {
+                            // Forget the counter that would expire first.
+                            match entries.counters.first().map(|(_, k)| k.clone()) {
+                                Some(oldest) => entries.remove(&oldest),
+                                None => return Err(Error::StoreFull),
+                            }
+                        }
+                    } else if entries.others() >= self.capacity {
+                        return Err(Error::StoreFull);
+                    }
                 }
                 entries.remove(key);
                 entries.by_expiry.insert((expires_ms, key.to_string()));
+                if counter {
+                    entries.counters.insert((expires_ms, key.to_string()));
+                }
                 entries
                     .map
                     .insert(key.to_string(), (value.to_vec(), expires_ms));
