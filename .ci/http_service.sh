@@ -39,9 +39,17 @@ run() { # run STORE [REDIS_URL]
   grep -q '^HTTP/1.1 429' <<<"$headers" || { echo "http_service: no 429: $headers" >&2; exit 1; }
   grep -qi '^retry-after: [1-9]' <<<"$headers" || { echo "http_service: no Retry-After" >&2; exit 1; }
   kill $server; wait $server 2>/dev/null || true; server=
-  # The server's output holds no code that was sent.
-  awk '{print $NF}' "$outbox" | sort -u | while read -r code; do
-    if grep -q "$code" "$log"; then echo "http_service: a code in the log" >&2; exit 1; fi
+  # The server's output holds the lifecycle events, and no code or number
+  # that was sent.
+  for kind in pending approved canceled max-attempts-reached; do
+    grep -q "\"type\":\"com.twilio.accountsecurity.verify.verification.$kind\"" "$log" \
+      || { echo "http_service: no $kind event" >&2; exit 1; }
+  done
+  # (As a token of its own: six digits turn up by chance inside the hex ids.)
+  awk '{print $NF; print substr($1, 2)}' "$outbox" | sort -u | while read -r secret; do
+    if grep -qE "(^|[^0-9A-Za-z])\+?$secret([^0-9A-Za-z]|\$)" "$log"; then
+      echo "http_service: a code or number in the log" >&2; exit 1
+    fi
   done
   echo "http_service: the twilio client passed on the $1 store"
 }

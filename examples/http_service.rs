@@ -33,6 +33,10 @@
 //! the fraud guard (prefix velocity with a 12-hour block, and no codes to
 //! numbers of +882/+883, the international networks pumping favours).
 //!
+//! Lifecycle events (pending, approved, canceled, expired, max attempts
+//! reached) are printed as CloudEvents lines with the provider's type
+//! names, each subject a keyed pseudonym.
+//!
 //! Codes go out through a `Sender`: here `Outbox`, a stand-in SMS gateway
 //! that appends `… <to> <code>` lines to a file (the only place a code is
 //! written in clear); an SMS provider's client implements the same trait
@@ -62,8 +66,8 @@ use axum::routing::post;
 use axum::{Form, Json, Router};
 use pinseal::otp::store::DynStore;
 use pinseal::otp::{
-    Challenge, ChallengeId, FraudGuard, MemoryStore, Policy, RateLimit, SystemClock, Verdict, aio,
-    canonical_phone,
+    Challenge, ChallengeId, Event, FraudGuard, MemoryStore, Policy, RateLimit, SystemClock,
+    Verdict, aio, canonical_phone,
 };
 use pinseal::{Error, ExposeSecret, Key, Secret};
 use serde::Deserialize;
@@ -509,7 +513,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .deny_countries(&["+882", "+883"])?;
     let app = Arc::new(App {
         otp: aio::Otp::with_parts(&pepper, policy, store().await?, SystemClock)
-            .with_fraud_guard(guard),
+            .with_fraud_guard(guard)
+            // The event sink: one CloudEvents line per lifecycle event on
+            // standard output, subjects as keyed pseudonyms. A service
+            // hands them to its event bus instead.
+            .with_events(|event: &Event| {
+                println!("{}", event.to_cloudevent("urn:pinseal:http_service"))
+            }),
         sender: outbox()?,
         account_sid: sid_from_env("PINSEAL_ACCOUNT_SID", "AC")?,
         auth_token,

@@ -114,6 +114,13 @@ impl<S, C> Otp<S, C> {
         self.service.guard()
     }
 
+    /// The service with `sink` receiving its lifecycle events; as
+    /// [`otp::Otp::with_events`](super::Otp::with_events).
+    pub fn with_events(mut self, sink: impl super::events::EventSink + 'static) -> Self {
+        self.service.set_events(std::sync::Arc::new(sink));
+        self
+    }
+
     /// The store.
     pub fn store(&self) -> &S {
         &self.store

@@ -15,6 +15,7 @@
 //! | [`Policy`] | digits, TTL, attempt and send budgets |
 //! | [`ChallengeId`], [`Verdict`], [`Challenge`], [`ChallengeStatus`], [`Budget`], [`ClientBudget`] | what a caller keeps and is told |
 //! | [`RateLimit`], [`RateKey`] | several buckets (velocities) per key: per IP address, per account |
+//! | [`Event`], [`EventKind`], [`EventSink`] | lifecycle events (pending, approved, canceled, expired, max attempts) as the provider's CloudEvents |
 //! | [`FraudGuard`], [`PrefixStats`] | SMS pumping: per-prefix velocity and blocks, country permissions, the approval rate |
 //! | [`Clock`], [`SystemClock`], [`ManualClock`] | where time comes from (tests never sleep) |
 //! | [`store`] | the store traits and the stores: memory, Redis, DynamoDB |
@@ -166,6 +167,7 @@ pub mod aio;
 mod challenge;
 mod clock;
 mod driver;
+mod events;
 mod limits;
 mod once;
 mod policy;
@@ -177,6 +179,7 @@ pub mod totp;
 
 pub use challenge::{Budget, Challenge, ChallengeId, ChallengeStatus, ClientBudget, Verdict};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use events::{Event, EventKind, EventSink};
 pub use limits::{FraudGuard, PrefixStats, RateKey, RateLimit};
 pub use once::AcceptOnce;
 pub use policy::{Policy, random_code};

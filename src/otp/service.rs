@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::challenge::{Budget, Challenge, ChallengeId, ClientBudget, Verdict};
 use super::clock::{Clock, SystemClock, unix_millis};
 use super::driver::{Blocking, drive, run_blocking};
+use super::events::{Event, EventKind, EventSink};
 use super::limits::{self, Bucket, FraudGuard, PrefixStats, RateKey, counter_key};
 use super::policy::{Policy, random_code};
 use super::record::{
@@ -36,6 +37,9 @@ pub(super) struct Service<C> {
     keys: Keys,
     policy: Policy,
     guard: Option<FraudGuard>,
+    events: Option<std::sync::Arc<dyn EventSink>>,
+    /// How events name subjects: keyed pseudonyms of their tags.
+    names: crate::pseudonym::Pseudonymizer,
     clock: C,
 }
 
@@ -61,7 +65,25 @@ impl<C> Service<C> {
             keys: Keys::new(pepper),
             policy,
             guard: None,
+            events: None,
+            names: crate::pseudonym::Pseudonymizer::new(pepper, "otp/v1/events"),
             clock,
+        }
+    }
+
+    pub(super) fn set_events(&mut self, sink: std::sync::Arc<dyn EventSink>) {
+        self.events = Some(sink);
+    }
+
+    /// Hands an event about the subject tagged `tag` to the sink, if any.
+    fn emit(&self, kind: EventKind, challenge: Option<&ChallengeId>, tag: &Mac, now: u64) {
+        if let Some(sink) = &self.events {
+            sink.on_event(&Event {
+                kind,
+                challenge: challenge.copied(),
+                subject: self.names.pseudonym(tag),
+                time: std::time::UNIX_EPOCH + Duration::from_millis(now),
+            });
         }
     }
 
@@ -260,7 +282,10 @@ impl<C: Clock> Service<C> {
             return Err(Error::Contention);
         }
         match drive(store, &key, now, Some(current), step).await {
-            Ok(()) => Ok((id, code)),
+            Ok(()) => {
+                self.emit(EventKind::Pending, Some(&id), &tag, now);
+                Ok((id, code))
+            }
             Err(e) => {
                 // The new entry names a challenge no record holds: remove
                 // it now rather than let it wait out its TTL.
@@ -338,6 +363,18 @@ impl<C: Clock> Service<C> {
             record::verify_step(&self.keys, &self.policy, &attempt, &tag, current)
         })
         .await?;
+        let id = match target {
+            Target::Id(id) => Some(id),
+            Target::Subject(_) => None,
+        };
+        match verdict {
+            Verdict::Approved => self.emit(EventKind::Approved, id, &tag, now),
+            Verdict::Rejected { attempts_left: 0 } => {
+                self.emit(EventKind::MaxAttemptsReached, id, &tag, now)
+            }
+            Verdict::Expired => self.emit(EventKind::Expired, id, &tag, now),
+            _ => {}
+        }
         if let (Some(guard), Some(prefix)) = (&self.guard, prefix) {
             // The approval-rate signal: best effort, the verdict stands.
             let _ = drive(store, &counter_key('p', &prefix), now, None, |current| {
@@ -420,10 +457,23 @@ impl<C: Clock> Service<C> {
         let Some((tag, id_tag)) = self.locate(store, target, now).await? else {
             return Ok(false);
         };
-        drive(store, &subject_key(&tag), now, None, |current| {
+        let done = drive(store, &subject_key(&tag), now, None, |current| {
             record::settle_step(&self.policy, id_tag.as_ref(), approve, current, now)
         })
-        .await
+        .await?;
+        if done {
+            let kind = if approve {
+                EventKind::Approved
+            } else {
+                EventKind::Canceled
+            };
+            let id = match target {
+                Target::Id(id) => Some(id),
+                Target::Subject(_) => None,
+            };
+            self.emit(kind, id, &tag, now);
+        }
+        Ok(done)
     }
 
     pub(super) async fn budget<T: AsyncStore + ?Sized>(
@@ -524,6 +574,17 @@ impl<S, C> Otp<S, C> {
     /// The fraud guard in force, if any.
     pub fn fraud_guard(&self) -> Option<&FraudGuard> {
         self.service.guard()
+    }
+
+    /// The service with `sink` receiving its lifecycle events (see
+    /// [`Event`]): pending on issue, approved, canceled, expired (when a
+    /// check finds it) and max attempts reached. Subjects appear as keyed
+    /// pseudonyms under a key derived from the pepper.
+    ///
+    /// [`Event`]: super::Event
+    pub fn with_events(mut self, sink: impl EventSink + 'static) -> Self {
+        self.service.set_events(std::sync::Arc::new(sink));
+        self
     }
 
     /// The store.

@@ -1054,5 +1054,77 @@ macro_rules! otp_suite {
             assert!(!contains(&all, b"447009000"), "a prefix in clear");
             assert!(!contains(&all, b"10.0.0."), "a client in clear");
         }
+
+        #[test]
+        fn lifecycle_events_name_subjects_by_pseudonym_only() {
+            use pinseal::otp::{Event, EventKind};
+            use std::sync::Mutex;
+            let clock = ManualClock::new(t0());
+            let Some(inner) = $make else { return };
+            let seen: Arc<Mutex<Vec<Event>>> = Arc::default();
+            let sink = seen.clone();
+            let otp = Otp::with_parts(&Key::from_bytes([7; 32]), chat(), inner, clock.clone())
+                .with_events(move |e: &Event| sink.lock().unwrap().push(e.clone()));
+            let (alice, bob) = ("+15550006001", "+15550006002");
+            let (id, code) = otp.issue(alice).unwrap();
+            assert!(otp.verify(&id, code.expose_secret()).unwrap().is_approved());
+            let (id, _) = otp.issue(alice).unwrap();
+            assert!(otp.cancel(&id).unwrap());
+            let (id, code) = otp.issue(bob).unwrap();
+            for _ in 0..5 {
+                let _ = otp.check(bob, &wrong(code.expose_secret())).unwrap();
+            }
+            assert_eq!(
+                otp.verify(&id, code.expose_secret()).unwrap(),
+                Verdict::Locked
+            );
+            let (id, _) = otp.issue(alice).unwrap();
+            clock.advance(Duration::from_secs(60));
+            assert_eq!(otp.verify(&id, "123456").unwrap(), Verdict::Expired);
+            let (id, _) = otp.issue(alice).unwrap();
+            assert!(otp.approve(&id).unwrap());
+            let seen = seen.lock().unwrap();
+            let kinds: Vec<_> = seen.iter().map(|e| e.kind).collect();
+            use EventKind::*;
+            assert_eq!(
+                kinds,
+                [
+                    Pending,
+                    Approved,
+                    Pending,
+                    Canceled,
+                    Pending,
+                    MaxAttemptsReached,
+                    Pending,
+                    Expired,
+                    Pending,
+                    Approved
+                ]
+            );
+            // One pseudonym per subject, two subjects, no number anywhere.
+            let alice_name = &seen[0].subject;
+            assert!(alice_name.as_str().starts_with("ps1."));
+            assert_eq!(seen.iter().filter(|e| e.subject == *alice_name).count(), 8);
+            assert_ne!(seen[4].subject, *alice_name);
+            assert!(seen[4].challenge.is_some(), "an issue names its challenge");
+            assert!(
+                seen[5].challenge.is_none(),
+                "a check by subject names no challenge"
+            );
+            assert_eq!(seen[9].challenge, Some(id));
+            assert_eq!(seen[9].time, t0() + Duration::from_secs(60));
+            for e in seen.iter() {
+                let json = e.to_cloudevent("urn:test");
+                assert!(
+                    !format!("{e:?}{json}").contains("555000600"),
+                    "a number in an event"
+                );
+                let want = format!(r#""type":"{}""#, e.kind.cloudevents_type());
+                assert!(json.contains(&want), "{json}");
+                let status = format!(r#""verification_status":"{}""#, e.kind.status());
+                assert!(json.contains(&status), "{json}");
+                assert!(json.contains(&format!(r#""subject":"{}""#, e.subject)));
+            }
+        }
     };
 }
