@@ -128,7 +128,7 @@ impl Event {
             ),
             self.kind.cloudevents_type(),
             JsonText(source),
-            crate::hex::encode(&id),
+            crate::hex::encode(id),
             Rfc3339(self.time),
             challenge,
             self.subject,
