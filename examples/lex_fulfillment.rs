@@ -2,21 +2,32 @@
 //! the handler answers with a JSON response. No network is needed: `main`
 //! plays a conversation through the handler and prints each turn.
 //!
+//! The number a code goes to comes from a trusted source, never from the
+//! conversation: Lex session and request attributes are written by the
+//! client (the Lex runtime API's `PutSession` and `RecognizeText` accept
+//! them), so a client could point the code at any number. Here the app
+//! that authenticated the user starts the Lex session with the account id
+//! in its session id (`<account>:<conversation>`), and the handler looks
+//! the phone number up in the account directory (a stand-in for the
+//! service's user database).
+//!
 //! Two ways to keep the code between turns:
 //!
 //! - **Store** (`Turns::Store`): the code is issued by `Otp` on a challenge
 //!   store (the memory store, or DynamoDB with `--features dynamodb,aws-https` and
 //!   `PINSEAL_DYNAMODB_URL` pointing at a local server, or real DynamoDB
 //!   with `PINSEAL_DYNAMODB_TABLE`), checked by phone number, with send and
-//!   attempt budgets; a wrong answer gets a new code while the budgets
-//!   last.
+//!   attempt budgets and a per-account send budget (`issue_from`); a wrong
+//!   answer gets a new code while the budgets last.
 //! - **Session attributes** (`Turns::Session`): no store at all. The code
 //!   travels in the Lex session attributes sealed with `Sealer`, under
 //!   associated data bound to the Lex session id, with an expiry inside the
-//!   envelope, and is compared in constant time. Its limits: a client that
-//!   can write session attributes (the Lex runtime API lets it) can replay
-//!   an earlier envelope, and so its attempt count; use the store where
-//!   that matters.
+//!   envelope, and is compared in constant time. The attempt count travels
+//!   in the envelope and carries over every turn, a resend included. Its
+//!   limits: a client that can write session attributes (the Lex runtime
+//!   API lets it) can replay an earlier envelope, or drop it and start
+//!   over with a fresh code and a fresh count, and nothing limits sends;
+//!   use the store where that matters.
 //!
 //! Run: `cargo run --example lex_fulfillment` (memory store, a simulated
 //! phone, a local key), or against AWS services (real, or moto's server as
@@ -43,9 +54,9 @@ use pinseal::{Aad, Error, ExposeSecret, Key, Seal, Sealer, Secret};
 use serde_json::{Value, json};
 
 thread_local! {
-    /// The simulated phone's inbox: the codes it received, so the demo
-    /// conversation can answer them.
-    static INBOX: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The simulated phones' inbox: the number and code of each message,
+    /// so the demo conversation can answer them.
+    static INBOX: std::cell::RefCell<Vec<(String, String)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Where codes go: a simulated phone, or SMS through Amazon SNS.
@@ -65,8 +76,11 @@ impl Sms {
     async fn send(&self, to: &str, code: &Secret<String>) -> Result<(), Error> {
         match self {
             Sms::Simulated => {
-                let _ = to; // one phone
-                INBOX.with(|inbox| inbox.borrow_mut().push(code.expose_secret().clone()));
+                INBOX.with(|inbox| {
+                    inbox
+                        .borrow_mut()
+                        .push((to.to_string(), code.expose_secret().clone()))
+                });
                 Ok(())
             }
             #[cfg(all(feature = "aws-sns", feature = "aws-https"))]
@@ -76,9 +90,12 @@ impl Sms {
 
     /// The last code the phone `to` received: the demo user reads it.
     fn last_code(&self, to: &str) -> Option<String> {
-        let _ = to;
         match self {
-            Sms::Simulated => INBOX.with(|inbox| inbox.borrow().last().cloned()),
+            Sms::Simulated => INBOX.with(|inbox| {
+                let inbox = inbox.borrow();
+                let (_, code) = inbox.iter().rev().find(|(number, _)| number == to)?;
+                Some(code.clone())
+            }),
             #[cfg(all(feature = "aws-sns", feature = "aws-https"))]
             Sms::Sns { moto, .. } => {
                 let data = http_get(moto.as_deref()?, "/moto-api/data.json")?;
@@ -147,6 +164,21 @@ fn typed_code(event: &Value) -> Option<Secret<String>> {
         .map(|s| Secret::new(s.trim().to_string()))
 }
 
+/// The account directory: the phone number on file for an account. In a
+/// service, the user database.
+fn phone_on_file(account: &str) -> Option<&'static str> {
+    match account {
+        "user-42" => Some("+1 (555) 010-0199"),
+        _ => None,
+    }
+}
+
+/// The account the session belongs to: the app that authenticated the user
+/// set the Lex session id to `<account>:<conversation>`.
+fn account_of(event: &Value) -> Option<&str> {
+    event["sessionId"].as_str()?.split_once(':').map(|(a, _)| a)
+}
+
 enum Turns {
     Store(Box<aio::Otp<DynStore>>),
     Session { sealer: Box<Sealer>, ttl: Duration },
@@ -157,11 +189,24 @@ const MAX_SESSION_ATTEMPTS: u32 = 3;
 impl Turns {
     async fn handle(&self, sms: &Sms, event: &Value) -> Result<Value, Error> {
         let attributes = event["sessionState"]["sessionAttributes"].clone();
-        let phone = canonical_phone(attributes["phone"].as_str().unwrap_or_default())?;
+        // Never `attributes["phone"]`: the client writes those.
+        let Some(account) = account_of(event) else {
+            return Ok(close(event, attributes, false, "Please sign in first."));
+        };
+        let Some(on_file) = phone_on_file(account) else {
+            return Ok(close(
+                event,
+                attributes,
+                false,
+                "No phone number is on file.",
+            ));
+        };
+        let phone = canonical_phone(on_file)?;
         match self {
             Turns::Store(otp) => {
                 let Some(code) = typed_code(event) else {
-                    let (_, code) = otp.issue(&phone).await?;
+                    // Counted against the account's own send budget too.
+                    let (_, code) = otp.issue_from(&phone, account).await?;
                     sms.send(&phone, &code).await?;
                     return Ok(elicit_code(
                         event,
@@ -172,7 +217,7 @@ impl Turns {
                 match otp.check(&phone, code.expose_secret()).await? {
                     Verdict::Approved => Ok(close(event, attributes, true, "You are verified.")),
                     Verdict::Rejected { .. } | Verdict::Expired => {
-                        match otp.issue(&phone).await {
+                        match otp.issue_from(&phone, account).await {
                             // The seed's behaviour: a wrong answer gets a new code.
                             Ok((_, code)) => {
                                 sms.send(&phone, &code).await?;
@@ -182,7 +227,11 @@ impl Turns {
                                     "That was not it. I sent a new code.",
                                 ))
                             }
-                            Err(Error::SendLimit { .. } | Error::Locked { .. }) => Ok(close(
+                            Err(
+                                Error::SendLimit { .. }
+                                | Error::Locked { .. }
+                                | Error::ClientLimit { .. },
+                            ) => Ok(close(
                                 event,
                                 attributes,
                                 false,
@@ -206,14 +255,16 @@ impl Turns {
                     .field("purpose", "otp");
                 let mut attributes = attributes;
                 // The envelope holds "attempts:code".
-                let attempts = match (typed_code(event), attributes["otp"].as_str()) {
-                    (Some(code), Some(envelope)) => {
+                let (attempts, wrong) = match attributes["otp"].as_str() {
+                    None => (0, false),
+                    Some(envelope) => {
                         let opened = envelope
                             .parse::<Envelope>()
                             .and_then(|e| sealer.open_expiring(&e, aad.as_bytes()));
                         let opened = match opened {
                             Ok(p) => p,
                             Err(Error::Expired) => {
+                                attributes["otp"] = Value::Null;
                                 return Ok(close(event, attributes, false, "The code expired."));
                             }
                             Err(e) => return Err(e),
@@ -222,18 +273,22 @@ impl Turns {
                             .map_err(|_| Error::Decrypt)?;
                         let (attempts, sent) = text.split_once(':').ok_or(Error::Decrypt)?;
                         let attempts: u32 = attempts.parse().map_err(|_| Error::Decrypt)?;
-                        // Constant-time comparison of two secrets.
-                        if Secret::new(sent.to_string()) == code {
-                            attributes["otp"] = Value::Null;
-                            return Ok(close(event, attributes, true, "You are verified."));
+                        match typed_code(event) {
+                            // A turn without a code (the user asked again):
+                            // a new code, the count carried over.
+                            None => (attempts, false),
+                            // Constant-time comparison of two secrets.
+                            Some(code) if Secret::new(sent.to_string()) == code => {
+                                attributes["otp"] = Value::Null;
+                                return Ok(close(event, attributes, true, "You are verified."));
+                            }
+                            Some(_) if attempts + 1 >= MAX_SESSION_ATTEMPTS => {
+                                attributes["otp"] = Value::Null;
+                                return Ok(close(event, attributes, false, "Too many tries."));
+                            }
+                            Some(_) => (attempts + 1, true),
                         }
-                        if attempts + 1 >= MAX_SESSION_ATTEMPTS {
-                            attributes["otp"] = Value::Null;
-                            return Ok(close(event, attributes, false, "Too many tries."));
-                        }
-                        attempts + 1
                     }
-                    _ => 0,
                 };
                 let code = pinseal::otp::random_code(6)?;
                 let payload = Secret::new(format!("{attempts}:{}", code.expose_secret()));
@@ -241,10 +296,10 @@ impl Turns {
                     sealer.seal_for(payload.expose_secret().as_bytes(), aad.as_bytes(), *ttl);
                 attributes["otp"] = Value::String(envelope.to_string());
                 sms.send(&phone, &code).await?;
-                let message = if attempts == 0 {
-                    "I sent you a code. What is it?"
-                } else {
+                let message = if wrong {
                     "That was not it. I sent a new code."
+                } else {
+                    "I sent you a code. What is it?"
                 };
                 Ok(elicit_code(event, attributes, message))
             }
@@ -404,8 +459,11 @@ fn sms() -> Sms {
 /// Plays one conversation: a wrong answer, then the right one.
 async fn converse(name: &str, turns: &Turns, sms: &Sms) -> Result<(), Error> {
     println!("\n== {name}");
-    let session = format!("session-{name}");
-    let mut attributes = json!({ "phone": "+1 (555) 010-0199" });
+    // The app authenticated user-42 and started the session under that
+    // account. The client also writes a phone number into the session
+    // attributes: it is ignored.
+    let session = format!("user-42:{name}");
+    let mut attributes = json!({ "phone": "+1 (555) 010-0666" });
     let first = turns
         .handle(sms, &event(&session, &attributes, None))
         .await?;
@@ -436,8 +494,44 @@ async fn converse(name: &str, turns: &Turns, sms: &Sms) -> Result<(), Error> {
         right["messages"][0]["content"]
     );
     assert_eq!(right["sessionState"]["intent"]["state"], "Fulfilled");
+    // Every code went to the number on file, none to the client's.
+    assert!(sms.last_code("+15550100666").is_none());
     // The response carries no code in clear.
     assert!(!right.to_string().contains(&code) && !wrong.to_string().contains(&code));
+    Ok(())
+}
+
+/// Plays a guesser's conversation: a wrong code, a turn that asks for a
+/// new code, then wrong codes. The attempt count carries over the resend,
+/// so the third wrong code ends the conversation at the latest.
+async fn resend_keeps_the_count(name: &str, turns: &Turns, sms: &Sms) -> Result<(), Error> {
+    println!("\n== {name}: wrong, resend, wrong, wrong");
+    let session = format!("user-42:{name}-guesser");
+    let mut attributes = json!({});
+    let mut typed: Vec<Option<String>> = vec![None];
+    let mut last = Value::Null;
+    for turn in 0..5 {
+        let code = typed.last().cloned().flatten();
+        last = turns
+            .handle(sms, &event(&session, &attributes, code.as_deref()))
+            .await?;
+        println!("  bot: {}", last["messages"][0]["content"]);
+        attributes = attributes_of(&last);
+        if last["sessionState"]["dialogAction"]["type"] == "Close" {
+            // The store variant may stop a turn earlier, on its send budget.
+            assert!(turn >= 3, "closed before the third wrong code");
+            break;
+        }
+        let sent = sms.last_code("+15550100199").expect("a code was sent");
+        let wrong: String = sent
+            .bytes()
+            .map(|b| char::from(b'0' + (b - b'0' + 1) % 10))
+            .collect();
+        // Turn 1 is a wrong code, turn 2 asks again, then wrong codes.
+        typed.push(if turn == 1 { None } else { Some(wrong) });
+    }
+    assert_eq!(last["sessionState"]["dialogAction"]["type"], "Close");
+    assert_eq!(last["sessionState"]["intent"]["state"], "Failed");
     Ok(())
 }
 
@@ -459,6 +553,8 @@ async fn main() -> Result<(), Error> {
         ttl: Duration::from_secs(60),
     };
     converse("session-attributes", &by_session, &sms).await?;
+    resend_keeps_the_count("store", &by_store, &sms).await?;
+    resend_keeps_the_count("session-attributes", &by_session, &sms).await?;
     println!("\ndone: both flows verified the caller; no response carried a code");
     Ok(())
 }
