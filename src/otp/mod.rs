@@ -186,6 +186,8 @@ pub use policy::{Policy, random_code};
 pub use service::Otp;
 pub use store::MemoryStore;
 pub use subject::canonical_phone;
+#[cfg(feature = "phonenumber")]
+pub use subject::canonical_phone_in;
 
 #[cfg(doc)]
 use crate::{Error, Key};

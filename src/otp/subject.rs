@@ -64,6 +64,56 @@ pub fn canonical_phone(input: &str) -> Result<String, Error> {
     Ok(out)
 }
 
+/// A phone number in national or international form, rewritten as E.164,
+/// with the numbering plans of Google's libphonenumber (through the
+/// `phonenumber` crate; feature `phonenumber`).
+///
+/// Where [`canonical_phone`] needs the country code, this function also
+/// takes national forms: `(555) 010-0199` in region `US`, `020 7946 0958`
+/// or `07700 900123` in `GB`, and drops trunk prefixes and international
+/// dialing prefixes as each country writes them (`0049 30 123456`).
+///
+/// # Parameters
+///
+/// - `input`: the number as typed.
+/// - `default_region`: the ISO 3166-1 alpha-2 code (`"US"`, `"GB"`) of the
+///   country a national number belongs to: the caller's, or the service's.
+///
+/// # Errors
+///
+/// - [`Error::InvalidPhoneNumber`] if `input` is not a number the region's
+///   plan can read, or not a possible number (too short or too long for
+///   its country). The error does not echo the input.
+/// - [`Error::InvalidPolicy`] if `default_region` is not a region code.
+///
+/// Numbers that are possible but not assigned (such as the fictional
+/// `555-01xx` range) are accepted: whether a number can receive a code is
+/// the SMS provider's answer.
+///
+/// # Example
+///
+/// ```
+/// use pinseal::otp::canonical_phone_in;
+///
+/// assert_eq!(canonical_phone_in("(555) 010-0199", "US")?, "+15550100199");
+/// assert_eq!(canonical_phone_in("020 7946 0958", "GB")?, "+442079460958");
+/// assert_eq!(canonical_phone_in("+44 (0)20 7946 0958", "US")?, "+442079460958");
+/// assert!(canonical_phone_in("12", "GB").is_err());
+/// # Ok::<(), pinseal::Error>(())
+/// ```
+#[cfg(feature = "phonenumber")]
+pub fn canonical_phone_in(input: &str, default_region: &str) -> Result<String, Error> {
+    let region: phonenumber::country::Id =
+        default_region.parse().map_err(|_| Error::InvalidPolicy)?;
+    // "(0)": a trunk prefix written for callers at home, never dialed from
+    // abroad (the parser would keep it after a country code).
+    let input = input.replace("(0)", " ");
+    let number = phonenumber::parse(Some(region), &input).map_err(|_| Error::InvalidPhoneNumber)?;
+    let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+    // The same shape `canonical_phone` promises, and a possible length.
+    canonical_phone(&e164).map_err(|_| Error::InvalidPhoneNumber)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +175,34 @@ mod tests {
                 "{s:?}"
             );
         }
+    }
+
+    #[cfg(feature = "phonenumber")]
+    #[test]
+    fn national_forms_parse_with_a_default_region() {
+        for (input, region, want) in [
+            ("(555) 010-0199", "US", "+15550100199"),
+            ("1-555-010-0199", "US", "+15550100199"),
+            ("+1 555 010 0199", "GB", "+15550100199"),
+            ("07700 900123", "GB", "+447700900123"),
+            ("(0)20 7946 0958", "GB", "+442079460958"),
+            ("030 123456", "DE", "+4930123456"),
+            ("0049 30 123456", "GB", "+4930123456"),
+            ("06 12 34 56 78", "FR", "+33612345678"),
+        ] {
+            assert_eq!(
+                canonical_phone_in(input, region).unwrap(),
+                want,
+                "{input:?} in {region}"
+            );
+        }
+        for bad in ["12", "not a number", "+", "0", "+1 555 010 0199 0199 0199"] {
+            let err = canonical_phone_in(bad, "GB").unwrap_err();
+            assert_eq!(err, Error::InvalidPhoneNumber, "{bad:?}");
+        }
+        assert_eq!(
+            canonical_phone_in("(555) 010-0199", "Narnia").unwrap_err(),
+            Error::InvalidPolicy
+        );
     }
 }
