@@ -62,7 +62,8 @@ const TAG_BYTES: usize = 16;
 /// println!("call from {a}"); // no number in the log line
 /// ```
 pub struct Pseudonymizer {
-    key: Key,
+    key_id: KeyId,
+    mac: crate::mac::KeyedMac,
     prefix: String,
 }
 
@@ -73,18 +74,22 @@ impl Pseudonymizer {
         let key = root.derive(&format!("pseudonym/{purpose}"));
         let id = key.id().to_string();
         let prefix = format!("ps1.{}.", id.get(..8).unwrap_or_default());
-        Pseudonymizer { key, prefix }
+        Pseudonymizer {
+            key_id: key.id(),
+            mac: crate::mac::KeyedMac::new(key.expose_secret()),
+            prefix,
+        }
     }
 
     /// The id of the derived key (its first 8 hex characters are in every
     /// token).
     pub fn key_id(&self) -> KeyId {
-        self.key.id()
+        self.key_id
     }
 
     /// The pseudonym of `input`.
     pub fn pseudonym(&self, input: impl AsRef<[u8]>) -> Pseudonym {
-        let tag = crate::mac::hmac_sha256(self.key.expose_secret(), &[input.as_ref()]);
+        let tag = self.mac.mac(&[input.as_ref()]);
         let mut token = String::with_capacity(self.prefix.len() + 22);
         token.push_str(&self.prefix);
         token.push_str(&BASE64URL_NOPAD.encode(tag.get(..TAG_BYTES).unwrap_or_default()));
@@ -95,7 +100,7 @@ impl Pseudonymizer {
 impl fmt::Debug for Pseudonymizer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pseudonymizer")
-            .field("key_id", &self.key.id())
+            .field("key_id", &self.key_id)
             .finish_non_exhaustive()
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::envelope::{Seal, expiring_deadline};
 use crate::otp::clock::{Clock, SystemClock, unix_millis};
 use crate::otp::driver::{Blocking, Step, drive, run_blocking};
-use crate::otp::record::{Mac, hmac};
+use crate::otp::record::Mac;
 use crate::otp::store::{AsyncStore, MemoryStore, Store};
 use crate::{Error, Key, Secret};
 
@@ -22,14 +22,16 @@ const CLOCK_ALLOWANCE_MS: u64 = 60_000;
 /// The key and clock of an accept-once set, and its operations over any
 /// [`AsyncStore`].
 pub(crate) struct Once<C> {
-    key: Key,
+    key: crate::mac::KeyedMac,
     clock: C,
 }
 
 impl<C> Once<C> {
     pub(crate) fn new(pepper: &Key, clock: C) -> Once<C> {
         Once {
-            key: pepper.derive("once/v1/key"),
+            key: crate::mac::KeyedMac::new(crate::ExposeSecret::expose_secret(
+                &pepper.derive("once/v1/key"),
+            )),
             clock,
         }
     }
@@ -54,7 +56,7 @@ impl<C> Once<C> {
             input.push(length);
             input.push(part.as_ref());
         }
-        let tag: Mac = hmac(&self.key, &input);
+        let tag: Mac = self.key.mac(&input);
         format!("o:{}", crate::hex::encode(tag))
     }
 }

@@ -11,7 +11,7 @@ use super::challenge::{Budget, Challenge, ChallengeId, ChallengeStatus, ClientBu
 use super::driver::{Delete, Step};
 use super::limits::Bucket;
 use super::policy::Policy;
-use crate::mac::MAC_LEN;
+use crate::mac::{KeyedMac, MAC_LEN};
 use crate::secret::ExposeSecret;
 use crate::{Error, Key};
 
@@ -19,17 +19,18 @@ use crate::{Error, Key};
 /// client, challenge id and code.
 pub(super) type Mac = [u8; MAC_LEN];
 
-pub(super) fn hmac(key: &Key, parts: &[&[u8]]) -> Mac {
-    crate::mac::hmac_sha256(key.expose_secret(), parts)
+/// A derived key, keyed into HMAC-SHA256 once.
+fn keyed(pepper: &Key, label: &str) -> KeyedMac {
+    KeyedMac::new(pepper.derive(label).expose_secret())
 }
 
 /// The keys derived from the pepper: four MAC keys, and the key that seals
 /// a challenge's subject so that a lookup by id can say whom it was for.
 pub(super) struct Keys {
-    code: Key,
-    subject: Key,
-    index: Key,
-    client: Key,
+    code: KeyedMac,
+    subject: KeyedMac,
+    index: KeyedMac,
+    client: KeyedMac,
     to: Box<crate::Sealer>,
 }
 
@@ -49,10 +50,10 @@ pub(super) const MAX_SUBJECT_LEN: usize = 1024;
 impl Keys {
     pub(super) fn new(pepper: &Key) -> Keys {
         Keys {
-            code: pepper.derive("otp/v1/code"),
-            subject: pepper.derive("otp/v1/subject"),
-            index: pepper.derive("otp/v1/index"),
-            client: pepper.derive("otp/v1/client"),
+            code: keyed(pepper, "otp/v1/code"),
+            subject: keyed(pepper, "otp/v1/subject"),
+            index: keyed(pepper, "otp/v1/index"),
+            client: keyed(pepper, "otp/v1/client"),
             to: Box::new(crate::Sealer::new(&pepper.derive("otp/v1/to"))),
         }
     }
@@ -110,25 +111,25 @@ impl Keys {
             input.push(len);
             input.push(part);
         }
-        hmac(&self.client, &input)
+        self.client.mac(&input)
     }
 
     pub(super) fn subject_tag(&self, subject: &str) -> Mac {
-        hmac(&self.subject, &[subject.as_bytes()])
+        self.subject.mac(&[subject.as_bytes()])
     }
 
     pub(super) fn id_tag(&self, id: &[u8; 16]) -> Mac {
-        hmac(&self.index, &[id])
+        self.index.mac(&[id])
     }
 
     pub(super) fn client_tag(&self, client: &str) -> Mac {
-        hmac(&self.client, &[client.as_bytes()])
+        self.client.mac(&[client.as_bytes()])
     }
 
     /// The stored MAC of a code: HMAC(code key, id tag || subject tag ||
     /// code).
     pub(super) fn code_mac(&self, id_tag: &Mac, subject_tag: &Mac, code: &[u8]) -> Mac {
-        hmac(&self.code, &[id_tag, subject_tag, code])
+        self.code.mac(&[id_tag, subject_tag, code])
     }
 }
 

@@ -7,7 +7,7 @@ use core::fmt;
 use super::Totp;
 use crate::otp::clock::{Clock, SystemClock, unix_millis};
 use crate::otp::driver::{Blocking, Step, drive, run_blocking};
-use crate::otp::record::{Mac, hmac};
+use crate::otp::record::Mac;
 use crate::otp::store::{AsyncStore, MemoryStore, Store};
 use crate::{Error, Key};
 
@@ -18,7 +18,7 @@ const CLOCK_ALLOWANCE_MS: u64 = 60_000;
 /// The guard's key and clock, and its one operation over any
 /// [`AsyncStore`].
 pub(crate) struct Guard<C> {
-    subject_key: Key,
+    subject_key: crate::mac::KeyedMac,
     max_failures: u32,
     window_ms: u64,
     clock: C,
@@ -90,7 +90,9 @@ pub(crate) const DEFAULT_WINDOW_MS: u64 = 5 * 60_000;
 impl<C> Guard<C> {
     pub(crate) fn new(pepper: &Key, clock: C) -> Guard<C> {
         Guard {
-            subject_key: pepper.derive("otp/v1/totp-subject"),
+            subject_key: crate::mac::KeyedMac::new(crate::ExposeSecret::expose_secret(
+                &pepper.derive("otp/v1/totp-subject"),
+            )),
             max_failures: DEFAULT_MAX_FAILURES,
             window_ms: DEFAULT_WINDOW_MS,
             clock,
@@ -117,7 +119,7 @@ impl<C> Guard<C> {
     }
 
     fn key_of(&self, subject: &str) -> String {
-        let tag: Mac = hmac(&self.subject_key, &[subject.as_bytes()]);
+        let tag: Mac = self.subject_key.mac(&[subject.as_bytes()]);
         format!("t:{}", crate::hex::encode(tag))
     }
 }
