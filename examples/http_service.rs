@@ -27,11 +27,14 @@
 //! (the old one stops working): codes are stored only as HMACs, so the
 //! same code cannot be sent again.
 //!
-//! Defences: the number's send and attempt budgets, a per-client send and
-//! check budget (the caller's address), the `RateLimits` parameter with the
-//! service's rate limit `end_user_ip_address` (3 a minute, 10 an hour), and
-//! the fraud guard (prefix velocity with a 12-hour block, and no codes to
-//! numbers of +882/+883, the international networks pumping favours).
+//! Defences: the number's send and attempt budgets, the `RateLimits`
+//! parameter with the service's rate limit `end_user_ip_address` (3 a
+//! minute, 10 an hour, counted per end user's address as the caller's
+//! back end passes it), and the fraud guard (prefix velocity with a 12-hour
+//! block, and no codes to numbers of +882/+883, the international networks
+//! pumping favours). Only the account's back end can call the service, so
+//! the peer address is that back end's, the same for every end user: no
+//! budget is counted on it.
 //!
 //! Lifecycle events (pending, approved, canceled, expired, max attempts
 //! reached) are printed as CloudEvents lines with the provider's type
@@ -52,13 +55,13 @@
 //! `PINSEAL_REDIS_URL` to keep verifications in Redis instead of memory.
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::rejection::FormRejection;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -196,19 +199,20 @@ fn authentic<S>(app: &App<S>, headers: &HeaderMap) -> bool {
     (user_ok & password_ok).into()
 }
 
-/// The client key for the per-client budgets: the caller's IPv4 address,
-/// or the /64 network of an IPv6 one. Behind a proxy, take the address
-/// from the header the proxy sets.
-fn client_key(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+/// The rate-limit key of an end user's address as the back end passes it:
+/// an IPv4 address, or the /64 network of an IPv6 one (a single host
+/// usually holds a whole /64); anything else as given.
+fn end_user_key(ip: &str) -> String {
+    match ip.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
             Some(v4) => v4.to_string(),
             None => {
                 let s = v6.segments();
                 format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
             }
         },
+        Err(_) => ip.to_string(),
     }
 }
 
@@ -286,7 +290,6 @@ struct Create {
 async fn create(
     State(app): Shared,
     Path(service): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     form: Result<Form<Create>, FormRejection>,
 ) -> Result<Response, Error> {
     if service != app.service_sid {
@@ -304,7 +307,7 @@ async fn create(
             serde_json::from_str(limits).map_err(|_| Error::InvalidParameter)?;
         for (name, value) in limits {
             match (name.as_str(), value) {
-                ("end_user_ip_address", Value::String(ip)) => end_user = Some(ip),
+                ("end_user_ip_address", Value::String(ip)) => end_user = Some(end_user_key(&ip)),
                 _ => return Err(Error::InvalidParameter),
             }
         }
@@ -313,10 +316,6 @@ async fn create(
     if let Some(ip) = &end_user {
         keys.push(app.per_ip.key(ip));
     }
-    // The caller's own budget is a rate limit too.
-    let caller_limit = RateLimit::new("caller")?.bucket(100, Duration::from_secs(600))?;
-    let caller = client_key(peer.ip());
-    keys.push(caller_limit.key(&caller));
     // A refusal carries its Retry-After: no second store call.
     let (id, code) = app.otp.issue_limited(&to, &keys).await?;
     if let Err(e) = app.sender.send(&to, &code).await {
@@ -340,7 +339,6 @@ struct Check {
 async fn check(
     State(app): Shared,
     Path(service): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     form: Result<Form<Check>, FormRejection>,
 ) -> Result<Response, Error> {
     if service != app.service_sid {
@@ -348,24 +346,17 @@ async fn check(
     }
     let Form(check) = form.map_err(bad_form)?;
     let code = check.code.ok_or(Error::InvalidParameter)?;
-    let client = client_key(peer.ip());
     let (verdict, seen) = match (check.verification_sid, check.to) {
         (Some(sid), _) => {
             let Some(id) = challenge_id(&sid) else {
                 return Ok(not_found());
             };
-            let verdict = app
-                .otp
-                .verify_from(&id, &client, code.expose_secret())
-                .await?;
+            let verdict = app.otp.verify(&id, code.expose_secret()).await?;
             (verdict, app.otp.fetch(&id).await?)
         }
         (None, Some(to)) => {
             let to = canonical_phone(&to)?;
-            let verdict = app
-                .otp
-                .check_from(&to, &client, code.expose_secret())
-                .await?;
+            let verdict = app.otp.check(&to, code.expose_secret()).await?;
             (verdict, app.otp.fetch_subject(&to).await?)
         }
         (None, None) => return Err(Error::InvalidParameter),
@@ -378,9 +369,21 @@ async fn check(
             body["valid"] = json!(verdict.is_approved());
             Ok(Json(body).into_response())
         }
-        Verdict::Locked => Err(Error::Locked {
-            retry_after: app.otp.policy().send_window(),
-        }),
+        Verdict::Locked => {
+            // Until the subject's window ends (its attempts), or, for a code
+            // that has had all its guesses, until it expires.
+            let subject = seen.as_ref().and_then(|c| c.subject.as_ref());
+            let window = match subject {
+                Some(to) => app.otp.budget(to.expose_secret()).await?.retry_after(),
+                None => None,
+            };
+            let code_lifetime = seen
+                .as_ref()
+                .and_then(|c| c.expires_at.duration_since(SystemTime::now()).ok());
+            Err(Error::Locked {
+                retry_after: window.or(code_lifetime).unwrap_or(Duration::from_secs(1)),
+            })
+        }
         // Expired, canceled, approved before, replaced, never issued.
         _ => Ok(not_found()),
     }
@@ -506,8 +509,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let policy = Policy::new(6, Duration::from_secs(10 * 60), 5)?
-        .with_send_budget(5, Duration::from_secs(10 * 60))?
-        .with_client_check_budget(30, Duration::from_secs(10 * 60))?;
+        .with_send_budget(5, Duration::from_secs(10 * 60))?;
     let guard = FraudGuard::new()
         .with_prefix_limit(3, 50, Duration::from_secs(60 * 60))?
         .deny_countries(&["+882", "+883"])?;
@@ -542,10 +544,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::var("PINSEAL_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await?;
+    axum::serve(listener, router).await?;
     Ok(())
 }

@@ -9,7 +9,11 @@
 //! that authenticated the user starts the Lex session with the account id
 //! in its session id (`<account>:<conversation>`), and the handler looks
 //! the phone number up in the account directory (a stand-in for the
-//! service's user database).
+//! service's user database). The session id is trustworthy only when the
+//! app's own back end calls the Lex runtime (`RecognizeText` with the
+//! session id it chose); a client that calls Lex directly picks its own,
+//! and then the account must come from the client's verified identity
+//! (a Cognito identity, a signed token) instead.
 //!
 //! Two ways to keep the code between turns:
 //!

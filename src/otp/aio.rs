@@ -114,6 +114,12 @@ impl<S, C> Otp<S, C> {
         self.service.guard()
     }
 
+    /// The keyed pseudonym events name a challenge by; as
+    /// [`otp::Otp::challenge_pseudonym`](super::Otp::challenge_pseudonym).
+    pub fn challenge_pseudonym(&self, id: &ChallengeId) -> crate::pseudonym::Pseudonym {
+        self.service.challenge_pseudonym(id)
+    }
+
     /// The service with `sink` receiving its lifecycle events; as
     /// [`otp::Otp::with_events`](super::Otp::with_events).
     pub fn with_events(mut self, sink: impl super::events::EventSink + 'static) -> Self {

@@ -11,10 +11,13 @@ use crate::{Error, Secret};
 /// lowercase hex characters (URL-safe).
 ///
 /// A challenge id is not a secret on its own: it cannot verify without the
-/// code. It can cancel the challenge ([`Otp::cancel`](super::Otp::cancel)),
-/// so hand it only to the user it was issued for (a session, a response to
-/// them); a service that exposes cancel by id should keep ids out of
-/// shared logs. With the `serde` feature it serializes as its hex string.
+/// code. But the service can cancel or approve the challenge by its id
+/// ([`Otp::cancel`](super::Otp::cancel), [`Otp::approve`](super::Otp::approve))
+/// and tell whom it was for ([`Otp::fetch`](super::Otp::fetch)), so hand it
+/// only to the user it was issued for (a session, a response to them),
+/// keep it out of shared logs (events name challenges by pseudonym), and
+/// never fetch, cancel or approve by an id an unauthenticated client
+/// sends. With the `serde` feature it serializes as its hex string.
 ///
 /// # Example
 ///

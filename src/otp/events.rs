@@ -5,7 +5,6 @@
 use core::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::challenge::ChallengeId;
 use crate::pseudonym::Pseudonym;
 
 /// What happened to a challenge.
@@ -19,8 +18,11 @@ use crate::pseudonym::Pseudonym;
 /// | [`MaxAttemptsReached`](EventKind::MaxAttemptsReached) | the wrong attempt that spent the last one | `….verification.max-attempts-reached` |
 ///
 /// The store has no timers: an expiry is reported when a check finds it,
-/// once per such check, and a code nobody checks after its lifetime expires
-/// without an event.
+/// once per such check (so possibly more than once), and a code nobody
+/// checks after its lifetime expires without an event. Max attempts is
+/// reported by the wrong attempt that spends the last one; a code whose
+/// lifetime outlasts its subject's window can report it again in the next
+/// window. Count events by kind and pseudonym, not as a state machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum EventKind {
@@ -66,20 +68,24 @@ impl EventKind {
 /// One lifecycle event, handed to the [`EventSink`] set with
 /// [`Otp::with_events`](super::Otp::with_events).
 ///
-/// The subject is a keyed pseudonym ([`Pseudonym`], `ps1.…`) derived from
-/// the pepper: the same subject always gets the same token, so events can
-/// be joined and counted per subject, and without the pepper a token
-/// cannot be traced back by trying phone numbers. No event holds a code or
-/// a subject in clear; `Debug` and [`Event::to_cloudevent`] show only what
-/// is here.
+/// The subject and the challenge are keyed pseudonyms ([`Pseudonym`],
+/// `ps1.…`) under a key derived from the pepper: the same subject (or
+/// challenge) always gets the same token, so events can be joined and
+/// counted, and without the pepper a token cannot be traced back by trying
+/// phone numbers. The challenge id itself is not in an event: with
+/// [`Otp::fetch`](super::Otp::fetch) it would give the subject back to
+/// whoever reads the event stream. A service that keeps ids joins them with
+/// [`Otp::challenge_pseudonym`](super::Otp::challenge_pseudonym). No event
+/// holds a code, a subject or an id in clear; `Debug` and
+/// [`Event::to_cloudevent`] show only what is here.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Event {
     /// What happened.
     pub kind: EventKind,
-    /// The challenge, when the operation named it (issue, and the
-    /// operations by id); `None` for checks and cancels by subject.
-    pub challenge: Option<ChallengeId>,
+    /// The challenge's keyed pseudonym, when the operation named it (issue,
+    /// and the operations by id); `None` for checks and cancels by subject.
+    pub challenge: Option<Pseudonym>,
     /// The subject's keyed pseudonym.
     pub subject: Pseudonym,
     /// When, by the service's clock.
@@ -91,7 +97,7 @@ impl Event {
     /// `source` as its source (a URI naming the service) and a random id:
     /// `{"specversion":"1.0","type":"com.twilio.accountsecurity.verify.verification.approved",
     /// "source":…,"id":"EV…","time":"2026-01-02T03:04:05.678Z",
-    /// "datacontenttype":"application/json","data":{"challenge_id":…,
+    /// "datacontenttype":"application/json","data":{"challenge":"ps1.…",
     /// "subject":"ps1.…","verification_status":"APPROVED"}}`.
     ///
     /// # Example
@@ -119,11 +125,12 @@ impl Event {
         crate::rand::fill(&mut id);
         let challenge = self
             .challenge
+            .as_ref()
             .map_or_else(|| "null".to_string(), |c| format!("\"{c}\""));
         format!(
             concat!(
                 r#"{{"specversion":"1.0","type":"{}","source":"{}","id":"EV{}","time":"{}","#,
-                r#""datacontenttype":"application/json","data":{{"challenge_id":{},"#,
+                r#""datacontenttype":"application/json","data":{{"challenge":{},"#,
                 r#""subject":"{}","verification_status":"{}"}}}}"#
             ),
             self.kind.cloudevents_type(),

@@ -158,9 +158,13 @@ impl fmt::Debug for RateKey<'_> {
 /// many clients.
 ///
 /// Set it with [`Otp::with_fraud_guard`](super::Otp::with_fraud_guard). It
-/// looks at subjects in E.164 form (`+` and 8 to 15 digits, as
-/// [`canonical_phone`](super::canonical_phone) writes them) and leaves
-/// other subjects alone. For each issue to a number it:
+/// looks at subjects in E.164 form (`+` and 7 to 15 digits, as
+/// [`canonical_phone`](super::canonical_phone) writes them), refuses a
+/// subject that starts with `+` but is not in that form
+/// ([`Error::InvalidPhoneNumber`]: it could not be placed, and letting it
+/// through would fail open), and leaves other subjects (user ids, e-mail
+/// addresses) alone. Pass phone numbers canonical. For each issue to a
+/// number it:
 ///
 /// 1. refuses a number whose calling code is denied, or not allowed when
 ///    an allow list is set ([`Error::CountryBlocked`], Verify's 60605);
@@ -288,10 +292,12 @@ impl FraudGuard {
         Ok(self)
     }
 
-    /// Sets the approval floor: once a prefix has had `after_sends` sends in
-    /// its window, it is blocked when fewer than `percent` % of them were
-    /// approved. Pumped numbers never type a code back; real users mostly
-    /// do.
+    /// Sets the approval floor: when a prefix had `after_sends` sends or
+    /// more in its previous window and fewer than `percent` % of them were
+    /// approved, its next send blocks it. Pumped numbers never type a code
+    /// back; real users mostly do. The previous window is judged, not the
+    /// current one, whose newest codes have not had time to come back; so
+    /// make the prefix window longer than the code lifetime.
     ///
     /// # Errors
     ///
@@ -332,11 +338,23 @@ impl FraudGuard {
         Ok(self)
     }
 
-    /// The digits of `subject` if it is an E.164 number.
-    pub(super) fn phone<'a>(&self, subject: &'a str) -> Option<&'a str> {
-        let digits = subject.strip_prefix('+')?;
-        ((8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()))
-            .then_some(digits)
+    /// The digits of `subject` if it is an E.164 number; `None` for a
+    /// subject that is not a phone number (it does not start with `+`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPhoneNumber`] for a subject that starts with `+` but
+    /// is not in E.164 form: the guard cannot place it, and letting it
+    /// through would fail open.
+    pub(super) fn phone<'a>(&self, subject: &'a str) -> Result<Option<&'a str>, Error> {
+        let Some(digits) = subject.strip_prefix('+') else {
+            return Ok(None);
+        };
+        if (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Some(digits))
+        } else {
+            Err(Error::InvalidPhoneNumber)
+        }
     }
 
     /// Whether codes may go to the number with these digits.
@@ -392,12 +410,16 @@ impl PrefixStats {
     }
 }
 
-/// A prefix's record, as stored under `p:` + hex(prefix tag).
+/// A prefix's record, as stored under `p:` + hex(prefix tag): this
+/// window's counts, the previous window's (which the approval floor
+/// judges: its codes have had time to be typed back), and any block.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct PrefixRecord {
     window_start_ms: u64,
     sends: u32,
     approvals: u32,
+    prev_sends: u32,
+    prev_approvals: u32,
     blocked_until_ms: u64,
 }
 
@@ -410,13 +432,15 @@ impl PrefixRecord {
                 window_start_ms: now,
                 sends: 0,
                 approvals: 0,
+                prev_sends: 0,
+                prev_approvals: 0,
                 blocked_until_ms: 0,
             },
             Some(bytes) => {
                 let [version, rest @ ..] = bytes else {
                     return Err(Error::StoreCorrupt);
                 };
-                let rest: &[u8; 24] = rest.try_into().map_err(|_| Error::StoreCorrupt)?;
+                let rest: &[u8; 32] = rest.try_into().map_err(|_| Error::StoreCorrupt)?;
                 if *version != PREFIX_VERSION {
                     return Err(Error::StoreCorrupt);
                 }
@@ -428,11 +452,19 @@ impl PrefixRecord {
                     window_start_ms: u64_at(0),
                     sends: u32_at(8),
                     approvals: u32_at(12),
-                    blocked_until_ms: u64_at(16),
+                    prev_sends: u32_at(16),
+                    prev_approvals: u32_at(20),
+                    blocked_until_ms: u64_at(24),
                 }
             }
         };
-        if now >= r.window_start_ms.saturating_add(guard.prefix.window_ms) {
+        let end = r.window_start_ms.saturating_add(guard.prefix.window_ms);
+        if now >= end {
+            // The window that just ended becomes the previous one; after a
+            // gap of a whole window, there is none.
+            let adjacent = now < end.saturating_add(guard.prefix.window_ms);
+            r.prev_sends = if adjacent { r.sends } else { 0 };
+            r.prev_approvals = if adjacent { r.approvals } else { 0 };
             r.window_start_ms = now;
             r.sends = 0;
             r.approvals = 0;
@@ -440,19 +472,30 @@ impl PrefixRecord {
         Ok(r)
     }
 
+    /// Whether the record holds nothing worth keeping.
+    fn is_empty(&self, now: u64) -> bool {
+        self.sends == 0
+            && self.approvals == 0
+            && self.prev_sends == 0
+            && self.blocked_until_ms <= now
+    }
+
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(25);
+        let mut out = Vec::with_capacity(33);
         out.push(PREFIX_VERSION);
         out.extend_from_slice(&self.window_start_ms.to_be_bytes());
         out.extend_from_slice(&self.sends.to_be_bytes());
         out.extend_from_slice(&self.approvals.to_be_bytes());
+        out.extend_from_slice(&self.prev_sends.to_be_bytes());
+        out.extend_from_slice(&self.prev_approvals.to_be_bytes());
         out.extend_from_slice(&self.blocked_until_ms.to_be_bytes());
         out
     }
 
+    /// Kept through the next window too, which judges this one.
     fn expiry(&self, guard: &FraudGuard) -> u64 {
         self.window_start_ms
-            .saturating_add(guard.prefix.window_ms)
+            .saturating_add(guard.prefix.window_ms.saturating_mul(2))
             .max(self.blocked_until_ms)
     }
 
@@ -477,8 +520,11 @@ pub(super) fn prefix_reserve(
         return Ok(Step::Done(Err(blocked(r.blocked_until_ms))));
     }
     let too_fast = r.sends >= guard.prefix.max;
+    // Judged on the previous window, whose codes have had time to be typed
+    // back: this window's newest sends cannot be approved yet.
     let too_few_approved = guard.floor.is_some_and(|(after, percent)| {
-        r.sends >= after && u64::from(r.approvals) * 100 < u64::from(r.sends) * u64::from(percent)
+        r.prev_sends >= after
+            && u64::from(r.prev_approvals) * 100 < u64::from(r.prev_sends) * u64::from(percent)
     });
     if too_fast || too_few_approved {
         r.blocked_until_ms = now.saturating_add(guard.block_ms);
@@ -501,6 +547,15 @@ pub(super) fn prefix_refund(
         return Ok(Step::Done(()));
     }
     r.sends -= 1;
+    if r.is_empty(now) {
+        // Nothing counted: a refused issue leaves no entry behind.
+        return Ok(Step::Write {
+            next: None,
+            expires_ms: 0,
+            then: (),
+            first: None,
+        });
+    }
     Ok(r.write(guard, ()))
 }
 
@@ -579,26 +634,66 @@ mod tests {
     }
 
     #[test]
-    fn the_approval_floor_blocks_a_prefix_nobody_answers() {
-        let guard = FraudGuard::new().with_approval_floor(4, 50).unwrap();
+    fn the_approval_floor_judges_the_previous_window() {
+        let guard = FraudGuard::new()
+            .with_prefix_limit(3, 100, Duration::from_secs(60))
+            .unwrap()
+            .with_approval_floor(4, 50)
+            .unwrap();
+        let mut b: Option<Vec<u8>> = None;
+        let send = |b: &mut Option<Vec<u8>>, t: u64| {
+            let (next, w) = written(prefix_reserve(&guard, b.as_deref(), t).unwrap());
+            *b = Some(next);
+            w
+        };
+        // Five sends, none approved yet: this window is not judged.
+        for t in 0..5 {
+            assert!(send(&mut b, t).is_ok());
+        }
+        // Two approvals come back: 40 %.
+        for t in 5..7 {
+            b = Some(written(prefix_credit(&guard, b.as_deref(), t).unwrap()).0);
+        }
+        // The next window judges it: below the floor, blocked.
+        assert!(matches!(
+            send(&mut b, 60_000),
+            Err(Error::PrefixBlocked { .. })
+        ));
+        let stats = prefix_stats(&guard, b.as_deref(), 60_000).unwrap();
+        assert_eq!((stats.sends, stats.approvals), (0, 0));
+        assert!(stats.blocked_for.is_some());
+
+        // The same with half approved: not below the floor.
         let mut b: Option<Vec<u8>> = None;
         for t in 0..4 {
-            let (next, w) = written(prefix_reserve(&guard, b.as_deref(), t).unwrap());
-            assert!(w.is_ok());
-            b = Some(next);
+            assert!(send(&mut b, t).is_ok());
         }
-        // Two approvals of four: 50 %, not below the floor.
         for t in 4..6 {
             b = Some(written(prefix_credit(&guard, b.as_deref(), t).unwrap()).0);
         }
-        let (next, w) = written(prefix_reserve(&guard, b.as_deref(), 6).unwrap());
-        assert!(w.is_ok());
-        // Five sends, two approvals: 40 %, below it.
-        let (_, w) = written(prefix_reserve(&guard, Some(&next), 7).unwrap());
-        assert!(matches!(w, Err(Error::PrefixBlocked { .. })));
-        let stats = prefix_stats(&guard, Some(&next), 7).unwrap();
-        assert_eq!((stats.sends, stats.approvals), (5, 2));
-        assert!((stats.approval_rate() - 0.4).abs() < 1e-9);
+        assert!(send(&mut b, 60_000).is_ok());
+        // After an idle window, nothing is judged.
+        let mut b: Option<Vec<u8>> = None;
+        for t in 0..5 {
+            assert!(send(&mut b, t).is_ok());
+        }
+        assert!(send(&mut b, 120_000).is_ok());
+    }
+
+    #[test]
+    fn a_refund_of_the_only_send_deletes_the_record() {
+        let guard = FraudGuard::new();
+        let (b, w) = written(prefix_reserve(&guard, None, 1_000).unwrap());
+        let w = w.unwrap();
+        assert!(matches!(
+            prefix_refund(&guard, Some(&b), w, 1_000).unwrap(),
+            Step::Write { next: None, .. }
+        ));
+        // Deleted; two sends then, and one given back.
+        let (b, _) = written(prefix_reserve(&guard, None, 1_000).unwrap());
+        let (b, _) = written(prefix_reserve(&guard, Some(&b), 1_000).unwrap());
+        let (b, ()) = written(prefix_refund(&guard, Some(&b), w, 1_000).unwrap());
+        assert_eq!(prefix_stats(&guard, Some(&b), 1_000).unwrap().sends, 1);
     }
 
     #[test]
@@ -608,13 +703,22 @@ mod tests {
             .unwrap()
             .deny_countries(&["+1268"])
             .unwrap();
-        let digits = guard.phone("+15550100199").unwrap();
+        let digits = guard.phone("+15550100199").unwrap().unwrap();
         assert!(guard.country_allowed(digits));
         assert_eq!(guard.prefix(digits), "15550100");
-        assert!(!guard.country_allowed(guard.phone("+12684601234").unwrap()));
-        assert!(!guard.country_allowed(guard.phone("+33612345678").unwrap()));
-        assert!(guard.phone("user@example.com").is_none());
-        assert!(guard.phone("+1555").is_none());
+        let place = |n| guard.phone(n).unwrap().unwrap();
+        assert!(!guard.country_allowed(place("+12684601234")));
+        assert!(!guard.country_allowed(place("+33612345678")));
+        // Seven digits (Niue, +683) is a number too: not allowed here.
+        assert!(!guard.country_allowed(place("+6831234")));
+        assert_eq!(guard.phone("user@example.com"), Ok(None));
+        for unplaced in ["+1555", "+44 20 7946 0958", "+1234567890123456", "+"] {
+            assert_eq!(
+                guard.phone(unplaced),
+                Err(Error::InvalidPhoneNumber),
+                "{unplaced}"
+            );
+        }
         for bad in ["1", "+", "+12345", "+1a"] {
             assert_eq!(
                 FraudGuard::new().allow_countries(&[bad]).err(),

@@ -44,8 +44,9 @@ fn to_aad(id_tag: &Mac, subject_tag: &Mac) -> [u8; 2 * MAC_LEN + 16] {
     aad
 }
 
-/// The longest subject a challenge is issued for, in bytes.
-pub(super) const MAX_SUBJECT_LEN: usize = 1024;
+/// The longest subject a challenge is issued for, in bytes: a phone number,
+/// an e-mail address (at most 254), a user id.
+pub(super) const MAX_SUBJECT_LEN: usize = 256;
 
 impl Keys {
     pub(super) fn new(pepper: &Key) -> Keys {
@@ -291,8 +292,10 @@ impl Record {
                 out.extend_from_slice(&live.created_ms.to_be_bytes());
                 out.extend_from_slice(&live.updated_ms.to_be_bytes());
                 out.extend_from_slice(&live.send.to_be_bytes());
-                // At most MAX_SUBJECT_LEN + OVERHEAD bytes: issue refuses
-                // longer subjects.
+                // At most 16 + MAX_SUBJECT_LEN + OVERHEAD bytes: issue
+                // refuses longer subjects.
+                const _: () = assert!(16 + MAX_SUBJECT_LEN + crate::envelope::OVERHEAD <= 0xffff);
+                debug_assert!(live.to.len() <= 0xffff);
                 let len = u16::try_from(live.to.len()).unwrap_or(0);
                 out.extend_from_slice(&len.to_be_bytes());
                 out.extend_from_slice(&live.to[..usize::from(len)]);
@@ -561,26 +564,28 @@ pub(super) fn settle_step(
     approve: bool,
     current: Option<&[u8]>,
     now: u64,
-) -> Result<Step<bool>, Error> {
+) -> Result<Step<(bool, Option<Mac>)>, Error> {
     let Some(bytes) = current else {
-        return Ok(Step::Done(false));
+        return Ok(Step::Done((false, None)));
     };
     let mut next = Record::current(Some(bytes), policy, now)?;
     let Some(live) = next.live.as_mut() else {
-        return Ok(Step::Done(false));
+        return Ok(Step::Done((false, None)));
     };
     if live.state != State::Pending
         || now >= live.expires_ms
         || id_tag.is_some_and(|want| *want != live.id_tag)
     {
-        return Ok(Step::Done(false));
+        return Ok(Step::Done((false, None)));
     }
     let locked = live.attempts >= policy.max_attempts || next.attempts >= policy.max_attempts;
     if approve && locked {
         // A locked code is not approved out of band either: that would
         // undo the attempt budget.
-        return Ok(Step::Done(false));
+        return Ok(Step::Done((false, None)));
     }
+    // An approval is credited to the prefix the send was counted under.
+    let prefix = if approve { live.prefix } else { None };
     live.state = if approve {
         State::Approved
     } else {
@@ -591,7 +596,11 @@ pub(super) fn settle_step(
     if approve {
         next.attempts = 0;
     }
-    Ok(Step::write(next.encode(), next.expiry(policy), true))
+    Ok(Step::write(
+        next.encode(),
+        next.expiry(policy),
+        (true, prefix),
+    ))
 }
 
 /// Where a challenge stands, as [`Otp::fetch`](super::Otp::fetch) reports
@@ -752,6 +761,15 @@ pub(super) fn client_refund(
         return Ok(Step::Done(()));
     }
     r.sends -= 1;
+    if r.sends == 0 {
+        // Nothing counted: a refused request leaves no entry behind.
+        return Ok(Step::Write {
+            next: None,
+            expires_ms: 0,
+            then: (),
+            first: None,
+        });
+    }
     Ok(Step::write(r.encode(), r.end(bucket), ()))
 }
 
@@ -902,6 +920,11 @@ mod tests {
                 .sends,
             1
         );
+        // The last use given back deletes the entry.
+        assert!(matches!(
+            client_refund(bucket, Some(&refunded), 1_000, 2_000).unwrap(),
+            Step::Write { next: None, .. }
+        ));
         // After the window, the count starts again and nothing is refunded.
         let later = 1_000 + policy.client_window_ms;
         assert!(written(client_refund(bucket, Some(&bytes), 1_000, later).unwrap()).is_none());

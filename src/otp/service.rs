@@ -75,12 +75,18 @@ impl<C> Service<C> {
         self.events = Some(sink);
     }
 
+    /// The keyed pseudonym events name a challenge by.
+    pub(super) fn challenge_pseudonym(&self, id: &ChallengeId) -> crate::pseudonym::Pseudonym {
+        self.names
+            .pseudonym([b"challenge\0".as_slice(), &id.0].concat())
+    }
+
     /// Hands an event about the subject tagged `tag` to the sink, if any.
     fn emit(&self, kind: EventKind, challenge: Option<&ChallengeId>, tag: &Mac, now: u64) {
         if let Some(sink) = &self.events {
             sink.on_event(&Event {
                 kind,
-                challenge: challenge.copied(),
+                challenge: challenge.map(|id| self.challenge_pseudonym(id)),
                 subject: self.names.pseudonym(tag),
                 time: std::time::UNIX_EPOCH + Duration::from_millis(now),
             });
@@ -122,10 +128,10 @@ impl<C: Clock> Service<C> {
             return Err(Error::InvalidParameter);
         }
         let now = self.now();
-        let phone = self
-            .guard
-            .as_ref()
-            .and_then(|g| g.phone(subject).map(|digits| (g, digits)));
+        let phone = match &self.guard {
+            Some(guard) => guard.phone(subject)?.map(|digits| (guard, digits)),
+            None => None,
+        };
         if let Some((guard, digits)) = phone {
             if !guard.country_allowed(digits) {
                 return Err(Error::CountryBlocked);
@@ -375,14 +381,21 @@ impl<C: Clock> Service<C> {
             Verdict::Expired => self.emit(EventKind::Expired, id, &tag, now),
             _ => {}
         }
-        if let (Some(guard), Some(prefix)) = (&self.guard, prefix) {
-            // The approval-rate signal: best effort, the verdict stands.
-            let _ = drive(store, &counter_key('p', &prefix), now, None, |current| {
+        if let Some(prefix) = prefix {
+            self.credit(store, &prefix, now).await;
+        }
+        Ok(verdict)
+    }
+
+    /// Credits an approval to the prefix tagged `prefix`: the approval-rate
+    /// signal, best effort (the decision stands whatever happens here).
+    async fn credit<T: AsyncStore + ?Sized>(&self, store: &T, prefix: &Mac, now: u64) {
+        if let Some(guard) = &self.guard {
+            let _ = drive(store, &counter_key('p', prefix), now, None, |current| {
                 limits::prefix_credit(guard, current, now)
             })
             .await;
         }
-        Ok(verdict)
     }
 
     /// Where the challenge `id` stands, without counting an attempt.
@@ -396,14 +409,19 @@ impl<C: Clock> Service<C> {
             return Ok(None);
         };
         let current = store.get(&subject_key(&tag), now).await?;
-        record::view(
+        let seen = record::view(
             &self.keys,
             &self.policy,
             Some(&id_tag),
             &tag,
             current.as_deref(),
             now,
-        )
+        )?;
+        // A record written before 0.2 keeps no id: the caller named it.
+        Ok(seen.map(|c| Challenge {
+            id: Some(c.id.unwrap_or(*id)),
+            ..c
+        }))
     }
 
     /// Where the subject's newest challenge stands.
@@ -434,7 +452,7 @@ impl<C: Clock> Service<C> {
         let Some(guard) = &self.guard else {
             return Ok(None);
         };
-        let Some(digits) = guard.phone(number) else {
+        let Some(digits) = guard.phone(number)? else {
             return Ok(None);
         };
         let now = self.now();
@@ -457,10 +475,13 @@ impl<C: Clock> Service<C> {
         let Some((tag, id_tag)) = self.locate(store, target, now).await? else {
             return Ok(false);
         };
-        let done = drive(store, &subject_key(&tag), now, None, |current| {
+        let (done, prefix) = drive(store, &subject_key(&tag), now, None, |current| {
             record::settle_step(&self.policy, id_tag.as_ref(), approve, current, now)
         })
         .await?;
+        if let Some(prefix) = prefix {
+            self.credit(store, &prefix, now).await;
+        }
         if done {
             let kind = if approve {
                 EventKind::Approved
@@ -576,6 +597,14 @@ impl<S, C> Otp<S, C> {
         self.service.guard()
     }
 
+    /// The keyed pseudonym by which [`Event`]s name the challenge `id`, for
+    /// a service that keeps ids to join its events with.
+    ///
+    /// [`Event`]: super::Event
+    pub fn challenge_pseudonym(&self, id: &ChallengeId) -> crate::pseudonym::Pseudonym {
+        self.service.challenge_pseudonym(id)
+    }
+
     /// The service with `sink` receiving its lifecycle events (see
     /// [`Event`]): pending on issue, approved, canceled, expired (when a
     /// check finds it) and max attempts reached. Subjects appear as keyed
@@ -612,8 +641,12 @@ impl<S: Store, C: Clock> Otp<S, C> {
     ///
     /// [`Error::SendLimit`] when the subject's send budget for the window is
     /// spent; [`Error::Locked`] when its attempt budget is (each carries the
-    /// wait until the window ends, [`Error::retry_after`]); store errors ([`Error::Store`],
-    /// [`Error::StoreFull`], [`Error::StoreCorrupt`],
+    /// wait until the window ends, [`Error::retry_after`]);
+    /// [`Error::InvalidParameter`] for a subject over 256 bytes; with a
+    /// [fraud guard](Otp::with_fraud_guard), [`Error::CountryBlocked`],
+    /// [`Error::PrefixBlocked`], and [`Error::InvalidPhoneNumber`] for a
+    /// subject that starts with `+` but is not in E.164 form; store errors
+    /// ([`Error::Store`], [`Error::StoreFull`], [`Error::StoreCorrupt`],
     /// [`Error::Contention`]). On any error no usable code has been issued.
     ///
     /// # Failure
@@ -841,6 +874,15 @@ impl<S: Store, C: Clock> Otp<S, C> {
     /// for (opened from its sealed copy), its times and attempts. `None`
     /// when the id is unknown, replaced by a newer code, or forgotten by
     /// the store.
+    ///
+    /// # Security
+    ///
+    /// Whoever can have `fetch` called with an id learns the subject (a
+    /// phone number) until the challenge is replaced or forgotten: treat
+    /// ids as bearer tokens for that. Call `fetch` on ids the service
+    /// itself issued and kept (a session, its own records), or behind the
+    /// same authentication as the rest of the service; never on an id an
+    /// unauthenticated client sends.
     ///
     /// # Errors
     ///

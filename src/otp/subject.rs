@@ -84,7 +84,7 @@ pub fn canonical_phone(input: &str) -> Result<String, Error> {
 /// - [`Error::InvalidPhoneNumber`] if `input` is not a number the region's
 ///   plan can read, or not a possible number (too short or too long for
 ///   its country). The error does not echo the input.
-/// - [`Error::InvalidPolicy`] if `default_region` is not a region code.
+/// - [`Error::InvalidParameter`] if `default_region` is not a region code.
 ///
 /// Numbers that are possible but not assigned (such as the fictional
 /// `555-01xx` range) are accepted: whether a number can receive a code is
@@ -103,8 +103,13 @@ pub fn canonical_phone(input: &str) -> Result<String, Error> {
 /// ```
 #[cfg(feature = "phonenumber")]
 pub fn canonical_phone_in(input: &str, default_region: &str) -> Result<String, Error> {
-    let region: phonenumber::country::Id =
-        default_region.parse().map_err(|_| Error::InvalidPolicy)?;
+    let region: phonenumber::country::Id = default_region
+        .parse()
+        .map_err(|_| Error::InvalidParameter)?;
+    // No phone number is this long, and the parser need not see more.
+    if input.len() > 64 {
+        return Err(Error::InvalidPhoneNumber);
+    }
     // "(0)": a trunk prefix written for callers at home, never dialed from
     // abroad (the parser would keep it after a country code).
     let input = input.replace("(0)", " ");
@@ -202,7 +207,12 @@ mod tests {
         }
         assert_eq!(
             canonical_phone_in("(555) 010-0199", "Narnia").unwrap_err(),
-            Error::InvalidPolicy
+            Error::InvalidParameter
+        );
+        let long = "1".repeat(65);
+        assert_eq!(
+            canonical_phone_in(&long, "US"),
+            Err(Error::InvalidPhoneNumber)
         );
     }
 }

@@ -1045,8 +1045,19 @@ macro_rules! otp_suite {
                 otp.issue("+882123456789").unwrap_err(),
                 Error::CountryBlocked
             );
-            // Not a phone number: the guard leaves it alone.
+            // Not a phone number: the guard leaves it alone; a number it
+            // cannot place is refused rather than let through.
             assert!(otp.issue("user@example.com").is_ok());
+            assert_eq!(
+                otp.issue("+44 7009 000123").unwrap_err(),
+                Error::InvalidPhoneNumber
+            );
+            // Subjects are at most 256 bytes.
+            assert!(otp.issue(&"u".repeat(256)).is_ok());
+            assert_eq!(
+                otp.issue(&"u".repeat(257)).unwrap_err(),
+                Error::InvalidParameter
+            );
             // The block lifts after 12 hours.
             clock.advance(Duration::from_secs(12 * 3600));
             assert!(otp.issue("+447009000001").is_ok());
@@ -1111,13 +1122,18 @@ macro_rules! otp_suite {
                 seen[5].challenge.is_none(),
                 "a check by subject names no challenge"
             );
-            assert_eq!(seen[9].challenge, Some(id));
+            assert_eq!(seen[9].challenge, Some(otp.challenge_pseudonym(&id)));
+            assert_ne!(seen[8].challenge, seen[0].challenge);
             assert_eq!(seen[9].time, t0() + Duration::from_secs(60));
             for e in seen.iter() {
                 let json = e.to_cloudevent("urn:test");
                 assert!(
                     !format!("{e:?}{json}").contains("555000600"),
                     "a number in an event"
+                );
+                assert!(
+                    !json.contains(&id.to_string()),
+                    "a challenge id in an event"
                 );
                 let want = format!(r#""type":"{}""#, e.kind.cloudevents_type());
                 assert!(json.contains(&want), "{json}");

@@ -19,15 +19,18 @@ use crate::otp::clock::unix_millis;
 /// Entries are held in two pools, so that counters can never crowd out
 /// challenges:
 ///
-/// - **counters** (the OTP service's client, check, rate-limit and prefix
-///   counters: keys `k:`, `q:`, `r:`, `p:`) hold at most
+/// - **client counters** (the OTP service's per-client send, check and
+///   rate-limit counters: keys `k:`, `q:`, `r:`) hold at most
 ///   `counter_capacity` entries (by default half of `capacity`). When the
 ///   pool is full, a new counter evicts the counter that would expire
-///   first: under a flood of distinct clients, the budgets about to reset
-///   anyway are forgotten first (fail-open for those counters), and a
-///   prefix block, which lasts hours, is forgotten last;
-/// - **everything else** (subject records, challenge index entries, TOTP
-///   steps, accept-once marks) holds at most `capacity` entries; once full,
+///   first. A refused request leaves no counter behind, so filling the
+///   pool takes that many distinct clients each using its budget; then
+///   the counts about to reset anyway are forgotten first (fail-open for
+///   those clients, whose keys a caller with that many could rotate
+///   through anyway);
+/// - **everything else** (subject records, challenge index entries, the
+///   fraud guard's prefix records, TOTP steps, accept-once marks) holds at
+///   most `capacity` entries and is never evicted; once full,
 ///   writes of new keys fail with [`Error::StoreFull`], while existing keys
 ///   can still be updated, so challenges in flight still verify and are
 ///   never dropped.
@@ -35,10 +38,14 @@ use crate::otp::clock::unix_millis;
 /// A subject holds at most three entries (its record and up to two index
 /// entries, see the [module docs](super)) however often it is re-sent; a
 /// client named in [`Otp::issue_from`](crate::otp::Otp::issue_from) holds one. Measured with a counting allocator
-/// (`tests/alloc.rs`), an entry costs about 340 bytes of heap including both
-/// maps' overhead, so the default capacity, 100 000 entries, bounds the
-/// store to under 40 MB and serves at least 33 000 subjects with a code
-/// alive at once (50 000 when none was re-sent within its TTL).
+/// (`tests/alloc.rs`), an entry costs about 384 bytes of heap with a
+/// phone number as the subject, including both maps' overhead; a subject's
+/// record grows by one byte per byte of subject (kept sealed), and subjects
+/// are at most 256 bytes. The default capacities (100 000 entries and
+/// 50 000 client counters) bound the store to about 58 MB with phone
+/// numbers, under 70 MB with the longest subjects, and serve at least
+/// 33 000 subjects with a code alive at once (50 000 when none was re-sent
+/// within its TTL).
 ///
 /// `MemoryStore` serves one process. Services on several machines need a
 /// shared store such as `RedisStore` (feature `redis`).
@@ -69,9 +76,9 @@ struct Entries {
     counters: BTreeSet<(u64, String)>,
 }
 
-/// Whether `key` names one of the OTP service's counters.
+/// Whether `key` names one of the OTP service's client counters.
 fn is_counter(key: &str) -> bool {
-    matches!(key.as_bytes(), [b'k' | b'q' | b'r' | b'p', b':', ..])
+    matches!(key.as_bytes(), [b'k' | b'q' | b'r', b':', ..])
 }
 
 impl Entries {

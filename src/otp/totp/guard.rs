@@ -209,7 +209,8 @@ impl<C: Clock> Guard<C> {
 ///   a window of 5 minutes (the provider's TOTP factors allow 5 attempts;
 ///   [`TotpGuard::with_attempt_limit`] changes both) every code, even the
 ///   right one, is refused with [`Error::Locked`] until the window ends. A
-///   right code resets the count.
+///   right code resets the count. The window starts at the first
+///   verification after the previous one ended.
 ///
 /// # Errors
 ///
@@ -226,6 +227,12 @@ impl<C: Clock> Guard<C> {
 /// local store. With the default budget a guesser has 5 tries per 5
 /// minutes against about 3 valid codes in 10^6: about 1 chance in 230 per
 /// day per subject, so alert on repeated [`Error::Locked`].
+///
+/// The lock is per subject, so whoever can submit codes for a subject (past
+/// its first factor) can keep it locked, one window after another. Limit
+/// attempts per client in front of the guard too (an IP address, a
+/// session: `RateLimit` and `Otp::check_from` show the pattern), and alert
+/// on repeated locks.
 ///
 /// **Every guard on one store must be made from the same pepper.** The
 /// subject's entry is named by an HMAC under a key derived from it: two
@@ -283,8 +290,9 @@ impl<S: Store, C: Clock> TotpGuard<S, C> {
     }
 
     /// Sets the attempt budget: at most `max_failures` wrong codes per
-    /// subject in a window of `window` that starts at the first wrong code
-    /// after the previous window ended (default 5 per 5 minutes).
+    /// subject in a window of `window` that starts at the first
+    /// verification after the previous window ended (default 5 per 5
+    /// minutes).
     ///
     /// # Errors
     ///
