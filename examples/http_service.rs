@@ -41,8 +41,8 @@
 //! names, each subject a keyed pseudonym.
 //!
 //! Codes go out through a `Sender`: here `Outbox`, a stand-in SMS gateway
-//! that appends `… <to> <code>` lines to a file (the only place a code is
-//! written in clear); an SMS provider's client implements the same trait
+//! that appends one line per message, `<unix time> sms <to> <code>`, to a
+//! file (the only place a code is written in clear); an SMS provider's client implements the same trait
 //! (`pinseal::sns::SnsSms::send_code` fits it, as `lex_fulfillment` shows).
 //!
 //! Run: `PINSEAL_AUTH_TOKEN=<token> cargo run --example http_service
@@ -110,13 +110,13 @@ impl Outbox {
 
 impl Sender for Outbox {
     async fn send(&self, to: &str, code: &Secret<String>) -> Result<(), Error> {
+        // One line per message, ending in `<to> <code>`.
+        let sent_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        writeln!(
-            file,
-            "{to} Your verification code is {}",
-            code.expose_secret()
-        )
-        .map_err(|_| Error::Delivery)
+        writeln!(file, "{sent_at} sms {to} {}", code.expose_secret())
+            .map_err(|_| Error::Delivery)
     }
 }
 

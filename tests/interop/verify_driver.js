@@ -63,7 +63,8 @@ function lastCodeFor(to) {
   const lines = fs.readFileSync(outbox, "utf8").trim().split("\n");
   for (let i = lines.length - 1; i >= 0; i--) {
     const f = lines[i].split(" ");
-    if (f[0] === to) return f[f.length - 1];
+    // "<unix time> sms <to> <code>"
+    if (f[f.length - 2] === to) return f[f.length - 1];
   }
   throw new Error("no code in the outbox for a number");
 }
