@@ -115,8 +115,7 @@ impl Sender for Outbox {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        writeln!(file, "{sent_at} sms {to} {}", code.expose_secret())
-            .map_err(|_| Error::Delivery)
+        writeln!(file, "{sent_at} sms {to} {}", code.expose_secret()).map_err(|_| Error::Delivery)
     }
 }
 
