@@ -44,6 +44,16 @@ impl<T> Step<T> {
             first: None,
         }
     }
+
+    /// Deletes the value read (if it is still that value).
+    pub(super) fn delete(then: T) -> Step<T> {
+        Step::Write {
+            next: None,
+            expires_ms: 0,
+            then,
+            first: None,
+        }
+    }
 }
 
 /// A key to delete if it still holds `expected`: an entry the write makes

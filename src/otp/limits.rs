@@ -549,12 +549,7 @@ pub(super) fn prefix_refund(
     r.sends -= 1;
     if r.is_empty(now) {
         // Nothing counted: a refused issue leaves no entry behind.
-        return Ok(Step::Write {
-            next: None,
-            expires_ms: 0,
-            then: (),
-            first: None,
-        });
+        return Ok(Step::delete(()));
     }
     Ok(r.write(guard, ()))
 }

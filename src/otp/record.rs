@@ -763,12 +763,7 @@ pub(super) fn client_refund(
     r.sends -= 1;
     if r.sends == 0 {
         // Nothing counted: a refused request leaves no entry behind.
-        return Ok(Step::Write {
-            next: None,
-            expires_ms: 0,
-            then: (),
-            first: None,
-        });
+        return Ok(Step::delete(()));
     }
     Ok(Step::write(r.encode(), r.end(bucket), ()))
 }
