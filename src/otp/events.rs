@@ -83,8 +83,8 @@ impl EventKind {
 pub struct Event {
     /// What happened.
     pub kind: EventKind,
-    /// The challenge's keyed pseudonym, when the operation named it (issue,
-    /// and the operations by id); `None` for checks and cancels by subject.
+    /// The challenge's keyed pseudonym, whether the operation named it by
+    /// id or by subject.
     pub challenge: Option<Pseudonym>,
     /// The subject's keyed pseudonym.
     pub subject: Pseudonym,

@@ -494,15 +494,36 @@ impl<'a> Attempt<'a> {
     }
 }
 
-/// One verification round against the subject record as read. An approval
-/// also names the prefix tag its send was counted under, if any.
+/// What a verification or a settlement decided, and what the service does
+/// after it: the prefix tag an approval is credited to, and the tag of the
+/// challenge decided on (for events).
+pub(super) struct Outcome<T> {
+    pub(super) value: T,
+    pub(super) prefix: Option<Mac>,
+    pub(super) challenge: Option<Mac>,
+}
+
+impl<T> Outcome<T> {
+    /// A decision with nothing to follow up.
+    fn only(value: T) -> Outcome<T> {
+        Outcome {
+            value,
+            prefix: None,
+            challenge: None,
+        }
+    }
+}
+
+/// One verification round against the subject record as read, with the
+/// prefix tag an approval is credited to (if its send was counted under
+/// one) and the tag of the challenge it decided on (for events).
 pub(super) fn verify_step(
     keys: &Keys,
     policy: &Policy,
     attempt: &Attempt<'_>,
     subject_tag: &Mac,
     current: Option<&[u8]>,
-) -> Result<Step<(Verdict, Option<Mac>)>, Error> {
+) -> Result<Step<Outcome<Verdict>>, Error> {
     let record = current.map(Record::decode).transpose()?;
     let live = record
         .as_ref()
@@ -512,22 +533,26 @@ pub(super) fn verify_step(
     let (id_tag, stored) = live.map_or(([0; MAC_LEN], [0; MAC_LEN]), |l| (l.id_tag, l.mac));
     let matched: bool = attempt.matches(keys, &id_tag, subject_tag, &stored).into();
     let (Some(record), Some(live)) = (&record, live) else {
-        return Ok(Step::Done((Verdict::Unknown, None)));
+        return Ok(Step::Done(Outcome::only(Verdict::Unknown)));
     };
     match live.state {
         State::Pending => {}
-        State::Canceled => return Ok(Step::Done((Verdict::Canceled, None))),
-        State::Approved => return Ok(Step::Done((Verdict::Unknown, None))),
+        State::Canceled => return Ok(Step::Done(Outcome::only(Verdict::Canceled))),
+        State::Approved => return Ok(Step::Done(Outcome::only(Verdict::Unknown))),
     }
     let now = attempt.now;
     // The record as of now: a window that has ended no longer locks.
     let mut next = record.clone();
     next.roll(policy, now);
     if next.attempts >= policy.max_attempts || live.attempts >= policy.max_attempts {
-        return Ok(Step::Done((Verdict::Locked, None)));
+        return Ok(Step::Done(Outcome::only(Verdict::Locked)));
     }
     if now >= live.expires_ms {
-        return Ok(Step::Done((Verdict::Expired, None)));
+        return Ok(Step::Done(Outcome {
+            value: Verdict::Expired,
+            prefix: None,
+            challenge: Some(live.id_tag),
+        }));
     }
     let verdict = if matched {
         // The challenge stays in the record, spent, until the next issue
@@ -539,7 +564,11 @@ pub(super) fn verify_step(
             ..live.clone()
         });
         next.attempts = 0;
-        (Verdict::Approved, live.prefix)
+        Outcome {
+            value: Verdict::Approved,
+            prefix: live.prefix,
+            challenge: Some(live.id_tag),
+        }
     } else {
         next.attempts += 1;
         let code_attempts = live.attempts + 1;
@@ -550,7 +579,11 @@ pub(super) fn verify_step(
         let attempts_left = policy
             .max_attempts
             .saturating_sub(next.attempts.max(code_attempts));
-        (Verdict::Rejected { attempts_left }, None)
+        Outcome {
+            value: Verdict::Rejected { attempts_left },
+            prefix: None,
+            challenge: Some(live.id_tag),
+        }
     };
     Ok(Step::write(next.encode(), next.expiry(policy), verdict))
 }
@@ -564,28 +597,29 @@ pub(super) fn settle_step(
     approve: bool,
     current: Option<&[u8]>,
     now: u64,
-) -> Result<Step<(bool, Option<Mac>)>, Error> {
+) -> Result<Step<Outcome<bool>>, Error> {
     let Some(bytes) = current else {
-        return Ok(Step::Done((false, None)));
+        return Ok(Step::Done(Outcome::only(false)));
     };
     let mut next = Record::current(Some(bytes), policy, now)?;
     let Some(live) = next.live.as_mut() else {
-        return Ok(Step::Done((false, None)));
+        return Ok(Step::Done(Outcome::only(false)));
     };
     if live.state != State::Pending
         || now >= live.expires_ms
         || id_tag.is_some_and(|want| *want != live.id_tag)
     {
-        return Ok(Step::Done((false, None)));
+        return Ok(Step::Done(Outcome::only(false)));
     }
     let locked = live.attempts >= policy.max_attempts || next.attempts >= policy.max_attempts;
     if approve && locked {
         // A locked code is not approved out of band either: that would
         // undo the attempt budget.
-        return Ok(Step::Done((false, None)));
+        return Ok(Step::Done(Outcome::only(false)));
     }
     // An approval is credited to the prefix the send was counted under.
     let prefix = if approve { live.prefix } else { None };
+    let decided = live.id_tag;
     live.state = if approve {
         State::Approved
     } else {
@@ -599,7 +633,11 @@ pub(super) fn settle_step(
     Ok(Step::write(
         next.encode(),
         next.expiry(policy),
-        (true, prefix),
+        Outcome {
+            value: true,
+            prefix,
+            challenge: Some(decided),
+        },
     ))
 }
 

@@ -17,8 +17,8 @@ use super::events::{Event, EventKind, EventSink};
 use super::limits::{self, Bucket, FraudGuard, PrefixStats, RateKey, counter_key};
 use super::policy::{Policy, random_code};
 use super::record::{
-    self, Attempt, Keys, Live, MAX_SUBJECT_LEN, Mac, State, client_key, index_expiry, index_key,
-    subject_key,
+    self, Attempt, Keys, Live, MAX_SUBJECT_LEN, Mac, Outcome, State, client_key, index_expiry,
+    index_key, subject_key,
 };
 use super::store::{AsyncStore, MemoryStore, Store};
 use crate::secret::ExposeSecret;
@@ -77,16 +77,22 @@ impl<C> Service<C> {
 
     /// The keyed pseudonym events name a challenge by.
     pub(super) fn challenge_pseudonym(&self, id: &ChallengeId) -> crate::pseudonym::Pseudonym {
+        self.tag_pseudonym(&self.keys.id_tag(&id.0))
+    }
+
+    /// The keyed pseudonym of the challenge whose id tag is `id_tag`: what
+    /// every operation can name, by id or by subject.
+    fn tag_pseudonym(&self, id_tag: &Mac) -> crate::pseudonym::Pseudonym {
         self.names
-            .pseudonym([b"challenge\0".as_slice(), &id.0].concat())
+            .pseudonym([b"challenge\0".as_slice(), id_tag].concat())
     }
 
     /// Hands an event about the subject tagged `tag` to the sink, if any.
-    fn emit(&self, kind: EventKind, challenge: Option<&ChallengeId>, tag: &Mac, now: u64) {
+    fn emit(&self, kind: EventKind, id_tag: Option<&Mac>, tag: &Mac, now: u64) {
         if let Some(sink) = &self.events {
             sink.on_event(&Event {
                 kind,
-                challenge: challenge.map(|id| self.challenge_pseudonym(id)),
+                challenge: id_tag.map(|t| self.tag_pseudonym(t)),
                 subject: self.names.pseudonym(tag),
                 time: std::time::UNIX_EPOCH + Duration::from_millis(now),
             });
@@ -289,7 +295,7 @@ impl<C: Clock> Service<C> {
         }
         match drive(store, &key, now, Some(current), step).await {
             Ok(()) => {
-                self.emit(EventKind::Pending, Some(&id), &tag, now);
+                self.emit(EventKind::Pending, Some(&id_tag), &tag, now);
                 Ok((id, code))
             }
             Err(e) => {
@@ -365,20 +371,21 @@ impl<C: Clock> Service<C> {
         let Some((tag, _)) = located else {
             return Ok(attempt.unknown(&self.keys));
         };
-        let (verdict, prefix) = drive(store, &subject_key(&tag), now, None, |current| {
+        let Outcome {
+            value: verdict,
+            prefix,
+            challenge: decided,
+        } = drive(store, &subject_key(&tag), now, None, |current| {
             record::verify_step(&self.keys, &self.policy, &attempt, &tag, current)
         })
         .await?;
-        let id = match target {
-            Target::Id(id) => Some(id),
-            Target::Subject(_) => None,
-        };
+        let decided = decided.as_ref();
         match verdict {
-            Verdict::Approved => self.emit(EventKind::Approved, id, &tag, now),
+            Verdict::Approved => self.emit(EventKind::Approved, decided, &tag, now),
             Verdict::Rejected { attempts_left: 0 } => {
-                self.emit(EventKind::MaxAttemptsReached, id, &tag, now)
+                self.emit(EventKind::MaxAttemptsReached, decided, &tag, now)
             }
-            Verdict::Expired => self.emit(EventKind::Expired, id, &tag, now),
+            Verdict::Expired => self.emit(EventKind::Expired, decided, &tag, now),
             _ => {}
         }
         if let Some(prefix) = prefix {
@@ -475,7 +482,11 @@ impl<C: Clock> Service<C> {
         let Some((tag, id_tag)) = self.locate(store, target, now).await? else {
             return Ok(false);
         };
-        let (done, prefix) = drive(store, &subject_key(&tag), now, None, |current| {
+        let Outcome {
+            value: done,
+            prefix,
+            challenge: decided,
+        } = drive(store, &subject_key(&tag), now, None, |current| {
             record::settle_step(&self.policy, id_tag.as_ref(), approve, current, now)
         })
         .await?;
@@ -488,11 +499,7 @@ impl<C: Clock> Service<C> {
             } else {
                 EventKind::Canceled
             };
-            let id = match target {
-                Target::Id(id) => Some(id),
-                Target::Subject(_) => None,
-            };
-            self.emit(kind, id, &tag, now);
+            self.emit(kind, decided.as_ref(), &tag, now);
         }
         Ok(done)
     }
