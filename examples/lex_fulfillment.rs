@@ -460,6 +460,15 @@ fn sms() -> Sms {
     Sms::Simulated
 }
 
+/// The last code the demo phone received, every digit off by one: a
+/// wrong answer.
+fn mistyped(sms: &Sms) -> String {
+    let sent = sms.last_code("+15550100199").expect("a code was sent");
+    sent.bytes()
+        .map(|b| char::from(b'0' + (b - b'0' + 1) % 10))
+        .collect()
+}
+
 /// Plays one conversation: a wrong answer, then the right one.
 async fn converse(name: &str, turns: &Turns, sms: &Sms) -> Result<(), Error> {
     println!("\n== {name}");
@@ -473,12 +482,8 @@ async fn converse(name: &str, turns: &Turns, sms: &Sms) -> Result<(), Error> {
         .await?;
     println!("  bot: {}", first["messages"][0]["content"]);
     attributes = attributes_of(&first);
-    // The user mistypes (every digit off by one)...
-    let sent = sms.last_code("+15550100199").expect("a code was sent");
-    let typo: String = sent
-        .bytes()
-        .map(|b| char::from(b'0' + (b - b'0' + 1) % 10))
-        .collect();
+    // The user mistypes...
+    let typo = mistyped(sms);
     let wrong = turns
         .handle(sms, &event(&session, &attributes, Some(&typo)))
         .await?;
@@ -526,13 +531,8 @@ async fn resend_keeps_the_count(name: &str, turns: &Turns, sms: &Sms) -> Result<
             assert!(turn >= 3, "closed before the third wrong code");
             break;
         }
-        let sent = sms.last_code("+15550100199").expect("a code was sent");
-        let wrong: String = sent
-            .bytes()
-            .map(|b| char::from(b'0' + (b - b'0' + 1) % 10))
-            .collect();
         // Turn 1 is a wrong code, turn 2 asks again, then wrong codes.
-        typed.push(if turn == 1 { None } else { Some(wrong) });
+        typed.push(if turn == 1 { None } else { Some(mistyped(sms)) });
     }
     assert_eq!(last["sessionState"]["dialogAction"]["type"], "Close");
     assert_eq!(last["sessionState"]["intent"]["state"], "Failed");
