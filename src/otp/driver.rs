@@ -13,7 +13,7 @@
 use core::pin::pin;
 use core::task::{Context, Poll, Waker};
 
-use super::store::{AsyncStore, Store};
+use super::store::{AsyncStore, OneStepCheck, OneStepOutcome, Store};
 use crate::Error;
 
 /// How often a compare-and-swap is retried before [`Error::Contention`].
@@ -133,6 +133,13 @@ impl<S: Store + ?Sized> AsyncStore for Blocking<'_, S> {
     ) -> Result<bool, Error> {
         self.0
             .compare_and_swap(key, expected, new, expires_ms, now_ms)
+    }
+
+    async fn check_in_one_step(
+        &self,
+        check: &OneStepCheck<'_>,
+    ) -> Result<Option<OneStepOutcome>, Error> {
+        self.0.check_in_one_step(check)
     }
 }
 

@@ -127,10 +127,23 @@ impl Keys {
         self.client.mac(&[client.as_bytes()])
     }
 
-    /// The stored MAC of a code: HMAC(code key, id tag || subject tag ||
-    /// code).
+    /// The MAC of a code in records before version 4: HMAC(code key, id
+    /// tag || subject tag || code).
     pub(super) fn code_mac(&self, id_tag: &Mac, subject_tag: &Mac, code: &[u8]) -> Mac {
         self.code.mac(&[id_tag, subject_tag, code])
+    }
+
+    /// The MAC a check by id compares (version 4): HMAC(code key, "id" ||
+    /// id tag || code). It needs nothing from the record, so a store can
+    /// be sent it with the request.
+    pub(super) fn code_mac_by_id(&self, id_tag: &Mac, code: &[u8]) -> Mac {
+        self.code.mac(&[b"id", id_tag, code])
+    }
+
+    /// The MAC a check by subject compares (version 4): HMAC(code key, "to"
+    /// || subject tag || code).
+    pub(super) fn code_mac_by_subject(&self, subject_tag: &Mac, code: &[u8]) -> Mac {
+        self.code.mac(&[b"to", subject_tag, code])
     }
 }
 
@@ -170,7 +183,8 @@ pub(super) enum State {
 pub(super) struct Live {
     /// HMAC(index key, challenge id): the id itself is not stored.
     pub(super) id_tag: Mac,
-    pub(super) mac: Mac,
+    /// What the code is checked against (all zero once spent).
+    pub(super) macs: Macs,
     pub(super) expires_ms: u64,
     pub(super) state: State,
     /// Wrong attempts on this code, whatever window they fell in: a code
@@ -189,6 +203,35 @@ pub(super) struct Live {
     /// The tag of the phone-number prefix the fraud guard counted this send
     /// under, if it counted one: an approval is credited to it.
     pub(super) prefix: Option<Mac>,
+}
+
+/// What a challenge's code is checked against.
+#[derive(Clone, PartialEq, Eq)]
+pub(super) enum Macs {
+    /// Records before version 4: HMAC(code key, id tag || subject tag ||
+    /// code), which a check by id cannot compute before it has read the
+    /// index, nor a check by subject before it has read the record.
+    Joint(Mac),
+    /// Version 4: one MAC for a check by id ([`Keys::code_mac_by_id`]) and
+    /// one for a check by subject ([`Keys::code_mac_by_subject`]). Each is
+    /// computed from what the caller holds, so a store can decide a check
+    /// in the one request that carries it. The challenge is still bound:
+    /// a check by id also compares the record's id tag, and a check by
+    /// subject reaches only the subject's newest challenge.
+    Split { by_id: Mac, by_subject: Mac },
+}
+
+impl Macs {
+    /// The same kind, all zero: a spent or canceled code.
+    fn spent(&self) -> Macs {
+        match self {
+            Macs::Joint(_) => Macs::Joint([0; MAC_LEN]),
+            Macs::Split { .. } => Macs::Split {
+                by_id: [0; MAC_LEN],
+                by_subject: [0; MAC_LEN],
+            },
+        }
+    }
 }
 
 /// The index entry of a replaced challenge, which may still be in the
@@ -211,11 +254,15 @@ pub(super) struct Record {
 
 /// Version 1 records (no challenge state, no stale entry, MACs over the
 /// challenge id) are read for their counters only; version 2 records have
-/// no times, send number, sealed subject or prefix.
+/// no times, send number, sealed subject or prefix; version 3 records have
+/// one joint MAC ([`Macs::Joint`]); version 4 records two
+/// ([`Macs::Split`]), in the one place the server-side check
+/// (`store/redis/verify.lua`) reads them.
 const RECORD_V1: u8 = 1;
 #[cfg(test)]
 const RECORD_V2: u8 = 2;
-const RECORD_VERSION: u8 = 3;
+const RECORD_V3: u8 = 3;
+pub(super) const RECORD_VERSION: u8 = 4;
 /// A record's size without its sealed subject.
 #[cfg(test)]
 const RECORD_MAX: usize = 1
@@ -223,7 +270,7 @@ const RECORD_MAX: usize = 1
     + 4
     + 4
     + 1
-    + (MAC_LEN + MAC_LEN + 8 + 4 + 8 + 8 + 4 + 2 + 1 + MAC_LEN)
+    + (MAC_LEN + 2 * MAC_LEN + 8 + 4 + 8 + 8 + 4 + 2 + 1 + MAC_LEN)
     + 1
     + (MAC_LEN + 8);
 
@@ -272,8 +319,17 @@ impl Record {
     }
 
     pub(super) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(128);
-        out.push(RECORD_VERSION);
+        let mut out = Vec::with_capacity(256);
+        // A record whose challenge has a joint MAC stays version 3: its
+        // code cannot be MACed the new way without the code.
+        let joint = matches!(
+            &self.live,
+            Some(Live {
+                macs: Macs::Joint(_),
+                ..
+            })
+        );
+        out.push(if joint { RECORD_V3 } else { RECORD_VERSION });
         out.extend_from_slice(&self.window_start_ms.to_be_bytes());
         out.extend_from_slice(&self.sends.to_be_bytes());
         out.extend_from_slice(&self.attempts.to_be_bytes());
@@ -286,7 +342,13 @@ impl Record {
                     State::Approved => 3,
                 });
                 out.extend_from_slice(&live.id_tag);
-                out.extend_from_slice(&live.mac);
+                match &live.macs {
+                    Macs::Joint(mac) => out.extend_from_slice(mac),
+                    Macs::Split { by_id, by_subject } => {
+                        out.extend_from_slice(by_id);
+                        out.extend_from_slice(by_subject);
+                    }
+                }
                 out.extend_from_slice(&live.expires_ms.to_be_bytes());
                 out.extend_from_slice(&live.attempts.to_be_bytes());
                 out.extend_from_slice(&live.created_ms.to_be_bytes());
@@ -338,9 +400,18 @@ impl Record {
         let live = match state {
             None => None,
             Some(state) => {
+                let id_tag = take(&mut b)?;
+                let macs = if version == RECORD_VERSION {
+                    Macs::Split {
+                        by_id: take(&mut b)?,
+                        by_subject: take(&mut b)?,
+                    }
+                } else {
+                    Macs::Joint(take(&mut b)?)
+                };
                 let mut live = Live {
-                    id_tag: take(&mut b)?,
-                    mac: take(&mut b)?,
+                    id_tag,
+                    macs,
                     expires_ms: u64::from_be_bytes(take(&mut b)?),
                     state,
                     attempts: 0,
@@ -353,7 +424,7 @@ impl Record {
                 if version != RECORD_V1 {
                     live.attempts = u32::from_be_bytes(take(&mut b)?);
                 }
-                if version == RECORD_VERSION {
+                if version >= RECORD_V3 {
                     live.created_ms = u64::from_be_bytes(take(&mut b)?);
                     live.updated_ms = u64::from_be_bytes(take(&mut b)?);
                     live.send = u32::from_be_bytes(take(&mut b)?);
@@ -478,18 +549,46 @@ impl<'a> Attempt<'a> {
         }
     }
 
-    /// The HMAC of the candidate for `id_tag`, compared in constant time
-    /// with `stored`.
-    fn matches(&self, keys: &Keys, id_tag: &Mac, subject_tag: &Mac, stored: &Mac) -> Choice {
-        keys.code_mac(id_tag, subject_tag, self.candidate)
-            .ct_eq(stored)
-            & self.valid
+    /// The MAC a version 4 record holds for this attempt's code, if it is
+    /// the right one: by id when the attempt names a challenge, by subject
+    /// otherwise. Computable before the record is read; `subject_tag` is
+    /// not used for a check by id.
+    pub(super) fn split_mac(&self, keys: &Keys, subject_tag: &Mac) -> Mac {
+        match &self.id_tag {
+            Some(id_tag) => keys.code_mac_by_id(id_tag, self.candidate),
+            None => keys.code_mac_by_subject(subject_tag, self.candidate),
+        }
+    }
+
+    /// The HMAC of the candidate for `live` (exactly one, whatever `live`
+    /// is), compared in constant time with the one it holds.
+    fn matches(&self, keys: &Keys, live: Option<&Live>, subject_tag: &Mac) -> Choice {
+        let (computed, stored) = match live {
+            Some(Live {
+                macs: Macs::Joint(mac),
+                id_tag,
+                ..
+            }) => (keys.code_mac(id_tag, subject_tag, self.candidate), *mac),
+            Some(Live {
+                macs: Macs::Split { by_id, by_subject },
+                ..
+            }) => (
+                self.split_mac(keys, subject_tag),
+                if self.id_tag.is_some() {
+                    *by_id
+                } else {
+                    *by_subject
+                },
+            ),
+            None => (self.split_mac(keys, subject_tag), [0; MAC_LEN]),
+        };
+        computed.ct_eq(&stored) & self.valid
     }
 
     /// The verdict when there is no record to look at, after the same HMAC
     /// and comparison a real check costs.
     pub(super) fn unknown(&self, keys: &Keys) -> Verdict {
-        let _ = self.matches(keys, &[0; MAC_LEN], &[0; MAC_LEN], &[0; MAC_LEN]);
+        let _ = self.matches(keys, None, &[0; MAC_LEN]);
         Verdict::Unknown
     }
 }
@@ -530,8 +629,7 @@ pub(super) fn verify_step(
         .and_then(|r| r.live.as_ref())
         .filter(|l| attempt.id_tag.is_none_or(|want| l.id_tag == want));
     // Exactly one HMAC and one comparison, whatever the state.
-    let (id_tag, stored) = live.map_or(([0; MAC_LEN], [0; MAC_LEN]), |l| (l.id_tag, l.mac));
-    let matched: bool = attempt.matches(keys, &id_tag, subject_tag, &stored).into();
+    let matched: bool = attempt.matches(keys, live, subject_tag).into();
     let (Some(record), Some(live)) = (&record, live) else {
         return Ok(Step::Done(Outcome::only(Verdict::Unknown)));
     };
@@ -558,7 +656,7 @@ pub(super) fn verify_step(
         // The challenge stays in the record, spent, until the next issue
         // replaces it and deletes its index entry.
         next.live = Some(Live {
-            mac: [0; MAC_LEN],
+            macs: live.macs.spent(),
             state: State::Approved,
             updated_ms: now,
             ..live.clone()
@@ -625,7 +723,7 @@ pub(super) fn settle_step(
     } else {
         State::Canceled
     };
-    live.mac = [0; MAC_LEN];
+    live.macs = live.macs.spent();
     live.updated_ms = now;
     if approve {
         next.attempts = 0;
@@ -834,7 +932,10 @@ mod tests {
             attempts: 3,
             live: Some(Live {
                 id_tag: [4; 32],
-                mac: [5; 32],
+                macs: Macs::Split {
+                    by_id: [5; 32],
+                    by_subject: [15; 32],
+                },
                 expires_ms: 6,
                 state: State::Canceled,
                 attempts: 9,
@@ -866,7 +967,7 @@ mod tests {
         let mut extra = bytes.clone();
         extra.push(0);
         assert!(Record::decode(&extra).is_err());
-        for bad in [0, 4, 9] {
+        for bad in [0, 5, 9] {
             let mut bad_version = bytes.clone();
             bad_version[0] = bad;
             assert!(Record::decode(&bad_version).is_err());
@@ -910,13 +1011,37 @@ mod tests {
         assert_eq!((live.expires_ms, live.attempts), (6, 9));
         assert_eq!((live.created_ms, live.send), (0, 0));
         assert!(live.to.is_empty() && live.prefix.is_none());
-        // Written back, it is a version 3 record.
+        // Written back, it is a version 3 record (its MAC is joint), and
+        // reads back the same.
         let again = Record {
             live: Some(live),
             ..r
+        };
+        let bytes = again.encode();
+        assert_eq!(bytes[0], RECORD_V3);
+        assert!(Record::decode(&bytes).unwrap() == again);
+    }
+
+    /// A version 3 record (one joint MAC) keeps its layout through a
+    /// wrong attempt, and a version 4 record's MACs sit where the
+    /// server-side check reads them: the id tag at byte 18, the MAC by id
+    /// at 50, the MAC by subject at 82, the expiry at 114.
+    #[test]
+    fn version_3_and_4_layouts() {
+        let mut r = sample();
+        let v4 = r.encode();
+        assert_eq!(v4[0], RECORD_VERSION);
+        assert_eq!(&v4[18..50], &[4; 32]);
+        assert_eq!(&v4[50..82], &[5; 32]);
+        assert_eq!(&v4[82..114], &[15; 32]);
+        assert_eq!(&v4[114..122], &6u64.to_be_bytes());
+        if let Some(live) = r.live.as_mut() {
+            live.macs = Macs::Joint([5; 32]);
         }
-        .encode();
-        assert_eq!(again[0], RECORD_VERSION);
+        let v3 = r.encode();
+        assert_eq!(v3[0], RECORD_V3);
+        assert_eq!(v3.len(), v4.len() - 32);
+        assert!(Record::decode(&v3).unwrap() == r);
     }
 
     /// What a step writes, if anything.

@@ -17,10 +17,13 @@ use super::events::{Event, EventKind, EventSink};
 use super::limits::{self, Bucket, FraudGuard, PrefixStats, RateKey, counter_key};
 use super::policy::{Policy, random_code};
 use super::record::{
-    self, Attempt, Keys, Live, MAX_SUBJECT_LEN, Mac, Outcome, State, client_key, index_expiry,
-    index_key, subject_key,
+    self, Attempt, Keys, Live, MAX_SUBJECT_LEN, Mac, Macs, Outcome, State, client_key,
+    index_expiry, index_key, subject_key,
 };
-use super::store::{AsyncStore, MemoryStore, Store};
+use super::store::{
+    AsyncStore, Decision, Lookup, MemoryStore, OneStepCheck, OneStepOutcome, Store,
+};
+use crate::mac::MAC_LEN;
 use crate::secret::ExposeSecret;
 use crate::{Error, Key, Secret};
 
@@ -265,9 +268,14 @@ impl<C: Clock> Service<C> {
         let id_tag = self.keys.id_tag(&id.0);
         let live = Live {
             id_tag,
-            mac: self
-                .keys
-                .code_mac(&id_tag, &tag, code.expose_secret().as_bytes()),
+            macs: Macs::Split {
+                by_id: self
+                    .keys
+                    .code_mac_by_id(&id_tag, code.expose_secret().as_bytes()),
+                by_subject: self
+                    .keys
+                    .code_mac_by_subject(&tag, code.expose_secret().as_bytes()),
+            },
             expires_ms: now.saturating_add(self.policy.ttl_ms),
             state: State::Pending,
             attempts: 0,
@@ -365,6 +373,9 @@ impl<C: Clock> Service<C> {
         input: &str,
     ) -> Result<Verdict, Error> {
         let now = self.now();
+        if let Some(verdict) = self.verify_one_step(store, target, input, now).await? {
+            return Ok(verdict);
+        }
         let located = self.locate(store, target, now).await?;
         let want = located.and_then(|(_, id_tag)| id_tag);
         let attempt = Attempt::new(&self.policy, want, input, now);
@@ -392,6 +403,80 @@ impl<C: Clock> Service<C> {
             self.credit(store, &prefix, now).await;
         }
         Ok(verdict)
+    }
+
+    /// The check as one store request ([`AsyncStore::check_in_one_step`]),
+    /// when the store makes it: one round trip on Redis, by subject or by
+    /// id (two by id on a cluster, where the index entry is read first).
+    /// `None` when the store does not, or the record is one it does not
+    /// read: the check then runs as reads and compare-and-swaps.
+    async fn verify_one_step<T: AsyncStore + ?Sized>(
+        &self,
+        store: &T,
+        target: Target<'_>,
+        input: &str,
+        now: u64,
+    ) -> Result<Option<Verdict>, Error> {
+        let (key, id_tag, mut subject_tag) = match target {
+            Target::Subject(subject) => {
+                let tag = self.keys.subject_tag(subject);
+                (subject_key(&tag), None, Some(tag))
+            }
+            Target::Id(id) => {
+                let id_tag = self.keys.id_tag(&id.0);
+                (index_key(&id_tag), Some(id_tag), None)
+            }
+        };
+        let attempt = Attempt::new(&self.policy, id_tag, input, now);
+        // One HMAC, whatever comes back; malformed input is sent as no MAC.
+        let mac = attempt.split_mac(&self.keys, subject_tag.as_ref().unwrap_or(&[0; MAC_LEN]));
+        let mut check = OneStepCheck {
+            lookup: match target {
+                Target::Subject(_) => Lookup::Record(&key),
+                Target::Id(_) => Lookup::Index(&key),
+            },
+            id_tag,
+            mac: bool::from(attempt.valid).then_some(mac),
+            now_ms: now,
+            max_attempts: self.policy.max_attempts,
+            send_window_ms: self.policy.send_window_ms,
+            ttl_ms: self.policy.ttl_ms,
+        };
+        let mut outcome = store.check_in_one_step(&check).await?;
+        let record_key;
+        if let Some(OneStepOutcome(Decision::IndexFirst)) = outcome {
+            let Some((tag, _)) = self.locate(store, target, now).await? else {
+                return Ok(Some(Verdict::Unknown));
+            };
+            record_key = subject_key(&tag);
+            check.lookup = Lookup::Record(&record_key);
+            subject_tag = Some(tag);
+            outcome = store.check_in_one_step(&check).await?;
+        }
+        let Some(OneStepOutcome(Decision::Decided {
+            verdict,
+            subject_tag: found,
+            challenge,
+            prefix,
+        })) = outcome
+        else {
+            return Ok(None);
+        };
+        if let Some(tag) = found.or(subject_tag) {
+            let decided = challenge.as_ref();
+            match verdict {
+                Verdict::Approved => self.emit(EventKind::Approved, decided, &tag, now),
+                Verdict::Rejected { attempts_left: 0 } => {
+                    self.emit(EventKind::MaxAttemptsReached, decided, &tag, now)
+                }
+                Verdict::Expired => self.emit(EventKind::Expired, decided, &tag, now),
+                _ => {}
+            }
+        }
+        if let Some(prefix) = prefix {
+            self.credit(store, &prefix, now).await;
+        }
+        Ok(Some(verdict))
     }
 
     /// Credits an approval to the prefix tagged `prefix`: the approval-rate

@@ -31,6 +31,7 @@ use crate::Error;
 #[cfg(feature = "dynamodb")]
 mod dynamo;
 mod memory;
+mod one_step;
 #[cfg(feature = "redis")]
 mod redis;
 
@@ -38,6 +39,8 @@ mod redis;
 #[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
 pub use dynamo::{DynamoBuilder, DynamoStore, TableSetup};
 pub use memory::MemoryStore;
+pub(crate) use one_step::{Decision, Lookup};
+pub use one_step::{OneStepCheck, OneStepOutcome};
 #[cfg(feature = "redis-tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis-tokio")))]
 pub use redis::AsyncRedisStore;
@@ -97,6 +100,21 @@ pub trait Store: Send + Sync {
         expires_ms: u64,
         now_ms: u64,
     ) -> Result<bool, Error>;
+
+    /// Decides `check` in one request, if this store can: Redis runs it as
+    /// one script, so a check costs one round trip instead of a read and a
+    /// compare-and-swap (and, by id, a read of the index before them).
+    /// `Ok(None)`, the default, has the check run through [`Store::get`]
+    /// and [`Store::compare_and_swap`]; a store written outside this crate
+    /// keeps it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::compare_and_swap`].
+    fn check_in_one_step(&self, check: &OneStepCheck<'_>) -> Result<Option<OneStepOutcome>, Error> {
+        let _ = check;
+        Ok(None)
+    }
 }
 
 macro_rules! forward_store {
@@ -114,6 +132,12 @@ macro_rules! forward_store {
                 now_ms: u64,
             ) -> Result<bool, Error> {
                 (**self).compare_and_swap(key, expected, new, expires_ms, now_ms)
+            }
+            fn check_in_one_step(
+                &self,
+                check: &OneStepCheck<'_>,
+            ) -> Result<Option<OneStepOutcome>, Error> {
+                (**self).check_in_one_step(check)
             }
         }
     )*};
@@ -163,6 +187,19 @@ pub trait AsyncStore: Send + Sync {
         expires_ms: u64,
         now_ms: u64,
     ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// As [`Store::check_in_one_step`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::check_in_one_step`].
+    fn check_in_one_step(
+        &self,
+        check: &OneStepCheck<'_>,
+    ) -> impl Future<Output = Result<Option<OneStepOutcome>, Error>> + Send {
+        let _ = check;
+        async { Ok(None) }
+    }
 }
 
 impl<S: AsyncStore + ?Sized> AsyncStore for Arc<S> {
@@ -183,6 +220,12 @@ impl<S: AsyncStore + ?Sized> AsyncStore for Arc<S> {
     ) -> impl Future<Output = Result<bool, Error>> + Send {
         (**self).compare_and_swap(key, expected, new, expires_ms, now_ms)
     }
+    fn check_in_one_step(
+        &self,
+        check: &OneStepCheck<'_>,
+    ) -> impl Future<Output = Result<Option<OneStepOutcome>, Error>> + Send {
+        (**self).check_in_one_step(check)
+    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -202,6 +245,10 @@ trait ErasedStore: Send + Sync {
         expires_ms: u64,
         now_ms: u64,
     ) -> BoxFuture<'a, Result<bool, Error>>;
+    fn check_in_one_step<'a>(
+        &'a self,
+        check: &'a OneStepCheck<'a>,
+    ) -> BoxFuture<'a, Result<Option<OneStepOutcome>, Error>>;
 }
 
 impl<S: AsyncStore> ErasedStore for S {
@@ -223,6 +270,12 @@ impl<S: AsyncStore> ErasedStore for S {
         Box::pin(AsyncStore::compare_and_swap(
             self, key, expected, new, expires_ms, now_ms,
         ))
+    }
+    fn check_in_one_step<'a>(
+        &'a self,
+        check: &'a OneStepCheck<'a>,
+    ) -> BoxFuture<'a, Result<Option<OneStepOutcome>, Error>> {
+        Box::pin(AsyncStore::check_in_one_step(self, check))
     }
 }
 
@@ -282,5 +335,11 @@ impl AsyncStore for DynStore {
         self.0
             .compare_and_swap(key, expected, new, expires_ms, now_ms)
             .await
+    }
+    async fn check_in_one_step(
+        &self,
+        check: &OneStepCheck<'_>,
+    ) -> Result<Option<OneStepOutcome>, Error> {
+        self.0.check_in_one_step(check).await
     }
 }

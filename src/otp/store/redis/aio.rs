@@ -10,12 +10,12 @@ use redis::{AsyncConnectionConfig, Client, Cmd};
 use super::cluster::{ClusterConn, ClusterSource, cluster_query, open_cluster, probe_seeds};
 use super::errors::{classify, open_error};
 use super::renew::{Connect, Renewing};
-use super::script::{cas_cmd, get_cmd};
+use super::script::{cas_cmd, get_cmd, one_step_cmd, one_step_reply};
 use super::url::{client, install_tls_provider};
 use super::{RedisBuilder, Target};
 use crate::Error;
 use crate::deadline::bounded;
-use crate::otp::store::AsyncStore;
+use crate::otp::store::{AsyncStore, Decision, OneStepCheck, OneStepOutcome};
 
 impl RedisBuilder<AsyncRedisStore> {
     /// Connects an async store, as
@@ -57,8 +57,8 @@ enum Conn {
 /// for [`aio::Otp`](crate::otp::aio::Otp) and
 /// [`aio::TotpGuard`](crate::otp::aio::TotpGuard): one Redis server or a
 /// Redis Cluster.
-/// Same keys, same script, same guarantees; the two can serve one Redis
-/// side by side.
+/// Same keys, same scripts (a check is one request), same guarantees;
+/// the two can serve one Redis side by side.
 ///
 /// On one server it multiplexes one connection that reconnects on its
 /// own when it drops, with short jittered backoff (50 ms to 500 ms), so
@@ -210,6 +210,19 @@ impl AsyncStore for AsyncRedisStore {
         self.query::<i64>(&cas_cmd(&key, expected, new, expires_ms, now_ms))
             .await
             .map(|swapped| swapped == 1)
+    }
+
+    /// One script (see [`Store::check_in_one_step`](crate::otp::store::Store::check_in_one_step));
+    /// by id on a cluster, `None`: the index entry is read first.
+    async fn check_in_one_step(
+        &self,
+        check: &OneStepCheck<'_>,
+    ) -> Result<Option<OneStepOutcome>, Error> {
+        let cluster = matches!(self.conn, Conn::Cluster(_));
+        match one_step_cmd(check, &self.prefix, cluster) {
+            None => Ok(Some(OneStepOutcome(Decision::IndexFirst))),
+            Some(cmd) => one_step_reply(self.query(&cmd).await?).map(Some),
+        }
     }
 }
 

@@ -8,11 +8,11 @@ use redis::{Client, Cmd, Connection, ConnectionLike};
 
 use super::cluster::{ClusterSource, Lane};
 use super::errors::classify;
-use super::script::{cas_cmd, get_cmd};
+use super::script::{cas_cmd, get_cmd, one_step_cmd, one_step_reply};
 use super::url::{client, install_tls_provider};
 use super::{RedisBuilder, Target};
 use crate::Error;
-use crate::otp::store::Store;
+use crate::otp::store::{Decision, OneStepCheck, OneStepOutcome, Store};
 
 impl RedisBuilder<RedisStore> {
     /// Connects a blocking store: to one server, it connects once to check
@@ -77,9 +77,12 @@ enum Node {
 /// # About
 ///
 /// Each [`Store::compare_and_swap`] is one Lua script run atomically by
-/// Redis on the one key it touches, so verify-and-consume is a single
-/// server-side step and two instances verifying the same code approve it
-/// exactly once; on a cluster the script runs on the node that owns the
+/// Redis on the one key it touches, and a check of a code
+/// ([`Store::check_in_one_step`]) is another, which reads the subject's
+/// record, decides and writes it back: verify-and-consume is a single
+/// server-side step, one round trip by subject or by id (two by id on a
+/// cluster, where the index entry is read first), and two instances
+/// verifying the same code approve it exactly once; on a cluster the script runs on the node that owns the
 /// key's slot, and the client follows `MOVED` and `ASK` redirections while
 /// slots move. Each key gets a Redis time to live equal to its remaining
 /// life, so Redis drops expired challenges on its own. Keys are `prefix` +
@@ -325,6 +328,16 @@ impl Store for RedisStore {
         let key = format!("{}{key}", self.prefix);
         self.query::<i64>(cas_cmd(&key, expected, new, expires_ms, now_ms))
             .map(|swapped| swapped == 1)
+    }
+
+    /// One script (see [`Store::check_in_one_step`]); by id on a cluster,
+    /// the caller reads the index entry first.
+    fn check_in_one_step(&self, check: &OneStepCheck<'_>) -> Result<Option<OneStepOutcome>, Error> {
+        let cluster = matches!(self.node, Node::Cluster { .. });
+        match one_step_cmd(check, &self.prefix, cluster) {
+            None => Ok(Some(OneStepOutcome(Decision::IndexFirst))),
+            Some(cmd) => one_step_reply(self.query(cmd)?).map(Some),
+        }
     }
 }
 

@@ -1,6 +1,11 @@
-//! The compare-and-swap script and the two commands the stores send.
+//! The compare-and-swap script, the one-step check (`verify.lua`), and
+//! the commands the stores send.
 
-use redis::Cmd;
+use redis::{Cmd, Value};
+
+use crate::Error;
+use crate::otp::Verdict;
+use crate::otp::store::{Decision, Lookup, OneStepCheck, OneStepOutcome};
 
 /// Compare-and-swap as one server-side step. KEYS[1] = key; ARGV = has
 /// expected ("0"/"1"), expected, has new ("0"/"1"), new, time to live (ms).
@@ -47,4 +52,346 @@ pub(super) fn get_cmd(key: &str) -> Cmd {
     let mut cmd = redis::cmd("GET");
     cmd.arg(key);
     cmd
+}
+
+/// The one-step check (`verify.lua`), without its comments and
+/// indentation: it is sent with every check (see [`cas_cmd`]).
+static VERIFY_SCRIPT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    include_str!("verify.lua")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+});
+
+/// The command that runs `check` as one script, or `None` when it needs a
+/// lookup the script cannot make here: on a cluster the index entry and
+/// the record may be on different nodes.
+pub(super) fn one_step_cmd(check: &OneStepCheck<'_>, prefix: &str, cluster: bool) -> Option<Cmd> {
+    let (mode, key) = match check.lookup {
+        Lookup::Record(key) => ("s", key),
+        Lookup::Index(key) if !cluster => ("i", key),
+        Lookup::Index(_) => return None,
+    };
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(VERIFY_SCRIPT.as_str())
+        .arg(1)
+        .arg(format!("{prefix}{key}"))
+        .arg(mode)
+        .arg(check.id_tag.as_ref().map_or(&[][..], |t| &t[..]))
+        .arg(check.mac.as_ref().map_or(&[][..], |m| &m[..]))
+        .arg(check.now_ms)
+        .arg(check.max_attempts)
+        .arg(check.send_window_ms)
+        .arg(check.ttl_ms)
+        .arg(prefix);
+    Some(cmd)
+}
+
+/// Reads the script's reply (see `verify.lua`). A reply of another shape
+/// is [`Error::StoreCorrupt`].
+pub(super) fn one_step_reply(reply: Vec<Value>) -> Result<OneStepOutcome, Error> {
+    fn tag(value: Option<&Value>) -> Result<Option<[u8; 32]>, Error> {
+        match value {
+            None => Ok(None),
+            Some(Value::BulkString(b)) if b.is_empty() => Ok(None),
+            Some(Value::BulkString(b)) => <[u8; 32]>::try_from(b.as_slice())
+                .map(Some)
+                .map_err(|_| Error::StoreCorrupt),
+            Some(_) => Err(Error::StoreCorrupt),
+        }
+    }
+    let number = |i: usize| match reply.get(i) {
+        Some(Value::Int(n)) => Ok(*n),
+        _ => Err(Error::StoreCorrupt),
+    };
+    let kind = number(0)?;
+    if kind == -1 {
+        return Ok(OneStepOutcome(Decision::Fallback));
+    }
+    let left = u32::try_from(number(1)?).map_err(|_| Error::StoreCorrupt)?;
+    let verdict = match kind {
+        0 => Verdict::Unknown,
+        1 => Verdict::Canceled,
+        2 => Verdict::Locked,
+        3 => Verdict::Expired,
+        4 => Verdict::Approved,
+        5 => Verdict::Rejected {
+            attempts_left: left,
+        },
+        _ => return Err(Error::StoreCorrupt),
+    };
+    Ok(OneStepOutcome(Decision::Decided {
+        verdict,
+        subject_tag: tag(reply.get(2))?,
+        challenge: tag(reply.get(3))?,
+        prefix: tag(reply.get(4))?,
+    }))
+}
+
+/// `verify.lua` against `verify_step`, the rule it ports: the same records
+/// and attempts through both, the same verdicts, and the same bytes
+/// written with the same expiry.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Key;
+    use crate::otp::Policy;
+    use crate::otp::driver::Step;
+    use crate::otp::record::{
+        Attempt, Keys, Live, Mac, Macs, Outcome, Record, Stale, State, index_key, subject_key,
+        verify_step,
+    };
+
+    const NOW: u64 = 1_800_000_000_000;
+    const PREFIX: &str = "pinseal-test:lua:";
+    /// The other test's prefix: the two run at once.
+    const DAMAGED: &str = "pinseal-test:lua-damaged:";
+
+    fn connection() -> Option<redis::Connection> {
+        let url = std::env::var("PINSEAL_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_string());
+        match redis::Client::open(url).and_then(|c| c.get_connection()) {
+            Ok(conn) => Some(conn),
+            Err(_) => {
+                let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+                assert!(!ci, "Redis is required under CI");
+                eprintln!("SKIPPED: no Redis at PINSEAL_REDIS_URL");
+                None
+            }
+        }
+    }
+
+    /// A small deterministic generator: the cases are the same every run.
+    struct Rng(u64);
+    impl Rng {
+        fn pick<T: Copy>(&mut self, of: &[T]) -> T {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            of[(self.0 % of.len() as u64) as usize]
+        }
+    }
+
+    struct Case {
+        record: Record,
+        tag: Mac,
+        id_tag: Mac,
+    }
+
+    fn case(rng: &mut Rng, keys: &Keys, policy: &Policy) -> Case {
+        let window = policy.send_window_ms;
+        let tag = [rng.pick(&[1u8, 2, 3]); 32];
+        let id_tag = [rng.pick(&[4u8, 5]); 32];
+        let live = rng.pick(&[false, true, true, true]).then(|| Live {
+            id_tag,
+            macs: Macs::Split {
+                by_id: keys.code_mac_by_id(&id_tag, b"123456"),
+                by_subject: keys.code_mac_by_subject(&tag, b"123456"),
+            },
+            expires_ms: NOW - 30_001 + rng.pick(&[0, 1, 2, 30_000, 30_001, 30_002]),
+            state: rng.pick(&[
+                State::Pending,
+                State::Pending,
+                State::Canceled,
+                State::Approved,
+            ]),
+            attempts: rng.pick(&[0, 1, 4, 5, 6]),
+            created_ms: NOW - 30_000,
+            updated_ms: NOW - 20_000,
+            send: rng.pick(&[1, 2, 5]),
+            to: vec![9; rng.pick(&[0usize, 1, 45, 300])],
+            prefix: rng.pick(&[None, Some([7; 32])]),
+        });
+        let record = Record {
+            window_start_ms: NOW
+                - rng.pick(&[0, 1_000, window - 1, window, window + 1, 3 * window]),
+            sends: rng.pick(&[0, 1, 5]),
+            attempts: rng.pick(&[0, 1, 3, 4, 5, 6]),
+            live,
+            stale: rng.pick(&[false, true]).then_some(Stale {
+                id_tag: [6; 32],
+                index_expires_ms: NOW + 5,
+            }),
+        };
+        Case {
+            record,
+            tag,
+            id_tag,
+        }
+    }
+
+    /// What the script made of the check: verdict, subject, challenge and
+    /// prefix tags, and the record and its time to live after it.
+    fn run_script(
+        conn: &mut redis::Connection,
+        check: &OneStepCheck<'_>,
+        prefix: &str,
+        record_key: &str,
+    ) -> (Decision, Option<Vec<u8>>, i64) {
+        let cmd = one_step_cmd(check, prefix, false).unwrap();
+        let reply: Vec<Value> = cmd.query(conn).unwrap();
+        let OneStepOutcome(decision) = one_step_reply(reply).unwrap();
+        let after: Option<Vec<u8>> = redis::cmd("GET").arg(record_key).query(conn).unwrap();
+        let ttl: i64 = redis::cmd("PTTL").arg(record_key).query(conn).unwrap();
+        (decision, after, ttl)
+    }
+
+    fn set(conn: &mut redis::Connection, key: &str, value: &[u8]) {
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(3_600_000)
+            .query(conn)
+            .unwrap();
+    }
+
+    #[test]
+    fn the_script_decides_as_verify_step_does() {
+        let Some(mut conn) = connection() else { return };
+        let keys = Keys::new(&Key::from_bytes([8; 32]));
+        let policy = Policy::new(6, std::time::Duration::from_secs(60), 5).unwrap();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..3000 {
+            let Case {
+                record,
+                tag,
+                id_tag,
+            } = case(&mut rng, &keys, &policy);
+            let bytes = record.encode();
+            let want_id = rng.pick(&[None, Some(id_tag), Some([5 ^ 4 ^ id_tag[0]; 32])]);
+            let input = rng.pick(&["123456", "123457", "12345x", "1234"]);
+            let attempt = Attempt::new(&policy, want_id, input, NOW);
+            let expected = verify_step(&keys, &policy, &attempt, &tag, Some(&bytes)).unwrap();
+            let (want, written) = match expected {
+                Step::Done(outcome) => (outcome, None),
+                Step::Write {
+                    next,
+                    expires_ms,
+                    then,
+                    ..
+                } => (then, Some((next.unwrap(), expires_ms))),
+            };
+            let Outcome {
+                value: verdict,
+                prefix,
+                challenge,
+            } = want;
+            seen.insert(format!("{verdict:?}"));
+            let mac = bool::from(attempt.valid).then(|| attempt.split_mac(&keys, &tag));
+            let record_key = format!("{PREFIX}{}", subject_key(&tag));
+            let index = index_key(&want_id.unwrap_or(id_tag));
+            // By the record's key, and (for a check by id) through the
+            // index entry, as on one server.
+            let mut lookups = vec![Lookup::Record(&record_key[PREFIX.len()..])];
+            if want_id.is_some() {
+                lookups.push(Lookup::Index(&index));
+            }
+            for lookup in lookups {
+                set(&mut conn, &record_key, &bytes);
+                set(&mut conn, &format!("{PREFIX}{index}"), &tag);
+                let check = OneStepCheck {
+                    lookup,
+                    id_tag: want_id,
+                    mac,
+                    now_ms: NOW,
+                    max_attempts: policy.max_attempts,
+                    send_window_ms: policy.send_window_ms,
+                    ttl_ms: policy.ttl_ms,
+                };
+                let (decision, after, ttl) = run_script(&mut conn, &check, PREFIX, &record_key);
+                let Decision::Decided {
+                    verdict: got,
+                    subject_tag,
+                    challenge: got_challenge,
+                    prefix: got_prefix,
+                } = decision
+                else {
+                    panic!("a version 4 record fell back");
+                };
+                let what = format!("{verdict:?} by {:?} of {input}", check);
+                assert_eq!(got, verdict, "{what}");
+                assert_eq!(got_challenge, challenge, "{what}");
+                assert_eq!(got_prefix, prefix, "{what}");
+                let by_index = matches!(lookup, Lookup::Index(_));
+                assert_eq!(subject_tag, by_index.then_some(tag), "{what}");
+                match &written {
+                    None => {
+                        assert_eq!(after.as_deref(), Some(&bytes[..]), "{what}");
+                        assert!(ttl > 3_500_000, "{what}: {ttl}");
+                    }
+                    Some((next, expires_ms)) => {
+                        assert_eq!(after.as_deref(), Some(&next[..]), "{what}");
+                        let want_ttl = (expires_ms - NOW) as i64;
+                        assert!(ttl <= want_ttl && ttl > want_ttl - 1_000, "{what}: {ttl}");
+                    }
+                }
+            }
+        }
+        // The cases reached every verdict.
+        for v in ["Approved", "Unknown", "Canceled", "Locked", "Expired"] {
+            assert!(seen.contains(v), "{v} never came up");
+        }
+        assert!(seen.iter().any(|v| v.starts_with("Rejected")));
+    }
+
+    #[test]
+    fn records_the_script_does_not_read_fall_back() {
+        let Some(mut conn) = connection() else { return };
+        let keys = Keys::new(&Key::from_bytes([8; 32]));
+        let policy = Policy::new(6, std::time::Duration::from_secs(60), 5).unwrap();
+        let mut rng = Rng(7);
+        let Case {
+            mut record, tag, ..
+        } = case(&mut rng, &keys, &policy);
+        record.live = case(&mut Rng(11), &keys, &policy).record.live;
+        let live = record.live.as_mut().expect("this seed has a challenge");
+        live.state = State::Pending;
+        live.prefix = Some([7; 32]);
+        let v4 = record.encode();
+        let mut damaged = Vec::new();
+        // Every cut, one byte more, a state that does not exist, flags
+        // that do not exist, another version.
+        for cut in 1..v4.len() {
+            damaged.push(v4[..cut].to_vec());
+        }
+        let mut longer = v4.clone();
+        longer.push(0);
+        damaged.push(longer);
+        for (at, bad) in [(17, 4u8), (17, 9), (0, 5), (0, 2)] {
+            let mut b = v4.clone();
+            b[at] = bad;
+            damaged.push(b);
+        }
+        if let Some(live) = record.live.as_mut() {
+            live.macs = Macs::Joint([1; 32]);
+        }
+        let v3 = record.encode();
+        assert_eq!(v3[0], 3);
+        damaged.push(v3);
+        let record_key = format!("{DAMAGED}{}", subject_key(&tag));
+        for bytes in damaged {
+            set(&mut conn, &record_key, &bytes);
+            let check = OneStepCheck {
+                lookup: Lookup::Record(&record_key[DAMAGED.len()..]),
+                id_tag: None,
+                mac: Some(keys.code_mac_by_subject(&tag, b"123456")),
+                now_ms: NOW,
+                max_attempts: policy.max_attempts,
+                send_window_ms: policy.send_window_ms,
+                ttl_ms: policy.ttl_ms,
+            };
+            let (decision, after, _) = run_script(&mut conn, &check, DAMAGED, &record_key);
+            assert!(
+                matches!(decision, Decision::Fallback),
+                "{} bytes: {:?}",
+                bytes.len(),
+                OneStepOutcome(decision)
+            );
+            assert_eq!(after.as_deref(), Some(&bytes[..]), "nothing written");
+        }
+    }
 }

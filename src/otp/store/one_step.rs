@@ -1,0 +1,95 @@
+//! A check a store decides in the one request that carries it:
+//! [`OneStepCheck`] and [`OneStepOutcome`], for
+//! [`Store::check_in_one_step`](super::Store::check_in_one_step).
+
+use core::fmt;
+
+use crate::mac::MAC_LEN;
+use crate::otp::Verdict;
+
+type Mac = [u8; MAC_LEN];
+
+/// Where a [`OneStepCheck`] finds the subject's record.
+// Read only by the Redis stores.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[derive(Clone, Copy)]
+pub(crate) enum Lookup<'a> {
+    /// The record's own key.
+    Record(&'a str),
+    /// A challenge's index entry, whose value names the record.
+    Index(&'a str),
+}
+
+/// One check of a code, as [`Otp`](crate::otp::Otp) hands it to a store
+/// that can decide it in a single request (Redis runs it as one script).
+///
+/// # About
+///
+/// It holds store keys, the challenge's id tag, the MAC of the candidate
+/// code and the policy's numbers: never the code, the subject or the id.
+/// It is built only by this crate; a store written outside it keeps the
+/// default [`Store::check_in_one_step`](super::Store::check_in_one_step),
+/// and every check then runs as reads and compare-and-swaps.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub struct OneStepCheck<'a> {
+    pub(crate) lookup: Lookup<'a>,
+    /// The id tag the challenge must have (a check by id).
+    pub(crate) id_tag: Option<Mac>,
+    /// The candidate's MAC; `None` for malformed input, which never
+    /// matches.
+    pub(crate) mac: Option<Mac>,
+    pub(crate) now_ms: u64,
+    pub(crate) max_attempts: u32,
+    pub(crate) send_window_ms: u64,
+    pub(crate) ttl_ms: u64,
+}
+
+impl fmt::Debug for OneStepCheck<'_> {
+    /// Only what kind of check it is: keys and MACs are left out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OneStepCheck")
+            .field(
+                "by",
+                &match (self.lookup, self.id_tag) {
+                    (Lookup::Index(_), _) => "index",
+                    (Lookup::Record(_), Some(_)) => "id",
+                    (Lookup::Record(_), None) => "subject",
+                },
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a store made of a [`OneStepCheck`]. Opaque, as the check is.
+pub struct OneStepOutcome(pub(crate) Decision);
+
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) enum Decision {
+    /// The store cannot read the index entry in the same step (a cluster,
+    /// where it may be on another node than the record): read it, then
+    /// ask again by the record's key.
+    IndexFirst,
+    /// The record is not one the store's step reads (written by an older
+    /// version, or damaged): the check runs the general way.
+    Fallback,
+    Decided {
+        verdict: Verdict,
+        /// The subject tag, when the check went through the index.
+        subject_tag: Option<Mac>,
+        /// The challenge decided on, for events.
+        challenge: Option<Mac>,
+        /// The prefix an approval is credited to.
+        prefix: Option<Mac>,
+    },
+}
+
+impl fmt::Debug for OneStepOutcome {
+    /// The verdict, if there is one; no tag.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Decision::IndexFirst => f.write_str("OneStepOutcome(IndexFirst)"),
+            Decision::Fallback => f.write_str("OneStepOutcome(Fallback)"),
+            Decision::Decided { verdict, .. } => write!(f, "OneStepOutcome({verdict:?})"),
+        }
+    }
+}

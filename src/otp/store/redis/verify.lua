@@ -1,0 +1,118 @@
+-- One check of a code against a subject's record (version 4), as one
+-- atomic server-side step: the rule of `verify_step` in `src/otp/record.rs`,
+-- byte for byte (a test runs both on the same records and compares).
+--
+-- KEYS[1]: the subject's record, or (ARGV[1] == 'i') the challenge's index
+--          entry, whose value is the subject tag the record's key is made of.
+-- ARGV[1]: 's' (KEYS[1] is the record) or 'i' (KEYS[1] is the index entry)
+-- ARGV[2]: the id tag the challenge must have ('' for a check by subject)
+-- ARGV[3]: the MAC of the candidate code: by id when ARGV[2] is set, by
+--          subject otherwise ('' for malformed input, which never matches)
+-- ARGV[4]: now (ms since the epoch)
+-- ARGV[5]: max attempts; ARGV[6]: send window (ms); ARGV[7]: TTL (ms)
+-- ARGV[8]: the key prefix (for ARGV[1] == 'i')
+--
+-- Returns {kind, attempts left, subject tag, challenge id tag, prefix tag}:
+-- kind 0 unknown, 1 canceled, 2 locked, 3 expired, 4 approved, 5 rejected;
+-- {-1} when the record is not one this script reads (another version, or
+-- damaged): the caller then decides the check the general way, and reports
+-- what is wrong with it. Numbers are below 2^53, exact in Lua's doubles.
+
+local function num(s, at, n)
+  local v = 0
+  for i = at, at + n - 1 do v = v * 256 + string.byte(s, i) end
+  return v
+end
+
+local function bytes(v, n)
+  local out = {}
+  for i = n, 1, -1 do
+    out[i] = string.char(v % 256)
+    v = math.floor(v / 256)
+  end
+  return table.concat(out)
+end
+
+local key = KEYS[1]
+local subject = ''
+if ARGV[1] == 'i' then
+  subject = redis.call('GET', KEYS[1])
+  if not subject then return {0, 0, ''} end
+  if #subject ~= 32 then return {-1} end
+  local hex = string.gsub(subject, '.', function(c)
+    return string.format('%02x', string.byte(c))
+  end)
+  key = ARGV[8] .. 's:' .. hex
+end
+
+local r = redis.call('GET', key)
+if not r then return {0, 0, subject} end
+if #r < 18 or string.byte(r, 1) ~= 4 then return {-1} end
+local state = string.byte(r, 18)
+if state == 0 then
+  local stale = string.byte(r, 19)
+  if (stale == 0 and #r == 19) or (stale == 1 and #r == 59) then
+    return {0, 0, subject}
+  end
+  return {-1}
+end
+-- The live challenge is whole, up to its sealed subject, and the record
+-- ends where its prefix and stale entry say.
+if #r < 149 then return {-1} end
+local at = 149 + num(r, 147, 2)
+if #r < at + 1 then return {-1} end
+local prefix = ''
+local flag = string.byte(r, at)
+if flag == 1 then
+  prefix = string.sub(r, at + 1, at + 32)
+  at = at + 33
+elseif flag == 0 then
+  at = at + 1
+else
+  return {-1}
+end
+if #r < at then return {-1} end
+local stale = string.byte(r, at)
+if not ((stale == 0 and #r == at) or (stale == 1 and #r == at + 40)) then
+  return {-1}
+end
+if state > 3 then return {-1} end
+
+local id_tag = string.sub(r, 19, 50)
+if ARGV[2] ~= '' and ARGV[2] ~= id_tag then return {0, 0, subject} end
+if state == 2 then return {1, 0, subject} end
+if state == 3 then return {0, 0, subject} end
+
+local now = tonumber(ARGV[4])
+local max = tonumber(ARGV[5])
+local window = tonumber(ARGV[6])
+local ttl = tonumber(ARGV[7])
+local start, sends, attempts = num(r, 2, 8), num(r, 10, 4), num(r, 14, 4)
+if now >= start + window then
+  start, sends, attempts = now, 0, 0
+end
+local code_attempts = num(r, 123, 4)
+if attempts >= max or code_attempts >= max then return {2, 0, subject} end
+local expires = num(r, 115, 8)
+if now >= expires then return {3, 0, subject, id_tag} end
+
+local stored
+if ARGV[2] ~= '' then stored = string.sub(r, 51, 82) else stored = string.sub(r, 83, 114) end
+local head = string.char(4) .. bytes(start, 8) .. bytes(sends, 4)
+local next, kind, left
+if ARGV[3] ~= '' and ARGV[3] == stored then
+  -- Spent: both MACs zeroed, the subject's attempts forgiven.
+  next = head .. bytes(0, 4) .. string.char(3) .. id_tag .. string.rep('\0', 64)
+    .. string.sub(r, 115, 134) .. bytes(now, 8) .. string.sub(r, 143)
+  kind, left = 4, 0
+else
+  attempts = attempts + 1
+  code_attempts = code_attempts + 1
+  next = head .. bytes(attempts, 4) .. string.sub(r, 18, 122)
+    .. bytes(code_attempts, 4) .. string.sub(r, 127, 134) .. bytes(now, 8)
+    .. string.sub(r, 143)
+  kind, left, prefix = 5, math.max(0, max - math.max(attempts, code_attempts)), ''
+end
+local expiry = math.max(start + window, expires + ttl)
+redis.call('SET', key, next, 'PX', string.format('%.0f', expiry - now))
+return {kind, left, subject, id_tag, prefix}

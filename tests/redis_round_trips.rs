@@ -1,0 +1,267 @@
+//! How many requests each OTP operation sends to Redis, counted by the
+//! servers themselves (`MONITOR`), on one server and on the
+//! cluster, for the blocking and the async store.
+//!
+//! A check by subject and a verification by id are one request (one
+//! script) on one server; by id on a cluster, two (the index entry, then
+//! the script on the record's node). Run with `--nocapture` for the table.
+//!
+//! Needs Redis and the cluster like `tests/otp_redis.rs` and
+//! `tests/otp_redis_cluster.rs`. A monitor sees every client, so the tests
+//! here run one at a time, and no other test binary may use the same
+//! servers at once (`cargo test` runs binaries one after another).
+#![cfg(feature = "redis-tokio")]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use pinseal::otp::store::AsyncRedisStore;
+use pinseal::otp::{ChallengeId, Otp, Policy, Verdict, aio};
+use pinseal::{ExposeSecret, Key, Secret};
+
+/// One test at a time: the servers report every client's commands.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The commands a store sends for its data (not the cluster client's own
+/// bookkeeping).
+const DATA_COMMANDS: [&str; 6] = ["get", "set", "del", "eval", "evalsha", "mget"];
+
+fn nodes(cluster: bool) -> Vec<String> {
+    if cluster {
+        common::redis_cluster_urls()
+    } else {
+        vec![common::redis_url()]
+    }
+}
+
+/// A `MONITOR` connection to every node: each request a client sends is
+/// reported as one line, and a command a script runs is marked `[... lua]`,
+/// so requests are counted as the server received them (`INFO
+/// commandstats` would count a script's own commands as well).
+struct Monitor(Vec<BufReader<TcpStream>>);
+
+impl Monitor {
+    fn start(cluster: bool) -> Option<Monitor> {
+        let mut out = Vec::new();
+        for url in nodes(cluster) {
+            let addr = url
+                .trim_start_matches("redis://")
+                .trim_end_matches('/')
+                .to_string();
+            let Ok(mut stream) = TcpStream::connect(&addr) else {
+                common::unavailable(if cluster {
+                    "the Redis Cluster"
+                } else {
+                    "Redis"
+                });
+                return None;
+            };
+            stream.write_all(b"MONITOR\r\n").unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut ok = String::new();
+            reader.read_line(&mut ok).unwrap();
+            assert_eq!(ok.trim_end(), "+OK");
+            reader
+                .get_ref()
+                .set_read_timeout(Some(Duration::from_millis(40)))
+                .unwrap();
+            out.push(reader);
+        }
+        Some(Monitor(out))
+    }
+
+    /// Data requests reported since the last call.
+    fn take(&mut self) -> u64 {
+        let mut n = 0;
+        for reader in &mut self.0 {
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|read| read > 0) {
+                // +1700000000.123456 [0 127.0.0.1:5555] "EVAL" "..." ...
+                let from_client = !line.contains(" lua]");
+                let command = line
+                    .split_once("] \"")
+                    .map(|(_, rest)| rest.split('"').next().unwrap_or("").to_ascii_lowercase());
+                if from_client && command.is_some_and(|c| DATA_COMMANDS.contains(&c.as_str())) {
+                    n += 1;
+                }
+                line.clear();
+            }
+        }
+        n
+    }
+}
+
+fn wrong(code: &Secret<String>) -> String {
+    code.expose_secret()
+        .bytes()
+        .map(|b| char::from(b'0' + (b - b'0' + 1) % 10))
+        .collect()
+}
+
+/// The requests each operation took, by name.
+type Counts = Vec<(&'static str, u64)>;
+
+/// Runs the operations through `ops` (blocking or async), counting each.
+fn measure(
+    monitor: &mut Monitor,
+    issue: &mut dyn FnMut(&str) -> (ChallengeId, Secret<String>),
+    verify: &mut dyn FnMut(&ChallengeId, &str) -> Verdict,
+    check: &mut dyn FnMut(&str, &str) -> Verdict,
+) -> Counts {
+    let mut counts = Vec::new();
+    let mut step = |name: &'static str, monitor: &mut Monitor, f: &mut dyn FnMut()| {
+        monitor.take();
+        f();
+        counts.push((name, monitor.take()));
+    };
+    let (mut a, mut code_a) = (None, None);
+    step("issue (first for the subject)", monitor, &mut || {
+        let (id, code) = issue("+15550001111");
+        a = Some(id);
+        code_a = Some(code);
+    });
+    let (a, code_a) = (a.unwrap(), code_a.unwrap());
+    step("verify by id, wrong code", monitor, &mut || {
+        assert_eq!(
+            verify(&a, &wrong(&code_a)),
+            Verdict::Rejected { attempts_left: 4 }
+        );
+    });
+    step("verify by id, right code", monitor, &mut || {
+        assert_eq!(verify(&a, code_a.expose_secret()), Verdict::Approved);
+    });
+    step("verify by id, spent", monitor, &mut || {
+        assert_eq!(verify(&a, code_a.expose_secret()), Verdict::Unknown);
+    });
+    let unknown: ChallengeId = "00000000000000000000000000000000".parse().unwrap();
+    step("verify by id, unknown id", monitor, &mut || {
+        assert_eq!(verify(&unknown, "123456"), Verdict::Unknown);
+    });
+    let mut code_b = None;
+    step("issue (a resend)", monitor, &mut || {
+        code_b = Some(issue("+15550001111").1);
+    });
+    let code_b = code_b.unwrap();
+    step("check by subject, wrong code", monitor, &mut || {
+        assert_eq!(
+            check("+15550001111", &wrong(&code_b)),
+            Verdict::Rejected { attempts_left: 4 }
+        );
+    });
+    step("check by subject, malformed", monitor, &mut || {
+        assert_eq!(
+            check("+15550001111", "12"),
+            Verdict::Rejected { attempts_left: 3 }
+        );
+    });
+    step("check by subject, right code", monitor, &mut || {
+        assert_eq!(
+            check("+15550001111", code_b.expose_secret()),
+            Verdict::Approved
+        );
+    });
+    step("check by subject, no challenge", monitor, &mut || {
+        assert_eq!(check("+15550002222", "123456"), Verdict::Unknown);
+    });
+    counts
+}
+
+fn policy() -> Policy {
+    Policy::new(6, Duration::from_secs(60), 5).unwrap()
+}
+
+fn blocking(cluster: bool) -> Option<Counts> {
+    let mut monitor = Monitor::start(cluster)?;
+    let store = if cluster {
+        common::redis_cluster_store()?
+    } else {
+        common::redis_store()?
+    };
+    let otp = Otp::with_store(&Key::from_bytes([3; 32]), policy(), store);
+    Some(measure(
+        &mut monitor,
+        &mut |s| otp.issue(s).unwrap(),
+        &mut |id, input| otp.verify(id, input).unwrap(),
+        &mut |s, input| otp.check(s, input).unwrap(),
+    ))
+}
+
+fn asynchronous(cluster: bool) -> Option<Counts> {
+    let mut monitor = Monitor::start(cluster)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let builder = AsyncRedisStore::builder().prefix(common::unique_prefix());
+    let builder = if cluster {
+        builder.cluster(common::redis_cluster_urls())
+    } else {
+        builder.url(common::redis_url())
+    };
+    let store = rt.block_on(builder.connect()).unwrap();
+    let otp = aio::Otp::with_store(&Key::from_bytes([3; 32]), policy(), store);
+    Some(measure(
+        &mut monitor,
+        &mut |s| rt.block_on(otp.issue(s)).unwrap(),
+        &mut |id, input| rt.block_on(otp.verify(id, input)).unwrap(),
+        &mut |s, input| rt.block_on(otp.check(s, input)).unwrap(),
+    ))
+}
+
+fn report(what: &str, counts: &Counts) {
+    println!("{what}:");
+    for (name, n) in counts {
+        println!("  {n}  {name}");
+    }
+}
+
+fn of(counts: &Counts, name: &str) -> u64 {
+    counts.iter().find(|(n, _)| *n == name).unwrap().1
+}
+
+/// Every check is one request on one server; by id on a cluster, two.
+fn holds_to_the_bounds(counts: &Counts, cluster: bool) {
+    let by_id = if cluster { 2 } else { 1 };
+    for (name, want) in [
+        ("verify by id, wrong code", by_id),
+        ("verify by id, right code", by_id),
+        ("verify by id, spent", by_id),
+        ("verify by id, unknown id", 1),
+        ("check by subject, wrong code", 1),
+        ("check by subject, malformed", 1),
+        ("check by subject, right code", 1),
+        ("check by subject, no challenge", 1),
+    ] {
+        assert_eq!(of(counts, name), want, "{name}");
+    }
+}
+
+#[test]
+fn single_node_checks_take_one_request() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for (what, counts) in [
+        ("blocking, one server", blocking(false)),
+        ("async, one server", asynchronous(false)),
+    ] {
+        let Some(counts) = counts else { return };
+        report(what, &counts);
+        holds_to_the_bounds(&counts, false);
+    }
+}
+
+#[test]
+fn cluster_checks_take_one_request_by_subject_and_two_by_id() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for (what, counts) in [
+        ("blocking, cluster", blocking(true)),
+        ("async, cluster", asynchronous(true)),
+    ] {
+        let Some(counts) = counts else { return };
+        report(what, &counts);
+        holds_to_the_bounds(&counts, true);
+    }
+}
