@@ -249,8 +249,8 @@ fn freed_buffers_hold_no_key() {
 }
 
 /// The capacity figure in `MemoryStore`'s documentation: at most two
-/// entries per issued challenge and under 400 bytes per entry with the
-/// maps' overhead, so the default 100 000 entries stay under 40 MB.
+/// entries per issued challenge and under 420 bytes per entry with the
+/// maps' overhead, so the default 100 000 entries stay under 42 MB.
 #[test]
 fn memory_store_bytes_per_entry_match_the_docs() {
     use pinseal::otp::{Clock, MemoryStore, Otp, Policy, SystemClock};
@@ -280,7 +280,7 @@ fn memory_store_bytes_per_entry_match_the_docs() {
          {:.1} MB at the default capacity",
         per_entry * MemoryStore::DEFAULT_CAPACITY as f64 / 1e6
     );
-    assert!(per_entry <= 400.0, "{per_entry:.0} bytes per entry");
+    assert!(per_entry <= 420.0, "{per_entry:.0} bytes per entry");
     // The figure is not zero by accident: the store does hold its entries.
     assert!(
         per_entry >= 100.0,

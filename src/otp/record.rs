@@ -11,6 +11,7 @@ use super::challenge::{Budget, Challenge, ChallengeId, ChallengeStatus, ClientBu
 use super::driver::{Delete, Step};
 use super::limits::Bucket;
 use super::policy::Policy;
+use super::store::{Decision, OneStepCheck};
 use crate::mac::{KeyedMac, MAC_LEN};
 use crate::secret::ExposeSecret;
 use crate::{Error, Key};
@@ -630,7 +631,77 @@ pub(super) fn verify_step(
         .filter(|l| attempt.id_tag.is_none_or(|want| l.id_tag == want));
     // Exactly one HMAC and one comparison, whatever the state.
     let matched: bool = attempt.matches(keys, live, subject_tag).into();
-    let (Some(record), Some(live)) = (&record, live) else {
+    decide(policy, attempt.now, record.as_ref(), live, matched)
+}
+
+/// A record to write back, and when it expires.
+pub(crate) type Write = (Vec<u8>, u64);
+
+/// The one-step check ([`OneStepCheck`]) against the record as read, for
+/// a store that decides in Rust (the memory store): what `verify.lua`
+/// does on Redis. The candidate's MAC comes with the check, so no key is
+/// needed. [`Decision::Fallback`] for a record before version 4.
+pub(crate) fn one_step(
+    check: &OneStepCheck<'_>,
+    current: Option<&[u8]>,
+) -> Result<(Decision, Option<Write>), Error> {
+    let record = current.map(Record::decode).transpose()?;
+    let live = record
+        .as_ref()
+        .and_then(|r| r.live.as_ref())
+        .filter(|l| check.id_tag.is_none_or(|want| l.id_tag == want));
+    let stored = match live.map(|l| &l.macs) {
+        Some(Macs::Joint(_)) => return Ok((Decision::Fallback, None)),
+        Some(Macs::Split { by_id, by_subject }) => {
+            if check.id_tag.is_some() {
+                by_id
+            } else {
+                by_subject
+            }
+        }
+        None => &[0; MAC_LEN],
+    };
+    let matched: bool = check
+        .mac
+        .as_ref()
+        .map_or(Choice::from(0), |mac| mac.ct_eq(stored))
+        .into();
+    let policy = Policy {
+        max_attempts: check.max_attempts,
+        send_window_ms: check.send_window_ms,
+        ttl_ms: check.ttl_ms,
+        ..Policy::default()
+    };
+    let (outcome, write) = match decide(&policy, check.now_ms, record.as_ref(), live, matched)? {
+        Step::Done(outcome) => (outcome, None),
+        Step::Write {
+            next,
+            expires_ms,
+            then,
+            ..
+        } => (then, next.map(|n| (n, expires_ms))),
+    };
+    Ok((
+        Decision::Decided {
+            verdict: outcome.value,
+            subject_tag: None,
+            challenge: outcome.challenge,
+            prefix: outcome.prefix,
+        },
+        write,
+    ))
+}
+
+/// What a check decides, given the record as read, its challenge (if it
+/// is the one asked about) and whether the code matched.
+fn decide(
+    policy: &Policy,
+    now: u64,
+    record: Option<&Record>,
+    live: Option<&Live>,
+    matched: bool,
+) -> Result<Step<Outcome<Verdict>>, Error> {
+    let (Some(record), Some(live)) = (record, live) else {
         return Ok(Step::Done(Outcome::only(Verdict::Unknown)));
     };
     match live.state {
@@ -638,7 +709,6 @@ pub(super) fn verify_step(
         State::Canceled => return Ok(Step::Done(Outcome::only(Verdict::Canceled))),
         State::Approved => return Ok(Step::Done(Outcome::only(Verdict::Unknown))),
     }
-    let now = attempt.now;
     // The record as of now: a window that has ended no longer locks.
     let mut next = record.clone();
     next.roll(policy, now);
@@ -921,6 +991,74 @@ pub(super) fn client_budget(
     })
 }
 
+/// Records and attempts of every shape, for the tests that hold the
+/// one-step checks (in Rust here, in Lua on Redis) to [`verify_step`].
+#[cfg(test)]
+pub(crate) mod cases {
+    use super::*;
+
+    pub(crate) const NOW: u64 = 1_800_000_000_000;
+
+    /// A small deterministic generator: the cases are the same every run.
+    pub(crate) struct Rng(pub(crate) u64);
+    impl Rng {
+        pub(crate) fn pick<T: Copy>(&mut self, of: &[T]) -> T {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            of[(self.0 % of.len() as u64) as usize]
+        }
+    }
+
+    pub(crate) struct Case {
+        pub(crate) record: Record,
+        pub(crate) tag: Mac,
+        pub(crate) id_tag: Mac,
+    }
+
+    pub(crate) fn case(rng: &mut Rng, keys: &Keys, policy: &Policy) -> Case {
+        let window = policy.send_window_ms;
+        let tag = [rng.pick(&[1u8, 2, 3]); 32];
+        let id_tag = [rng.pick(&[4u8, 5]); 32];
+        let live = rng.pick(&[false, true, true, true]).then(|| Live {
+            id_tag,
+            macs: Macs::Split {
+                by_id: keys.code_mac_by_id(&id_tag, b"123456"),
+                by_subject: keys.code_mac_by_subject(&tag, b"123456"),
+            },
+            expires_ms: NOW - 30_001 + rng.pick(&[0, 1, 2, 30_000, 30_001, 30_002]),
+            state: rng.pick(&[
+                State::Pending,
+                State::Pending,
+                State::Canceled,
+                State::Approved,
+            ]),
+            attempts: rng.pick(&[0, 1, 4, 5, 6]),
+            created_ms: NOW - 30_000,
+            updated_ms: NOW - 20_000,
+            send: rng.pick(&[1, 2, 5]),
+            to: vec![9; rng.pick(&[0usize, 1, 45, 300])],
+            prefix: rng.pick(&[None, Some([7; 32])]),
+        });
+        let record = Record {
+            window_start_ms: NOW
+                - rng.pick(&[0, 1_000, window - 1, window, window + 1, 3 * window]),
+            sends: rng.pick(&[0, 1, 5]),
+            attempts: rng.pick(&[0, 1, 3, 4, 5, 6]),
+            live,
+            stale: rng.pick(&[false, true]).then_some(Stale {
+                id_tag: [6; 32],
+                index_expires_ms: NOW + 5,
+            }),
+        };
+        Case {
+            record,
+            tag,
+            id_tag,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1042,6 +1180,93 @@ mod tests {
         assert_eq!(v3[0], RECORD_V3);
         assert_eq!(v3.len(), v4.len() - 32);
         assert!(Record::decode(&v3).unwrap() == r);
+    }
+
+    /// The Rust one-step check (the memory store's) decides as
+    /// `verify_step` does, over records and attempts of every shape.
+    #[test]
+    fn one_step_decides_as_verify_step_does() {
+        use super::cases::{Case, NOW, Rng, case};
+        use crate::otp::store::Lookup;
+        let keys = Keys::new(&Key::from_bytes([8; 32]));
+        let policy = Policy::new(6, Duration::from_secs(60), 5).unwrap();
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let mut verdicts = std::collections::HashSet::new();
+        for _ in 0..20_000 {
+            let Case {
+                record,
+                tag,
+                id_tag,
+            } = case(&mut rng, &keys, &policy);
+            let bytes = record.encode();
+            let want_id = rng.pick(&[None, Some(id_tag), Some([id_tag[0] ^ 1; 32])]);
+            let input = rng.pick(&["123456", "123457", "12345x", "1234"]);
+            let attempt = Attempt::new(&policy, want_id, input, NOW);
+            let (want, written) =
+                match verify_step(&keys, &policy, &attempt, &tag, Some(&bytes)).unwrap() {
+                    Step::Done(outcome) => (outcome, None),
+                    Step::Write {
+                        next,
+                        expires_ms,
+                        then,
+                        ..
+                    } => (then, next.map(|n| (n, expires_ms))),
+                };
+            let check = OneStepCheck {
+                lookup: Lookup::Record("unused"),
+                id_tag: want_id,
+                mac: bool::from(attempt.valid).then(|| attempt.split_mac(&keys, &tag)),
+                now_ms: NOW,
+                max_attempts: policy.max_attempts,
+                send_window_ms: policy.send_window_ms,
+                ttl_ms: policy.ttl_ms,
+            };
+            let (decision, write) = one_step(&check, Some(&bytes)).unwrap();
+            let Decision::Decided {
+                verdict,
+                challenge,
+                prefix,
+                ..
+            } = decision
+            else {
+                panic!("a version 4 record fell back");
+            };
+            verdicts.insert(format!("{verdict:?}"));
+            assert_eq!(verdict, want.value);
+            assert_eq!(challenge, want.challenge);
+            assert_eq!(prefix, want.prefix);
+            assert!(write == written);
+        }
+        assert!(verdicts.len() >= 6, "{verdicts:?}");
+        // No record: unknown, nothing written. A version 3 record: the
+        // general path.
+        let check = OneStepCheck {
+            lookup: Lookup::Record("unused"),
+            id_tag: None,
+            mac: None,
+            now_ms: NOW,
+            max_attempts: 5,
+            send_window_ms: 1,
+            ttl_ms: 1,
+        };
+        assert!(matches!(
+            one_step(&check, None).unwrap(),
+            (
+                Decision::Decided {
+                    verdict: Verdict::Unknown,
+                    ..
+                },
+                None
+            )
+        ));
+        let mut v3 = sample();
+        if let Some(live) = v3.live.as_mut() {
+            live.macs = Macs::Joint([1; 32]);
+        }
+        assert!(matches!(
+            one_step(&check, Some(&v3.encode())).unwrap(),
+            (Decision::Fallback, None)
+        ));
     }
 
     /// What a step writes, if anything.

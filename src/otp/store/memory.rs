@@ -1,20 +1,32 @@
 //! The embedded, in-process store.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use super::{AsyncStore, Store};
+use super::{AsyncStore, Decision, Lookup, OneStepCheck, OneStepOutcome, Store};
 use crate::Error;
+use crate::otp::Verdict;
 use crate::otp::clock::unix_millis;
+use crate::otp::record::{self, subject_key};
 
 /// The embedded, in-process challenge store.
 ///
 /// # About
 ///
-/// A hash map behind one mutex, with an index ordered by expiry. Every call
-/// first drops the entries that have expired, so memory is bounded by the
-/// entries alive at that moment.
+/// Hash maps in shards, each behind its own mutex with an index ordered by
+/// expiry: a store of 16 384 entries or more has 16 shards (a key's shard
+/// is a hash of it), a smaller one a single shard. Threads working on
+/// different subjects rarely wait for one another. Every call first drops
+/// the entries of its shard that have expired, so memory is bounded by the
+/// entries alive (and the capacities below, which count every shard
+/// exactly).
+///
+/// A check ([`Store::check_in_one_step`]) is decided on the record in
+/// place, under its shard's lock: one lookup, no copy of the record out
+/// and back.
 ///
 /// Entries are held in two pools, so that counters can never crowd out
 /// challenges:
@@ -23,7 +35,9 @@ use crate::otp::clock::unix_millis;
 ///   rate-limit counters: keys `k:`, `q:`, `r:`) hold at most
 ///   `counter_capacity` entries (by default half of `capacity`). When the
 ///   pool is full, a new counter evicts the counter that would expire
-///   first. A refused request leaves no counter behind, so filling the
+///   first among those of its shard (of the whole store when it has one
+///   shard), or is refused with [`Error::StoreFull`] if its shard holds
+///   none. A refused request leaves no counter behind, so filling the
 ///   pool takes that many distinct clients each using its budget; then
 ///   the counts about to reset anyway are forgotten first (fail-open for
 ///   those clients, whose keys a caller with that many could rotate
@@ -38,12 +52,12 @@ use crate::otp::clock::unix_millis;
 /// A subject holds at most three entries (its record and up to two index
 /// entries, see the [module docs](super)) however often it is re-sent; a
 /// client named in [`Otp::issue_from`](crate::otp::Otp::issue_from) holds one. Measured with a counting allocator
-/// (`tests/alloc.rs`), an entry costs about 384 bytes of heap with a
+/// (`tests/alloc.rs`), an entry costs about 410 bytes of heap with a
 /// phone number as the subject, including both maps' overhead; a subject's
 /// record grows by one byte per byte of subject (kept sealed), and subjects
 /// are at most 256 bytes. The default capacities (100 000 entries and
-/// 50 000 client counters) bound the store to about 58 MB with phone
-/// numbers, under 70 MB with the longest subjects, and serve at least
+/// 50 000 client counters) bound the store to about 62 MB with phone
+/// numbers, under 75 MB with the longest subjects, and serve at least
 /// 33 000 subjects with a code alive at once (50 000 when none was re-sent
 /// within its TTL).
 ///
@@ -65,7 +79,10 @@ use crate::otp::clock::unix_millis;
 pub struct MemoryStore {
     capacity: usize,
     counter_capacity: usize,
-    inner: Mutex<Entries>,
+    /// Entries besides counters, and counters, in every shard.
+    others: AtomicUsize,
+    counters: AtomicUsize,
+    shards: Box<[Mutex<Entries>]>,
 }
 
 #[derive(Default)]
@@ -81,31 +98,132 @@ fn is_counter(key: &str) -> bool {
     matches!(key.as_bytes(), [b'k' | b'q' | b'r', b':', ..])
 }
 
+/// A store this large or larger is split into [`SHARDS`] shards.
+const SHARDED_FROM: usize = 16_384;
+/// How many shards a large store has: a power of two, several per core on
+/// the machines services run on.
+const SHARDS: usize = 16;
+
+/// The shard of `key`: FNV-1a over its bytes (the keys are HMAC outputs in
+/// hex, so any mixing spreads them).
+fn shard_of(key: &str, shards: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.as_bytes() {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // `shards` is a power of two.
+    (h as usize) & (shards - 1)
+}
+
 impl Entries {
-    fn prune(&mut self, now_ms: u64) {
+    /// Drops what has expired; returns how many entries besides counters,
+    /// and how many counters, went.
+    fn prune(&mut self, now_ms: u64) -> (usize, usize) {
+        let mut gone = (0, 0);
         while let Some((expires, _)) = self.by_expiry.first() {
             if *expires > now_ms {
                 break;
             }
             if let Some((_, key)) = self.by_expiry.pop_first() {
+                let counter = is_counter(&key);
                 self.remove(&key);
+                if counter {
+                    gone.1 += 1;
+                } else {
+                    gone.0 += 1;
+                }
             }
         }
+        gone
+    }
+
+    fn remove(&mut self, key: &str) -> bool {
+        let Some((_, expires)) = self.map.remove(key) else {
+            return false;
+        };
+        let entry = (expires, key.to_string());
+        self.by_expiry.remove(&entry);
+        if is_counter(key) {
+            self.counters.remove(&entry);
+        }
+        true
+    }
+}
+
+/// One shard, locked, and the counts it keeps up to date.
+struct Shard<'a> {
+    entries: MutexGuard<'a, Entries>,
+    store: &'a MemoryStore,
+}
+
+impl Shard<'_> {
+    fn prune(&mut self, now_ms: u64) {
+        let (others, counters) = self.entries.prune(now_ms);
+        self.store.others.fetch_sub(others, Ordering::Relaxed);
+        self.store.counters.fetch_sub(counters, Ordering::Relaxed);
     }
 
     fn remove(&mut self, key: &str) {
-        if let Some((_, expires)) = self.map.remove(key) {
-            let entry = (expires, key.to_string());
-            self.by_expiry.remove(&entry);
-            if is_counter(key) {
-                self.counters.remove(&entry);
-            }
+        if self.entries.remove(key) {
+            self.uncount(key);
         }
     }
 
-    /// Entries that are not counters.
-    fn others(&self) -> usize {
-        self.map.len() - self.counters.len()
+    fn uncount(&self, key: &str) {
+        let pool = if is_counter(key) {
+            &self.store.counters
+        } else {
+            &self.store.others
+        };
+        pool.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Writes `value` under `key`, expiring at `expires_ms` (after
+    /// `now_ms`): in place when the key exists, else as a new entry, if
+    /// its pool has room.
+    fn put(&mut self, key: &str, value: &[u8], expires_ms: u64) -> Result<(), Error> {
+        let entries = &mut *self.entries;
+        if let Some((old, old_expires)) = entries.map.get_mut(key) {
+            old.clear();
+            old.extend_from_slice(value);
+            if *old_expires == expires_ms {
+                return Ok(());
+            }
+            let was = (*old_expires, key.to_string());
+            *old_expires = expires_ms;
+            entries.by_expiry.remove(&was);
+            entries.by_expiry.insert((expires_ms, key.to_string()));
+            if is_counter(key) {
+                entries.counters.remove(&was);
+                entries.counters.insert((expires_ms, key.to_string()));
+            }
+            return Ok(());
+        }
+        let counter = is_counter(key);
+        if counter {
+            if self.store.counters.fetch_add(1, Ordering::Relaxed) >= self.store.counter_capacity {
+                // Forget the counter of this shard that would expire first.
+                match self.entries.counters.first().map(|(_, k)| k.clone()) {
+                    Some(oldest) => self.remove(&oldest),
+                    None => {
+                        self.store.counters.fetch_sub(1, Ordering::Relaxed);
+                        return Err(Error::StoreFull);
+                    }
+                }
+            }
+        } else if self.store.others.fetch_add(1, Ordering::Relaxed) >= self.store.capacity {
+            self.store.others.fetch_sub(1, Ordering::Relaxed);
+            return Err(Error::StoreFull);
+        }
+        let entries = &mut *self.entries;
+        entries.by_expiry.insert((expires_ms, key.to_string()));
+        if counter {
+            entries.counters.insert((expires_ms, key.to_string()));
+        }
+        entries
+            .map
+            .insert(key.to_string(), (value.to_vec(), expires_ms));
+        Ok(())
     }
 }
 
@@ -144,10 +262,13 @@ impl MemoryStore {
     /// # Ok::<(), pinseal::Error>(())
     /// ```
     pub fn with_capacities(capacity: usize, counter_capacity: usize) -> MemoryStore {
+        let shards = if capacity >= SHARDED_FROM { SHARDS } else { 1 };
         MemoryStore {
             capacity,
             counter_capacity,
-            inner: Mutex::new(Entries::default()),
+            others: AtomicUsize::new(0),
+            counters: AtomicUsize::new(0),
+            shards: (0..shards).map(|_| Mutex::default()).collect(),
         }
     }
 
@@ -156,10 +277,15 @@ impl MemoryStore {
     /// next read or write; counting changes nothing.
     pub fn len(&self, now: SystemTime) -> usize {
         let now_ms = unix_millis(now);
-        self.lock()
-            .by_expiry
-            .range((now_ms.saturating_add(1), String::new())..)
-            .count()
+        self.shards
+            .iter()
+            .map(|shard| {
+                lock(shard)
+                    .by_expiry
+                    .range((now_ms.saturating_add(1), String::new())..)
+                    .count()
+            })
+            .sum()
     }
 
     /// Whether no entry is alive at `now`.
@@ -167,11 +293,21 @@ impl MemoryStore {
         self.len(now) == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
-        // No code path panics while holding the lock, so a poisoned mutex
-        // still guards consistent data.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    /// The shard of `key`, locked, with what has expired in it dropped.
+    fn shard(&self, key: &str, now_ms: u64) -> Shard<'_> {
+        let mut shard = Shard {
+            entries: lock(&self.shards[shard_of(key, self.shards.len())]),
+            store: self,
+        };
+        shard.prune(now_ms);
+        shard
     }
+}
+
+fn lock(shard: &Mutex<Entries>) -> MutexGuard<'_, Entries> {
+    // No code path panics while holding the lock, so a poisoned mutex
+    // still guards consistent data.
+    shard.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl core::fmt::Debug for MemoryStore {
@@ -180,7 +316,10 @@ impl core::fmt::Debug for MemoryStore {
         f.debug_struct("MemoryStore")
             .field("capacity", &self.capacity)
             .field("counter_capacity", &self.counter_capacity)
-            .field("entries", &self.lock().map.len())
+            .field(
+                "entries",
+                &(self.others.load(Ordering::Relaxed) + self.counters.load(Ordering::Relaxed)),
+            )
             .finish()
     }
 }
@@ -193,9 +332,8 @@ impl Default for MemoryStore {
 
 impl Store for MemoryStore {
     fn get(&self, key: &str, now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
-        let mut entries = self.lock();
-        entries.prune(now_ms);
-        Ok(entries.map.get(key).map(|(v, _)| v.clone()))
+        let shard = self.shard(key, now_ms);
+        Ok(shard.entries.map.get(key).map(|(v, _)| v.clone()))
     }
 
     fn compare_and_swap(
@@ -206,41 +344,59 @@ impl Store for MemoryStore {
         expires_ms: u64,
         now_ms: u64,
     ) -> Result<bool, Error> {
-        let mut entries = self.lock();
-        entries.prune(now_ms);
-        let current = entries.map.get(key).map(|(v, _)| v.as_slice());
+        let mut shard = self.shard(key, now_ms);
+        let current = shard.entries.map.get(key).map(|(v, _)| v.as_slice());
         if current != expected {
             return Ok(false);
         }
         match new {
-            None => entries.remove(key),
-            Some(_) if expires_ms <= now_ms => entries.remove(key),
-            Some(value) => {
-                let counter = is_counter(key);
-                if current.is_none() {
-                    if counter {
-                        if entries.counters.len() >= self.counter_capacity {
-                            // Forget the counter that would expire first.
-                            match entries.counters.first().map(|(_, k)| k.clone()) {
-                                Some(oldest) => entries.remove(&oldest),
-                                None => return Err(Error::StoreFull),
-                            }
-                        }
-                    } else if entries.others() >= self.capacity {
-                        return Err(Error::StoreFull);
-                    }
-                }
-                entries.remove(key);
-                entries.by_expiry.insert((expires_ms, key.to_string()));
-                if counter {
-                    entries.counters.insert((expires_ms, key.to_string()));
-                }
-                entries
-                    .map
-                    .insert(key.to_string(), (value.to_vec(), expires_ms));
-            }
+            Some(value) if expires_ms > now_ms => shard.put(key, value, expires_ms)?,
+            _ => shard.remove(key),
         }
         Ok(true)
+    }
+
+    /// Decides the check under the record's lock, on the record in place:
+    /// no copy out and back, one lookup (two by id: the index entry
+    /// first, in its own shard).
+    fn check_in_one_step(&self, check: &OneStepCheck<'_>) -> Result<Option<OneStepOutcome>, Error> {
+        let now = check.now_ms;
+        let (record_key, subject_tag) = match check.lookup {
+            Lookup::Record(key) => (Cow::Borrowed(key), None),
+            Lookup::Index(key) => {
+                let shard = self.shard(key, now);
+                let Some((tag, _)) = shard.entries.map.get(key) else {
+                    return Ok(Some(OneStepOutcome(Decision::Decided {
+                        verdict: Verdict::Unknown,
+                        subject_tag: None,
+                        challenge: None,
+                        prefix: None,
+                    })));
+                };
+                let tag = <[u8; 32]>::try_from(tag.as_slice()).map_err(|_| Error::StoreCorrupt)?;
+                drop(shard);
+                (Cow::Owned(subject_key(&tag)), Some(tag))
+            }
+        };
+        let mut shard = self.shard(&record_key, now);
+        let current = shard
+            .entries
+            .map
+            .get(&*record_key)
+            .map(|(v, _)| v.as_slice());
+        let (mut decision, write) = record::one_step(check, current)?;
+        if let Some((next, expires_ms)) = write {
+            // The record exists (a step writes only over one), so this
+            // never needs room.
+            shard.put(&record_key, &next, expires_ms)?;
+        }
+        if let Decision::Decided {
+            subject_tag: found, ..
+        } = &mut decision
+        {
+            *found = subject_tag;
+        }
+        Ok(Some(OneStepOutcome(decision)))
     }
 }
 
@@ -258,5 +414,109 @@ impl AsyncStore for MemoryStore {
         now_ms: u64,
     ) -> Result<bool, Error> {
         Store::compare_and_swap(self, key, expected, new, expires_ms, now_ms)
+    }
+
+    async fn check_in_one_step(
+        &self,
+        check: &OneStepCheck<'_>,
+    ) -> Result<Option<OneStepOutcome>, Error> {
+        Store::check_in_one_step(self, check)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// A store large enough to be sharded still holds exactly its
+    /// capacities, counted over every shard, and its keys do spread.
+    #[test]
+    fn sharded_capacities_are_exact() {
+        let store = &MemoryStore::with_capacities(SHARDED_FROM, 2_000);
+        assert_eq!(store.shards.len(), SHARDS);
+        for i in 0..SHARDED_FROM {
+            let key = format!("s:{i:064x}");
+            assert!(Store::compare_and_swap(store, &key, None, Some(b"v"), 10, 0).unwrap());
+        }
+        assert_eq!(
+            Store::compare_and_swap(store, "s:one-more", None, Some(b"v"), 10, 0),
+            Err(Error::StoreFull)
+        );
+        for shard in store.shards.iter() {
+            let held = lock(shard).map.len();
+            assert!(held > SHARDED_FROM / SHARDS / 2, "{held} in one shard");
+        }
+        // Updating an entry needs no room; deleting one makes some.
+        assert!(
+            Store::compare_and_swap(
+                store,
+                "s:0000000000000000000000000000000000000000000000000000000000000000",
+                Some(b"v"),
+                Some(b"w"),
+                20,
+                0
+            )
+            .unwrap()
+        );
+        let last = format!("s:{:064x}", SHARDED_FROM - 1);
+        assert!(Store::compare_and_swap(store, &last, Some(b"v"), None, 0, 0).unwrap());
+        assert!(Store::compare_and_swap(store, "s:one-more", None, Some(b"v"), 10, 0).unwrap());
+        // Counters: never more than their pool, however many arrive.
+        for i in 0..10_000u64 {
+            let key = format!("k:{i:064x}");
+            let _ = Store::compare_and_swap(store, &key, None, Some(b"1"), 100 + i, 0);
+            assert!(store.counters.load(Ordering::Relaxed) <= 2_000);
+        }
+        assert_eq!(store.counters.load(Ordering::Relaxed), 2_000);
+        // The newest counters stayed; the soonest to expire went.
+        assert!(
+            Store::get(store, &format!("k:{:064x}", 9_999), 0)
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            Store::get(store, &format!("k:{:064x}", 0), 0)
+                .unwrap()
+                .is_none()
+        );
+        // Expiry frees room in every pool, shard by shard as each is used.
+        assert_eq!(store.len(UNIX_EPOCH + Duration::from_millis(20_000)), 0);
+    }
+
+    /// Threads on different subjects, at once: counts stay exact.
+    #[test]
+    fn concurrent_writers_keep_the_counts() {
+        let store = &MemoryStore::with_capacities(SHARDED_FROM, 1_000);
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                s.spawn(move || {
+                    for i in 0..1_000 {
+                        let key = format!("s:{t}:{i}");
+                        assert!(
+                            Store::compare_and_swap(store, &key, None, Some(b"v"), 10, 0).unwrap()
+                        );
+                        if i % 2 == 0 {
+                            assert!(
+                                Store::compare_and_swap(store, &key, Some(b"v"), None, 0, 0)
+                                    .unwrap()
+                            );
+                        }
+                        let _ = Store::compare_and_swap(
+                            store,
+                            &format!("k:{t}:{i}"),
+                            None,
+                            Some(b"1"),
+                            10,
+                            0,
+                        );
+                    }
+                });
+            }
+        });
+        assert_eq!(store.others.load(Ordering::Relaxed), 4_000);
+        assert_eq!(store.counters.load(Ordering::Relaxed), 1_000);
+        let held: usize = store.shards.iter().map(|s| lock(s).map.len()).sum();
+        assert_eq!(held, 5_000);
     }
 }

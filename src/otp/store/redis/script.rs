@@ -139,12 +139,10 @@ mod tests {
     use crate::Key;
     use crate::otp::Policy;
     use crate::otp::driver::Step;
+    use crate::otp::record::cases::{Case, NOW, Rng, case};
     use crate::otp::record::{
-        Attempt, Keys, Live, Mac, Macs, Outcome, Record, Stale, State, index_key, subject_key,
-        verify_step,
+        Attempt, Keys, Macs, Outcome, State, index_key, subject_key, verify_step,
     };
-
-    const NOW: u64 = 1_800_000_000_000;
     const PREFIX: &str = "pinseal-test:lua:";
     /// The other test's prefix: the two run at once.
     const DAMAGED: &str = "pinseal-test:lua-damaged:";
@@ -160,65 +158,6 @@ mod tests {
                 eprintln!("SKIPPED: no Redis at PINSEAL_REDIS_URL");
                 None
             }
-        }
-    }
-
-    /// A small deterministic generator: the cases are the same every run.
-    struct Rng(u64);
-    impl Rng {
-        fn pick<T: Copy>(&mut self, of: &[T]) -> T {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            of[(self.0 % of.len() as u64) as usize]
-        }
-    }
-
-    struct Case {
-        record: Record,
-        tag: Mac,
-        id_tag: Mac,
-    }
-
-    fn case(rng: &mut Rng, keys: &Keys, policy: &Policy) -> Case {
-        let window = policy.send_window_ms;
-        let tag = [rng.pick(&[1u8, 2, 3]); 32];
-        let id_tag = [rng.pick(&[4u8, 5]); 32];
-        let live = rng.pick(&[false, true, true, true]).then(|| Live {
-            id_tag,
-            macs: Macs::Split {
-                by_id: keys.code_mac_by_id(&id_tag, b"123456"),
-                by_subject: keys.code_mac_by_subject(&tag, b"123456"),
-            },
-            expires_ms: NOW - 30_001 + rng.pick(&[0, 1, 2, 30_000, 30_001, 30_002]),
-            state: rng.pick(&[
-                State::Pending,
-                State::Pending,
-                State::Canceled,
-                State::Approved,
-            ]),
-            attempts: rng.pick(&[0, 1, 4, 5, 6]),
-            created_ms: NOW - 30_000,
-            updated_ms: NOW - 20_000,
-            send: rng.pick(&[1, 2, 5]),
-            to: vec![9; rng.pick(&[0usize, 1, 45, 300])],
-            prefix: rng.pick(&[None, Some([7; 32])]),
-        });
-        let record = Record {
-            window_start_ms: NOW
-                - rng.pick(&[0, 1_000, window - 1, window, window + 1, 3 * window]),
-            sends: rng.pick(&[0, 1, 5]),
-            attempts: rng.pick(&[0, 1, 3, 4, 5, 6]),
-            live,
-            stale: rng.pick(&[false, true]).then_some(Stale {
-                id_tag: [6; 32],
-                index_expires_ms: NOW + 5,
-            }),
-        };
-        Case {
-            record,
-            tag,
-            id_tag,
         }
     }
 
