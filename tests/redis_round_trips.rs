@@ -1,5 +1,5 @@
 //! How many requests each OTP operation sends to Redis, counted by the
-//! servers themselves (`MONITOR`), on one server and on the
+//! servers themselves (`MONITOR`, see `tests/common/monitor.rs`), on one server and on the
 //! cluster, for the blocking and the async store.
 //!
 //! A check by subject and a verification by id are one request (one
@@ -14,21 +14,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use common::monitor::Monitor;
 use pinseal::otp::store::AsyncRedisStore;
 use pinseal::otp::{ChallengeId, Otp, Policy, Verdict, aio};
 use pinseal::{ExposeSecret, Key, Secret};
 
 /// One test at a time: the servers report every client's commands.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// The commands a store sends for its data (not the cluster client's own
-/// bookkeeping).
-const DATA_COMMANDS: [&str; 6] = ["get", "set", "del", "eval", "evalsha", "mget"];
 
 fn nodes(cluster: bool) -> Vec<String> {
     if cluster {
@@ -38,60 +33,17 @@ fn nodes(cluster: bool) -> Vec<String> {
     }
 }
 
-/// A `MONITOR` connection to every node: each request a client sends is
-/// reported as one line, and a command a script runs is marked `[... lua]`,
-/// so requests are counted as the server received them (`INFO
-/// commandstats` would count a script's own commands as well).
-struct Monitor(Vec<BufReader<TcpStream>>);
-
-impl Monitor {
-    fn start(cluster: bool) -> Option<Monitor> {
-        let mut out = Vec::new();
-        for url in nodes(cluster) {
-            let addr = url
-                .trim_start_matches("redis://")
-                .trim_end_matches('/')
-                .to_string();
-            let Ok(mut stream) = TcpStream::connect(&addr) else {
-                common::unavailable(if cluster {
-                    "the Redis Cluster"
-                } else {
-                    "Redis"
-                });
-                return None;
-            };
-            stream.write_all(b"MONITOR\r\n").unwrap();
-            let mut reader = BufReader::new(stream);
-            let mut ok = String::new();
-            reader.read_line(&mut ok).unwrap();
-            assert_eq!(ok.trim_end(), "+OK");
-            reader
-                .get_ref()
-                .set_read_timeout(Some(Duration::from_millis(40)))
-                .unwrap();
-            out.push(reader);
+fn monitor(cluster: bool) -> Option<Monitor> {
+    match Monitor::start(&nodes(cluster)) {
+        Ok(m) => Some(m),
+        Err(_) => {
+            common::unavailable(if cluster {
+                "the Redis Cluster"
+            } else {
+                "Redis"
+            });
+            None
         }
-        Some(Monitor(out))
-    }
-
-    /// Data requests reported since the last call.
-    fn take(&mut self) -> u64 {
-        let mut n = 0;
-        for reader in &mut self.0 {
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|read| read > 0) {
-                // +1700000000.123456 [0 127.0.0.1:5555] "EVAL" "..." ...
-                let from_client = !line.contains(" lua]");
-                let command = line
-                    .split_once("] \"")
-                    .map(|(_, rest)| rest.split('"').next().unwrap_or("").to_ascii_lowercase());
-                if from_client && command.is_some_and(|c| DATA_COMMANDS.contains(&c.as_str())) {
-                    n += 1;
-                }
-                line.clear();
-            }
-        }
-        n
     }
 }
 
@@ -112,6 +64,17 @@ fn measure(
     verify: &mut dyn FnMut(&ChallengeId, &str) -> Verdict,
     check: &mut dyn FnMut(&str, &str) -> Verdict,
 ) -> Counts {
+    // The scripts are cached on every node first: a node that does not
+    // hold one costs one more request, once (see `scripts_flushed_...`).
+    for n in 0..8 {
+        let subject = format!("+1555000999{n}");
+        let (id, code) = issue(&subject);
+        assert_eq!(
+            verify(&id, &wrong(&code)),
+            Verdict::Rejected { attempts_left: 4 }
+        );
+        assert_eq!(check(&subject, code.expose_secret()), Verdict::Approved);
+    }
     let mut counts = Vec::new();
     let mut step = |name: &'static str, monitor: &mut Monitor, f: &mut dyn FnMut()| {
         monitor.take();
@@ -175,7 +138,7 @@ fn policy() -> Policy {
 }
 
 fn blocking(cluster: bool) -> Option<Counts> {
-    let mut monitor = Monitor::start(cluster)?;
+    let mut monitor = monitor(cluster)?;
     let store = if cluster {
         common::redis_cluster_store()?
     } else {
@@ -191,7 +154,7 @@ fn blocking(cluster: bool) -> Option<Counts> {
 }
 
 fn asynchronous(cluster: bool) -> Option<Counts> {
-    let mut monitor = Monitor::start(cluster)?;
+    let mut monitor = monitor(cluster)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -264,4 +227,36 @@ fn cluster_checks_take_one_request_by_subject_and_two_by_id() {
         report(what, &counts);
         holds_to_the_bounds(&counts, true);
     }
+}
+
+/// A node that lost its scripts (a restart, a failover, `SCRIPT FLUSH`)
+/// answers the digest with `NOSCRIPT`; the store then sends the script
+/// itself, once: that check takes one request more, the next none.
+#[test]
+fn scripts_flushed_from_the_server_cost_one_request_once() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut monitor) = monitor(false) else {
+        return;
+    };
+    let Some(store) = common::redis_store() else {
+        return;
+    };
+    let otp = Otp::with_store(&Key::from_bytes([3; 32]), policy(), store);
+    let (_, code) = otp.issue("+15550003333").unwrap();
+    let mut flush = redis::Client::open(common::redis_url().as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut flush).unwrap();
+    monitor.take();
+    assert_eq!(
+        otp.check("+15550003333", &wrong(&code)).unwrap(),
+        Verdict::Rejected { attempts_left: 4 }
+    );
+    assert_eq!(monitor.take(), 2, "EVALSHA, NOSCRIPT, then EVAL");
+    assert_eq!(
+        otp.check("+15550003333", code.expose_secret()).unwrap(),
+        Verdict::Approved
+    );
+    assert_eq!(monitor.take(), 1, "the script is cached again");
 }

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod monitor;
 pub mod otp_suite;
 
 use std::collections::BTreeMap;

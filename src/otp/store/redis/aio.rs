@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncConnectionConfig, Client, Cmd};
+use redis::{AsyncConnectionConfig, Client};
 
-use super::cluster::{ClusterConn, ClusterSource, cluster_query, open_cluster, probe_seeds};
+use super::cluster::{ClusterConn, ClusterSource, open_cluster, probe_seeds};
 use super::errors::{classify, open_error};
 use super::renew::{Connect, Renewing};
-use super::script::{cas_cmd, get_cmd, one_step_cmd, one_step_reply};
+use super::script::{Request, cas_cmd, get_cmd, one_step_cmd, one_step_reply};
 use super::url::{client, install_tls_provider};
 use super::{RedisBuilder, Target};
 use crate::Error;
@@ -180,15 +180,16 @@ impl AsyncRedisStore {
         &self.prefix
     }
 
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &Request) -> Result<T, Error> {
         match &self.conn {
             Conn::Single(conn) => {
-                conn.run(self.timeout, |mut c| async move {
-                    cmd.query_async(&mut c).await
-                })
+                conn.run(
+                    self.timeout,
+                    |mut c| async move { cmd.run_async(&mut c).await },
+                )
                 .await
             }
-            Conn::Cluster(conn) => conn.run(self.timeout, |c| cluster_query(c, cmd)).await,
+            Conn::Cluster(conn) => conn.run(self.timeout, |c| cmd.run_cluster(c)).await,
         }
     }
 }

@@ -4,11 +4,11 @@ use core::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::{Client, Cmd, Connection, ConnectionLike};
+use redis::{Client, Connection, ConnectionLike};
 
 use super::cluster::{ClusterSource, Lane};
 use super::errors::classify;
-use super::script::{cas_cmd, get_cmd, one_step_cmd, one_step_reply};
+use super::script::{Request, cas_cmd, get_cmd, one_step_cmd, one_step_reply};
 use super::url::{client, install_tls_provider};
 use super::{RedisBuilder, Target};
 use crate::Error;
@@ -256,7 +256,7 @@ impl RedisStore {
     /// Runs `cmd` on a pooled connection (one server) or lane (a cluster),
     /// made when none is idle. Once the store is open every failure is
     /// [`Error::Store`].
-    fn query<T: redis::FromRedisValue + Send>(&self, cmd: Cmd) -> Result<T, Error> {
+    fn query<T: redis::FromRedisValue + Send>(&self, cmd: Request) -> Result<T, Error> {
         match &self.node {
             Node::Single { idle, .. } => {
                 let pooled = idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
@@ -287,17 +287,17 @@ impl RedisStore {
     fn query_single<T: redis::FromRedisValue>(
         &self,
         pooled: Option<Connection>,
-        cmd: &Cmd,
+        cmd: &Request,
     ) -> Result<T, Error> {
         let reused = pooled.is_some();
         let mut conn = match pooled {
             Some(conn) => conn,
             None => self.connect_single().map_err(|_| Error::Store)?,
         };
-        let result = match cmd.query(&mut conn) {
+        let result = match cmd.run(&mut conn) {
             Err(e) if reused && e.is_io_error() && !e.is_timeout() => {
                 conn = self.connect_single().map_err(|_| Error::Store)?;
-                cmd.query(&mut conn)
+                cmd.run(&mut conn)
             }
             other => other,
         };

@@ -10,6 +10,7 @@ use redis::{Cmd, ErrorKind, RedisError};
 
 use super::errors::{classify, classify_cluster_open, open_error, timed_out};
 use super::renew::{Connect, Renewing, lock};
+use super::script::Request;
 use super::url::{client, install_tls_provider};
 use crate::Error;
 use crate::deadline::bounded;
@@ -342,10 +343,10 @@ impl Lane {
     /// Runs `cmd` within `timeout`.
     pub(super) fn call<T: redis::FromRedisValue + Send>(
         &self,
-        cmd: &Cmd,
+        cmd: &Request,
         timeout: Duration,
     ) -> Result<T, Error> {
-        self.block_on(self.conn.run(timeout, |c| cluster_query(c, cmd)))
+        self.block_on(self.conn.run(timeout, |c| cmd.run_cluster(c)))
     }
 
     /// Runs `op` to completion on the lane's runtime from this thread, or,

@@ -1,8 +1,11 @@
 //! The compare-and-swap script, the one-step check (`verify.lua`), and
-//! the commands the stores send.
+//! the requests the stores send.
 
-use redis::{Cmd, Value};
+use std::sync::LazyLock;
 
+use redis::{Cmd, ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
+
+use super::cluster::cluster_query;
 use crate::Error;
 use crate::otp::Verdict;
 use crate::otp::store::{Decision, Lookup, OneStepCheck, OneStepOutcome};
@@ -26,67 +29,156 @@ end
 return 1
 ";
 
-/// The compare-and-swap command for `key`. `EVAL` carries the script each
-/// time, so a node that never saw it (after a failover, a restart or a
-/// resharding) runs it without a `NOSCRIPT` round trip.
+/// A script and its SHA-1 digest, the name Redis caches it under.
+pub(super) struct Script {
+    body: String,
+    sha1: String,
+}
+
+impl Script {
+    /// `source` without its comment lines and indentation.
+    fn new(source: &str) -> Script {
+        use sha1::Digest;
+        let body = source
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let sha1 = crate::hex::encode(sha1::Sha1::digest(body.as_bytes()));
+        Script { body, sha1 }
+    }
+
+    /// The request that runs the script on one key with `args`.
+    fn request(&'static self, key: &str, args: impl FnOnce(&mut Cmd)) -> Request {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&self.sha1).arg(1).arg(key);
+        args(&mut cmd);
+        Request {
+            cmd,
+            script: Some(self),
+        }
+    }
+
+    /// `sha`, an `EVALSHA` of this script, as an `EVAL` that carries it.
+    fn eval(&self, sha: &Cmd) -> Cmd {
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(&self.body);
+        // Past the command's name and the digest: the key count, the key
+        // and the arguments.
+        for arg in sha.args_iter().skip(2) {
+            if let redis::Arg::Simple(bytes) = arg {
+                eval.arg(bytes);
+            }
+        }
+        eval
+    }
+}
+
+static CAS: LazyLock<Script> = LazyLock::new(|| Script::new(CAS_SCRIPT));
+static VERIFY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("verify.lua")));
+
+/// What a store sends: one command and, for a script, the `EVAL` that
+/// carries its body. Scripts are sent by digest (`EVALSHA`, a few dozen
+/// bytes); a node that does not hold the script (after a restart, a
+/// failover or `SCRIPT FLUSH`) answers `NOSCRIPT` and is then sent the
+/// body, which it keeps: one extra round trip per node and script, once.
+pub(super) struct Request {
+    cmd: Cmd,
+    script: Option<&'static Script>,
+}
+
+fn no_script(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+}
+
+impl Request {
+    /// Sends the request on a blocking connection.
+    pub(super) fn run<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut dyn redis::ConnectionLike,
+    ) -> RedisResult<T> {
+        match (self.cmd.query(conn), self.script) {
+            (Err(e), Some(script)) if no_script(&e) => script.eval(&self.cmd).query(conn),
+            (result, _) => result,
+        }
+    }
+
+    /// Sends the request on an async connection.
+    #[cfg(feature = "redis-tokio")]
+    pub(super) async fn run_async<T, C>(&self, conn: &mut C) -> RedisResult<T>
+    where
+        T: redis::FromRedisValue,
+        C: redis::aio::ConnectionLike + Send,
+    {
+        match (self.cmd.query_async(conn).await, self.script) {
+            (Err(e), Some(script)) if no_script(&e) => {
+                script.eval(&self.cmd).query_async(conn).await
+            }
+            (result, _) => result,
+        }
+    }
+
+    /// Sends the request on a cluster connection.
+    pub(super) async fn run_cluster<T: redis::FromRedisValue>(
+        &self,
+        conn: redis::cluster_async::ClusterConnection,
+    ) -> RedisResult<T> {
+        match (cluster_query(conn.clone(), &self.cmd).await, self.script) {
+            (Err(e), Some(script)) if no_script(&e) => {
+                cluster_query(conn, &script.eval(&self.cmd)).await
+            }
+            (result, _) => result,
+        }
+    }
+}
+
+/// The compare-and-swap request for `key`.
 pub(super) fn cas_cmd(
     key: &str,
     expected: Option<&[u8]>,
     new: Option<&[u8]>,
     expires_ms: u64,
     now_ms: u64,
-) -> Cmd {
-    let mut cmd = redis::cmd("EVAL");
-    cmd.arg(CAS_SCRIPT)
-        .arg(1)
-        .arg(key)
-        .arg(if expected.is_some() { "1" } else { "0" })
-        .arg(expected.unwrap_or_default())
-        .arg(if new.is_some() { "1" } else { "0" })
-        .arg(new.unwrap_or_default())
-        .arg(expires_ms.saturating_sub(now_ms));
-    cmd
+) -> Request {
+    CAS.request(key, |cmd| {
+        cmd.arg(if expected.is_some() { "1" } else { "0" })
+            .arg(expected.unwrap_or_default())
+            .arg(if new.is_some() { "1" } else { "0" })
+            .arg(new.unwrap_or_default())
+            .arg(expires_ms.saturating_sub(now_ms));
+    })
 }
 
-pub(super) fn get_cmd(key: &str) -> Cmd {
+pub(super) fn get_cmd(key: &str) -> Request {
     let mut cmd = redis::cmd("GET");
     cmd.arg(key);
-    cmd
+    Request { cmd, script: None }
 }
 
-/// The one-step check (`verify.lua`), without its comments and
-/// indentation: it is sent with every check (see [`cas_cmd`]).
-static VERIFY_SCRIPT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    include_str!("verify.lua")
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n")
-});
-
-/// The command that runs `check` as one script, or `None` when it needs a
-/// lookup the script cannot make here: on a cluster the index entry and
-/// the record may be on different nodes.
-pub(super) fn one_step_cmd(check: &OneStepCheck<'_>, prefix: &str, cluster: bool) -> Option<Cmd> {
+/// The request that runs `check` as one script (`verify.lua`), or `None`
+/// when it needs a lookup the script cannot make here: on a cluster the
+/// index entry and the record may be on different nodes.
+pub(super) fn one_step_cmd(
+    check: &OneStepCheck<'_>,
+    prefix: &str,
+    cluster: bool,
+) -> Option<Request> {
     let (mode, key) = match check.lookup {
         Lookup::Record(key) => ("s", key),
         Lookup::Index(key) if !cluster => ("i", key),
         Lookup::Index(_) => return None,
     };
-    let mut cmd = redis::cmd("EVAL");
-    cmd.arg(VERIFY_SCRIPT.as_str())
-        .arg(1)
-        .arg(format!("{prefix}{key}"))
-        .arg(mode)
-        .arg(check.id_tag.as_ref().map_or(&[][..], |t| &t[..]))
-        .arg(check.mac.as_ref().map_or(&[][..], |m| &m[..]))
-        .arg(check.now_ms)
-        .arg(check.max_attempts)
-        .arg(check.send_window_ms)
-        .arg(check.ttl_ms)
-        .arg(prefix);
-    Some(cmd)
+    Some(VERIFY.request(&format!("{prefix}{key}"), |cmd| {
+        cmd.arg(mode)
+            .arg(check.id_tag.as_ref().map_or(&[][..], |t| &t[..]))
+            .arg(check.mac.as_ref().map_or(&[][..], |m| &m[..]))
+            .arg(check.now_ms)
+            .arg(check.max_attempts)
+            .arg(check.send_window_ms)
+            .arg(check.ttl_ms)
+            .arg(prefix);
+    }))
 }
 
 /// Reads the script's reply (see `verify.lua`). A reply of another shape
@@ -169,8 +261,8 @@ mod tests {
         prefix: &str,
         record_key: &str,
     ) -> (Decision, Option<Vec<u8>>, i64) {
-        let cmd = one_step_cmd(check, prefix, false).unwrap();
-        let reply: Vec<Value> = cmd.query(conn).unwrap();
+        let request = one_step_cmd(check, prefix, false).unwrap();
+        let reply: Vec<Value> = request.run(conn).unwrap();
         let OneStepOutcome(decision) = one_step_reply(reply).unwrap();
         let after: Option<Vec<u8>> = redis::cmd("GET").arg(record_key).query(conn).unwrap();
         let ttl: i64 = redis::cmd("PTTL").arg(record_key).query(conn).unwrap();

@@ -16,6 +16,10 @@ pub(super) fn client(url: &str) -> Result<Client, Error> {
 /// providers, none chosen; the AWS SDK does) does not make rustls panic on
 /// connect. Called by every constructor, before any connection.
 pub(super) fn install_tls_provider() {
+    // rustls 0.23.48 deprecates ring's provider (it has no post-quantum key
+    // exchange); choosing another provider is the application's to make
+    // first, which this call leaves alone.
     #[cfg(feature = "redis-tls")]
+    #[allow(deprecated)]
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

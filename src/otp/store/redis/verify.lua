@@ -27,10 +27,10 @@ end
 local function bytes(v, n)
   local out = {}
   for i = n, 1, -1 do
-    out[i] = string.char(v % 256)
-    v = math.floor(v / 256)
+    out[i] = v % 256
+    v = (v - out[i]) / 256
   end
-  return table.concat(out)
+  return string.char(unpack(out, 1, n))
 end
 
 local key = KEYS[1]
@@ -39,10 +39,7 @@ if ARGV[1] == 'i' then
   subject = redis.call('GET', KEYS[1])
   if not subject then return {0, 0, ''} end
   if #subject ~= 32 then return {-1} end
-  local hex = string.gsub(subject, '.', function(c)
-    return string.format('%02x', string.byte(c))
-  end)
-  key = ARGV[8] .. 's:' .. hex
+  key = ARGV[8] .. 's:' .. string.format(string.rep('%02x', 32), string.byte(subject, 1, 32))
 end
 
 local r = redis.call('GET', key)
