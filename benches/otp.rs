@@ -13,9 +13,7 @@
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-#[cfg(any(feature = "redis", all(feature = "dynamodb", feature = "aws-https")))]
-use std::time::Instant;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use pinseal::Secret;
@@ -122,6 +120,45 @@ fn threaded<S: Store + 'static>(
 }
 
 #[cfg(feature = "redis")]
+#[path = "../tests/common/monitor.rs"]
+mod monitor;
+
+/// Prints the requests each operation sends, as Redis counts them
+/// (`MONITOR`), before the timings.
+#[cfg(feature = "redis")]
+fn round_trips(url: &str) {
+    let store = pinseal::otp::store::RedisStore::builder()
+        .url(url)
+        .prefix("pinseal-bench:")
+        .connect()
+        .unwrap();
+    let Ok(mut monitor) = monitor::Monitor::start(&[url.to_string()]) else {
+        return eprintln!("round trips not counted: MONITOR is not available");
+    };
+    let otp = Otp::with_store(&Key::from_bytes([7; 32]), policy(), store);
+    let s = subject();
+    monitor.take();
+    let (id, code) = otp.issue(&s).unwrap();
+    let issue = monitor.take();
+    assert_eq!(
+        otp.verify(&id, code.expose_secret()).unwrap(),
+        Verdict::Approved
+    );
+    let verify = monitor.take();
+    let (_, code) = otp.issue(&s).unwrap();
+    let resend = monitor.take();
+    assert_eq!(
+        otp.check(&s, code.expose_secret()).unwrap(),
+        Verdict::Approved
+    );
+    let check = monitor.take();
+    eprintln!(
+        "otp/redis round trips (counted by Redis): issue {issue}, resend {resend}, \
+         verify {verify}, check {check}"
+    );
+}
+
+#[cfg(feature = "redis")]
 fn redis(c: &mut Criterion) {
     let url =
         std::env::var("PINSEAL_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
@@ -150,10 +187,34 @@ fn redis(c: &mut Criterion) {
         })
     });
     g.finish();
+    round_trips(&url);
     let otp = bench_store(c, "redis", store);
 
     let mut g = c.benchmark_group("otp/redis-8-threads");
     g.throughput(Throughput::Elements(1));
+    g.bench_function("baseline GET", |b| {
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut conns: Vec<redis::Connection> =
+            (0..8).map(|_| client.get_connection().unwrap()).collect();
+        b.iter_custom(|iters| {
+            let per = iters.div_ceil(8);
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for conn in &mut conns {
+                    s.spawn(move || {
+                        for _ in 0..per {
+                            let v: Option<Vec<u8>> = redis::cmd("GET")
+                                .arg("pinseal-bench:absent")
+                                .query(conn)
+                                .unwrap();
+                            black_box(v);
+                        }
+                    });
+                }
+            });
+            start.elapsed()
+        })
+    });
     g.bench_function("verify", |b| {
         b.iter_custom(|iters| {
             threaded(&otp, 8, iters, |otp, (id, code, _)| {
@@ -196,6 +257,45 @@ fn redis(c: &mut Criterion) {
             )
             .unwrap();
         async_one_thread(c, "redis", &rt, store);
+
+        // The baseline: raw `GET`s, 64 in flight on one multiplexed
+        // connection, as the async store sends its commands.
+        let conn = rt
+            .block_on(
+                redis::Client::open(url.as_str())
+                    .unwrap()
+                    .get_multiplexed_async_connection(),
+            )
+            .unwrap();
+        let mut g = c.benchmark_group("otp/redis-async-1-thread-64-in-flight-baseline");
+        g.throughput(Throughput::Elements(1));
+        g.bench_function("GET", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    // As `async_one_thread` runs its operations.
+                    let mut set = Vec::new();
+                    let mut next = 0;
+                    while next < iters || !set.is_empty() {
+                        while next < iters && set.len() < 64 {
+                            let mut conn = conn.clone();
+                            set.push(tokio::spawn(async move {
+                                let v: Option<Vec<u8>> = redis::cmd("GET")
+                                    .arg("pinseal-bench:absent")
+                                    .query_async(&mut conn)
+                                    .await
+                                    .unwrap();
+                                black_box(v);
+                            }));
+                            next += 1;
+                        }
+                        set.remove(0).await.unwrap();
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+        g.finish();
     }
 }
 
@@ -339,8 +439,75 @@ fn async_one_thread<S: pinseal::otp::store::AsyncStore + 'static>(
     g.finish();
 }
 
+/// Verify and check on the memory store from 1, 2 and 8 threads at once
+/// (on a 2-core machine, 8 threads measure contention, not more speed).
+/// Each sample issues its challenges first, untimed, at one instant, then
+/// moves the clock past them so the next sample starts on an empty store.
+fn memory_threads(c: &mut Criterion) {
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    let otp = Arc::new(Otp::with_parts(
+        &Key::from_bytes([7; 32]),
+        policy(),
+        MemoryStore::with_capacity(1_000_000),
+        clock.clone(),
+    ));
+    let run = |threads: u64, iters: u64, op: fn(&Otp<MemoryStore, ManualClock>, Issued)| {
+        clock.advance(Duration::from_secs(2));
+        let per = iters.div_ceil(threads);
+        let work: Vec<Vec<Issued>> = (0..threads)
+            .map(|_| {
+                (0..per)
+                    .map(|_| {
+                        let s = subject();
+                        let (id, code) = otp.issue(&s).unwrap();
+                        (id, code, s)
+                    })
+                    .collect()
+            })
+            .collect();
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for batch in work {
+                let otp = &otp;
+                s.spawn(move || {
+                    for item in batch {
+                        op(otp, item);
+                    }
+                });
+            }
+        });
+        start.elapsed()
+    };
+    let mut g = c.benchmark_group("otp/memory-threads");
+    g.throughput(Throughput::Elements(1));
+    for threads in [1, 2, 8] {
+        g.bench_function(format!("verify/{threads}"), |b| {
+            b.iter_custom(|iters| {
+                run(threads, iters, |otp, (id, code, _)| {
+                    assert_eq!(
+                        otp.verify(&id, code.expose_secret()).unwrap(),
+                        Verdict::Approved
+                    )
+                })
+            })
+        });
+        g.bench_function(format!("check/{threads}"), |b| {
+            b.iter_custom(|iters| {
+                run(threads, iters, |otp, (_, code, s)| {
+                    assert_eq!(
+                        otp.check(&s, code.expose_secret()).unwrap(),
+                        Verdict::Approved
+                    )
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
 fn otp(c: &mut Criterion) {
     bench_store(c, "memory", MemoryStore::new());
+    memory_threads(c);
     #[cfg(feature = "redis")]
     redis(c);
     #[cfg(all(feature = "dynamodb", feature = "aws-https"))]
