@@ -319,11 +319,13 @@ fn dynamo(c: &mut Criterion) {
         return eprintln!("otp/dynamodb-local skipped: PINSEAL_DYNAMODB_URL is not set");
     };
     let rt = runtime();
+    let requests = dynamo_requests::Requests::default();
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(url)
         .credentials_provider(Credentials::new("local", "local", None, None, "bench"))
+        .interceptor(requests.clone())
         .build();
     let builder = pinseal::otp::store::DynamoStore::builder(
         aws_sdk_dynamodb::Client::from_conf(config),
@@ -331,8 +333,30 @@ fn dynamo(c: &mut Criterion) {
     );
     rt.block_on(builder.create_table()).unwrap();
     let store = rt.block_on(builder.connect()).unwrap();
+    // Requests per operation, as the client sent them.
+    {
+        let otp =
+            pinseal::otp::aio::Otp::with_store(&Key::from_bytes([7; 32]), policy(), store.clone());
+        requests.take();
+        let s = subject();
+        let (id, code) = rt.block_on(otp.issue(&s)).unwrap();
+        let issue = requests.take().1;
+        let v = rt.block_on(otp.verify(&id, code.expose_secret())).unwrap();
+        assert_eq!(v, Verdict::Approved);
+        let verify = requests.take().1;
+        let (_, code) = rt.block_on(otp.issue(&s)).unwrap();
+        requests.take();
+        let v = rt.block_on(otp.check(&s, code.expose_secret())).unwrap();
+        assert_eq!(v, Verdict::Approved);
+        let check = requests.take().1;
+        eprintln!("otp/dynamodb-local requests: issue {issue}, verify {verify}, check {check}");
+    }
     async_one_thread(c, "dynamodb-local", &rt, store);
 }
+
+#[cfg(all(feature = "dynamodb", feature = "aws-https"))]
+#[path = "../tests/common/dynamo_requests.rs"]
+mod dynamo_requests;
 
 /// One client thread (a current-thread tokio runtime): one operation at a
 /// time, then 64 in flight.

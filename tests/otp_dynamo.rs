@@ -192,6 +192,64 @@ fn aws_store() -> Option<BlockOn> {
     })
 }
 
+/// How many requests each operation sends, counted by the client: a check
+/// is a read and a conditional write (two), a verification by id reads the
+/// challenge's index entry first (three), an issue reads the record and
+/// writes the index entry and the record (three). The store holds each
+/// record as one opaque value, so a write cannot be decided without reading
+/// it first.
+#[test]
+fn requests_per_operation() {
+    use common::dynamo_requests::Requests;
+    use pinseal::otp::{Otp, Policy, Verdict};
+    use pinseal::{ExposeSecret, Key};
+    let Ok(url) = std::env::var("PINSEAL_DYNAMODB_URL") else {
+        return common::unavailable("a local DynamoDB server at PINSEAL_DYNAMODB_URL");
+    };
+    let Some((_, table)) = local() else { return };
+    let requests = Requests::default();
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(Credentials::new("local", "local", None, None, "test"))
+        .interceptor(requests.clone())
+        .build();
+    let store = DynamoStore::builder(aws_sdk_dynamodb::Client::from_conf(config), table)
+        .prefix(common::unique_prefix());
+    let store = BlockOn {
+        rt: runtime(),
+        inner: runtime().block_on(store.connect()).unwrap(),
+    };
+    requests.take();
+    let otp = Otp::with_store(&Key::from_bytes([4; 32]), Policy::default(), store);
+    let mut seen = Vec::new();
+    let mut step = |name: &str, want: u64| {
+        let (shown, total) = requests.take();
+        println!("  {total}  {name}: {shown}");
+        seen.push((name.to_string(), total, want));
+    };
+    let (id, code) = otp.issue("+15550004444").unwrap();
+    step("issue", 3);
+    assert_eq!(otp.verify(&id, code.expose_secret()).unwrap(), Verdict::Approved);
+    step("verify by id", 3);
+    let (_, code) = otp.issue("+15550004444").unwrap();
+    step("issue (a resend)", 3);
+    assert_eq!(
+        otp.check("+15550004444", code.expose_secret()).unwrap(),
+        Verdict::Approved
+    );
+    step("check by subject", 2);
+    assert_eq!(otp.check("+15550005555", "123456").unwrap(), Verdict::Unknown);
+    step("check, no challenge", 1);
+    let unknown: pinseal::otp::ChallengeId = "00000000000000000000000000000000".parse().unwrap();
+    assert_eq!(otp.verify(&unknown, "123456").unwrap(), Verdict::Unknown);
+    step("verify, unknown id", 1);
+    for (name, total, want) in seen {
+        assert_eq!(total, want, "{name}");
+    }
+}
+
 mod local_server {
     crate::otp_suite!(crate::local_store());
 }

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+#[cfg(all(feature = "dynamodb", feature = "aws-https"))]
+pub mod dynamo_requests;
 pub mod monitor;
 pub mod otp_suite;
 
