@@ -231,7 +231,10 @@ fn requests_per_operation() {
     };
     let (id, code) = otp.issue("+15550004444").unwrap();
     step("issue", 3);
-    assert_eq!(otp.verify(&id, code.expose_secret()).unwrap(), Verdict::Approved);
+    assert_eq!(
+        otp.verify(&id, code.expose_secret()).unwrap(),
+        Verdict::Approved
+    );
     step("verify by id", 3);
     let (_, code) = otp.issue("+15550004444").unwrap();
     step("issue (a resend)", 3);
@@ -240,7 +243,10 @@ fn requests_per_operation() {
         Verdict::Approved
     );
     step("check by subject", 2);
-    assert_eq!(otp.check("+15550005555", "123456").unwrap(), Verdict::Unknown);
+    assert_eq!(
+        otp.check("+15550005555", "123456").unwrap(),
+        Verdict::Unknown
+    );
     step("check, no challenge", 1);
     let unknown: pinseal::otp::ChallengeId = "00000000000000000000000000000000".parse().unwrap();
     assert_eq!(otp.verify(&unknown, "123456").unwrap(), Verdict::Unknown);
