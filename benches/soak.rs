@@ -76,6 +76,7 @@ fn rss_mb() -> f64 {
 }
 
 /// Redis's `used_memory`, in MB.
+#[cfg(feature = "redis")]
 fn redis_mb(url: &str) -> Option<f64> {
     let mut conn = redis::Client::open(url).ok()?.get_connection().ok()?;
     let info: String = redis::cmd("INFO").arg("memory").query(&mut conn).ok()?;
@@ -83,6 +84,11 @@ fn redis_mb(url: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix("used_memory:"))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map(|b| b / 1e6)
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_mb(_url: &str) -> Option<f64> {
+    None
 }
 
 static SUBJECT: AtomicU64 = AtomicU64::new(0);

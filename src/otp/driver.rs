@@ -13,7 +13,7 @@
 use core::pin::pin;
 use core::task::{Context, Poll, Waker};
 
-use super::store::{AsyncStore, OneStepCheck, OneStepOutcome, Store};
+use super::store::{AsyncStore, OneStepCheck, OneStepIssue, OneStepOutcome, Store};
 use crate::Error;
 
 /// How often a compare-and-swap is retried before [`Error::Contention`].
@@ -140,6 +140,13 @@ impl<S: Store + ?Sized> AsyncStore for Blocking<'_, S> {
         check: &OneStepCheck<'_>,
     ) -> Result<Option<OneStepOutcome>, Error> {
         self.0.check_in_one_step(check)
+    }
+
+    async fn issue_in_one_step(
+        &self,
+        issue: &OneStepIssue<'_>,
+    ) -> Result<Option<OneStepOutcome>, Error> {
+        self.0.issue_in_one_step(issue)
     }
 }
 

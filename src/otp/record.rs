@@ -206,6 +206,45 @@ pub(super) struct Live {
     pub(super) prefix: Option<Mac>,
 }
 
+impl Live {
+    /// The challenge as the record holds it, from its state byte to its
+    /// prefix (see [`Record::encode`]).
+    pub(super) fn encode_into(&self, out: &mut Vec<u8>) {
+        out.push(match self.state {
+            State::Pending => 1,
+            State::Canceled => 2,
+            State::Approved => 3,
+        });
+        out.extend_from_slice(&self.id_tag);
+        match &self.macs {
+            Macs::Joint(mac) => out.extend_from_slice(mac),
+            Macs::Split { by_id, by_subject } => {
+                out.extend_from_slice(by_id);
+                out.extend_from_slice(by_subject);
+            }
+        }
+        out.extend_from_slice(&self.expires_ms.to_be_bytes());
+        out.extend_from_slice(&self.attempts.to_be_bytes());
+        out.extend_from_slice(&self.created_ms.to_be_bytes());
+        out.extend_from_slice(&self.updated_ms.to_be_bytes());
+        out.extend_from_slice(&self.send.to_be_bytes());
+        // At most 16 + MAX_SUBJECT_LEN + OVERHEAD bytes: issue refuses
+        // longer subjects.
+        const _: () = assert!(16 + MAX_SUBJECT_LEN + crate::envelope::OVERHEAD <= 0xffff);
+        debug_assert!(self.to.len() <= 0xffff);
+        let len = u16::try_from(self.to.len()).unwrap_or(0);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&self.to[..usize::from(len)]);
+        match &self.prefix {
+            None => out.push(0),
+            Some(tag) => {
+                out.push(1);
+                out.extend_from_slice(tag);
+            }
+        }
+    }
+}
+
 /// What a challenge's code is checked against.
 #[derive(Clone, PartialEq, Eq)]
 pub(super) enum Macs {
@@ -336,40 +375,7 @@ impl Record {
         out.extend_from_slice(&self.attempts.to_be_bytes());
         match &self.live {
             None => out.push(0),
-            Some(live) => {
-                out.push(match live.state {
-                    State::Pending => 1,
-                    State::Canceled => 2,
-                    State::Approved => 3,
-                });
-                out.extend_from_slice(&live.id_tag);
-                match &live.macs {
-                    Macs::Joint(mac) => out.extend_from_slice(mac),
-                    Macs::Split { by_id, by_subject } => {
-                        out.extend_from_slice(by_id);
-                        out.extend_from_slice(by_subject);
-                    }
-                }
-                out.extend_from_slice(&live.expires_ms.to_be_bytes());
-                out.extend_from_slice(&live.attempts.to_be_bytes());
-                out.extend_from_slice(&live.created_ms.to_be_bytes());
-                out.extend_from_slice(&live.updated_ms.to_be_bytes());
-                out.extend_from_slice(&live.send.to_be_bytes());
-                // At most 16 + MAX_SUBJECT_LEN + OVERHEAD bytes: issue
-                // refuses longer subjects.
-                const _: () = assert!(16 + MAX_SUBJECT_LEN + crate::envelope::OVERHEAD <= 0xffff);
-                debug_assert!(live.to.len() <= 0xffff);
-                let len = u16::try_from(live.to.len()).unwrap_or(0);
-                out.extend_from_slice(&len.to_be_bytes());
-                out.extend_from_slice(&live.to[..usize::from(len)]);
-                match &live.prefix {
-                    None => out.push(0),
-                    Some(tag) => {
-                        out.push(1);
-                        out.extend_from_slice(tag);
-                    }
-                }
-            }
+            Some(live) => live.encode_into(&mut out),
         }
         match &self.stale {
             None => out.push(0),
@@ -1048,7 +1054,7 @@ pub(crate) mod cases {
             live,
             stale: rng.pick(&[false, true]).then_some(Stale {
                 id_tag: [6; 32],
-                index_expires_ms: NOW + 5,
+                index_expires_ms: rng.pick(&[NOW - 5, NOW, NOW + 5]),
             }),
         };
         Case {

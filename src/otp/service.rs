@@ -21,7 +21,7 @@ use super::record::{
     index_expiry, index_key, subject_key,
 };
 use super::store::{
-    AsyncStore, Decision, Lookup, MemoryStore, OneStepCheck, OneStepOutcome, Store,
+    AsyncStore, Decision, Lookup, MemoryStore, OneStepCheck, OneStepIssue, OneStepOutcome, Store,
 };
 use crate::mac::MAC_LEN;
 use crate::secret::ExposeSecret;
@@ -286,6 +286,30 @@ impl<C: Clock> Service<C> {
             prefix,
         };
         let policy = &self.policy;
+        let index = index_key(&id_tag);
+        // One request, where the store can make it (one Redis server).
+        let mut encoded = Vec::with_capacity(256);
+        live.encode_into(&mut encoded);
+        let one = OneStepIssue {
+            record_key: &key,
+            index_key: &index,
+            subject_tag: &tag,
+            live: &encoded,
+            expires_ms: live.expires_ms,
+            now_ms: now,
+            max_attempts: policy.max_attempts,
+            max_sends: policy.max_sends,
+            send_window_ms: policy.send_window_ms,
+            ttl_ms: policy.ttl_ms,
+        };
+        match store.issue_in_one_step(&one).await? {
+            Some(OneStepOutcome(Decision::Issued)) => {
+                self.emit(EventKind::Pending, Some(&id_tag), &tag, now);
+                return Ok((id, code));
+            }
+            Some(OneStepOutcome(Decision::Refused(e))) => return Err(e),
+            _ => {}
+        }
         let step = |current: Option<&[u8]>| record::issue_step(policy, &live, &tag, current, now);
         // A refused issue writes nothing: decide on the record first.
         let current = store.get(&key, now).await?;
@@ -293,7 +317,6 @@ impl<C: Clock> Service<C> {
         // The index entry goes in before the record names it; until the
         // record's swap (the last store call) lands, the subject's live
         // code and send count are untouched (see "Failure" on `issue`).
-        let index = index_key(&id_tag);
         let index_expires = index_expiry(policy, live.expires_ms);
         if !store
             .compare_and_swap(&index, None, Some(&tag), index_expires, now)

@@ -40,7 +40,7 @@ mod redis;
 pub use dynamo::{DynamoBuilder, DynamoStore, TableSetup};
 pub use memory::MemoryStore;
 pub(crate) use one_step::{Decision, Lookup};
-pub use one_step::{OneStepCheck, OneStepOutcome};
+pub use one_step::{OneStepCheck, OneStepIssue, OneStepOutcome};
 #[cfg(feature = "redis-tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis-tokio")))]
 pub use redis::AsyncRedisStore;
@@ -115,6 +115,19 @@ pub trait Store: Send + Sync {
         let _ = check;
         Ok(None)
     }
+
+    /// Makes `issue` in one request, if this store can: one Redis server
+    /// runs it as one script, so an issue costs one round trip instead of
+    /// a read and two or three writes. `Ok(None)`, the default, has the
+    /// issue made through [`Store::get`] and [`Store::compare_and_swap`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::compare_and_swap`].
+    fn issue_in_one_step(&self, issue: &OneStepIssue<'_>) -> Result<Option<OneStepOutcome>, Error> {
+        let _ = issue;
+        Ok(None)
+    }
 }
 
 macro_rules! forward_store {
@@ -138,6 +151,12 @@ macro_rules! forward_store {
                 check: &OneStepCheck<'_>,
             ) -> Result<Option<OneStepOutcome>, Error> {
                 (**self).check_in_one_step(check)
+            }
+            fn issue_in_one_step(
+                &self,
+                issue: &OneStepIssue<'_>,
+            ) -> Result<Option<OneStepOutcome>, Error> {
+                (**self).issue_in_one_step(issue)
             }
         }
     )*};
@@ -200,6 +219,19 @@ pub trait AsyncStore: Send + Sync {
         let _ = check;
         async { Ok(None) }
     }
+
+    /// As [`Store::issue_in_one_step`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::issue_in_one_step`].
+    fn issue_in_one_step(
+        &self,
+        issue: &OneStepIssue<'_>,
+    ) -> impl Future<Output = Result<Option<OneStepOutcome>, Error>> + Send {
+        let _ = issue;
+        async { Ok(None) }
+    }
 }
 
 impl<S: AsyncStore + ?Sized> AsyncStore for Arc<S> {
@@ -226,6 +258,12 @@ impl<S: AsyncStore + ?Sized> AsyncStore for Arc<S> {
     ) -> impl Future<Output = Result<Option<OneStepOutcome>, Error>> + Send {
         (**self).check_in_one_step(check)
     }
+    fn issue_in_one_step(
+        &self,
+        issue: &OneStepIssue<'_>,
+    ) -> impl Future<Output = Result<Option<OneStepOutcome>, Error>> + Send {
+        (**self).issue_in_one_step(issue)
+    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -248,6 +286,10 @@ trait ErasedStore: Send + Sync {
     fn check_in_one_step<'a>(
         &'a self,
         check: &'a OneStepCheck<'a>,
+    ) -> BoxFuture<'a, Result<Option<OneStepOutcome>, Error>>;
+    fn issue_in_one_step<'a>(
+        &'a self,
+        issue: &'a OneStepIssue<'a>,
     ) -> BoxFuture<'a, Result<Option<OneStepOutcome>, Error>>;
 }
 
@@ -276,6 +318,12 @@ impl<S: AsyncStore> ErasedStore for S {
         check: &'a OneStepCheck<'a>,
     ) -> BoxFuture<'a, Result<Option<OneStepOutcome>, Error>> {
         Box::pin(AsyncStore::check_in_one_step(self, check))
+    }
+    fn issue_in_one_step<'a>(
+        &'a self,
+        issue: &'a OneStepIssue<'a>,
+    ) -> BoxFuture<'a, Result<Option<OneStepOutcome>, Error>> {
+        Box::pin(AsyncStore::issue_in_one_step(self, issue))
     }
 }
 
@@ -341,5 +389,11 @@ impl AsyncStore for DynStore {
         check: &OneStepCheck<'_>,
     ) -> Result<Option<OneStepOutcome>, Error> {
         self.0.check_in_one_step(check).await
+    }
+    async fn issue_in_one_step(
+        &self,
+        issue: &OneStepIssue<'_>,
+    ) -> Result<Option<OneStepOutcome>, Error> {
+        self.0.issue_in_one_step(issue).await
     }
 }

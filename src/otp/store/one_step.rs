@@ -1,6 +1,7 @@
-//! A check a store decides in the one request that carries it:
-//! [`OneStepCheck`] and [`OneStepOutcome`], for
-//! [`Store::check_in_one_step`](super::Store::check_in_one_step).
+//! A check or an issue a store makes in the one request that carries it:
+//! [`OneStepCheck`], [`OneStepIssue`] and [`OneStepOutcome`], for
+//! [`Store::check_in_one_step`](super::Store::check_in_one_step) and
+//! [`Store::issue_in_one_step`](super::Store::issue_in_one_step).
 
 use core::fmt;
 
@@ -60,7 +61,42 @@ impl fmt::Debug for OneStepCheck<'_> {
     }
 }
 
-/// What a store made of a [`OneStepCheck`]. Opaque, as the check is.
+/// One issue of a code, as [`Otp`](crate::otp::Otp) hands it to a store
+/// that can make it in a single request (one Redis server runs it as one
+/// script).
+///
+/// # About
+///
+/// It holds the subject's record key, the new challenge's index key and
+/// the new challenge as the record will hold it (MACs, the sealed
+/// subject, counters and times): never the code, the subject or the id in
+/// clear. Built only by this crate; a store written outside it keeps the
+/// default [`Store::issue_in_one_step`](super::Store::issue_in_one_step).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub struct OneStepIssue<'a> {
+    pub(crate) record_key: &'a str,
+    pub(crate) index_key: &'a str,
+    pub(crate) subject_tag: &'a Mac,
+    /// The new challenge, encoded as in the record (its send number is
+    /// filled in by the step).
+    pub(crate) live: &'a [u8],
+    pub(crate) expires_ms: u64,
+    pub(crate) now_ms: u64,
+    pub(crate) max_attempts: u32,
+    pub(crate) max_sends: u32,
+    pub(crate) send_window_ms: u64,
+    pub(crate) ttl_ms: u64,
+}
+
+impl fmt::Debug for OneStepIssue<'_> {
+    /// Nothing of the challenge: keys, tags and MACs are left out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OneStepIssue").finish_non_exhaustive()
+    }
+}
+
+/// What a store made of a [`OneStepCheck`] or a [`OneStepIssue`]. Opaque,
+/// as they are.
 pub struct OneStepOutcome(pub(crate) Decision);
 
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
@@ -72,6 +108,11 @@ pub(crate) enum Decision {
     /// The record is not one the store's step reads (written by an older
     /// version, or damaged): the check runs the general way.
     Fallback,
+    /// The issue was made.
+    Issued,
+    /// The issue was refused (`Error::Locked`, `Error::SendLimit`,
+    /// `Error::Contention`); nothing was written.
+    Refused(crate::Error),
     Decided {
         verdict: Verdict,
         /// The subject tag, when the check went through the index.
@@ -89,6 +130,8 @@ impl fmt::Debug for OneStepOutcome {
         match &self.0 {
             Decision::IndexFirst => f.write_str("OneStepOutcome(IndexFirst)"),
             Decision::Fallback => f.write_str("OneStepOutcome(Fallback)"),
+            Decision::Issued => f.write_str("OneStepOutcome(Issued)"),
+            Decision::Refused(e) => write!(f, "OneStepOutcome(Refused({e:?}))"),
             Decision::Decided { verdict, .. } => write!(f, "OneStepOutcome({verdict:?})"),
         }
     }

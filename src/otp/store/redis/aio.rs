@@ -10,12 +10,14 @@ use redis::{AsyncConnectionConfig, Client};
 use super::cluster::{ClusterConn, ClusterSource, open_cluster, probe_seeds};
 use super::errors::{classify, open_error};
 use super::renew::{Connect, Renewing};
-use super::script::{Request, cas_cmd, get_cmd, one_step_cmd, one_step_reply};
+use super::script::{
+    Request, cas_cmd, get_cmd, issue_cmd, issue_reply, one_step_cmd, one_step_reply,
+};
 use super::url::{client, install_tls_provider};
 use super::{RedisBuilder, Target};
 use crate::Error;
 use crate::deadline::bounded;
-use crate::otp::store::{AsyncStore, Decision, OneStepCheck, OneStepOutcome};
+use crate::otp::store::{AsyncStore, Decision, OneStepCheck, OneStepIssue, OneStepOutcome};
 
 impl RedisBuilder<AsyncRedisStore> {
     /// Connects an async store, as
@@ -223,6 +225,20 @@ impl AsyncStore for AsyncRedisStore {
         match one_step_cmd(check, &self.prefix, cluster) {
             None => Ok(Some(OneStepOutcome(Decision::IndexFirst))),
             Some(cmd) => one_step_reply(self.query(&cmd).await?).map(Some),
+        }
+    }
+
+    /// One script on one server (see
+    /// [`Store::issue_in_one_step`](crate::otp::store::Store::issue_in_one_step));
+    /// on a cluster, `None`: the issue is made the general way.
+    async fn issue_in_one_step(
+        &self,
+        issue: &OneStepIssue<'_>,
+    ) -> Result<Option<OneStepOutcome>, Error> {
+        let cluster = matches!(self.conn, Conn::Cluster(_));
+        match issue_cmd(issue, &self.prefix, cluster) {
+            None => Ok(None),
+            Some(cmd) => issue_reply(self.query(&cmd).await?).map(Some),
         }
     }
 }

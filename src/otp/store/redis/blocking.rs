@@ -8,11 +8,13 @@ use redis::{Client, Connection, ConnectionLike};
 
 use super::cluster::{ClusterSource, Lane};
 use super::errors::classify;
-use super::script::{Request, cas_cmd, get_cmd, one_step_cmd, one_step_reply};
+use super::script::{
+    Request, cas_cmd, get_cmd, issue_cmd, issue_reply, one_step_cmd, one_step_reply,
+};
 use super::url::{client, install_tls_provider};
 use super::{RedisBuilder, Target};
 use crate::Error;
-use crate::otp::store::{Decision, OneStepCheck, OneStepOutcome, Store};
+use crate::otp::store::{Decision, OneStepCheck, OneStepIssue, OneStepOutcome, Store};
 
 impl RedisBuilder<RedisStore> {
     /// Connects a blocking store: to one server, it connects once to check
@@ -82,7 +84,12 @@ enum Node {
 /// record, decides and writes it back: verify-and-consume is a single
 /// server-side step, one round trip by subject or by id (two by id on a
 /// cluster, where the index entry is read first), and two instances
-/// verifying the same code approve it exactly once; on a cluster the script runs on the node that owns the
+/// verifying the same code approve it exactly once. On one server an issue
+/// ([`Store::issue_in_one_step`]) is one script as well; on a cluster it
+/// is a read and two writes, since the record and the new index entry are
+/// in different slots. Scripts are sent by their SHA-1 (`EVALSHA`); a
+/// node that does not hold one (after a restart or a failover) is sent its
+/// body, once; on a cluster the script runs on the node that owns the
 /// key's slot, and the client follows `MOVED` and `ASK` redirections while
 /// slots move. Each key gets a Redis time to live equal to its remaining
 /// life, so Redis drops expired challenges on its own. Keys are `prefix` +
@@ -337,6 +344,16 @@ impl Store for RedisStore {
         match one_step_cmd(check, &self.prefix, cluster) {
             None => Ok(Some(OneStepOutcome(Decision::IndexFirst))),
             Some(cmd) => one_step_reply(self.query(cmd)?).map(Some),
+        }
+    }
+
+    /// One script on one server (see [`Store::issue_in_one_step`]); on a
+    /// cluster, `None`: the issue is made the general way.
+    fn issue_in_one_step(&self, issue: &OneStepIssue<'_>) -> Result<Option<OneStepOutcome>, Error> {
+        let cluster = matches!(self.node, Node::Cluster { .. });
+        match issue_cmd(issue, &self.prefix, cluster) {
+            None => Ok(None),
+            Some(cmd) => issue_reply(self.query(cmd)?).map(Some),
         }
     }
 }

@@ -8,7 +8,7 @@ use redis::{Cmd, ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
 use super::cluster::cluster_query;
 use crate::Error;
 use crate::otp::Verdict;
-use crate::otp::store::{Decision, Lookup, OneStepCheck, OneStepOutcome};
+use crate::otp::store::{Decision, Lookup, OneStepCheck, OneStepIssue, OneStepOutcome};
 
 /// Compare-and-swap as one server-side step. KEYS[1] = key; ARGV = has
 /// expected ("0"/"1"), expected, has new ("0"/"1"), new, time to live (ms).
@@ -51,8 +51,13 @@ impl Script {
 
     /// The request that runs the script on one key with `args`.
     fn request(&'static self, key: &str, args: impl FnOnce(&mut Cmd)) -> Request {
+        self.request_on(&[key], args)
+    }
+
+    /// The request that runs the script on `keys` with `args`.
+    fn request_on(&'static self, keys: &[&str], args: impl FnOnce(&mut Cmd)) -> Request {
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(&self.sha1).arg(1).arg(key);
+        cmd.arg(&self.sha1).arg(keys.len()).arg(keys);
         args(&mut cmd);
         Request {
             cmd,
@@ -64,7 +69,7 @@ impl Script {
     fn eval(&self, sha: &Cmd) -> Cmd {
         let mut eval = redis::cmd("EVAL");
         eval.arg(&self.body);
-        // Past the command's name and the digest: the key count, the key
+        // Past the command's name and the digest: the key count, the keys
         // and the arguments.
         for arg in sha.args_iter().skip(2) {
             if let redis::Arg::Simple(bytes) = arg {
@@ -77,6 +82,7 @@ impl Script {
 
 static CAS: LazyLock<Script> = LazyLock::new(|| Script::new(CAS_SCRIPT));
 static VERIFY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("verify.lua")));
+static ISSUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("issue.lua")));
 
 /// What a store sends: one command and, for a script, the `EVAL` that
 /// carries its body. Scripts are sent by digest (`EVALSHA`, a few dozen
@@ -219,6 +225,54 @@ pub(super) fn one_step_reply(reply: Vec<Value>) -> Result<OneStepOutcome, Error>
         subject_tag: tag(reply.get(2))?,
         challenge: tag(reply.get(3))?,
         prefix: tag(reply.get(4))?,
+    }))
+}
+
+/// The request that makes `issue` as one script (`issue.lua`), or `None`
+/// on a cluster, where the record and the new index entry are in
+/// different slots.
+pub(super) fn issue_cmd(issue: &OneStepIssue<'_>, prefix: &str, cluster: bool) -> Option<Request> {
+    if cluster {
+        return None;
+    }
+    let keys = [
+        format!("{prefix}{}", issue.record_key),
+        format!("{prefix}{}", issue.index_key),
+    ];
+    Some(ISSUE.request_on(&[&keys[0], &keys[1]], |cmd| {
+        cmd.arg(issue.now_ms)
+            .arg(issue.max_attempts)
+            .arg(issue.max_sends)
+            .arg(issue.send_window_ms)
+            .arg(issue.ttl_ms)
+            .arg(issue.live)
+            .arg(&issue.subject_tag[..])
+            .arg(prefix)
+            .arg(issue.expires_ms);
+    }))
+}
+
+/// Reads `issue.lua`'s reply. A reply of another shape is
+/// [`Error::StoreCorrupt`].
+pub(super) fn issue_reply(reply: Vec<i64>) -> Result<OneStepOutcome, Error> {
+    let retry_after = || {
+        reply
+            .get(1)
+            .and_then(|ms| u64::try_from(*ms).ok())
+            .map(std::time::Duration::from_millis)
+            .ok_or(Error::StoreCorrupt)
+    };
+    Ok(OneStepOutcome(match reply.first() {
+        Some(0) => Decision::Issued,
+        Some(1) => Decision::Refused(Error::Locked {
+            retry_after: retry_after()?,
+        }),
+        Some(2) => Decision::Refused(Error::SendLimit {
+            retry_after: retry_after()?,
+        }),
+        Some(3) => Decision::Refused(Error::Contention),
+        Some(-1) => Decision::Fallback,
+        _ => return Err(Error::StoreCorrupt),
     }))
 }
 
@@ -367,6 +421,148 @@ mod tests {
             assert!(seen.contains(v), "{v} never came up");
         }
         assert!(seen.iter().any(|v| v.starts_with("Rejected")));
+    }
+
+    /// `issue.lua` against `issue_step` and the writes the service makes
+    /// around it: the same refusals, the same record written with the same
+    /// expiry, the new index entry, and the stale one deleted only when
+    /// the step says so and it still names the subject.
+    #[test]
+    fn the_issue_script_issues_as_issue_step_does() {
+        use crate::otp::record::{Live, issue_step};
+        let Some(mut conn) = connection() else { return };
+        const ISSUES: &str = "pinseal-test:lua-issue:";
+        let keys = Keys::new(&Key::from_bytes([8; 32]));
+        let policy = Policy::new(6, std::time::Duration::from_secs(60), 5)
+            .unwrap()
+            .with_send_budget(3, std::time::Duration::from_secs(600))
+            .unwrap();
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let mut outcomes = std::collections::HashSet::new();
+        for round in 0..2000u32 {
+            let Case {
+                mut record, tag, ..
+            } = case(&mut rng, &keys, &policy);
+            record.sends = rng.pick(&[0, 1, 2, 3, 4]);
+            let absent = rng.pick(&[false, false, false, true]);
+            // Never one of the cases' id tags (4, 5, 6).
+            let new_id = [0x70 + (round % 8) as u8; 32];
+            let live = Live {
+                id_tag: new_id,
+                macs: Macs::Split {
+                    by_id: [0x11; 32],
+                    by_subject: [0x22; 32],
+                },
+                expires_ms: NOW + 60_000,
+                state: State::Pending,
+                attempts: 0,
+                created_ms: NOW,
+                updated_ms: NOW,
+                send: 0,
+                to: vec![0x33; rng.pick(&[0usize, 45])],
+                prefix: rng.pick(&[None, Some([0x44; 32])]),
+            };
+            let current = (!absent).then(|| record.encode());
+            let record_key = format!("{ISSUES}{}", subject_key(&tag));
+            let index = index_key(&new_id);
+            let stale_key = record
+                .stale
+                .as_ref()
+                .map(|s| format!("{ISSUES}{}", index_key(&s.id_tag)));
+            // The stale entry names this subject, or (a reused id) another.
+            let stale_value = rng.pick(&[tag, tag, [0x99; 32]]);
+            let _: () = redis::cmd("DEL")
+                .arg(&record_key)
+                .arg(format!("{ISSUES}{index}"))
+                .query(&mut conn)
+                .unwrap();
+            if let Some(bytes) = &current {
+                set(&mut conn, &record_key, bytes);
+            }
+            if let Some(key) = &stale_key {
+                set(&mut conn, key, &stale_value);
+            }
+            let want = issue_step(&policy, &live, &tag, current.as_deref(), NOW);
+            let mut encoded = Vec::new();
+            live.encode_into(&mut encoded);
+            let issue = OneStepIssue {
+                record_key: &record_key[ISSUES.len()..],
+                index_key: &index,
+                subject_tag: &tag,
+                live: &encoded,
+                expires_ms: live.expires_ms,
+                now_ms: NOW,
+                max_attempts: policy.max_attempts,
+                max_sends: policy.max_sends,
+                send_window_ms: policy.send_window_ms,
+                ttl_ms: policy.ttl_ms,
+            };
+            let reply: Vec<i64> = issue_cmd(&issue, ISSUES, false)
+                .unwrap()
+                .run(&mut conn)
+                .unwrap();
+            let OneStepOutcome(got) = issue_reply(reply).unwrap();
+            let after: Option<Vec<u8>> =
+                redis::cmd("GET").arg(&record_key).query(&mut conn).unwrap();
+            let new_index: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(format!("{ISSUES}{index}"))
+                .query(&mut conn)
+                .unwrap();
+            let stale_after: Option<Vec<u8>> = match &stale_key {
+                Some(key) => redis::cmd("GET").arg(key).query(&mut conn).unwrap(),
+                None => None,
+            };
+            match want {
+                Err(e) => {
+                    outcomes.insert(format!("{e:?}").split(' ').next().unwrap().to_string());
+                    let Decision::Refused(got) = got else {
+                        panic!("round {round}: the script did not refuse ({e:?})");
+                    };
+                    assert_eq!(got, e, "round {round}");
+                    assert_eq!(after, current, "round {round}: a refusal wrote");
+                    assert_eq!(new_index, None, "round {round}");
+                    if stale_key.is_some() {
+                        assert_eq!(stale_after.as_deref(), Some(&stale_value[..]));
+                    }
+                }
+                Ok(step) => {
+                    outcomes.insert("Issued".into());
+                    assert!(matches!(got, Decision::Issued), "round {round}");
+                    let Step::Write {
+                        next,
+                        expires_ms,
+                        first,
+                        ..
+                    } = step
+                    else {
+                        panic!("issue_step always writes");
+                    };
+                    assert_eq!(after, next, "round {round}");
+                    let ttl: i64 = redis::cmd("PTTL")
+                        .arg(&record_key)
+                        .query(&mut conn)
+                        .unwrap();
+                    let want_ttl = (expires_ms - NOW) as i64;
+                    assert!(ttl <= want_ttl && ttl > want_ttl - 1_000, "round {round}");
+                    assert_eq!(new_index.as_deref(), Some(&tag[..]), "round {round}");
+                    let ttl: i64 = redis::cmd("PTTL")
+                        .arg(format!("{ISSUES}{index}"))
+                        .query(&mut conn)
+                        .unwrap();
+                    let want_ttl = (live.expires_ms + policy.ttl_ms - NOW) as i64;
+                    assert!(ttl <= want_ttl && ttl > want_ttl - 1_000, "round {round}");
+                    if let Some(key) = &stale_key {
+                        // Deleted when the step names it and it holds the
+                        // subject; kept otherwise.
+                        let deleted = first.is_some() && stale_value == tag;
+                        assert_eq!(stale_after.is_none(), deleted, "round {round}: {key}");
+                    }
+                }
+            }
+        }
+        for o in ["Issued", "Locked", "SendLimit"] {
+            assert!(outcomes.contains(o), "{o} never came up: {outcomes:?}");
+        }
     }
 
     #[test]

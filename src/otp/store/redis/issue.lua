@@ -1,0 +1,98 @@
+-- One issue of a code, as one atomic server-side step on one Redis server:
+-- the rule of `issue_step` in `src/otp/record.rs` and the writes the
+-- service makes around it (the new index entry, the stale one deleted),
+-- byte for byte (a test runs both on the same records and compares).
+--
+-- KEYS[1]: the subject's record; KEYS[2]: the new challenge's index entry.
+-- ARGV[1]: now (ms); ARGV[2]: max attempts; ARGV[3]: max sends;
+-- ARGV[4]: send window (ms); ARGV[5]: TTL (ms)
+-- ARGV[6]: the new challenge as the record holds it (state to prefix), its
+--          send number left for this script to fill in
+-- ARGV[7]: the subject tag (the index entry's value)
+-- ARGV[8]: the key prefix (the stale index entry's key is made here)
+-- ARGV[9]: when the new challenge expires (ms)
+--
+-- Returns {0} issued; {1, retry after ms} locked; {2, retry after ms} send
+-- limit; {3} the new index entry exists (contention); {-1} when the record
+-- is not one this script reads (another version, or damaged): the caller
+-- then issues the general way. Nothing is written unless it returns {0}.
+-- Numbers are below 2^53, exact in Lua's doubles.
+
+local function num(s, at, n)
+  local v = 0
+  for i = at, at + n - 1 do v = v * 256 + string.byte(s, i) end
+  return v
+end
+
+local function bytes(v, n)
+  local out = {}
+  for i = n, 1, -1 do
+    out[i] = v % 256
+    v = (v - out[i]) / 256
+  end
+  return string.char(unpack(out, 1, n))
+end
+
+local now = tonumber(ARGV[1])
+local max = tonumber(ARGV[2])
+local max_sends = tonumber(ARGV[3])
+local window = tonumber(ARGV[4])
+local ttl = tonumber(ARGV[5])
+local live = ARGV[6]
+local new_expires = tonumber(ARGV[9])
+
+local start, sends, attempts = now, 0, 0
+local old_id, old_expires, stale_id, stale_expires
+local r = redis.call('GET', KEYS[1])
+if r then
+  if #r < 19 or string.byte(r, 1) ~= 4 then return {-1} end
+  local state = string.byte(r, 18)
+  local at = 19
+  if state >= 1 and state <= 3 then
+    if #r < 149 then return {-1} end
+    old_id = string.sub(r, 19, 50)
+    old_expires = num(r, 115, 8)
+    at = 149 + num(r, 147, 2)
+    if #r < at then return {-1} end
+    local flag = string.byte(r, at)
+    if flag == 1 then at = at + 33 elseif flag == 0 then at = at + 1 else return {-1} end
+  elseif state ~= 0 then
+    return {-1}
+  end
+  if #r < at then return {-1} end
+  local stale = string.byte(r, at)
+  if stale == 1 and #r == at + 40 then
+    stale_id = string.sub(r, at + 1, at + 32)
+    stale_expires = num(r, at + 33, 8)
+  elseif not (stale == 0 and #r == at) then
+    return {-1}
+  end
+  start, sends, attempts = num(r, 2, 8), num(r, 10, 4), num(r, 14, 4)
+  if now >= start + window then
+    start, sends, attempts = now, 0, 0
+  end
+end
+
+local retry = start + window - now
+if attempts >= max then return {1, retry} end
+if sends >= max_sends then return {2, retry} end
+sends = sends + 1
+
+-- The index entry goes in before the record names it.
+if not redis.call('SET', KEYS[2], ARGV[7], 'PX', string.format('%.0f', new_expires + ttl - now), 'NX') then
+  return {3}
+end
+-- The entry of the challenge replaced two issues ago goes, if it still
+-- names this subject.
+if stale_id and stale_expires > now then
+  local key = ARGV[8] .. 'c:' .. string.format(string.rep('%02x', 32), string.byte(stale_id, 1, 32))
+  if redis.call('GET', key) == ARGV[7] then redis.call('DEL', key) end
+end
+-- The challenge replaced becomes the stale one.
+local stale = string.char(0)
+if old_id then stale = string.char(1) .. old_id .. bytes(old_expires + ttl, 8) end
+local next = string.char(4) .. bytes(start, 8) .. bytes(sends, 4) .. bytes(attempts, 4)
+  .. string.sub(live, 1, 125) .. bytes(sends, 4) .. string.sub(live, 130) .. stale
+local expiry = math.max(start + window, new_expires + ttl)
+redis.call('SET', KEYS[1], next, 'PX', string.format('%.0f', expiry - now))
+return {0}
