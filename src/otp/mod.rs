@@ -132,14 +132,18 @@
 //!
 //! # Security
 //!
-//! - Verification compares HMACs with [`subtle`] and computes exactly one
-//!   code HMAC per compare-and-swap round whatever the outcome: unknown, expired and locked challenges and
-//!   malformed input cost the same cryptographic work as a real check. (The
-//!   store round trips differ: on the memory store and DynamoDB an unknown
-//!   id needs one lookup, a known one two; on Redis a check is one request
-//!   whatever the outcome, except by id on a cluster, where a known id
-//!   takes two. On Redis the script compares the MAC it is sent with the
-//!   stored one as strings, not in constant time: see SECURITY.md.)
+//! - Verification compares HMACs with [`subtle`], and the code HMACs it
+//!   computes do not depend on the outcome: unknown, expired and locked
+//!   challenges and malformed input cost the same cryptographic work as a
+//!   real check (one code HMAC where the store decides in one step; on
+//!   the other stores that one and one more per compare-and-swap round).
+//!   (The store round trips differ: on the memory store and DynamoDB an
+//!   unknown id needs one lookup, a known one two; on Redis a check is
+//!   one request whatever the outcome, except by id on a cluster, where a
+//!   known id takes two, and on a record written before version 4, which
+//!   is checked the general way. On Redis the script compares the MAC it
+//!   is sent with the stored one as Lua strings, not with `subtle`: see
+//!   SECURITY.md.)
 //! - Attempts are counted per subject, across resends, so resending never
 //!   buys guesses. The price is that anyone who knows a subject can spend
 //!   its attempts and lock it out until the window ends; SECURITY.md lists

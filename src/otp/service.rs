@@ -767,8 +767,10 @@ impl<S: Store, C: Clock> Otp<S, C> {
     /// # Failure
     ///
     /// A refused or failed issue leaves the subject as it was: the code sent
-    /// before still works and no send is spent. The challenge index is
-    /// written first and the subject's record last, in one compare-and-swap;
+    /// before still works and no send is spent. On one Redis server the
+    /// issue is one script, which writes nothing unless it issues. Elsewhere
+    /// the challenge index is written first and the subject's record last,
+    /// in one compare-and-swap;
     /// when anything fails before that swap, the new index entry is deleted
     /// again (or, if that fails too, names a challenge no record holds,
     /// verifies [`Verdict::Unknown`] and expires on its own). The one

@@ -14,7 +14,8 @@ use std::time::Duration;
 /// bookkeeping).
 const DATA_COMMANDS: [&str; 6] = ["get", "set", "del", "eval", "evalsha", "mget"];
 
-pub struct Monitor(Vec<BufReader<TcpStream>>);
+/// One reader per node, and the part of a line a timeout cut short.
+pub struct Monitor(Vec<(BufReader<TcpStream>, String)>);
 
 impl Monitor {
     /// Monitors every node in `urls` (`redis://host:port/`, no password).
@@ -33,7 +34,7 @@ impl Monitor {
             reader
                 .get_ref()
                 .set_read_timeout(Some(Duration::from_millis(40)))?;
-            out.push(reader);
+            out.push((reader, String::new()));
         }
         Ok(Monitor(out))
     }
@@ -42,9 +43,10 @@ impl Monitor {
     /// has been quiet for 40 ms).
     pub fn take(&mut self) -> u64 {
         let mut n = 0;
-        for reader in &mut self.0 {
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|read| read > 0) {
+        for (reader, line) in &mut self.0 {
+            // A read that times out keeps what it read in `line`; only
+            // whole lines are counted, the rest waits for the next call.
+            while reader.read_line(line).is_ok_and(|read| read > 0) && line.ends_with('\n') {
                 // +1700000000.123456 [0 127.0.0.1:5555] "EVAL" "..." ...
                 let from_client = !line.contains(" lua]");
                 let command = line

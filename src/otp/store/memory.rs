@@ -20,9 +20,8 @@ use crate::otp::record::{self, subject_key};
 /// expiry: a store of 16 384 entries or more has 16 shards (a key's shard
 /// is a hash of it), a smaller one a single shard. Threads working on
 /// different subjects rarely wait for one another. Every call first drops
-/// the entries of its shard that have expired, so memory is bounded by the
-/// entries alive (and the capacities below, which count every shard
-/// exactly).
+/// the entries of its shard that have expired; memory is bounded by the
+/// capacities below, which count every shard exactly.
 ///
 /// A check ([`Store::check_in_one_step`]) is decided on the record in
 /// place, under its shard's lock: one lookup, no copy of the record out
@@ -35,9 +34,11 @@ use crate::otp::record::{self, subject_key};
 ///   rate-limit counters: keys `k:`, `q:`, `r:`) hold at most
 ///   `counter_capacity` entries (by default half of `capacity`). When the
 ///   pool is full, a new counter evicts the counter that would expire
-///   first among those of its shard (of the whole store when it has one
-///   shard), or is refused with [`Error::StoreFull`] if its shard holds
-///   none. A refused request leaves no counter behind, so filling the
+///   first: in a sharded store, among those of its own shard and of the
+///   shards no other thread holds at that instant (others are never waited
+///   for). A full pool of either kind first drops what has expired in
+///   those shards, since an expired entry counts until a call touches its
+///   shard. A refused request leaves no counter behind, so filling the
 ///   pool takes that many distinct clients each using its budget; then
 ///   the counts about to reset anyway are forgotten first (fail-open for
 ///   those clients, whose keys a caller with that many could rotate
@@ -154,6 +155,7 @@ impl Entries {
 struct Shard<'a> {
     entries: MutexGuard<'a, Entries>,
     store: &'a MemoryStore,
+    index: usize,
 }
 
 impl Shard<'_> {
@@ -181,7 +183,7 @@ impl Shard<'_> {
     /// Writes `value` under `key`, expiring at `expires_ms` (after
     /// `now_ms`): in place when the key exists, else as a new entry, if
     /// its pool has room.
-    fn put(&mut self, key: &str, value: &[u8], expires_ms: u64) -> Result<(), Error> {
+    fn put(&mut self, key: &str, value: &[u8], expires_ms: u64, now_ms: u64) -> Result<(), Error> {
         let entries = &mut *self.entries;
         if let Some((old, old_expires)) = entries.map.get_mut(key) {
             old.clear();
@@ -200,19 +202,13 @@ impl Shard<'_> {
             return Ok(());
         }
         let counter = is_counter(key);
-        if counter {
-            if self.store.counters.fetch_add(1, Ordering::Relaxed) >= self.store.counter_capacity {
-                // Forget the counter of this shard that would expire first.
-                match self.entries.counters.first().map(|(_, k)| k.clone()) {
-                    Some(oldest) => self.remove(&oldest),
-                    None => {
-                        self.store.counters.fetch_sub(1, Ordering::Relaxed);
-                        return Err(Error::StoreFull);
-                    }
-                }
-            }
-        } else if self.store.others.fetch_add(1, Ordering::Relaxed) >= self.store.capacity {
-            self.store.others.fetch_sub(1, Ordering::Relaxed);
+        let (pool, capacity) = if counter {
+            (&self.store.counters, self.store.counter_capacity)
+        } else {
+            (&self.store.others, self.store.capacity)
+        };
+        if pool.fetch_add(1, Ordering::Relaxed) >= capacity && !self.make_room(counter, now_ms) {
+            pool.fetch_sub(1, Ordering::Relaxed);
             return Err(Error::StoreFull);
         }
         let entries = &mut *self.entries;
@@ -224,6 +220,61 @@ impl Shard<'_> {
             .map
             .insert(key.to_string(), (value.to_vec(), expires_ms));
         Ok(())
+    }
+
+    /// Room for one more entry of a full pool (this call's reservation is
+    /// already counted): first the entries that expired in the other
+    /// shards, which still count until a call touches their shard; then,
+    /// for a counter, the counter that would expire first. Other shards
+    /// are only tried (`try_lock`), never waited for, so two threads
+    /// making room at once cannot deadlock; a shard busy at that moment is
+    /// skipped.
+    fn make_room(&mut self, counter: bool, now_ms: u64) -> bool {
+        let (pool, capacity) = if counter {
+            (&self.store.counters, self.store.counter_capacity)
+        } else {
+            (&self.store.others, self.store.capacity)
+        };
+        let mut others: Vec<MutexGuard<'_, Entries>> = Vec::new();
+        for (i, shard) in self.store.shards.iter().enumerate() {
+            // This thread holds its own shard (pruned when it was locked).
+            if i == self.index {
+                continue;
+            }
+            if let Ok(mut entries) = shard.try_lock() {
+                let (o, c) = entries.prune(now_ms);
+                self.store.others.fetch_sub(o, Ordering::Relaxed);
+                self.store.counters.fetch_sub(c, Ordering::Relaxed);
+                others.push(entries);
+            }
+        }
+        if pool.load(Ordering::Relaxed) <= capacity {
+            return true;
+        }
+        if !counter {
+            return false;
+        }
+        // The counter that would expire first, here or in a shard held.
+        let soonest = |e: &Entries| e.counters.first().map(|(at, _)| *at);
+        let mut best: Option<(u64, Option<usize>)> = soonest(&self.entries).map(|at| (at, None));
+        for (i, entries) in others.iter().enumerate() {
+            if let Some(at) = soonest(entries) {
+                if best.is_none_or(|(b, _)| at < b) {
+                    best = Some((at, Some(i)));
+                }
+            }
+        }
+        let entries: &mut Entries = match best {
+            None => return false,
+            Some((_, None)) => &mut self.entries,
+            Some((_, Some(i))) => &mut others[i],
+        };
+        let Some((_, oldest)) = entries.counters.first().cloned() else {
+            return false;
+        };
+        entries.remove(&oldest);
+        self.store.counters.fetch_sub(1, Ordering::Relaxed);
+        true
     }
 }
 
@@ -295,9 +346,11 @@ impl MemoryStore {
 
     /// The shard of `key`, locked, with what has expired in it dropped.
     fn shard(&self, key: &str, now_ms: u64) -> Shard<'_> {
+        let index = shard_of(key, self.shards.len());
         let mut shard = Shard {
-            entries: lock(&self.shards[shard_of(key, self.shards.len())]),
+            entries: lock(&self.shards[index]),
             store: self,
+            index,
         };
         shard.prune(now_ms);
         shard
@@ -350,7 +403,7 @@ impl Store for MemoryStore {
             return Ok(false);
         }
         match new {
-            Some(value) if expires_ms > now_ms => shard.put(key, value, expires_ms)?,
+            Some(value) if expires_ms > now_ms => shard.put(key, value, expires_ms, now_ms)?,
             _ => shard.remove(key),
         }
         Ok(true)
@@ -388,7 +441,7 @@ impl Store for MemoryStore {
         if let Some((next, expires_ms)) = write {
             // The record exists (a step writes only over one), so this
             // never needs room.
-            shard.put(&record_key, &next, expires_ms)?;
+            shard.put(&record_key, &next, expires_ms, now)?;
         }
         if let Decision::Decided {
             subject_tag: found, ..
@@ -482,6 +535,57 @@ mod tests {
         );
         // Expiry frees room in every pool, shard by shard as each is used.
         assert_eq!(store.len(UNIX_EPOCH + Duration::from_millis(20_000)), 0);
+    }
+
+    /// Entries that expired in shards no call has touched since do not
+    /// make a full store refuse, and a full counter pool evicts from
+    /// another shard when the new counter's shard holds none.
+    #[test]
+    fn a_full_pool_makes_room_across_shards() {
+        let store = &MemoryStore::with_capacities(SHARDED_FROM, 8);
+        // The whole capacity in shard 0, expiring at 10.
+        let mut filled = 0;
+        for i in 0.. {
+            let key = format!("s:{i:064x}");
+            if shard_of(&key, SHARDS) == 0 {
+                assert!(Store::compare_and_swap(store, &key, None, Some(b"v"), 10, 0).unwrap());
+                filled += 1;
+                if filled == SHARDED_FROM {
+                    break;
+                }
+            }
+        }
+        // At 20, writes to the other shards find room.
+        for i in 0..1_000 {
+            let key = format!("c:{i:064x}");
+            if shard_of(&key, SHARDS) == 0 {
+                continue;
+            }
+            assert!(
+                Store::compare_and_swap(store, &key, None, Some(b"v"), 1_000, 20).unwrap(),
+                "{i}"
+            );
+        }
+        // Eight counters, then one whose shard holds none of them.
+        let counters: Vec<String> = (0..8u64).map(|i| format!("k:{i:064x}")).collect();
+        for (i, key) in counters.iter().enumerate() {
+            assert!(
+                Store::compare_and_swap(store, key, None, Some(b"1"), 100 + i as u64, 20).unwrap()
+            );
+        }
+        let held: Vec<usize> = counters.iter().map(|k| shard_of(k, SHARDS)).collect();
+        let lonely = (8u64..)
+            .map(|i| format!("k:{i:064x}"))
+            .find(|k| !held.contains(&shard_of(k, SHARDS)))
+            .unwrap();
+        assert!(Store::compare_and_swap(store, &lonely, None, Some(b"1"), 500, 20).unwrap());
+        assert_eq!(store.counters.load(Ordering::Relaxed), 8);
+        assert_eq!(
+            Store::get(store, &counters[0], 20).unwrap(),
+            None,
+            "the soonest went"
+        );
+        assert!(Store::get(store, &lonely, 20).unwrap().is_some());
     }
 
     /// Threads on different subjects, at once: counts stay exact.

@@ -89,7 +89,12 @@ enum Node {
 /// is a read and two writes, since the record and the new index entry are
 /// in different slots. Scripts are sent by their SHA-1 (`EVALSHA`); a
 /// node that does not hold one (after a restart or a failover) is sent its
-/// body, once; on a cluster the script runs on the node that owns the
+/// body, once. On one server the check script reaches the record through
+/// the index entry, and the issue script deletes a stale index entry, by
+/// keys they build rather than receive, which Redis allows on one server;
+/// a Redis-compatible server that requires every key to be declared
+/// refuses these scripts, and every check by id and issue then fails with
+/// [`Error::Store`]; on a cluster the script runs on the node that owns the
 /// key's slot, and the client follows `MOVED` and `ASK` redirections while
 /// slots move. Each key gets a Redis time to live equal to its remaining
 /// life, so Redis drops expired challenges on its own. Keys are `prefix` +
@@ -100,12 +105,15 @@ enum Node {
 /// and opened lazily. A connection that fails is dropped; a pooled one that
 /// fails on I/O (Redis restarted, the network dropped an idle connection)
 /// is replaced at once and the command sent again on the fresh one, so the
-/// store works again on the first call after Redis is back. (A swap that
-/// landed just before its connection failed is then sent again, fails its
-/// compare, and the operation runs once more on what it wrote: a correct
-/// code is answered [`Verdict::Unknown`](crate::otp::Verdict::Unknown), a
-/// wrong guess counts twice, an issue spends two sends, a TOTP code is
-/// refused. Every such outcome fails closed; nothing is approved twice.)
+/// store works again on the first call after Redis is back. (A request
+/// that landed just before its connection failed is then sent again. A
+/// swap fails its compare, and the operation runs once more on what it
+/// wrote; a check script runs on what it wrote. A correct code is then
+/// answered [`Verdict::Unknown`](crate::otp::Verdict::Unknown), a wrong
+/// guess counts twice, a TOTP code is refused. An issue script finds its
+/// own challenge in the record and its index entry, and reports the issue
+/// made without writing again. Every such outcome fails closed; nothing is
+/// approved twice.)
 ///
 /// On a cluster, the store uses the same multiplexed cluster connection as
 /// `AsyncRedisStore` (feature `redis-tokio`), one per thread in use at
@@ -290,7 +298,8 @@ impl RedisStore {
     /// A pooled connection that fails on I/O (Redis restarted, an idle
     /// connection dropped by the network) is replaced by a fresh one and
     /// the command sent once more: a compare-and-swap that did land the
-    /// first time then fails its compare, which fails closed.
+    /// first time then fails its compare, and a script runs on what it
+    /// wrote (see the store's docs): each fails closed.
     fn query_single<T: redis::FromRedisValue>(
         &self,
         pooled: Option<Connection>,

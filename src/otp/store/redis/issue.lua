@@ -12,16 +12,22 @@
 -- ARGV[8]: the key prefix (the stale index entry's key is made here)
 -- ARGV[9]: when the new challenge expires (ms)
 --
--- Returns {0} issued; {1, retry after ms} locked; {2, retry after ms} send
+-- Returns {0} issued (or found issued by this same request, sent again
+-- after a lost reply); {1, retry after ms} locked; {2, retry after ms} send
 -- limit; {3} the new index entry exists (contention); {-1} when the record
--- is not one this script reads (another version, or damaged): the caller
--- then issues the general way. Nothing is written unless it returns {0}.
--- Numbers are below 2^53, exact in Lua's doubles.
+-- is not one this script reads (another version, damaged, or a time of
+-- 2^53 ms or more, which a double cannot hold exactly): the caller then
+-- issues the general way. Nothing is written unless it returns {0}.
 
 local function num(s, at, n)
   local v = 0
   for i = at, at + n - 1 do v = v * 256 + string.byte(s, i) end
   return v
+end
+
+-- Whether the 8-byte field at `at` is 2^53 or more: not exact in a double.
+local function big(s, at)
+  return string.byte(s, at) ~= 0 or string.byte(s, at + 1) >= 32
 end
 
 local function bytes(v, n)
@@ -50,6 +56,7 @@ if r then
   local at = 19
   if state >= 1 and state <= 3 then
     if #r < 149 then return {-1} end
+    if big(r, 115) then return {-1} end
     old_id = string.sub(r, 19, 50)
     old_expires = num(r, 115, 8)
     at = 149 + num(r, 147, 2)
@@ -62,15 +69,23 @@ if r then
   if #r < at then return {-1} end
   local stale = string.byte(r, at)
   if stale == 1 and #r == at + 40 then
+    if big(r, at + 33) then return {-1} end
     stale_id = string.sub(r, at + 1, at + 32)
     stale_expires = num(r, at + 33, 8)
   elseif not (stale == 0 and #r == at) then
     return {-1}
   end
+  if big(r, 2) then return {-1} end
   start, sends, attempts = num(r, 2, 8), num(r, 10, 4), num(r, 14, 4)
   if now >= start + window then
     start, sends, attempts = now, 0, 0
   end
+end
+
+-- The record holds this challenge and its index entry names this subject:
+-- this same request, sent again after its reply was lost. It was made.
+if old_id and old_id == string.sub(live, 2, 33) and redis.call('GET', KEYS[2]) == ARGV[7] then
+  return {0}
 end
 
 local retry = start + window - now
@@ -78,8 +93,11 @@ if attempts >= max then return {1, retry} end
 if sends >= max_sends then return {2, retry} end
 sends = sends + 1
 
+local index_ttl = new_expires + ttl - now
+local expiry = math.max(start + window, new_expires + ttl)
+if index_ttl <= 0 or expiry - now <= 0 or expiry >= 2^53 then return {-1} end
 -- The index entry goes in before the record names it.
-if not redis.call('SET', KEYS[2], ARGV[7], 'PX', string.format('%.0f', new_expires + ttl - now), 'NX') then
+if not redis.call('SET', KEYS[2], ARGV[7], 'PX', string.format('%.0f', index_ttl), 'NX') then
   return {3}
 end
 -- The entry of the challenge replaced two issues ago goes, if it still
@@ -93,6 +111,5 @@ local stale = string.char(0)
 if old_id then stale = string.char(1) .. old_id .. bytes(old_expires + ttl, 8) end
 local next = string.char(4) .. bytes(start, 8) .. bytes(sends, 4) .. bytes(attempts, 4)
   .. string.sub(live, 1, 125) .. bytes(sends, 4) .. string.sub(live, 130) .. stale
-local expiry = math.max(start + window, new_expires + ttl)
 redis.call('SET', KEYS[1], next, 'PX', string.format('%.0f', expiry - now))
 return {0}

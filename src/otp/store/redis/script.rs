@@ -599,8 +599,59 @@ mod tests {
         let v3 = record.encode();
         assert_eq!(v3[0], 3);
         damaged.push(v3);
+        // Times a double cannot hold exactly: the window's start, and the
+        // challenge's expiry.
+        for at in [1, 114] {
+            let mut b = v4.clone();
+            b[at + 1] = 0x20;
+            damaged.push(b);
+        }
         let record_key = format!("{DAMAGED}{}", subject_key(&tag));
+        let index = index_key(&[0x71; 32]);
+        let mut encoded = Vec::new();
+        if let Some(live) = &record.live {
+            live.encode_into(&mut encoded);
+        }
         for bytes in damaged {
+            // The issue script writes nothing either.
+            set(&mut conn, &record_key, &bytes);
+            let _: () = redis::cmd("DEL")
+                .arg(format!("{DAMAGED}{index}"))
+                .query(&mut conn)
+                .unwrap();
+            let issue = OneStepIssue {
+                record_key: &record_key[DAMAGED.len()..],
+                index_key: &index,
+                subject_tag: &tag,
+                live: &encoded,
+                expires_ms: NOW + 60_000,
+                now_ms: NOW,
+                max_attempts: policy.max_attempts,
+                max_sends: 1_000,
+                send_window_ms: policy.send_window_ms,
+                ttl_ms: policy.ttl_ms,
+            };
+            let reply: Vec<i64> = issue_cmd(&issue, DAMAGED, false)
+                .unwrap()
+                .run(&mut conn)
+                .unwrap();
+            let OneStepOutcome(decision) = issue_reply(reply).unwrap();
+            assert!(
+                matches!(decision, Decision::Fallback),
+                "issue, {} bytes: {:?}",
+                bytes.len(),
+                OneStepOutcome(decision)
+            );
+            let new_index: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(format!("{DAMAGED}{index}"))
+                .query(&mut conn)
+                .unwrap();
+            assert_eq!(
+                new_index,
+                None,
+                "issue, {} bytes: nothing written",
+                bytes.len()
+            );
             set(&mut conn, &record_key, &bytes);
             let check = OneStepCheck {
                 lookup: Lookup::Record(&record_key[DAMAGED.len()..]),
@@ -620,5 +671,75 @@ mod tests {
             );
             assert_eq!(after.as_deref(), Some(&bytes[..]), "nothing written");
         }
+        // An index entry that is not a subject tag.
+        let index = index_key(&[0x72; 32]);
+        set(&mut conn, &format!("{DAMAGED}{index}"), b"short");
+        let check = OneStepCheck {
+            lookup: Lookup::Index(&index),
+            id_tag: Some([0x72; 32]),
+            mac: None,
+            now_ms: NOW,
+            max_attempts: policy.max_attempts,
+            send_window_ms: policy.send_window_ms,
+            ttl_ms: policy.ttl_ms,
+        };
+        let request = one_step_cmd(&check, DAMAGED, false).unwrap();
+        let reply: Vec<Value> = request.run(&mut conn).unwrap();
+        assert!(matches!(
+            one_step_reply(reply).unwrap(),
+            OneStepOutcome(Decision::Fallback)
+        ));
+    }
+
+    /// The same issue sent twice (its first reply lost, the request sent
+    /// again on a new connection) is reported made, and changes nothing
+    /// the second time; another issue for the subject still goes through.
+    #[test]
+    fn an_issue_sent_twice_is_made_once() {
+        let Some(mut conn) = connection() else { return };
+        const TWICE: &str = "pinseal-test:lua-twice:";
+        let keys = Keys::new(&Key::from_bytes([8; 32]));
+        let policy = Policy::new(6, std::time::Duration::from_secs(60), 5).unwrap();
+        let Case { record, tag, .. } = case(&mut Rng(99), &keys, &policy);
+        let record_key = format!("{TWICE}{}", subject_key(&tag));
+        let _: () = redis::cmd("DEL").arg(&record_key).query(&mut conn).unwrap();
+        let issue_once = |conn: &mut redis::Connection, id: [u8; 32]| {
+            let mut live = record
+                .live
+                .clone()
+                .unwrap_or_else(|| case(&mut Rng(11), &keys, &policy).record.live.unwrap());
+            live.id_tag = id;
+            live.state = State::Pending;
+            let mut encoded = Vec::new();
+            live.encode_into(&mut encoded);
+            let index = index_key(&id);
+            let issue = OneStepIssue {
+                record_key: &record_key[TWICE.len()..],
+                index_key: &index,
+                subject_tag: &tag,
+                live: &encoded,
+                expires_ms: NOW + 60_000,
+                now_ms: NOW,
+                max_attempts: policy.max_attempts,
+                max_sends: policy.max_sends,
+                send_window_ms: policy.send_window_ms,
+                ttl_ms: policy.ttl_ms,
+            };
+            let reply: Vec<i64> = issue_cmd(&issue, TWICE, false).unwrap().run(conn).unwrap();
+            let after: Option<Vec<u8>> = redis::cmd("GET").arg(&record_key).query(conn).unwrap();
+            (issue_reply(reply).unwrap().0, after)
+        };
+        let (first, after_first) = issue_once(&mut conn, [0x73; 32]);
+        assert!(matches!(first, Decision::Issued));
+        let (again, after_again) = issue_once(&mut conn, [0x73; 32]);
+        assert!(matches!(again, Decision::Issued));
+        assert_eq!(after_again, after_first, "the repeat wrote nothing");
+        let sends = |r: &Option<Vec<u8>>| {
+            u32::from_be_bytes(r.as_ref().unwrap()[9..13].try_into().unwrap())
+        };
+        assert_eq!(sends(&after_first), 1);
+        let (next, after_next) = issue_once(&mut conn, [0x74; 32]);
+        assert!(matches!(next, Decision::Issued));
+        assert_eq!(sends(&after_next), 2);
     }
 }

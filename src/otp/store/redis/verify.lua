@@ -16,12 +16,18 @@
 -- kind 0 unknown, 1 canceled, 2 locked, 3 expired, 4 approved, 5 rejected;
 -- {-1} when the record is not one this script reads (another version, or
 -- damaged): the caller then decides the check the general way, and reports
--- what is wrong with it. Numbers are below 2^53, exact in Lua's doubles.
+-- what is wrong with it. So does a record holding a time of 2^53 ms or
+-- more, which a double cannot hold exactly.
 
 local function num(s, at, n)
   local v = 0
   for i = at, at + n - 1 do v = v * 256 + string.byte(s, i) end
   return v
+end
+
+-- Whether the 8-byte field at `at` is 2^53 or more: not exact in a double.
+local function big(s, at)
+  return string.byte(s, at) ~= 0 or string.byte(s, at + 1) >= 32
 end
 
 local function bytes(v, n)
@@ -73,7 +79,7 @@ local stale = string.byte(r, at)
 if not ((stale == 0 and #r == at) or (stale == 1 and #r == at + 40)) then
   return {-1}
 end
-if state > 3 then return {-1} end
+if state > 3 or big(r, 2) or big(r, 115) then return {-1} end
 
 local id_tag = string.sub(r, 19, 50)
 if ARGV[2] ~= '' and ARGV[2] ~= id_tag then return {0, 0, subject} end
