@@ -413,19 +413,35 @@ impl<C: Clock> Service<C> {
             record::verify_step(&self.keys, &self.policy, &attempt, &tag, current)
         })
         .await?;
-        let decided = decided.as_ref();
-        match verdict {
-            Verdict::Approved => self.emit(EventKind::Approved, decided, &tag, now),
-            Verdict::Rejected { attempts_left: 0 } => {
-                self.emit(EventKind::MaxAttemptsReached, decided, &tag, now)
+        self.decided(store, verdict, decided.as_ref(), Some(&tag), prefix, now)
+            .await;
+        Ok(verdict)
+    }
+
+    /// What follows a verdict: its event, if it has one, and an approval's
+    /// credit to the prefix its send was counted under.
+    async fn decided<T: AsyncStore + ?Sized>(
+        &self,
+        store: &T,
+        verdict: Verdict,
+        challenge: Option<&Mac>,
+        subject_tag: Option<&Mac>,
+        prefix: Option<Mac>,
+        now: u64,
+    ) {
+        if let Some(tag) = subject_tag {
+            match verdict {
+                Verdict::Approved => self.emit(EventKind::Approved, challenge, tag, now),
+                Verdict::Rejected { attempts_left: 0 } => {
+                    self.emit(EventKind::MaxAttemptsReached, challenge, tag, now)
+                }
+                Verdict::Expired => self.emit(EventKind::Expired, challenge, tag, now),
+                _ => {}
             }
-            Verdict::Expired => self.emit(EventKind::Expired, decided, &tag, now),
-            _ => {}
         }
         if let Some(prefix) = prefix {
             self.credit(store, &prefix, now).await;
         }
-        Ok(verdict)
     }
 
     /// The check as one store request ([`AsyncStore::check_in_one_step`]),
@@ -485,20 +501,16 @@ impl<C: Clock> Service<C> {
         else {
             return Ok(None);
         };
-        if let Some(tag) = found.or(subject_tag) {
-            let decided = challenge.as_ref();
-            match verdict {
-                Verdict::Approved => self.emit(EventKind::Approved, decided, &tag, now),
-                Verdict::Rejected { attempts_left: 0 } => {
-                    self.emit(EventKind::MaxAttemptsReached, decided, &tag, now)
-                }
-                Verdict::Expired => self.emit(EventKind::Expired, decided, &tag, now),
-                _ => {}
-            }
-        }
-        if let Some(prefix) = prefix {
-            self.credit(store, &prefix, now).await;
-        }
+        let tag = found.or(subject_tag);
+        self.decided(
+            store,
+            verdict,
+            challenge.as_ref(),
+            tag.as_ref(),
+            prefix,
+            now,
+        )
+        .await;
         Ok(Some(verdict))
     }
 

@@ -8,7 +8,9 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `script.rs` | the compare-and-swap script and the two commands |
+//! | `script.rs` | the scripts (sent by digest) and the requests the stores send |
+//! | `verify.lua`, `issue.lua` | a check and an issue as one script each (ports of `record.rs`'s steps) |
+//! | `fields.lua` | the record's integer fields, sent before each of those two |
 //! | `errors.rs` | what a Redis error means for the caller (nothing of its message) |
 //! | `url.rs` | URLs to clients, the TLS provider |
 //! | `renew.rs` | connections replaced after a fault |

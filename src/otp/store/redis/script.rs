@@ -81,8 +81,12 @@ impl Script {
 }
 
 static CAS: LazyLock<Script> = LazyLock::new(|| Script::new(CAS_SCRIPT));
-static VERIFY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("verify.lua")));
-static ISSUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("issue.lua")));
+/// The record's field helpers, sent before each script that reads a record.
+const FIELDS: &str = include_str!("fields.lua");
+static VERIFY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&[FIELDS, include_str!("verify.lua")].concat()));
+static ISSUE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&[FIELDS, include_str!("issue.lua")].concat()));
 
 /// What a store sends: one command and, for a script, the `EVAL` that
 /// carries its body. Scripts are sent by digest (`EVALSHA`, a few dozen
