@@ -31,6 +31,17 @@ pub(crate) fn encode(bytes: impl AsRef<[u8]>) -> String {
     const_hex::encode(bytes)
 }
 
+/// `prefix` followed by the lowercase hex of `bytes`, in one allocation:
+/// the store keys (`s:` and a tag's hex, ...).
+pub(crate) fn prefixed(prefix: &str, bytes: &[u8]) -> String {
+    let mut out = vec![0u8; prefix.len() + 2 * bytes.len()];
+    out[..prefix.len()].copy_from_slice(prefix.as_bytes());
+    // The output is exactly twice the input: encoding cannot fail.
+    let _ = const_hex::encode_to_slice(bytes, &mut out[prefix.len()..]);
+    // ASCII throughout: `prefix` is a `str` and hex digits are ASCII.
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// Writes `bytes` of any length as lowercase hex, through a stack buffer
 /// (no allocation, whatever the length).
 pub(crate) fn write_all(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
@@ -56,6 +67,13 @@ pub(crate) fn write<const N: usize, const H: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefixed_is_the_prefix_then_the_hex() {
+        assert_eq!(prefixed("s:", &[0x00, 0xab, 0xff]), "s:00abff");
+        assert_eq!(prefixed("", &[0x10]), "10");
+        assert_eq!(prefixed("pinseal:", &[]), "pinseal:");
+    }
 
     #[test]
     fn one_spelling_per_value_up_to_case() {

@@ -22,9 +22,10 @@ pub(super) struct Bucket {
     pub(super) window_ms: u64,
 }
 
-/// The store key of a counter, from its kind's letter and its tag.
-pub(super) fn counter_key(kind: char, tag: &Mac) -> String {
-    format!("{kind}:{}", crate::hex::encode(tag))
+/// The store key of a counter, from its kind (a letter and a colon:
+/// `"r:"`) and its tag.
+pub(super) fn counter_key(kind: &str, tag: &Mac) -> String {
+    crate::hex::prefixed(kind, tag)
 }
 
 /// A named rate limit with one or more buckets (velocities), as Twilio

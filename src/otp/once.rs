@@ -57,7 +57,7 @@ impl<C> Once<C> {
             input.push(part.as_ref());
         }
         let tag: Mac = self.key.mac(&input);
-        format!("o:{}", crate::hex::encode(tag))
+        crate::hex::prefixed("o:", &tag)
     }
 }
 

@@ -150,17 +150,27 @@ impl Keys {
 
 /// The store key of a subject's record.
 pub(super) fn subject_key(tag: &Mac) -> String {
-    format!("s:{}", crate::hex::encode(tag))
+    crate::hex::prefixed("s:", tag)
+}
+
+/// [`subject_key`], written into `buf` rather than allocated: for the
+/// memory store's check by id, which looks the record up under the lock.
+pub(super) fn subject_key_in<'a>(tag: &Mac, buf: &'a mut [u8; 2 + 2 * MAC_LEN]) -> &'a str {
+    buf[..2].copy_from_slice(b"s:");
+    // The output is exactly twice the input: encoding cannot fail.
+    let _ = const_hex::encode_to_slice(tag, &mut buf[2..]);
+    // ASCII throughout.
+    core::str::from_utf8(buf).unwrap_or_default()
 }
 
 /// The store key of a challenge's index entry.
 pub(super) fn index_key(id_tag: &Mac) -> String {
-    format!("c:{}", crate::hex::encode(id_tag))
+    crate::hex::prefixed("c:", id_tag)
 }
 
 /// The store key of a client's record.
 pub(super) fn client_key(tag: &Mac) -> String {
-    format!("k:{}", crate::hex::encode(tag))
+    crate::hex::prefixed("k:", tag)
 }
 
 /// When a challenge's index entry expires: one TTL after the challenge, so

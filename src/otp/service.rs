@@ -166,7 +166,7 @@ impl<C: Clock> Service<C> {
                     ],
                 );
                 counters.push(Counter {
-                    key: counter_key('r', &tag),
+                    key: counter_key("r:", &tag),
                     bucket: *bucket,
                     refused: client_limit,
                 });
@@ -239,7 +239,7 @@ impl<C: Clock> Service<C> {
         let tag = self
             .keys
             .counter_tag(b"prefix", &[guard.prefix(digits).as_bytes()]);
-        let key = counter_key('p', &tag);
+        let key = counter_key("p:", &tag);
         let window = drive(store, &key, now, None, |current| {
             limits::prefix_reserve(guard, current, now)
         })
@@ -377,7 +377,7 @@ impl<C: Clock> Service<C> {
         };
         let now = self.now();
         let counters = [Counter {
-            key: counter_key('q', &self.keys.counter_tag(b"check", &[client.as_bytes()])),
+            key: counter_key("q:", &self.keys.counter_tag(b"check", &[client.as_bytes()])),
             bucket: self.policy.client_check_bucket(),
             refused: client_check_limit,
         }];
@@ -518,7 +518,7 @@ impl<C: Clock> Service<C> {
     /// signal, best effort (the decision stands whatever happens here).
     async fn credit<T: AsyncStore + ?Sized>(&self, store: &T, prefix: &Mac, now: u64) {
         if let Some(guard) = &self.guard {
-            let _ = drive(store, &counter_key('p', prefix), now, None, |current| {
+            let _ = drive(store, &counter_key("p:", prefix), now, None, |current| {
                 limits::prefix_credit(guard, current, now)
             })
             .await;
@@ -586,7 +586,7 @@ impl<C: Clock> Service<C> {
         let tag = self
             .keys
             .counter_tag(b"prefix", &[guard.prefix(digits).as_bytes()]);
-        let current = store.get(&counter_key('p', &tag), now).await?;
+        let current = store.get(&counter_key("p:", &tag), now).await?;
         limits::prefix_stats(guard, current.as_deref(), now).map(Some)
     }
 

@@ -1,6 +1,5 @@
 //! The embedded, in-process store.
 
-use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -10,7 +9,7 @@ use super::{AsyncStore, Decision, Lookup, OneStepCheck, OneStepOutcome, Store};
 use crate::Error;
 use crate::otp::Verdict;
 use crate::otp::clock::unix_millis;
-use crate::otp::record::{self, subject_key};
+use crate::otp::record;
 
 /// The embedded, in-process challenge store.
 ///
@@ -105,15 +104,28 @@ const SHARDED_FROM: usize = 16_384;
 /// the machines services run on.
 const SHARDS: usize = 16;
 
-/// The shard of `key`: FNV-1a over its bytes (the keys are HMAC outputs in
-/// hex, so any mixing spreads them).
+/// The shard of `key`: its bytes eight at a time, each folded in with a
+/// multiply (the keys are HMAC outputs in hex, so any mixing spreads them;
+/// a byte at a time took 0.1 µs on a 66-byte key, twice per check), and
+/// the shard taken from the top bits, which every input bit reaches.
 fn shard_of(key: &str, shards: usize) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.as_bytes() {
-        h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let bytes = key.as_bytes();
+    let mut h = bytes.len() as u64;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
     }
-    // `shards` is a power of two.
-    (h as usize) & (shards - 1)
+    let mut tail = [0u8; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    // `shards` is a power of two, at most 2^32.
+    if shards <= 1 {
+        return 0;
+    }
+    (h >> (64 - shards.trailing_zeros())) as usize
 }
 
 impl Entries {
@@ -193,11 +205,14 @@ impl Shard<'_> {
             }
             let was = (*old_expires, key.to_string());
             *old_expires = expires_ms;
-            entries.by_expiry.remove(&was);
-            entries.by_expiry.insert((expires_ms, key.to_string()));
+            // The owned keys taken out go back in under the new expiry.
+            let owned = entries.by_expiry.take(&was).map(|(_, k)| k);
+            entries
+                .by_expiry
+                .insert((expires_ms, owned.unwrap_or_else(|| key.to_string())));
             if is_counter(key) {
                 entries.counters.remove(&was);
-                entries.counters.insert((expires_ms, key.to_string()));
+                entries.counters.insert((expires_ms, was.1));
             }
             return Ok(());
         }
@@ -414,8 +429,9 @@ impl Store for MemoryStore {
     /// first, in its own shard).
     fn check_in_one_step(&self, check: &OneStepCheck<'_>) -> Result<Option<OneStepOutcome>, Error> {
         let now = check.now_ms;
+        let mut buf = [0u8; 2 + 2 * crate::mac::MAC_LEN];
         let (record_key, subject_tag) = match check.lookup {
-            Lookup::Record(key) => (Cow::Borrowed(key), None),
+            Lookup::Record(key) => (key, None),
             Lookup::Index(key) => {
                 let shard = self.shard(key, now);
                 let Some((tag, _)) = shard.entries.map.get(key) else {
@@ -428,20 +444,16 @@ impl Store for MemoryStore {
                 };
                 let tag = <[u8; 32]>::try_from(tag.as_slice()).map_err(|_| Error::StoreCorrupt)?;
                 drop(shard);
-                (Cow::Owned(subject_key(&tag)), Some(tag))
+                (record::subject_key_in(&tag, &mut buf), Some(tag))
             }
         };
-        let mut shard = self.shard(&record_key, now);
-        let current = shard
-            .entries
-            .map
-            .get(&*record_key)
-            .map(|(v, _)| v.as_slice());
+        let mut shard = self.shard(record_key, now);
+        let current = shard.entries.map.get(record_key).map(|(v, _)| v.as_slice());
         let (mut decision, write) = record::one_step(check, current)?;
         if let Some((next, expires_ms)) = write {
             // The record exists (a step writes only over one), so this
             // never needs room.
-            shard.put(&record_key, &next, expires_ms, now)?;
+            shard.put(record_key, &next, expires_ms, now)?;
         }
         if let Decision::Decided {
             subject_tag: found, ..

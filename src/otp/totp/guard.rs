@@ -120,7 +120,7 @@ impl<C> Guard<C> {
 
     fn key_of(&self, subject: &str) -> String {
         let tag: Mac = self.subject_key.mac(&[subject.as_bytes()]);
-        format!("t:{}", crate::hex::encode(tag))
+        crate::hex::prefixed("t:", &tag)
     }
 }
 
