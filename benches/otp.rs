@@ -28,6 +28,8 @@ fn policy() -> Policy {
         .unwrap()
         .with_send_budget(1000, Duration::from_secs(1))
         .unwrap()
+        .with_client_budget(1000, Duration::from_secs(1))
+        .unwrap()
 }
 
 static SUBJECT: AtomicU64 = AtomicU64::new(0);
@@ -64,6 +66,14 @@ fn bench_store<S: Store + 'static>(
     let mut g = c.benchmark_group(format!("otp/{name}"));
     g.throughput(Throughput::Elements(1));
     g.bench_function("issue", |b| b.iter(|| black_box(issue(&otp, &clock))));
+    // One client's send budget spent too (in the same request on one Redis
+    // server).
+    g.bench_function("issue from a client", |b| {
+        b.iter(|| {
+            clock.advance(Duration::from_secs(1));
+            black_box(otp.issue_from(&subject(), "203.0.113.7").unwrap())
+        })
+    });
     g.bench_function("verify", |b| {
         b.iter_batched(
             || issue(&otp, &clock),

@@ -267,3 +267,116 @@ fn scripts_flushed_from_the_server_cost_one_request_once() {
     );
     assert_eq!(monitor.take(), 1, "the script is cached again");
 }
+
+/// The requests of issues that spend client counters: a client's send
+/// budget ([`Otp::issue_from`]) and a rate limit of two buckets
+/// ([`Otp::issue_limited`]), made and refused.
+fn counted(
+    monitor: &mut Monitor,
+    issue_from: &mut dyn FnMut(&str, &str) -> Result<(), pinseal::Error>,
+    issue_limited: &mut dyn FnMut(&str, &str) -> Result<(), pinseal::Error>,
+) -> Counts {
+    // The scripts cached on every node first.
+    for n in 0..8 {
+        issue_from(&format!("+1555000888{n}"), &format!("warm-{n}")).unwrap();
+    }
+    let mut counts = Vec::new();
+    let mut step = |name: &'static str, monitor: &mut Monitor, f: &mut dyn FnMut()| {
+        monitor.take();
+        f();
+        counts.push((name, monitor.take()));
+    };
+    step("issue from a client", monitor, &mut || {
+        issue_from("+15550004441", "client-a").unwrap();
+    });
+    step("issue from a client, its last", monitor, &mut || {
+        issue_from("+15550004442", "client-a").unwrap();
+    });
+    step("issue from a client, refused", monitor, &mut || {
+        let refused = issue_from("+15550004443", "client-a").unwrap_err();
+        assert!(matches!(refused, pinseal::Error::ClientLimit { .. }));
+    });
+    step(
+        "issue under a rate limit of two buckets",
+        monitor,
+        &mut || {
+            issue_limited("+15550004444", "203.0.113.9").unwrap();
+        },
+    );
+    counts
+}
+
+fn counted_policy() -> Policy {
+    policy()
+        .with_client_budget(2, Duration::from_secs(600))
+        .unwrap()
+}
+
+fn limit() -> pinseal::otp::RateLimit {
+    pinseal::otp::RateLimit::new("ip")
+        .unwrap()
+        .bucket(3, Duration::from_secs(60))
+        .unwrap()
+        .bucket(20, Duration::from_secs(3600))
+        .unwrap()
+}
+
+/// On one server an issue spends its counters and writes the challenge in
+/// the same request, refused or not. On a cluster, where the counters are
+/// in other slots, each counter is a read and a write before the issue's
+/// three requests; a counter with no use left refuses on its read.
+#[test]
+fn issues_with_client_counters_take_one_request_on_one_server() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for cluster in [false, true] {
+        let Some(mut monitor) = monitor(cluster) else {
+            return;
+        };
+        let limit = limit();
+        let store = if cluster {
+            common::redis_cluster_store()
+        } else {
+            common::redis_store()
+        };
+        let Some(store) = store else { return };
+        let otp = Otp::with_store(&Key::from_bytes([3; 32]), counted_policy(), store);
+        let blocking = counted(
+            &mut monitor,
+            &mut |s, client| otp.issue_from(s, client).map(drop),
+            &mut |s, ip| otp.issue_limited(s, &[limit.key(ip)]).map(drop),
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let builder = AsyncRedisStore::builder().prefix(common::unique_prefix());
+        let builder = if cluster {
+            builder.cluster(common::redis_cluster_urls())
+        } else {
+            builder.url(common::redis_url())
+        };
+        let store = rt.block_on(builder.connect()).unwrap();
+        let otp = aio::Otp::with_store(&Key::from_bytes([3; 32]), counted_policy(), store);
+        let asynchronous = counted(
+            &mut monitor,
+            &mut |s, client| rt.block_on(otp.issue_from(s, client)).map(drop),
+            &mut |s, ip| {
+                rt.block_on(otp.issue_limited(s, &[limit.key(ip)]))
+                    .map(drop)
+            },
+        );
+        let place = if cluster { "cluster" } else { "one server" };
+        for (what, counts) in [("blocking", blocking), ("async", asynchronous)] {
+            report(&format!("{what}, {place}, counted issues"), &counts);
+            let (one, two, refused) = if cluster { (5, 5, 1) } else { (1, 1, 1) };
+            let limited = if cluster { 7 } else { 1 };
+            assert_eq!(of(&counts, "issue from a client"), one);
+            assert_eq!(of(&counts, "issue from a client, its last"), two);
+            assert_eq!(of(&counts, "issue from a client, refused"), refused);
+            assert_eq!(
+                of(&counts, "issue under a rate limit of two buckets"),
+                limited
+            );
+        }
+    }
+}

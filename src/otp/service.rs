@@ -21,7 +21,8 @@ use super::record::{
     index_expiry, index_key, subject_key,
 };
 use super::store::{
-    AsyncStore, Decision, Lookup, MemoryStore, OneStepCheck, OneStepIssue, OneStepOutcome, Store,
+    AsyncStore, Decision, Lookup, MemoryStore, OneStepCheck, OneStepCounter, OneStepIssue,
+    OneStepOutcome, Store,
 };
 use crate::mac::MAC_LEN;
 use crate::secret::ExposeSecret;
@@ -44,6 +45,19 @@ pub(super) struct Service<C> {
     /// How events name subjects: keyed pseudonyms of their tags.
     names: crate::pseudonym::Pseudonymizer,
     clock: C,
+}
+
+/// A new challenge, before it is stored: its id and code, and what the
+/// store is sent (the record's key, the index entry's key, the subject tag,
+/// the challenge as the record holds it, and encoded).
+struct Fresh {
+    key: String,
+    index: String,
+    tag: Mac,
+    id: ChallengeId,
+    code: Secret<String>,
+    live: Live,
+    encoded: Vec<u8>,
 }
 
 /// A counter an issue or a check spends: its store key, budget, and the
@@ -172,8 +186,29 @@ impl<C: Clock> Service<C> {
                 });
             }
         }
+        // Without a fraud guard, the counters and the subject's record in
+        // one request, where the store can make it (one Redis server).
+        let mut tried = None;
+        if phone.is_none() {
+            let spent: Vec<OneStepCounter<'_>> = counters
+                .iter()
+                .map(|c| OneStepCounter {
+                    key: &c.key,
+                    max: c.bucket.max,
+                    window_ms: c.bucket.window_ms,
+                    refused: c.refused,
+                })
+                .collect();
+            match self
+                .issue_one_step(store, self.fresh(subject, None, now)?, &spent, now)
+                .await?
+            {
+                Ok(made) => return Ok(made),
+                Err(fresh) => tried = Some(fresh),
+            }
+        }
         let held = self.reserve(store, &counters, now).await?;
-        let issued = self.issue_guarded(store, subject, phone, now).await;
+        let issued = self.issue_guarded(store, subject, phone, tried, now).await;
         if issued.is_err() {
             self.refund(store, &counters, &held, now).await;
         }
@@ -226,15 +261,22 @@ impl<C: Clock> Service<C> {
 
     /// The issue after the client counters: the fraud guard's prefix count,
     /// then the subject's.
+    /// `tried`: the challenge whose one-step issue was already tried
+    /// (without a fraud guard, with the counters), which the store did not
+    /// make: it is issued the general way, not sent again.
     async fn issue_guarded<T: AsyncStore + ?Sized>(
         &self,
         store: &T,
         subject: &str,
         phone: Option<(&FraudGuard, &str)>,
+        tried: Option<Fresh>,
         now: u64,
     ) -> Result<(ChallengeId, Secret<String>), Error> {
+        if let Some(fresh) = tried {
+            return self.issue_subject(store, fresh, now).await;
+        }
         let Some((guard, digits)) = phone else {
-            return self.issue_subject(store, subject, None, now).await;
+            return self.issue_fresh(store, subject, None, now).await;
         };
         let tag = self
             .keys
@@ -244,7 +286,7 @@ impl<C: Clock> Service<C> {
             limits::prefix_reserve(guard, current, now)
         })
         .await??;
-        let issued = self.issue_subject(store, subject, Some(tag), now).await;
+        let issued = self.issue_fresh(store, subject, Some(tag), now).await;
         if issued.is_err() {
             let _ = drive(store, &key, now, None, |current| {
                 limits::prefix_refund(guard, current, window, now)
@@ -254,15 +296,26 @@ impl<C: Clock> Service<C> {
         issued
     }
 
-    async fn issue_subject<T: AsyncStore + ?Sized>(
+    /// A new challenge for `subject`, issued in one request where the store
+    /// makes it so, the general way otherwise.
+    async fn issue_fresh<T: AsyncStore + ?Sized>(
         &self,
         store: &T,
         subject: &str,
         prefix: Option<Mac>,
         now: u64,
     ) -> Result<(ChallengeId, Secret<String>), Error> {
+        let fresh = self.fresh(subject, prefix, now)?;
+        match self.issue_one_step(store, fresh, &[], now).await? {
+            Ok(made) => Ok(made),
+            Err(fresh) => self.issue_subject(store, fresh, now).await,
+        }
+    }
+
+    /// A new challenge for `subject`: its id and code, and everything the
+    /// store is sent for it.
+    fn fresh(&self, subject: &str, prefix: Option<Mac>, now: u64) -> Result<Fresh, Error> {
         let tag = self.keys.subject_tag(subject);
-        let key = subject_key(&tag);
         let id = ChallengeId::random();
         let code = random_code(self.policy.digits)?;
         let id_tag = self.keys.id_tag(&id.0);
@@ -285,31 +338,77 @@ impl<C: Clock> Service<C> {
             to: self.keys.seal_subject(&id, &id_tag, &tag, subject),
             prefix,
         };
-        let policy = &self.policy;
-        let index = index_key(&id_tag);
-        // One request, where the store can make it (one Redis server).
         let mut encoded = Vec::with_capacity(256);
         live.encode_into(&mut encoded);
+        Ok(Fresh {
+            key: subject_key(&tag),
+            index: index_key(&id_tag),
+            tag,
+            id,
+            code,
+            live,
+            encoded,
+        })
+    }
+
+    /// The issue of `fresh`, with one use of each of `counters`, as one
+    /// store request ([`AsyncStore::issue_in_one_step`]). `Err(fresh)`
+    /// back when the store does not make it so: nothing was written, and
+    /// the caller issues it the general way.
+    async fn issue_one_step<T: AsyncStore + ?Sized>(
+        &self,
+        store: &T,
+        fresh: Fresh,
+        counters: &[OneStepCounter<'_>],
+        now: u64,
+    ) -> Result<Result<(ChallengeId, Secret<String>), Fresh>, Error> {
+        let policy = &self.policy;
         let one = OneStepIssue {
-            record_key: &key,
-            index_key: &index,
-            subject_tag: &tag,
-            live: &encoded,
-            expires_ms: live.expires_ms,
+            record_key: &fresh.key,
+            index_key: &fresh.index,
+            subject_tag: &fresh.tag,
+            live: &fresh.encoded,
+            expires_ms: fresh.live.expires_ms,
             now_ms: now,
             max_attempts: policy.max_attempts,
             max_sends: policy.max_sends,
             send_window_ms: policy.send_window_ms,
             ttl_ms: policy.ttl_ms,
+            counters,
         };
         match store.issue_in_one_step(&one).await? {
             Some(OneStepOutcome(Decision::Issued)) => {
-                self.emit(EventKind::Pending, Some(&id_tag), &tag, now);
-                return Ok((id, code));
+                self.emit(
+                    EventKind::Pending,
+                    Some(&fresh.live.id_tag),
+                    &fresh.tag,
+                    now,
+                );
+                Ok(Ok((fresh.id, fresh.code)))
             }
-            Some(OneStepOutcome(Decision::Refused(e))) => return Err(e),
-            _ => {}
+            Some(OneStepOutcome(Decision::Refused(e))) => Err(e),
+            _ => Ok(Err(fresh)),
         }
+    }
+
+    /// The issue of `fresh` as reads and compare-and-swaps.
+    async fn issue_subject<T: AsyncStore + ?Sized>(
+        &self,
+        store: &T,
+        fresh: Fresh,
+        now: u64,
+    ) -> Result<(ChallengeId, Secret<String>), Error> {
+        let Fresh {
+            key,
+            index,
+            tag,
+            id,
+            code,
+            live,
+            ..
+        } = fresh;
+        let id_tag = live.id_tag;
+        let policy = &self.policy;
         let step = |current: Option<&[u8]>| record::issue_step(policy, &live, &tag, current, now);
         // A refused issue writes nothing: decide on the record first.
         let current = store.get(&key, now).await?;
@@ -817,9 +916,13 @@ impl<S: Store, C: Clock> Otp<S, C> {
     ///
     /// # Failure
     ///
-    /// The client's send is counted first and given back if the subject's
-    /// issue then fails or is refused. Only if that refund fails too does
-    /// the client lose one send of its window; the subject never does.
+    /// On one Redis server the client's send and the subject's issue are
+    /// one script: both are written, or (refused, failed) neither.
+    /// Elsewhere the client's send is counted first and given back if the
+    /// subject's issue then fails or is refused. Only if that refund fails
+    /// too does the client lose one send of its window; the subject never
+    /// does. With a [`FraudGuard`](super::FraudGuard) the send is counted
+    /// first on every store, as the prefix's is next.
     ///
     /// # Panics
     ///

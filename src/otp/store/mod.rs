@@ -39,7 +39,7 @@ mod redis;
 #[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
 pub use dynamo::{DynamoBuilder, DynamoStore, TableSetup};
 pub use memory::MemoryStore;
-pub(crate) use one_step::{Decision, Lookup};
+pub(crate) use one_step::{Decision, Lookup, OneStepCounter};
 pub use one_step::{OneStepCheck, OneStepIssue, OneStepOutcome};
 #[cfg(feature = "redis-tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis-tokio")))]
@@ -118,8 +118,11 @@ pub trait Store: Send + Sync {
 
     /// Makes `issue` in one request, if this store can: one Redis server
     /// runs it as one script, so an issue costs one round trip instead of
-    /// a read and two or three writes. `Ok(None)`, the default, has the
-    /// issue made through [`Store::get`] and [`Store::compare_and_swap`].
+    /// a read and two or three writes, and a read and a write more per
+    /// client counter it spends (a client's send budget, each bucket of a
+    /// rate limit), which the script spends too, all or none. `Ok(None)`,
+    /// the default, has the issue made through [`Store::get`] and
+    /// [`Store::compare_and_swap`].
     ///
     /// # Errors
     ///

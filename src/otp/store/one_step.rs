@@ -67,10 +67,10 @@ impl fmt::Debug for OneStepCheck<'_> {
 ///
 /// # About
 ///
-/// It holds the subject's record key, the new challenge's index key and
-/// the new challenge as the record will hold it (MACs, the sealed
-/// subject, counters and times): never the code, the subject or the id in
-/// clear. Built only by this crate; a store written outside it keeps the
+/// It holds the subject's record key, the new challenge's index key, the
+/// new challenge as the record will hold it (MACs, the sealed subject,
+/// counters and times) and the keys and budgets of the client counters it
+/// spends: never the code, the subject, the client or the id in clear. Built only by this crate; a store written outside it keeps the
 /// default [`Store::issue_in_one_step`](super::Store::issue_in_one_step).
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub struct OneStepIssue<'a> {
@@ -86,6 +86,20 @@ pub struct OneStepIssue<'a> {
     pub(crate) max_sends: u32,
     pub(crate) send_window_ms: u64,
     pub(crate) ttl_ms: u64,
+    /// The client counters the issue spends one use of each of, in order
+    /// (a client's send budget, a rate limit's buckets): all spent, or the
+    /// first with none left refuses the issue and nothing is written.
+    pub(crate) counters: &'a [OneStepCounter<'a>],
+}
+
+/// A counter a [`OneStepIssue`] spends one use of: its store key, its
+/// budget, and the error that refuses when it has no use left.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) struct OneStepCounter<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) max: u32,
+    pub(crate) window_ms: u64,
+    pub(crate) refused: fn(core::time::Duration) -> crate::Error,
 }
 
 impl fmt::Debug for OneStepIssue<'_> {
@@ -111,7 +125,7 @@ pub(crate) enum Decision {
     /// The issue was made.
     Issued,
     /// The issue was refused (`Error::Locked`, `Error::SendLimit`,
-    /// `Error::Contention`); nothing was written.
+    /// `Error::Contention`, or a counter's error); nothing was written.
     Refused(crate::Error),
     Decided {
         verdict: Verdict,

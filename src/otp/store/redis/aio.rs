@@ -238,7 +238,7 @@ impl AsyncStore for AsyncRedisStore {
         let cluster = matches!(self.conn, Conn::Cluster(_));
         match issue_cmd(issue, &self.prefix, cluster) {
             None => Ok(None),
-            Some(cmd) => issue_reply(self.query(&cmd).await?).map(Some),
+            Some(cmd) => issue_reply(self.query(&cmd).await?, issue).map(Some),
         }
     }
 }

@@ -85,9 +85,10 @@ enum Node {
 /// server-side step, one round trip by subject or by id (two by id on a
 /// cluster, where the index entry is read first), and two instances
 /// verifying the same code approve it exactly once. On one server an issue
-/// ([`Store::issue_in_one_step`]) is one script as well; on a cluster it
-/// is a read and two writes, since the record and the new index entry are
-/// in different slots. Scripts are sent by their SHA-1 (`EVALSHA`); a
+/// ([`Store::issue_in_one_step`]) is one script as well, with the client's
+/// send and rate-limit counters it spends; on a cluster it is a read and
+/// two writes, since the record and the new index entry are in different
+/// slots, after a read and a write per counter. Scripts are sent by their SHA-1 (`EVALSHA`); a
 /// node that does not hold one (after a restart or a failover) is sent its
 /// body, once. On one server the check script reaches the record through
 /// the index entry, and the issue script deletes a stale index entry, by
@@ -362,7 +363,7 @@ impl Store for RedisStore {
         let cluster = matches!(self.node, Node::Cluster { .. });
         match issue_cmd(issue, &self.prefix, cluster) {
             None => Ok(None),
-            Some(cmd) => issue_reply(self.query(cmd)?).map(Some),
+            Some(cmd) => issue_reply(self.query(cmd)?, issue).map(Some),
         }
     }
 }

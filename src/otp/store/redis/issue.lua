@@ -3,7 +3,10 @@
 -- service makes around it (the new index entry, the stale one deleted),
 -- byte for byte (a test runs both on the same records and compares).
 --
--- KEYS[1]: the subject's record; KEYS[2]: the new challenge's index entry.
+-- KEYS[1]: the subject's record; KEYS[2]: the new challenge's index entry;
+-- KEYS[3] on: the client counters the issue spends one use of each of, in
+-- order (the rule of `client_reserve`, and the refund of all of them when
+-- the issue is refused, which here is writing none).
 -- ARGV[1]: now (ms); ARGV[2]: max attempts; ARGV[3]: max sends;
 -- ARGV[4]: send window (ms); ARGV[5]: TTL (ms)
 -- ARGV[6]: the new challenge as the record holds it (state to prefix), its
@@ -11,10 +14,12 @@
 -- ARGV[7]: the subject tag (the index entry's value)
 -- ARGV[8]: the key prefix (the stale index entry's key is made here)
 -- ARGV[9]: when the new challenge expires (ms)
+-- ARGV[10], ARGV[11], ...: each counter's budget and window (ms), in pairs
 --
 -- Returns {0} issued (or found issued by this same request, sent again
 -- after a lost reply); {1, retry after ms} locked; {2, retry after ms} send
--- limit; {3} the new index entry exists (contention); {-1} when the record
+-- limit; {3} the new index entry exists (contention); {4, counter (from 0),
+-- retry after ms} a counter has no use left; {-1} when a record or counter
 -- is not one this script reads (another version, damaged, or a time of
 -- 2^53 ms or more, which a double cannot hold exactly): the caller then
 -- issues the general way. Nothing is written unless it returns {0}.
@@ -70,6 +75,25 @@ if old_id and old_id == string.sub(live, 2, 33) and redis.call('GET', KEYS[2]) =
   return {0}
 end
 
+-- The counters, decided before anything is written: the first with no use
+-- left refuses the issue.
+local counters = {}
+for i = 3, #KEYS do
+  local budget = tonumber(ARGV[2 * i + 4])
+  local span = tonumber(ARGV[2 * i + 5])
+  local from, uses = now, 0
+  local c = redis.call('GET', KEYS[i])
+  if c then
+    if #c ~= 13 or string.byte(c, 1) ~= 1 or big(c, 2) then return {-1} end
+    from, uses = num(c, 2, 8), num(c, 10, 4)
+    if now >= from + span then from, uses = now, 0 end
+  end
+  if from + span >= 2^53 or from + span - now <= 0 then return {-1} end
+  if uses >= budget then return {4, i - 3, from + span - now} end
+  counters[i] = string.char(1) .. bytes(from, 8) .. bytes(uses + 1, 4)
+  counters[-i] = from + span - now
+end
+
 local retry = start + window - now
 if attempts >= max then return {1, retry} end
 if sends >= max_sends then return {2, retry} end
@@ -81,6 +105,9 @@ if index_ttl <= 0 or expiry - now <= 0 or expiry >= 2^53 then return {-1} end
 -- The index entry goes in before the record names it.
 if not redis.call('SET', KEYS[2], ARGV[7], 'PX', string.format('%.0f', index_ttl), 'NX') then
   return {3}
+end
+for i = 3, #KEYS do
+  redis.call('SET', KEYS[i], counters[i], 'PX', string.format('%.0f', counters[-i]))
 end
 -- The entry of the challenge replaced two issues ago goes, if it still
 -- names this subject.

@@ -233,17 +233,19 @@ pub(super) fn one_step_reply(reply: Vec<Value>) -> Result<OneStepOutcome, Error>
 }
 
 /// The request that makes `issue` as one script (`issue.lua`), or `None`
-/// on a cluster, where the record and the new index entry are in
-/// different slots.
+/// on a cluster, where the record, the new index entry and the counters
+/// are in different slots.
 pub(super) fn issue_cmd(issue: &OneStepIssue<'_>, prefix: &str, cluster: bool) -> Option<Request> {
     if cluster {
         return None;
     }
-    let keys = [
-        format!("{prefix}{}", issue.record_key),
-        format!("{prefix}{}", issue.index_key),
-    ];
-    Some(ISSUE.request_on(&[&keys[0], &keys[1]], |cmd| {
+    let keys: Vec<String> = [issue.record_key, issue.index_key]
+        .into_iter()
+        .chain(issue.counters.iter().map(|c| c.key))
+        .map(|key| format!("{prefix}{key}"))
+        .collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    Some(ISSUE.request_on(&keys, |cmd| {
         cmd.arg(issue.now_ms)
             .arg(issue.max_attempts)
             .arg(issue.max_sends)
@@ -253,15 +255,21 @@ pub(super) fn issue_cmd(issue: &OneStepIssue<'_>, prefix: &str, cluster: bool) -
             .arg(&issue.subject_tag[..])
             .arg(prefix)
             .arg(issue.expires_ms);
+        for c in issue.counters {
+            cmd.arg(c.max).arg(c.window_ms);
+        }
     }))
 }
 
-/// Reads `issue.lua`'s reply. A reply of another shape is
+/// Reads `issue.lua`'s reply to `issue`. A reply of another shape is
 /// [`Error::StoreCorrupt`].
-pub(super) fn issue_reply(reply: Vec<i64>) -> Result<OneStepOutcome, Error> {
-    let retry_after = || {
+pub(super) fn issue_reply(
+    reply: Vec<i64>,
+    issue: &OneStepIssue<'_>,
+) -> Result<OneStepOutcome, Error> {
+    let ms = |at: usize| {
         reply
-            .get(1)
+            .get(at)
             .and_then(|ms| u64::try_from(*ms).ok())
             .map(std::time::Duration::from_millis)
             .ok_or(Error::StoreCorrupt)
@@ -269,12 +277,20 @@ pub(super) fn issue_reply(reply: Vec<i64>) -> Result<OneStepOutcome, Error> {
     Ok(OneStepOutcome(match reply.first() {
         Some(0) => Decision::Issued,
         Some(1) => Decision::Refused(Error::Locked {
-            retry_after: retry_after()?,
+            retry_after: ms(1)?,
         }),
         Some(2) => Decision::Refused(Error::SendLimit {
-            retry_after: retry_after()?,
+            retry_after: ms(1)?,
         }),
         Some(3) => Decision::Refused(Error::Contention),
+        Some(4) => {
+            let counter = reply
+                .get(1)
+                .and_then(|i| usize::try_from(*i).ok())
+                .and_then(|i| issue.counters.get(i))
+                .ok_or(Error::StoreCorrupt)?;
+            Decision::Refused((counter.refused)(ms(2)?))
+        }
         Some(-1) => Decision::Fallback,
         _ => return Err(Error::StoreCorrupt),
     }))
@@ -433,7 +449,9 @@ mod tests {
     /// the step says so and it still names the subject.
     #[test]
     fn the_issue_script_issues_as_issue_step_does() {
-        use crate::otp::record::{Live, issue_step};
+        use crate::otp::limits::Bucket;
+        use crate::otp::record::{Live, client_reserve, issue_step};
+        use crate::otp::store::OneStepCounter;
         let Some(mut conn) = connection() else { return };
         const ISSUES: &str = "pinseal-test:lua-issue:";
         let keys = Keys::new(&Key::from_bytes([8; 32]));
@@ -486,7 +504,80 @@ mod tests {
             if let Some(key) = &stale_key {
                 set(&mut conn, key, &stale_value);
             }
-            let want = issue_step(&policy, &live, &tag, current.as_deref(), NOW);
+            // Up to two client counters, each absent, with uses left, at
+            // its budget, from a window that has ended, or damaged.
+            let mut counters = Vec::new();
+            for j in 0..rng.pick(&[0usize, 0, 1, 2]) {
+                let bucket = Bucket {
+                    max: 3,
+                    window_ms: rng.pick(&[60_000, 3_600_000]),
+                };
+                let counter = |start: u64, uses: u32| {
+                    [&[1u8][..], &start.to_be_bytes(), &uses.to_be_bytes()].concat()
+                };
+                let held = match rng.pick(&[0u8, 1, 1, 2, 3, 4]) {
+                    0 => None,
+                    1 => Some(counter(
+                        NOW - rng.pick(&[0, 1_000, 59_999]),
+                        rng.pick(&[1, 2]),
+                    )),
+                    2 => Some(counter(NOW - rng.pick(&[0, 59_999]), 3)),
+                    3 => Some(counter(NOW - bucket.window_ms - rng.pick(&[0, 1_000]), 3)),
+                    // Too short, or another version.
+                    _ => Some(if rng.pick(&[false, true]) {
+                        vec![1u8; 12]
+                    } else {
+                        let mut c = counter(NOW, 1);
+                        c[0] = 2;
+                        c
+                    }),
+                };
+                let key = format!("k:{round:04}:{j}");
+                let _: () = redis::cmd("DEL")
+                    .arg(format!("{ISSUES}{key}"))
+                    .query(&mut conn)
+                    .unwrap();
+                if let Some(bytes) = &held {
+                    set(&mut conn, &format!("{ISSUES}{key}"), bytes);
+                }
+                counters.push((key, bucket, held));
+            }
+            fn limit(retry_after: std::time::Duration) -> Error {
+                Error::ClientLimit { retry_after }
+            }
+            // What the service's reserve makes of them: each one's write,
+            // or the first refusal.
+            let mut spent = Ok(Vec::new());
+            for (_, bucket, held) in &counters {
+                match client_reserve(*bucket, limit, held.as_deref(), NOW) {
+                    Ok(Step::Write {
+                        next, expires_ms, ..
+                    }) => {
+                        if let Ok(spent) = &mut spent {
+                            spent.push((next.unwrap(), expires_ms));
+                        }
+                    }
+                    Ok(Step::Done(_)) => panic!("a reserve always writes"),
+                    Err(e) => {
+                        spent = Err(e);
+                        break;
+                    }
+                }
+            }
+            let want = match &spent {
+                Err(Error::StoreCorrupt) => None,
+                Err(e) => Some(Err(*e)),
+                Ok(_) => Some(issue_step(&policy, &live, &tag, current.as_deref(), NOW)),
+            };
+            let one_step_counters: Vec<OneStepCounter<'_>> = counters
+                .iter()
+                .map(|(key, bucket, _)| OneStepCounter {
+                    key,
+                    max: bucket.max,
+                    window_ms: bucket.window_ms,
+                    refused: limit,
+                })
+                .collect();
             let mut encoded = Vec::new();
             live.encode_into(&mut encoded);
             let issue = OneStepIssue {
@@ -500,12 +591,24 @@ mod tests {
                 max_sends: policy.max_sends,
                 send_window_ms: policy.send_window_ms,
                 ttl_ms: policy.ttl_ms,
+                counters: &one_step_counters,
             };
             let reply: Vec<i64> = issue_cmd(&issue, ISSUES, false)
                 .unwrap()
                 .run(&mut conn)
                 .unwrap();
-            let OneStepOutcome(got) = issue_reply(reply).unwrap();
+            let OneStepOutcome(got) = issue_reply(reply, &issue).unwrap();
+            let counters_after: Vec<Option<Vec<u8>>> = counters
+                .iter()
+                .map(|(key, ..)| {
+                    redis::cmd("GET")
+                        .arg(format!("{ISSUES}{key}"))
+                        .query(&mut conn)
+                        .unwrap()
+                })
+                .collect();
+            let counters_held: Vec<Option<Vec<u8>>> =
+                counters.iter().map(|(_, _, held)| held.clone()).collect();
             let after: Option<Vec<u8>> =
                 redis::cmd("GET").arg(&record_key).query(&mut conn).unwrap();
             let new_index: Option<Vec<u8>> = redis::cmd("GET")
@@ -517,20 +620,45 @@ mod tests {
                 None => None,
             };
             match want {
-                Err(e) => {
+                None => {
+                    outcomes.insert("a damaged counter".into());
+                    assert!(matches!(got, Decision::Fallback), "round {round}");
+                    assert_eq!(after, current, "round {round}: a fallback wrote");
+                    assert_eq!(new_index, None, "round {round}");
+                    assert_eq!(counters_after, counters_held, "round {round}");
+                }
+                Some(Err(e)) => {
                     outcomes.insert(format!("{e:?}").split(' ').next().unwrap().to_string());
                     let Decision::Refused(got) = got else {
                         panic!("round {round}: the script did not refuse ({e:?})");
                     };
                     assert_eq!(got, e, "round {round}");
                     assert_eq!(after, current, "round {round}: a refusal wrote");
+                    assert_eq!(
+                        counters_after, counters_held,
+                        "round {round}: a counter moved"
+                    );
                     assert_eq!(new_index, None, "round {round}");
                     if stale_key.is_some() {
                         assert_eq!(stale_after.as_deref(), Some(&stale_value[..]));
                     }
                 }
-                Ok(step) => {
+                Some(Ok(step)) => {
                     outcomes.insert("Issued".into());
+                    let Ok(spent) = &spent else {
+                        unreachable!("a refused counter refuses the issue")
+                    };
+                    for (((key, ..), after), (next, expires_ms)) in
+                        counters.iter().zip(&counters_after).zip(spent)
+                    {
+                        assert_eq!(after.as_ref(), Some(next), "round {round}: {key}");
+                        let ttl: i64 = redis::cmd("PTTL")
+                            .arg(format!("{ISSUES}{key}"))
+                            .query(&mut conn)
+                            .unwrap();
+                        let want_ttl = (expires_ms - NOW) as i64;
+                        assert!(ttl <= want_ttl && ttl > want_ttl - 1_000, "round {round}");
+                    }
                     assert!(matches!(got, Decision::Issued), "round {round}");
                     let Step::Write {
                         next,
@@ -564,7 +692,13 @@ mod tests {
                 }
             }
         }
-        for o in ["Issued", "Locked", "SendLimit"] {
+        for o in [
+            "Issued",
+            "Locked",
+            "SendLimit",
+            "ClientLimit",
+            "a damaged counter",
+        ] {
             assert!(outcomes.contains(o), "{o} never came up: {outcomes:?}");
         }
     }
@@ -634,12 +768,13 @@ mod tests {
                 max_sends: 1_000,
                 send_window_ms: policy.send_window_ms,
                 ttl_ms: policy.ttl_ms,
+                counters: &[],
             };
             let reply: Vec<i64> = issue_cmd(&issue, DAMAGED, false)
                 .unwrap()
                 .run(&mut conn)
                 .unwrap();
-            let OneStepOutcome(decision) = issue_reply(reply).unwrap();
+            let OneStepOutcome(decision) = issue_reply(reply, &issue).unwrap();
             assert!(
                 matches!(decision, Decision::Fallback),
                 "issue, {} bytes: {:?}",
@@ -728,10 +863,11 @@ mod tests {
                 max_sends: policy.max_sends,
                 send_window_ms: policy.send_window_ms,
                 ttl_ms: policy.ttl_ms,
+                counters: &[],
             };
             let reply: Vec<i64> = issue_cmd(&issue, TWICE, false).unwrap().run(conn).unwrap();
             let after: Option<Vec<u8>> = redis::cmd("GET").arg(&record_key).query(conn).unwrap();
-            (issue_reply(reply).unwrap().0, after)
+            (issue_reply(reply, &issue).unwrap().0, after)
         };
         let (first, after_first) = issue_once(&mut conn, [0x73; 32]);
         assert!(matches!(first, Decision::Issued));
