@@ -380,3 +380,135 @@ fn issues_with_client_counters_take_one_request_on_one_server() {
         }
     }
 }
+
+/// The requests of checks on behalf of a client (`check_from`,
+/// `verify_from`), whose check budget (two here) is spent unless the check
+/// approves.
+fn counted_checks(
+    monitor: &mut Monitor,
+    issue: &mut dyn FnMut(&str) -> (ChallengeId, Secret<String>),
+    verify_from: &mut dyn FnMut(&ChallengeId, &str) -> Result<Verdict, pinseal::Error>,
+    check_from: &mut dyn FnMut(&str, &str) -> Result<Verdict, pinseal::Error>,
+) -> Counts {
+    for n in 0..8 {
+        let subject = format!("+1555000777{n}");
+        let (_, code) = issue(&subject);
+        assert_eq!(
+            check_from(&subject, code.expose_secret()).unwrap(),
+            Verdict::Approved
+        );
+    }
+    let (id, code) = issue("+15550005551");
+    let mut counts = Vec::new();
+    let mut step = |name: &'static str, monitor: &mut Monitor, f: &mut dyn FnMut()| {
+        monitor.take();
+        f();
+        counts.push((name, monitor.take()));
+    };
+    step("check from a client, wrong code", monitor, &mut || {
+        assert_eq!(
+            check_from("+15550005551", &wrong(&code)).unwrap(),
+            Verdict::Rejected { attempts_left: 4 }
+        );
+    });
+    step("verify from a client, right code", monitor, &mut || {
+        assert_eq!(
+            verify_from(&id, code.expose_secret()).unwrap(),
+            Verdict::Approved
+        );
+    });
+    step("check from a client, no challenge", monitor, &mut || {
+        assert_eq!(
+            check_from("+15550005552", "123456").unwrap(),
+            Verdict::Unknown
+        );
+    });
+    step("check from a client, budget spent", monitor, &mut || {
+        let refused = check_from("+15550005551", "123456").unwrap_err();
+        assert!(matches!(refused, pinseal::Error::ClientCheckLimit { .. }));
+    });
+    counts
+}
+
+fn check_budget_policy() -> Policy {
+    policy()
+        .with_client_check_budget(2, Duration::from_secs(600))
+        .unwrap()
+}
+
+/// On one server a check spends the client's check budget in its own
+/// request. On a cluster the budget is in another slot: a read and a write
+/// before the check, and a read and a write more to give it back on
+/// approval.
+#[test]
+fn checks_with_a_client_budget_take_one_request_on_one_server() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for cluster in [false, true] {
+        let Some(mut monitor) = monitor(cluster) else {
+            return;
+        };
+        let store = if cluster {
+            common::redis_cluster_store()
+        } else {
+            common::redis_store()
+        };
+        let Some(store) = store else { return };
+        let otp = Otp::with_store(&Key::from_bytes([3; 32]), check_budget_policy(), store);
+        let mut n = 0;
+        let blocking = counted_checks(
+            &mut monitor,
+            &mut |s| otp.issue(s).unwrap(),
+            &mut |id, input| otp.verify_from(id, "client-b", input),
+            &mut |s, input| {
+                // The warm-up checks each from a client of their own.
+                n += 1;
+                let client = if n <= 8 {
+                    format!("warm-{n}")
+                } else {
+                    "client-b".into()
+                };
+                otp.check_from(s, &client, input)
+            },
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let builder = AsyncRedisStore::builder().prefix(common::unique_prefix());
+        let builder = if cluster {
+            builder.cluster(common::redis_cluster_urls())
+        } else {
+            builder.url(common::redis_url())
+        };
+        let store = rt.block_on(builder.connect()).unwrap();
+        let otp = aio::Otp::with_store(&Key::from_bytes([3; 32]), check_budget_policy(), store);
+        let mut n = 0;
+        let asynchronous = counted_checks(
+            &mut monitor,
+            &mut |s| rt.block_on(otp.issue(s)).unwrap(),
+            &mut |id, input| rt.block_on(otp.verify_from(id, "client-b", input)),
+            &mut |s, input| {
+                n += 1;
+                let client = if n <= 8 {
+                    format!("warm-{n}")
+                } else {
+                    "client-b".into()
+                };
+                rt.block_on(otp.check_from(s, &client, input))
+            },
+        );
+        let place = if cluster { "cluster" } else { "one server" };
+        for (what, counts) in [("blocking", blocking), ("async", asynchronous)] {
+            report(&format!("{what}, {place}, checks from a client"), &counts);
+            for (name, one_server, on_cluster) in [
+                ("check from a client, wrong code", 1, 3),
+                ("verify from a client, right code", 1, 6),
+                ("check from a client, no challenge", 1, 3),
+                ("check from a client, budget spent", 1, 1),
+            ] {
+                let want = if cluster { on_cluster } else { one_server };
+                assert_eq!(of(&counts, name), want, "{what}, {place}: {name}");
+            }
+        }
+    }
+}

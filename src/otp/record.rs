@@ -1236,6 +1236,7 @@ mod tests {
                 max_attempts: policy.max_attempts,
                 send_window_ms: policy.send_window_ms,
                 ttl_ms: policy.ttl_ms,
+                counter: None,
             };
             let (decision, write) = one_step(&check, Some(&bytes)).unwrap();
             let Decision::Decided {
@@ -1264,6 +1265,7 @@ mod tests {
             max_attempts: 5,
             send_window_ms: 1,
             ttl_ms: 1,
+            counter: None,
         };
         assert!(matches!(
             one_step(&check, None).unwrap(),

@@ -480,6 +480,20 @@ impl<C: Clock> Service<C> {
             bucket: self.policy.client_check_bucket(),
             refused: client_check_limit,
         }];
+        // The budget spent in the same request as the check, where the
+        // store can (one Redis server); the general way otherwise.
+        let counter = OneStepCounter {
+            key: &counters[0].key,
+            max: counters[0].bucket.max,
+            window_ms: counters[0].bucket.window_ms,
+            refused: client_check_limit,
+        };
+        if let Some(verdict) = self
+            .verify_one_step(store, target, input, Some(counter), now)
+            .await?
+        {
+            return Ok(verdict);
+        }
         let held = self.reserve(store, &counters, now).await?;
         let verdict = self.verify_target(store, target, input).await;
         if !matches!(verdict, Ok(ref v) if !v.is_approved()) {
@@ -495,7 +509,10 @@ impl<C: Clock> Service<C> {
         input: &str,
     ) -> Result<Verdict, Error> {
         let now = self.now();
-        if let Some(verdict) = self.verify_one_step(store, target, input, now).await? {
+        if let Some(verdict) = self
+            .verify_one_step(store, target, input, None, now)
+            .await?
+        {
             return Ok(verdict);
         }
         let located = self.locate(store, target, now).await?;
@@ -553,6 +570,7 @@ impl<C: Clock> Service<C> {
         store: &T,
         target: Target<'_>,
         input: &str,
+        counter: Option<OneStepCounter<'_>>,
         now: u64,
     ) -> Result<Option<Verdict>, Error> {
         let (key, id_tag, mut subject_tag) = match target {
@@ -579,10 +597,16 @@ impl<C: Clock> Service<C> {
             max_attempts: self.policy.max_attempts,
             send_window_ms: self.policy.send_window_ms,
             ttl_ms: self.policy.ttl_ms,
+            counter,
         };
         let mut outcome = store.check_in_one_step(&check).await?;
         let record_key;
         if let Some(OneStepOutcome(Decision::IndexFirst)) = outcome {
+            if check.counter.is_some() {
+                // An unknown id found here would leave the budget unspent:
+                // the general path spends it.
+                return Ok(None);
+            }
             let Some((tag, _)) = self.locate(store, target, now).await? else {
                 return Ok(Some(Verdict::Unknown));
             };
@@ -590,6 +614,9 @@ impl<C: Clock> Service<C> {
             check.lookup = Lookup::Record(&record_key);
             subject_tag = Some(tag);
             outcome = store.check_in_one_step(&check).await?;
+        }
+        if let Some(OneStepOutcome(Decision::Refused(e))) = outcome {
+            return Err(e);
         }
         let Some(OneStepOutcome(Decision::Decided {
             verdict,
@@ -1011,7 +1038,10 @@ impl<S: Store, C: Clock> Otp<S, C> {
     /// [`Otp::verify`] on behalf of `client` (an IP address, a device id),
     /// counted against the client's check budget
     /// ([`Policy::with_client_check_budget`]): a check that is not an
-    /// approval spends one check of the client's window.
+    /// approval spends one check of the client's window. On one Redis
+    /// server the budget is spent in the check's own request (one
+    /// script); on other stores it is spent before the check and given
+    /// back on an approval or an error.
     ///
     /// # Errors
     ///

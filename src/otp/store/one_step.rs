@@ -27,7 +27,9 @@ pub(crate) enum Lookup<'a> {
 /// # About
 ///
 /// It holds store keys, the challenge's id tag, the MAC of the candidate
-/// code and the policy's numbers: never the code, the subject or the id.
+/// code, the policy's numbers and, for a check on behalf of a client, the
+/// key and budget of its counter: never the code, the subject, the client
+/// or the id.
 /// It is built only by this crate; a store written outside it keeps the
 /// default [`Store::check_in_one_step`](super::Store::check_in_one_step),
 /// and every check then runs as reads and compare-and-swaps.
@@ -43,6 +45,11 @@ pub struct OneStepCheck<'a> {
     pub(crate) max_attempts: u32,
     pub(crate) send_window_ms: u64,
     pub(crate) ttl_ms: u64,
+    /// A client's check budget, spent by the check unless it approves:
+    /// none left refuses the check before anything is decided. A store
+    /// that cannot spend it in the same request answers `None` (the
+    /// general path).
+    pub(crate) counter: Option<OneStepCounter<'a>>,
 }
 
 impl fmt::Debug for OneStepCheck<'_> {
@@ -125,7 +132,8 @@ pub(crate) enum Decision {
     /// The issue was made.
     Issued,
     /// The issue was refused (`Error::Locked`, `Error::SendLimit`,
-    /// `Error::Contention`, or a counter's error); nothing was written.
+    /// `Error::Contention`, or a counter's error), or the check (its
+    /// counter's error); nothing was written.
     Refused(crate::Error),
     Decided {
         verdict: Verdict,

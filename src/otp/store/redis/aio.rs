@@ -222,9 +222,13 @@ impl AsyncStore for AsyncRedisStore {
         check: &OneStepCheck<'_>,
     ) -> Result<Option<OneStepOutcome>, Error> {
         let cluster = matches!(self.conn, Conn::Cluster(_));
+        if cluster && check.counter.is_some() {
+            // The client's counter is in another slot.
+            return Ok(None);
+        }
         match one_step_cmd(check, &self.prefix, cluster) {
             None => Ok(Some(OneStepOutcome(Decision::IndexFirst))),
-            Some(cmd) => one_step_reply(self.query(&cmd).await?).map(Some),
+            Some(cmd) => one_step_reply(self.query(&cmd).await?, check).map(Some),
         }
     }
 

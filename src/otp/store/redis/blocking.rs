@@ -351,9 +351,13 @@ impl Store for RedisStore {
     /// the caller reads the index entry first.
     fn check_in_one_step(&self, check: &OneStepCheck<'_>) -> Result<Option<OneStepOutcome>, Error> {
         let cluster = matches!(self.node, Node::Cluster { .. });
+        if cluster && check.counter.is_some() {
+            // The client's counter is in another slot.
+            return Ok(None);
+        }
         match one_step_cmd(check, &self.prefix, cluster) {
             None => Ok(Some(OneStepOutcome(Decision::IndexFirst))),
-            Some(cmd) => one_step_reply(self.query(cmd)?).map(Some),
+            Some(cmd) => one_step_reply(self.query(cmd)?, check).map(Some),
         }
     }
 

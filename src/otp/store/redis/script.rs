@@ -179,7 +179,12 @@ pub(super) fn one_step_cmd(
         Lookup::Index(key) if !cluster => ("i", key),
         Lookup::Index(_) => return None,
     };
-    Some(VERIFY.request(&format!("{prefix}{key}"), |cmd| {
+    let mut keys = vec![format!("{prefix}{key}")];
+    if let Some(counter) = &check.counter {
+        keys.push(format!("{prefix}{}", counter.key));
+    }
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    Some(VERIFY.request_on(&keys, |cmd| {
         cmd.arg(mode)
             .arg(check.id_tag.as_ref().map_or(&[][..], |t| &t[..]))
             .arg(check.mac.as_ref().map_or(&[][..], |m| &m[..]))
@@ -188,12 +193,18 @@ pub(super) fn one_step_cmd(
             .arg(check.send_window_ms)
             .arg(check.ttl_ms)
             .arg(prefix);
+        if let Some(counter) = &check.counter {
+            cmd.arg(counter.max).arg(counter.window_ms);
+        }
     }))
 }
 
-/// Reads the script's reply (see `verify.lua`). A reply of another shape
-/// is [`Error::StoreCorrupt`].
-pub(super) fn one_step_reply(reply: Vec<Value>) -> Result<OneStepOutcome, Error> {
+/// Reads the script's reply to `check` (see `verify.lua`). A reply of
+/// another shape is [`Error::StoreCorrupt`].
+pub(super) fn one_step_reply(
+    reply: Vec<Value>,
+    check: &OneStepCheck<'_>,
+) -> Result<OneStepOutcome, Error> {
     fn tag(value: Option<&Value>) -> Result<Option<[u8; 32]>, Error> {
         match value {
             None => Ok(None),
@@ -211,6 +222,13 @@ pub(super) fn one_step_reply(reply: Vec<Value>) -> Result<OneStepOutcome, Error>
     let kind = number(0)?;
     if kind == -1 {
         return Ok(OneStepOutcome(Decision::Fallback));
+    }
+    if kind == 6 {
+        let counter = check.counter.as_ref().ok_or(Error::StoreCorrupt)?;
+        let ms = u64::try_from(number(1)?).map_err(|_| Error::StoreCorrupt)?;
+        return Ok(OneStepOutcome(Decision::Refused((counter.refused)(
+            std::time::Duration::from_millis(ms),
+        ))));
     }
     let left = u32::try_from(number(1)?).map_err(|_| Error::StoreCorrupt)?;
     let verdict = match kind {
@@ -307,8 +325,9 @@ mod tests {
     use crate::otp::driver::Step;
     use crate::otp::record::cases::{Case, NOW, Rng, case};
     use crate::otp::record::{
-        Attempt, Keys, Macs, Outcome, State, index_key, subject_key, verify_step,
+        Attempt, Keys, Macs, Outcome, State, client_reserve, index_key, subject_key, verify_step,
     };
+    use crate::otp::store::OneStepCounter;
     const PREFIX: &str = "pinseal-test:lua:";
     /// The other test's prefix: the two run at once.
     const DAMAGED: &str = "pinseal-test:lua-damaged:";
@@ -337,7 +356,7 @@ mod tests {
     ) -> (Decision, Option<Vec<u8>>, i64) {
         let request = one_step_cmd(check, prefix, false).unwrap();
         let reply: Vec<Value> = request.run(conn).unwrap();
-        let OneStepOutcome(decision) = one_step_reply(reply).unwrap();
+        let OneStepOutcome(decision) = one_step_reply(reply, check).unwrap();
         let after: Option<Vec<u8>> = redis::cmd("GET").arg(record_key).query(conn).unwrap();
         let ttl: i64 = redis::cmd("PTTL").arg(record_key).query(conn).unwrap();
         (decision, after, ttl)
@@ -351,6 +370,44 @@ mod tests {
             .arg(3_600_000)
             .query(conn)
             .unwrap();
+    }
+
+    /// A client counter, stored under `key`: absent, with uses left, at its
+    /// budget (3), from a window that has ended, or damaged.
+    fn counter_case(
+        rng: &mut Rng,
+        conn: &mut redis::Connection,
+        key: &str,
+    ) -> (crate::otp::limits::Bucket, Option<Vec<u8>>) {
+        let bucket = crate::otp::limits::Bucket {
+            max: 3,
+            window_ms: rng.pick(&[60_000, 3_600_000]),
+        };
+        let counter = |start: u64, uses: u32| {
+            [&[1u8][..], &start.to_be_bytes(), &uses.to_be_bytes()].concat()
+        };
+        let held = match rng.pick(&[0u8, 1, 1, 2, 3, 4]) {
+            0 => None,
+            1 => Some(counter(
+                NOW - rng.pick(&[0, 1_000, 59_999]),
+                rng.pick(&[1, 2]),
+            )),
+            2 => Some(counter(NOW - rng.pick(&[0, 59_999]), 3)),
+            3 => Some(counter(NOW - bucket.window_ms - rng.pick(&[0, 1_000]), 3)),
+            // Too short, or another version.
+            _ => Some(if rng.pick(&[false, true]) {
+                vec![1u8; 12]
+            } else {
+                let mut c = counter(NOW, 1);
+                c[0] = 2;
+                c
+            }),
+        };
+        let _: () = redis::cmd("DEL").arg(key).query(conn).unwrap();
+        if let Some(bytes) = &held {
+            set(conn, key, bytes);
+        }
+        (bucket, held)
     }
 
     #[test]
@@ -406,6 +463,7 @@ mod tests {
                     max_attempts: policy.max_attempts,
                     send_window_ms: policy.send_window_ms,
                     ttl_ms: policy.ttl_ms,
+                    counter: None,
                 };
                 let (decision, after, ttl) = run_script(&mut conn, &check, PREFIX, &record_key);
                 let Decision::Decided {
@@ -443,15 +501,132 @@ mod tests {
         assert!(seen.iter().any(|v| v.starts_with("Rejected")));
     }
 
+    /// A check on behalf of a client (`check_from`, `verify_from`) against
+    /// what the service does the general way: its check budget reserved
+    /// first (`client_reserve`), the check (`verify_step`), and the budget
+    /// given back on approval. The same refusals, verdicts and bytes.
+    #[test]
+    fn the_script_spends_a_check_budget_as_the_service_does() {
+        let Some(mut conn) = connection() else { return };
+        const BUDGETS: &str = "pinseal-test:lua-budget:";
+        fn limit(retry_after: std::time::Duration) -> Error {
+            Error::ClientCheckLimit { retry_after }
+        }
+        let keys = Keys::new(&Key::from_bytes([8; 32]));
+        let policy = Policy::new(6, std::time::Duration::from_secs(60), 5).unwrap();
+        let mut rng = Rng(0x0ddb_1a5e_5ca1_ab1e);
+        let mut seen = std::collections::HashSet::new();
+        for round in 0..1500 {
+            let Case {
+                record,
+                tag,
+                id_tag,
+            } = case(&mut rng, &keys, &policy);
+            let bytes = record.encode();
+            let want_id = rng.pick(&[None, Some(id_tag)]);
+            let input = rng.pick(&["123456", "123457", "1234"]);
+            let attempt = Attempt::new(&policy, want_id, input, NOW);
+            let record_key = format!("{BUDGETS}{}", subject_key(&tag));
+            let index = index_key(&id_tag);
+            set(&mut conn, &record_key, &bytes);
+            set(&mut conn, &format!("{BUDGETS}{index}"), &tag);
+            let counter_key = format!("q:{round:04}");
+            let (bucket, held) =
+                counter_case(&mut rng, &mut conn, &format!("{BUDGETS}{counter_key}"));
+            let check = OneStepCheck {
+                lookup: match want_id {
+                    Some(_) => Lookup::Index(&index),
+                    None => Lookup::Record(&record_key[BUDGETS.len()..]),
+                },
+                id_tag: want_id,
+                mac: bool::from(attempt.valid).then(|| attempt.split_mac(&keys, &tag)),
+                now_ms: NOW,
+                max_attempts: policy.max_attempts,
+                send_window_ms: policy.send_window_ms,
+                ttl_ms: policy.ttl_ms,
+                counter: Some(OneStepCounter {
+                    key: &counter_key,
+                    max: bucket.max,
+                    window_ms: bucket.window_ms,
+                    refused: limit,
+                }),
+            };
+            let (decision, after, _) = run_script(&mut conn, &check, BUDGETS, &record_key);
+            let counter_after: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(format!("{BUDGETS}{counter_key}"))
+                .query(&mut conn)
+                .unwrap();
+            let what = format!("round {round}");
+            match client_reserve(bucket, limit, held.as_deref(), NOW) {
+                Err(Error::StoreCorrupt) => {
+                    seen.insert("a damaged counter".to_string());
+                    assert!(matches!(decision, Decision::Fallback), "{what}");
+                    assert_eq!(after.as_deref(), Some(&bytes[..]), "{what}");
+                    assert_eq!(counter_after, held, "{what}");
+                }
+                Err(e) => {
+                    seen.insert("refused".to_string());
+                    let Decision::Refused(got) = decision else {
+                        panic!("{what}: not refused");
+                    };
+                    assert_eq!(got, e, "{what}");
+                    assert_eq!(after.as_deref(), Some(&bytes[..]), "{what}");
+                    assert_eq!(counter_after, held, "{what}");
+                }
+                Ok(Step::Write {
+                    next: spent,
+                    expires_ms,
+                    ..
+                }) => {
+                    let step = verify_step(&keys, &policy, &attempt, &tag, Some(&bytes)).unwrap();
+                    let (verdict, written) = match step {
+                        Step::Done(outcome) => (outcome.value, None),
+                        Step::Write { next, then, .. } => (then.value, next),
+                    };
+                    let Decision::Decided { verdict: got, .. } = decision else {
+                        panic!("{what}: not decided");
+                    };
+                    seen.insert(format!("{verdict:?}"));
+                    assert_eq!(got, verdict, "{what}");
+                    assert_eq!(
+                        after.as_deref(),
+                        Some(written.as_deref().unwrap_or(&bytes)),
+                        "{what}"
+                    );
+                    if verdict == Verdict::Approved {
+                        assert_eq!(counter_after, held, "{what}: an approval is not counted");
+                    } else {
+                        assert_eq!(counter_after, spent, "{what}");
+                        let ttl: i64 = redis::cmd("PTTL")
+                            .arg(format!("{BUDGETS}{counter_key}"))
+                            .query(&mut conn)
+                            .unwrap();
+                        let want_ttl = (expires_ms - NOW) as i64;
+                        assert!(ttl <= want_ttl && ttl > want_ttl - 1_000, "{what}");
+                    }
+                }
+                Ok(Step::Done(_)) => panic!("a reserve always writes"),
+            }
+        }
+        for v in [
+            "Approved",
+            "Unknown",
+            "Locked",
+            "refused",
+            "a damaged counter",
+        ] {
+            assert!(seen.contains(v), "{v} never came up: {seen:?}");
+        }
+        assert!(seen.iter().any(|v| v.starts_with("Rejected")));
+    }
+
     /// `issue.lua` against `issue_step` and the writes the service makes
     /// around it: the same refusals, the same record written with the same
     /// expiry, the new index entry, and the stale one deleted only when
     /// the step says so and it still names the subject.
     #[test]
     fn the_issue_script_issues_as_issue_step_does() {
-        use crate::otp::limits::Bucket;
-        use crate::otp::record::{Live, client_reserve, issue_step};
-        use crate::otp::store::OneStepCounter;
+        use crate::otp::record::{Live, issue_step};
         let Some(mut conn) = connection() else { return };
         const ISSUES: &str = "pinseal-test:lua-issue:";
         let keys = Keys::new(&Key::from_bytes([8; 32]));
@@ -508,38 +683,8 @@ mod tests {
             // its budget, from a window that has ended, or damaged.
             let mut counters = Vec::new();
             for j in 0..rng.pick(&[0usize, 0, 1, 2]) {
-                let bucket = Bucket {
-                    max: 3,
-                    window_ms: rng.pick(&[60_000, 3_600_000]),
-                };
-                let counter = |start: u64, uses: u32| {
-                    [&[1u8][..], &start.to_be_bytes(), &uses.to_be_bytes()].concat()
-                };
-                let held = match rng.pick(&[0u8, 1, 1, 2, 3, 4]) {
-                    0 => None,
-                    1 => Some(counter(
-                        NOW - rng.pick(&[0, 1_000, 59_999]),
-                        rng.pick(&[1, 2]),
-                    )),
-                    2 => Some(counter(NOW - rng.pick(&[0, 59_999]), 3)),
-                    3 => Some(counter(NOW - bucket.window_ms - rng.pick(&[0, 1_000]), 3)),
-                    // Too short, or another version.
-                    _ => Some(if rng.pick(&[false, true]) {
-                        vec![1u8; 12]
-                    } else {
-                        let mut c = counter(NOW, 1);
-                        c[0] = 2;
-                        c
-                    }),
-                };
                 let key = format!("k:{round:04}:{j}");
-                let _: () = redis::cmd("DEL")
-                    .arg(format!("{ISSUES}{key}"))
-                    .query(&mut conn)
-                    .unwrap();
-                if let Some(bytes) = &held {
-                    set(&mut conn, &format!("{ISSUES}{key}"), bytes);
-                }
+                let (bucket, held) = counter_case(&mut rng, &mut conn, &format!("{ISSUES}{key}"));
                 counters.push((key, bucket, held));
             }
             fn limit(retry_after: std::time::Duration) -> Error {
@@ -800,6 +945,7 @@ mod tests {
                 max_attempts: policy.max_attempts,
                 send_window_ms: policy.send_window_ms,
                 ttl_ms: policy.ttl_ms,
+                counter: None,
             };
             let (decision, after, _) = run_script(&mut conn, &check, DAMAGED, &record_key);
             assert!(
@@ -821,11 +967,12 @@ mod tests {
             max_attempts: policy.max_attempts,
             send_window_ms: policy.send_window_ms,
             ttl_ms: policy.ttl_ms,
+            counter: None,
         };
         let request = one_step_cmd(&check, DAMAGED, false).unwrap();
         let reply: Vec<Value> = request.run(&mut conn).unwrap();
         assert!(matches!(
-            one_step_reply(reply).unwrap(),
+            one_step_reply(reply, &check).unwrap(),
             OneStepOutcome(Decision::Fallback)
         ));
     }

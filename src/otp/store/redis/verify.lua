@@ -11,16 +11,39 @@
 -- ARGV[4]: now (ms since the epoch)
 -- ARGV[5]: max attempts; ARGV[6]: send window (ms); ARGV[7]: TTL (ms)
 -- ARGV[8]: the key prefix (for ARGV[1] == 'i')
+-- KEYS[2], ARGV[9], ARGV[10], when sent: a client's check budget, its
+--          budget and window (ms): the rule of `client_reserve`, spent
+--          unless the check approves (the service's refund on approval)
 --
 -- Returns {kind, attempts left, subject tag, challenge id tag, prefix tag}:
 -- kind 0 unknown, 1 canceled, 2 locked, 3 expired, 4 approved, 5 rejected;
--- {-1} when the record is not one this script reads (another version, or
+-- {6, retry after ms} when the client's check budget is spent (nothing
+-- decided, nothing written);
+-- {-1} when the record or counter is not one this script reads (another version, or
 -- damaged): the caller then decides the check the general way, and reports
 -- what is wrong with it. So does a record holding a time of 2^53 ms or
 -- more, which a double cannot hold exactly.
 
 -- `num`, `big` and `bytes` come from `fields.lua`, sent before this script.
 
+-- The client's check budget, decided before the check: none left refuses.
+local spent, spent_ttl
+if #KEYS > 1 then
+  local now = tonumber(ARGV[4])
+  local budget, span = tonumber(ARGV[9]), tonumber(ARGV[10])
+  local from, uses = now, 0
+  local c = redis.call('GET', KEYS[2])
+  if c then
+    if #c ~= 13 or string.byte(c, 1) ~= 1 or big(c, 2) then return {-1} end
+    from, uses = num(c, 2, 8), num(c, 10, 4)
+    if now >= from + span then from, uses = now, 0 end
+  end
+  if from + span >= 2^53 or from + span - now <= 0 then return {-1} end
+  if uses >= budget then return {6, from + span - now} end
+  spent, spent_ttl = string.char(1) .. bytes(from, 8) .. bytes(uses + 1, 4), from + span - now
+end
+
+local function check()
 local key = KEYS[1]
 local subject = ''
 if ARGV[1] == 'i' then
@@ -101,3 +124,11 @@ end
 local expiry = math.max(start + window, expires + ttl)
 redis.call('SET', key, next, 'PX', string.format('%.0f', expiry - now))
 return {kind, left, subject, id_tag, prefix}
+end
+
+local reply = check()
+-- Every decision but an approval spends one check of the client's budget.
+if spent and reply[1] ~= -1 and reply[1] ~= 4 then
+  redis.call('SET', KEYS[2], spent, 'PX', string.format('%.0f', spent_ttl))
+end
+return reply
