@@ -226,6 +226,8 @@ fn resource<S>(app: &App<S>, c: &Challenge, channel: &str) -> Result<Value, Erro
         // Stored by a release that kept neither: nothing to show.
         return Err(Error::StoreCorrupt);
     };
+    // 34 characters, as the provider's; 36 on a Redis Cluster store,
+    // whose ids carry a slot byte.
     let sid = format!("VE{id}");
     let created = iso8601(c.created_at.unwrap_or(UNIX_EPOCH));
     let updated = iso8601(c.updated_at.unwrap_or(UNIX_EPOCH));

@@ -200,20 +200,22 @@ impl<'de> Deserialize<'de> for crate::otp::Verdict {
 }
 
 impl Serialize for crate::otp::ChallengeId {
-    /// Writes the id as its 32 lowercase hex characters.
+    /// Writes the id as its lowercase hex characters (32, or 34 with a
+    /// slot byte).
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
     }
 }
 
 impl<'de> Deserialize<'de> for crate::otp::ChallengeId {
-    /// Reads 32 hex characters; an error does not quote the input.
+    /// Reads 32 hex characters, or 34 with a slot byte; an error does not
+    /// quote the input.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Hex;
         impl ::serde::de::Visitor<'_> for Hex {
             type Value = crate::otp::ChallengeId;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a challenge id (32 hex characters)")
+                f.write_str("a challenge id (32 or 34 hex characters)")
             }
             fn visit_str<E: ::serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 v.parse()

@@ -143,7 +143,12 @@ mod bounds {
         #[test]
         fn challenge_ids_parse_only_when_well_formed(s in "(0x)?[0-9a-fA-F]{0,34}|.{0,40}") {
             match s.parse::<pinseal::otp::ChallengeId>() {
-                Ok(id) => prop_assert_eq!(id.to_string(), s.to_lowercase()),
+                Ok(id) => {
+                    // 32 hex characters, or 34 with a slot byte.
+                    prop_assert!(s.len() == 32 || s.len() == 34);
+                    prop_assert_eq!(id.to_string(), s.to_lowercase());
+                    prop_assert_eq!(id.as_bytes().len(), s.len() / 2);
+                }
                 Err(e) => prop_assert_eq!(e, Error::InvalidChallengeId),
             }
         }
@@ -154,8 +159,16 @@ mod bounds {
         let id = "00112233445566778899aabbccddeeff";
         assert!(id.parse::<pinseal::otp::ChallengeId>().is_ok());
         // Found by the `parse` fuzz target: a `0x` prefix was accepted.
+        // (It makes 34 characters, the length of an id with a slot byte.)
         assert_eq!(
             format!("0x{id}").parse::<pinseal::otp::ChallengeId>(),
+            Err(Error::InvalidChallengeId)
+        );
+        let slotted: pinseal::otp::ChallengeId = format!("{id}07").parse().unwrap();
+        assert_eq!(slotted.as_bytes().last(), Some(&7));
+        assert_ne!(slotted, id.parse().unwrap());
+        assert_eq!(
+            format!("{id}0").parse::<pinseal::otp::ChallengeId>(),
             Err(Error::InvalidChallengeId)
         );
     }

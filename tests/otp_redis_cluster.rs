@@ -250,7 +250,7 @@ mod cluster_only {
         let record = urls()
             .iter()
             .flat_map(|u| {
-                let keys: Vec<String> = cmd(&mut node(u), &["KEYS", &format!("{prefix}s:*")]);
+                let keys: Vec<String> = cmd(&mut node(u), &["KEYS", &format!("{prefix}{{??}}s:*")]);
                 keys
             })
             .collect::<HashSet<_>>();

@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime};
 use crate::{Error, Secret};
 
 /// The public handle of an issued code: 128 random bits, shown as 32
-/// lowercase hex characters (URL-safe).
+/// lowercase hex characters (URL-safe); on a store that places records by
+/// slot (Redis Cluster), 34: the random bits and the subject's slot byte.
 ///
 /// A challenge id is not a secret on its own: it cannot verify without the
 /// code. But the service can cancel or approve the challenge by its id
@@ -19,6 +20,20 @@ use crate::{Error, Secret};
 /// never fetch, cancel or approve by an id an unauthenticated client
 /// sends. With the `serde` feature it serializes as its hex string.
 ///
+/// # Slot byte
+///
+/// A store that keeps a challenge's index entry in the same hash slot as
+/// the subject's record ([`Store::slots_challenges`]: `RedisStore` and
+/// `AsyncRedisStore` on a cluster) gets ids with one more byte, the
+/// subject's slot byte: the first byte of the subject's keyed tag, so the
+/// store finds the record's slot from the id alone, and a check by id is
+/// one request. It says nothing of the subject to whoever lacks the key
+/// (the pepper), but two ids with different slot bytes are for different
+/// subjects, and ids with the same one are for the same subject or for one
+/// of about 1/256 of all others.
+///
+/// [`Store::slots_challenges`]: super::store::Store::slots_challenges
+///
 /// # Example
 ///
 /// ```
@@ -26,28 +41,65 @@ use crate::{Error, Secret};
 ///
 /// let id: ChallengeId = "00112233445566778899aabbccddeeff".parse()?;
 /// assert_eq!(id.to_string(), "00112233445566778899aabbccddeeff");
+/// let slotted: ChallengeId = "00112233445566778899aabbccddeeff07".parse()?;
+/// assert_eq!(slotted.as_bytes().len(), 17);
 /// assert!("short".parse::<ChallengeId>().is_err());
 /// # Ok::<(), pinseal::Error>(())
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ChallengeId(pub(super) [u8; 16]);
+pub struct ChallengeId {
+    /// The random bytes, then the slot byte (0 when there is none).
+    bytes: [u8; 17],
+    slotted: bool,
+}
 
 impl ChallengeId {
-    pub(super) fn random() -> ChallengeId {
-        let mut id = [0u8; 16];
-        crate::rand::fill(&mut id);
-        ChallengeId(id)
+    /// A new id: 16 random bytes and, when given, the slot byte.
+    pub(super) fn random(slot: Option<u8>) -> ChallengeId {
+        let mut bytes = [0u8; 17];
+        crate::rand::fill(&mut bytes[..16]);
+        if let Some(slot) = slot {
+            bytes[16] = slot;
+        }
+        ChallengeId {
+            bytes,
+            slotted: slot.is_some(),
+        }
     }
 
-    /// The id's 16 bytes.
-    pub fn as_bytes(&self) -> &[u8; 16] {
-        &self.0
+    /// The id of `random` bytes and `slot`.
+    pub(super) fn from_parts(random: [u8; 16], slot: Option<u8>) -> ChallengeId {
+        let mut bytes = [0u8; 17];
+        bytes[..16].copy_from_slice(&random);
+        bytes[16] = slot.unwrap_or(0);
+        ChallengeId {
+            bytes,
+            slotted: slot.is_some(),
+        }
+    }
+
+    /// The 16 random bytes.
+    pub(super) fn random_bytes(&self) -> &[u8; 16] {
+        self.bytes.first_chunk::<16>().unwrap_or(&[0; 16])
+    }
+
+    /// The slot byte, if the id has one.
+    pub(super) fn slot(&self) -> Option<u8> {
+        self.slotted.then_some(self.bytes[16])
+    }
+
+    /// The id's bytes: 16, or 17 with a slot byte.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..if self.slotted { 17 } else { 16 }]
     }
 }
 
 impl fmt::Display for ChallengeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        crate::hex::write::<16, 32>(f, &self.0)
+        match self.slot() {
+            None => crate::hex::write::<16, 32>(f, self.random_bytes()),
+            Some(_) => crate::hex::write::<17, 34>(f, &self.bytes),
+        }
     }
 }
 
@@ -59,11 +111,17 @@ impl fmt::Debug for ChallengeId {
 
 impl FromStr for ChallengeId {
     type Err = Error;
-    /// Parses 32 hex characters (either case).
+    /// Parses 32 hex characters, or 34 (with a slot byte), either case.
     fn from_str(s: &str) -> Result<ChallengeId, Error> {
-        let mut id = [0u8; 16];
-        crate::hex::decode_exact(s, &mut id).map_err(|()| Error::InvalidChallengeId)?;
-        Ok(ChallengeId(id))
+        let mut bytes = [0u8; 17];
+        let slotted = match s.len() {
+            32 => false,
+            34 => true,
+            _ => return Err(Error::InvalidChallengeId),
+        };
+        crate::hex::decode_exact(s, &mut bytes[..s.len() / 2])
+            .map_err(|()| Error::InvalidChallengeId)?;
+        Ok(ChallengeId { bytes, slotted })
     }
 }
 

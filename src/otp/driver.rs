@@ -148,6 +148,10 @@ impl<S: Store + ?Sized> AsyncStore for Blocking<'_, S> {
     ) -> Result<Option<OneStepOutcome>, Error> {
         self.0.issue_in_one_step(issue)
     }
+
+    fn slots_challenges(&self) -> bool {
+        self.0.slots_challenges()
+    }
 }
 
 /// Runs a future that awaits nothing but [`Blocking`] store calls: one poll

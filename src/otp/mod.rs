@@ -139,9 +139,9 @@
 //!   the other stores that one and one more per compare-and-swap round).
 //!   (The store round trips differ: on the memory store and DynamoDB an
 //!   unknown id needs one lookup, a known one two; on Redis a check is
-//!   one request whatever the outcome, except by id on a cluster, where a
-//!   known id takes two, and on a record written before version 4, which
-//!   is checked the general way. On Redis the script compares the MAC it
+//!   one request whatever the outcome, except by an id without a slot byte
+//!   on a cluster, where a known id takes two, and on a record written
+//!   before version 4, which is checked the general way. On Redis the script compares the MAC it
 //!   is sent with the stored one as Lua strings, not with `subtle`: see
 //!   SECURITY.md.)
 //! - Attempts are counted per subject, across resends, so resending never

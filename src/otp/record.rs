@@ -72,7 +72,8 @@ impl Keys {
         use crate::Seal;
         let mut plain = crate::Secret::new(Vec::with_capacity(16 + subject.len()));
         let p = crate::secret::ExposeSecretMut::expose_secret_mut(&mut plain);
-        p.extend_from_slice(&id.0);
+        // The slot byte, if any, is the subject tag's first byte: not sealed.
+        p.extend_from_slice(id.random_bytes());
         p.extend_from_slice(subject.as_bytes());
         self.to
             .seal(plain.expose_secret(), &to_aad(id_tag, subject_tag))
@@ -96,7 +97,15 @@ impl Keys {
             .split_first_chunk::<16>()
             .ok_or(Error::StoreCorrupt)?;
         let text = core::str::from_utf8(subject).map_err(|_| Error::StoreCorrupt)?;
-        Ok((ChallengeId(*id), crate::Secret::new(text.to_owned())))
+        // With a slot byte (the subject tag's first) if the challenge was
+        // issued with one: its tag tells.
+        let slotted = ChallengeId::from_parts(*id, Some(subject_tag[0]));
+        let id = if self.id_tag(&slotted) == *id_tag {
+            slotted
+        } else {
+            ChallengeId::from_parts(*id, None)
+        };
+        Ok((id, crate::Secret::new(text.to_owned())))
     }
 
     /// The tag of a rate-limit counter: `kind` and the `parts` it counts
@@ -120,8 +129,16 @@ impl Keys {
         self.subject.mac(&[subject.as_bytes()])
     }
 
-    pub(super) fn id_tag(&self, id: &[u8; 16]) -> Mac {
-        self.index.mac(&[id])
+    /// The tag of challenge `id`: its HMAC under the index key; with a
+    /// slot byte, that byte in place of the HMAC's first, so the index
+    /// entry's key starts as the subject record's does (see
+    /// [`ChallengeId`]'s slot byte).
+    pub(super) fn id_tag(&self, id: &ChallengeId) -> Mac {
+        let mut tag = self.index.mac(&[id.as_bytes()]);
+        if let Some(slot) = id.slot() {
+            tag[0] = slot;
+        }
+        tag
     }
 
     pub(super) fn client_tag(&self, client: &str) -> Mac {
@@ -1033,9 +1050,22 @@ pub(crate) mod cases {
     }
 
     pub(crate) fn case(rng: &mut Rng, keys: &Keys, policy: &Policy) -> Case {
+        case_of(rng, keys, policy, false)
+    }
+
+    /// A case whose challenge has a slot byte: its id tag starts with the
+    /// subject tag's first byte (see `ChallengeId`).
+    pub(crate) fn slotted_case(rng: &mut Rng, keys: &Keys, policy: &Policy) -> Case {
+        case_of(rng, keys, policy, true)
+    }
+
+    fn case_of(rng: &mut Rng, keys: &Keys, policy: &Policy, slotted: bool) -> Case {
         let window = policy.send_window_ms;
         let tag = [rng.pick(&[1u8, 2, 3]); 32];
-        let id_tag = [rng.pick(&[4u8, 5]); 32];
+        let mut id_tag = [rng.pick(&[4u8, 5]); 32];
+        if slotted {
+            id_tag[0] = tag[0];
+        }
         let live = rng.pick(&[false, true, true, true]).then(|| Live {
             id_tag,
             macs: Macs::Split {
@@ -1067,6 +1097,13 @@ pub(crate) mod cases {
                 index_expires_ms: rng.pick(&[NOW - 5, NOW, NOW + 5]),
             }),
         };
+        let mut record = record;
+        if let Some(stale) = record.stale.as_mut().filter(|_| slotted) {
+            // Issued with the slot byte, or (before ids had one) without.
+            if rng.pick(&[true, true, false]) {
+                stale.id_tag[0] = tag[0];
+            }
+        }
         Case {
             record,
             tag,
@@ -1231,6 +1268,7 @@ mod tests {
             let check = OneStepCheck {
                 lookup: Lookup::Record("unused"),
                 id_tag: want_id,
+                slotted: false,
                 mac: bool::from(attempt.valid).then(|| attempt.split_mac(&keys, &tag)),
                 now_ms: NOW,
                 max_attempts: policy.max_attempts,
@@ -1260,6 +1298,7 @@ mod tests {
         let check = OneStepCheck {
             lookup: Lookup::Record("unused"),
             id_tag: None,
+            slotted: false,
             mac: None,
             now_ms: NOW,
             max_attempts: 5,

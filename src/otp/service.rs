@@ -94,7 +94,7 @@ impl<C> Service<C> {
 
     /// The keyed pseudonym events name a challenge by.
     pub(super) fn challenge_pseudonym(&self, id: &ChallengeId) -> crate::pseudonym::Pseudonym {
-        self.tag_pseudonym(&self.keys.id_tag(&id.0))
+        self.tag_pseudonym(&self.keys.id_tag(id))
     }
 
     /// The keyed pseudonym of the challenge whose id tag is `id_tag`: what
@@ -200,11 +200,19 @@ impl<C: Clock> Service<C> {
                 })
                 .collect();
             match self
-                .issue_one_step(store, self.fresh(subject, None, now)?, &spent, now)
+                .issue_one_step(
+                    store,
+                    self.fresh(subject, None, store.slots_challenges(), now)?,
+                    &spent,
+                    now,
+                )
                 .await?
             {
                 Ok(made) => return Ok(made),
-                Err(fresh) => tried = Some(fresh),
+                // A store that cannot spend the counters in the same
+                // request (a cluster: they are in slots of their own) may
+                // still make the subject's part in one.
+                Err(fresh) => tried = Some((fresh, !counters.is_empty())),
             }
         }
         let held = self.reserve(store, &counters, now).await?;
@@ -263,17 +271,24 @@ impl<C: Clock> Service<C> {
     /// then the subject's.
     /// `tried`: the challenge whose one-step issue was already tried
     /// (without a fraud guard, with the counters), which the store did not
-    /// make: it is issued the general way, not sent again.
+    /// make, and whether to try it once more without the counters (spent
+    /// by now); otherwise it is issued the general way.
     async fn issue_guarded<T: AsyncStore + ?Sized>(
         &self,
         store: &T,
         subject: &str,
         phone: Option<(&FraudGuard, &str)>,
-        tried: Option<Fresh>,
+        tried: Option<(Fresh, bool)>,
         now: u64,
     ) -> Result<(ChallengeId, Secret<String>), Error> {
-        if let Some(fresh) = tried {
-            return self.issue_subject(store, fresh, now).await;
+        if let Some((fresh, again)) = tried {
+            if !again {
+                return self.issue_subject(store, fresh, now).await;
+            }
+            return match self.issue_one_step(store, fresh, &[], now).await? {
+                Ok(made) => Ok(made),
+                Err(fresh) => self.issue_subject(store, fresh, now).await,
+            };
         }
         let Some((guard, digits)) = phone else {
             return self.issue_fresh(store, subject, None, now).await;
@@ -305,7 +320,7 @@ impl<C: Clock> Service<C> {
         prefix: Option<Mac>,
         now: u64,
     ) -> Result<(ChallengeId, Secret<String>), Error> {
-        let fresh = self.fresh(subject, prefix, now)?;
+        let fresh = self.fresh(subject, prefix, store.slots_challenges(), now)?;
         match self.issue_one_step(store, fresh, &[], now).await? {
             Ok(made) => Ok(made),
             Err(fresh) => self.issue_subject(store, fresh, now).await,
@@ -314,11 +329,19 @@ impl<C: Clock> Service<C> {
 
     /// A new challenge for `subject`: its id and code, and everything the
     /// store is sent for it.
-    fn fresh(&self, subject: &str, prefix: Option<Mac>, now: u64) -> Result<Fresh, Error> {
+    /// `slotted`: the id carries the subject's slot byte (the store says
+    /// so, [`AsyncStore::slots_challenges`]).
+    fn fresh(
+        &self,
+        subject: &str,
+        prefix: Option<Mac>,
+        slotted: bool,
+        now: u64,
+    ) -> Result<Fresh, Error> {
         let tag = self.keys.subject_tag(subject);
-        let id = ChallengeId::random();
+        let id = ChallengeId::random(slotted.then_some(tag[0]));
         let code = random_code(self.policy.digits)?;
-        let id_tag = self.keys.id_tag(&id.0);
+        let id_tag = self.keys.id_tag(&id);
         let live = Live {
             id_tag,
             macs: Macs::Split {
@@ -450,7 +473,7 @@ impl<C: Clock> Service<C> {
         Ok(match target {
             Target::Subject(subject) => Some((self.keys.subject_tag(subject), None)),
             Target::Id(id) => {
-                let id_tag = self.keys.id_tag(&id.0);
+                let id_tag = self.keys.id_tag(id);
                 store
                     .get(&index_key(&id_tag), now)
                     .await?
@@ -562,7 +585,8 @@ impl<C: Clock> Service<C> {
 
     /// The check as one store request ([`AsyncStore::check_in_one_step`]),
     /// when the store makes it: one round trip on Redis, by subject or by
-    /// id (two by id on a cluster, where the index entry is read first).
+    /// id (two by an id without a slot byte on a cluster, where the index
+    /// entry is read first).
     /// `None` when the store does not, or the record is one it does not
     /// read: the check then runs as reads and compare-and-swaps.
     async fn verify_one_step<T: AsyncStore + ?Sized>(
@@ -579,7 +603,7 @@ impl<C: Clock> Service<C> {
                 (subject_key(&tag), None, Some(tag))
             }
             Target::Id(id) => {
-                let id_tag = self.keys.id_tag(&id.0);
+                let id_tag = self.keys.id_tag(id);
                 (index_key(&id_tag), Some(id_tag), None)
             }
         };
@@ -592,6 +616,7 @@ impl<C: Clock> Service<C> {
                 Target::Id(_) => Lookup::Index(&key),
             },
             id_tag,
+            slotted: matches!(target, Target::Id(id) if id.slot().is_some()),
             mac: bool::from(attempt.valid).then_some(mac),
             now_ms: now,
             max_attempts: self.policy.max_attempts,

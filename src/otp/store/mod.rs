@@ -131,6 +131,16 @@ pub trait Store: Send + Sync {
         let _ = issue;
         Ok(None)
     }
+
+    /// Whether this store keeps a challenge's index entry in the hash slot
+    /// of the subject's record, which it finds from the id's slot byte
+    /// (see [`ChallengeId`](crate::otp::ChallengeId)): then the service
+    /// issues ids with a slot byte, and a check by id is one request. Only
+    /// `RedisStore` and `AsyncRedisStore` on a cluster say so; the default
+    /// is `false`.
+    fn slots_challenges(&self) -> bool {
+        false
+    }
 }
 
 macro_rules! forward_store {
@@ -160,6 +170,9 @@ macro_rules! forward_store {
                 issue: &OneStepIssue<'_>,
             ) -> Result<Option<OneStepOutcome>, Error> {
                 (**self).issue_in_one_step(issue)
+            }
+            fn slots_challenges(&self) -> bool {
+                (**self).slots_challenges()
             }
         }
     )*};
@@ -235,6 +248,11 @@ pub trait AsyncStore: Send + Sync {
         let _ = issue;
         async { Ok(None) }
     }
+
+    /// As [`Store::slots_challenges`].
+    fn slots_challenges(&self) -> bool {
+        false
+    }
 }
 
 impl<S: AsyncStore + ?Sized> AsyncStore for Arc<S> {
@@ -267,6 +285,9 @@ impl<S: AsyncStore + ?Sized> AsyncStore for Arc<S> {
     ) -> impl Future<Output = Result<Option<OneStepOutcome>, Error>> + Send {
         (**self).issue_in_one_step(issue)
     }
+    fn slots_challenges(&self) -> bool {
+        (**self).slots_challenges()
+    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -294,6 +315,7 @@ trait ErasedStore: Send + Sync {
         &'a self,
         issue: &'a OneStepIssue<'a>,
     ) -> BoxFuture<'a, Result<Option<OneStepOutcome>, Error>>;
+    fn slots_challenges(&self) -> bool;
 }
 
 impl<S: AsyncStore> ErasedStore for S {
@@ -327,6 +349,9 @@ impl<S: AsyncStore> ErasedStore for S {
         issue: &'a OneStepIssue<'a>,
     ) -> BoxFuture<'a, Result<Option<OneStepOutcome>, Error>> {
         Box::pin(AsyncStore::issue_in_one_step(self, issue))
+    }
+    fn slots_challenges(&self) -> bool {
+        AsyncStore::slots_challenges(self)
     }
 }
 
@@ -398,5 +423,8 @@ impl AsyncStore for DynStore {
         issue: &OneStepIssue<'_>,
     ) -> Result<Option<OneStepOutcome>, Error> {
         self.0.issue_in_one_step(issue).await
+    }
+    fn slots_challenges(&self) -> bool {
+        self.0.slots_challenges()
     }
 }

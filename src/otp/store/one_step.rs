@@ -38,6 +38,9 @@ pub struct OneStepCheck<'a> {
     pub(crate) lookup: Lookup<'a>,
     /// The id tag the challenge must have (a check by id).
     pub(crate) id_tag: Option<Mac>,
+    /// The id carries its subject's slot byte: its index entry is in the
+    /// slot of the subject's record (see `Store::slots_challenges`).
+    pub(crate) slotted: bool,
     /// The candidate's MAC; `None` for malformed input, which never
     /// matches.
     pub(crate) mac: Option<Mac>,

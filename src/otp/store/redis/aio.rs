@@ -11,7 +11,7 @@ use super::cluster::{ClusterConn, ClusterSource, open_cluster, probe_seeds};
 use super::errors::{classify, open_error};
 use super::renew::{Connect, Renewing};
 use super::script::{
-    Request, cas_cmd, get_cmd, issue_cmd, issue_reply, one_step_cmd, one_step_reply,
+    Request, cas_cmd, get_cmd, issue_cmd, issue_reply, one_step_cmd, one_step_reply, redis_key,
 };
 use super::url::{client, install_tls_provider};
 use super::{RedisBuilder, Target};
@@ -198,7 +198,12 @@ impl AsyncRedisStore {
 
 impl AsyncStore for AsyncRedisStore {
     async fn get(&self, key: &str, _now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
-        self.query(&get_cmd(&format!("{}{key}", self.prefix))).await
+        self.query(&get_cmd(&redis_key(
+            &self.prefix,
+            key,
+            matches!(self.conn, Conn::Cluster(_)),
+        )))
+        .await
     }
 
     async fn compare_and_swap(
@@ -209,14 +214,15 @@ impl AsyncStore for AsyncRedisStore {
         expires_ms: u64,
         now_ms: u64,
     ) -> Result<bool, Error> {
-        let key = format!("{}{key}", self.prefix);
+        let key = redis_key(&self.prefix, key, matches!(self.conn, Conn::Cluster(_)));
         self.query::<i64>(&cas_cmd(&key, expected, new, expires_ms, now_ms))
             .await
             .map(|swapped| swapped == 1)
     }
 
     /// One script (see [`Store::check_in_one_step`](crate::otp::store::Store::check_in_one_step));
-    /// by id on a cluster, `None`: the index entry is read first.
+    /// by an id without a slot byte on a cluster, the caller reads the index
+    /// entry first.
     async fn check_in_one_step(
         &self,
         check: &OneStepCheck<'_>,
@@ -244,6 +250,13 @@ impl AsyncStore for AsyncRedisStore {
             None => Ok(None),
             Some(cmd) => issue_reply(self.query(&cmd).await?, issue).map(Some),
         }
+    }
+
+    /// On a cluster: a challenge's index entry goes in the slot of its
+    /// subject's record (see
+    /// [`Store::slots_challenges`](crate::otp::store::Store::slots_challenges)).
+    fn slots_challenges(&self) -> bool {
+        matches!(self.conn, Conn::Cluster(_))
     }
 }
 

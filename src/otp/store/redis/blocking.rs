@@ -9,7 +9,7 @@ use redis::{Client, Connection, ConnectionLike};
 use super::cluster::{ClusterSource, Lane};
 use super::errors::classify;
 use super::script::{
-    Request, cas_cmd, get_cmd, issue_cmd, issue_reply, one_step_cmd, one_step_reply,
+    Request, cas_cmd, get_cmd, issue_cmd, issue_reply, one_step_cmd, one_step_reply, redis_key,
 };
 use super::url::{client, install_tls_provider};
 use super::{RedisBuilder, Target};
@@ -82,13 +82,17 @@ enum Node {
 /// Redis on the one key it touches, and a check of a code
 /// ([`Store::check_in_one_step`]) is another, which reads the subject's
 /// record, decides and writes it back: verify-and-consume is a single
-/// server-side step, one round trip by subject or by id (two by id on a
-/// cluster, where the index entry is read first), and two instances
-/// verifying the same code approve it exactly once. On one server an issue
-/// ([`Store::issue_in_one_step`]) is one script as well, with the client's
-/// send and rate-limit counters it spends; on a cluster it is a read and
-/// two writes, since the record and the new index entry are in different
-/// slots, after a read and a write per counter. Scripts are sent by their SHA-1 (`EVALSHA`); a
+/// server-side step, one round trip by subject or by id, and two instances
+/// verifying the same code approve it exactly once. An issue
+/// ([`Store::issue_in_one_step`]) is one script as well, on one server
+/// with the client's send and rate-limit counters it spends. On a cluster
+/// the store keeps a challenge's index entry in the hash slot of its
+/// subject's record ([`Store::slots_challenges`]): both keys carry the
+/// hash tag of the subject's slot byte (`{ab}s:ab...`, `{ab}c:ab...`), and
+/// challenge ids carry that byte (34 hex characters, see
+/// [`ChallengeId`](crate::otp::ChallengeId)), so a check by id and an
+/// issue are one script there too; counters, in slots of their own, are
+/// each a read and a write before the issue. Scripts are sent by their SHA-1 (`EVALSHA`); a
 /// node that does not hold one (after a restart or a failover) is sent its
 /// body, once. On one server the check script reaches the record through
 /// the index entry, and the issue script deletes a stale index entry, by
@@ -331,7 +335,11 @@ impl RedisStore {
 impl Store for RedisStore {
     /// Reads the key; expiry is Redis's own (`now_ms` is not used).
     fn get(&self, key: &str, _now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
-        self.query(get_cmd(&format!("{}{key}", self.prefix)))
+        self.query(get_cmd(&redis_key(
+            &self.prefix,
+            key,
+            matches!(self.node, Node::Cluster { .. }),
+        )))
     }
 
     fn compare_and_swap(
@@ -342,13 +350,13 @@ impl Store for RedisStore {
         expires_ms: u64,
         now_ms: u64,
     ) -> Result<bool, Error> {
-        let key = format!("{}{key}", self.prefix);
+        let key = redis_key(&self.prefix, key, matches!(self.node, Node::Cluster { .. }));
         self.query::<i64>(cas_cmd(&key, expected, new, expires_ms, now_ms))
             .map(|swapped| swapped == 1)
     }
 
-    /// One script (see [`Store::check_in_one_step`]); by id on a cluster,
-    /// the caller reads the index entry first.
+    /// One script (see [`Store::check_in_one_step`]); by an id without a
+    /// slot byte on a cluster, the caller reads the index entry first.
     fn check_in_one_step(&self, check: &OneStepCheck<'_>) -> Result<Option<OneStepOutcome>, Error> {
         let cluster = matches!(self.node, Node::Cluster { .. });
         if cluster && check.counter.is_some() {
@@ -369,6 +377,12 @@ impl Store for RedisStore {
             None => Ok(None),
             Some(cmd) => issue_reply(self.query(cmd)?, issue).map(Some),
         }
+    }
+
+    /// On a cluster: a challenge's index entry goes in the slot of its
+    /// subject's record (see [`Store::slots_challenges`]).
+    fn slots_challenges(&self) -> bool {
+        matches!(self.node, Node::Cluster { .. })
     }
 }
 

@@ -14,7 +14,9 @@
 -- ARGV[7]: the subject tag (the index entry's value)
 -- ARGV[8]: the key prefix (the stale index entry's key is made here)
 -- ARGV[9]: when the new challenge expires (ms)
--- ARGV[10], ARGV[11], ...: each counter's budget and window (ms), in pairs
+-- ARGV[10]: '1' on a cluster, where the index entries' keys carry the hash
+--           tag of their slot byte ('{ab}c:ab...', see `redis_key`)
+-- ARGV[11], ARGV[12], ...: each counter's budget and window (ms), in pairs
 --
 -- Returns {0} issued (or found issued by this same request, sent again
 -- after a lost reply); {1, retry after ms} locked; {2, retry after ms} send
@@ -79,8 +81,8 @@ end
 -- left refuses the issue.
 local counters = {}
 for i = 3, #KEYS do
-  local budget = tonumber(ARGV[2 * i + 4])
-  local span = tonumber(ARGV[2 * i + 5])
+  local budget = tonumber(ARGV[2 * i + 5])
+  local span = tonumber(ARGV[2 * i + 6])
   local from, uses = now, 0
   local c = redis.call('GET', KEYS[i])
   if c then
@@ -102,6 +104,19 @@ sends = sends + 1
 local index_ttl = new_expires + ttl - now
 local expiry = math.max(start + window, new_expires + ttl)
 if index_ttl <= 0 or expiry - now <= 0 or expiry >= 2^53 then return {-1} end
+-- The entry of the challenge replaced two issues ago, if it is still due
+-- to be deleted. On a cluster it is in this slot only if it starts with
+-- the subject's slot byte; otherwise the general path deletes it.
+local stale_key
+if stale_id and stale_expires > now then
+  local hex = string.format(string.rep('%02x', 32), string.byte(stale_id, 1, 32))
+  if ARGV[10] == '1' then
+    if string.byte(stale_id, 1) ~= string.byte(ARGV[7], 1) then return {-1} end
+    stale_key = ARGV[8] .. '{' .. string.sub(hex, 1, 2) .. '}c:' .. hex
+  else
+    stale_key = ARGV[8] .. 'c:' .. hex
+  end
+end
 -- The index entry goes in before the record names it.
 if not redis.call('SET', KEYS[2], ARGV[7], 'PX', string.format('%.0f', index_ttl), 'NX') then
   return {3}
@@ -109,11 +124,9 @@ end
 for i = 3, #KEYS do
   redis.call('SET', KEYS[i], counters[i], 'PX', string.format('%.0f', counters[-i]))
 end
--- The entry of the challenge replaced two issues ago goes, if it still
--- names this subject.
-if stale_id and stale_expires > now then
-  local key = ARGV[8] .. 'c:' .. string.format(string.rep('%02x', 32), string.byte(stale_id, 1, 32))
-  if redis.call('GET', key) == ARGV[7] then redis.call('DEL', key) end
+-- The stale entry goes, if it still names this subject.
+if stale_key and redis.call('GET', stale_key) == ARGV[7] then
+  redis.call('DEL', stale_key)
 end
 -- The challenge replaced becomes the stale one.
 local stale = string.char(0)

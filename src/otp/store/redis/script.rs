@@ -160,6 +160,20 @@ pub(super) fn cas_cmd(
     })
 }
 
+/// The Redis key of the store key `key`: `prefix`, then `key`. On a
+/// cluster a subject's record (`s:` and its tag's hex) and a challenge's
+/// index entry (`c:` and its tag's hex) go under the hash tag of their
+/// first byte, `{ab}`: a record's and its challenge's index entry, whose
+/// tag starts with the same slot byte (see `ChallengeId`), share a slot,
+/// so one script reaches both.
+pub(super) fn redis_key(prefix: &str, key: &str, cluster: bool) -> String {
+    let slotted = cluster && (key.starts_with("s:") || key.starts_with("c:"));
+    match key.get(2..4) {
+        Some(slot) if slotted => format!("{prefix}{{{slot}}}{key}"),
+        _ => format!("{prefix}{key}"),
+    }
+}
+
 pub(super) fn get_cmd(key: &str) -> Request {
     let mut cmd = redis::cmd("GET");
     cmd.arg(key);
@@ -167,8 +181,9 @@ pub(super) fn get_cmd(key: &str) -> Request {
 }
 
 /// The request that runs `check` as one script (`verify.lua`), or `None`
-/// when it needs a lookup the script cannot make here: on a cluster the
-/// index entry and the record may be on different nodes.
+/// when it needs a lookup the script cannot make here: on a cluster, a
+/// check by an id without a slot byte, whose index entry and record may be
+/// on different nodes.
 pub(super) fn one_step_cmd(
     check: &OneStepCheck<'_>,
     prefix: &str,
@@ -176,12 +191,12 @@ pub(super) fn one_step_cmd(
 ) -> Option<Request> {
     let (mode, key) = match check.lookup {
         Lookup::Record(key) => ("s", key),
-        Lookup::Index(key) if !cluster => ("i", key),
+        Lookup::Index(key) if !cluster || check.slotted => ("i", key),
         Lookup::Index(_) => return None,
     };
-    let mut keys = vec![format!("{prefix}{key}")];
+    let mut keys = vec![redis_key(prefix, key, cluster)];
     if let Some(counter) = &check.counter {
-        keys.push(format!("{prefix}{}", counter.key));
+        keys.push(redis_key(prefix, counter.key, cluster));
     }
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     Some(VERIFY.request_on(&keys, |cmd| {
@@ -192,7 +207,8 @@ pub(super) fn one_step_cmd(
             .arg(check.max_attempts)
             .arg(check.send_window_ms)
             .arg(check.ttl_ms)
-            .arg(prefix);
+            .arg(prefix)
+            .arg(if cluster { "1" } else { "0" });
         if let Some(counter) = &check.counter {
             cmd.arg(counter.max).arg(counter.window_ms);
         }
@@ -251,16 +267,18 @@ pub(super) fn one_step_reply(
 }
 
 /// The request that makes `issue` as one script (`issue.lua`), or `None`
-/// on a cluster, where the record, the new index entry and the counters
-/// are in different slots.
+/// when its keys are not in one slot on a cluster: client counters (in
+/// slots of their own), or an id without the subject's slot byte.
 pub(super) fn issue_cmd(issue: &OneStepIssue<'_>, prefix: &str, cluster: bool) -> Option<Request> {
-    if cluster {
+    if cluster
+        && (!issue.counters.is_empty() || issue.record_key.get(2..4) != issue.index_key.get(2..4))
+    {
         return None;
     }
     let keys: Vec<String> = [issue.record_key, issue.index_key]
         .into_iter()
         .chain(issue.counters.iter().map(|c| c.key))
-        .map(|key| format!("{prefix}{key}"))
+        .map(|key| redis_key(prefix, key, cluster))
         .collect();
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     Some(ISSUE.request_on(&keys, |cmd| {
@@ -272,7 +290,8 @@ pub(super) fn issue_cmd(issue: &OneStepIssue<'_>, prefix: &str, cluster: bool) -
             .arg(issue.live)
             .arg(&issue.subject_tag[..])
             .arg(prefix)
-            .arg(issue.expires_ms);
+            .arg(issue.expires_ms)
+            .arg(if cluster { "1" } else { "0" });
         for c in issue.counters {
             cmd.arg(c.max).arg(c.window_ms);
         }
@@ -329,6 +348,8 @@ mod tests {
     };
     use crate::otp::store::OneStepCounter;
     const PREFIX: &str = "pinseal-test:lua:";
+    /// The keys of a cluster (see [`redis_key`]), on one server.
+    const SLOTTED: &str = "pinseal-test:lua-slotted:";
     /// The other test's prefix: the two run at once.
     const DAMAGED: &str = "pinseal-test:lua-damaged:";
 
@@ -354,7 +375,19 @@ mod tests {
         prefix: &str,
         record_key: &str,
     ) -> (Decision, Option<Vec<u8>>, i64) {
-        let request = one_step_cmd(check, prefix, false).unwrap();
+        run_script_on(conn, check, prefix, record_key, false)
+    }
+
+    /// As [`run_script`], with the keys of a cluster (`cluster`): the
+    /// scripts run on one server all the same.
+    fn run_script_on(
+        conn: &mut redis::Connection,
+        check: &OneStepCheck<'_>,
+        prefix: &str,
+        record_key: &str,
+        cluster: bool,
+    ) -> (Decision, Option<Vec<u8>>, i64) {
+        let request = one_step_cmd(check, prefix, cluster).unwrap();
         let reply: Vec<Value> = request.run(conn).unwrap();
         let OneStepOutcome(decision) = one_step_reply(reply, check).unwrap();
         let after: Option<Vec<u8>> = redis::cmd("GET").arg(record_key).query(conn).unwrap();
@@ -388,11 +421,13 @@ mod tests {
         };
         let held = match rng.pick(&[0u8, 1, 1, 2, 3, 4]) {
             0 => None,
+            // (At least a second left: a key with a millisecond to live
+            // may be gone before the test reads it.)
             1 => Some(counter(
-                NOW - rng.pick(&[0, 1_000, 59_999]),
+                NOW - rng.pick(&[0, 1_000, 59_000]),
                 rng.pick(&[1, 2]),
             )),
-            2 => Some(counter(NOW - rng.pick(&[0, 59_999]), 3)),
+            2 => Some(counter(NOW - rng.pick(&[0, 59_000]), 3)),
             3 => Some(counter(NOW - bucket.window_ms - rng.pick(&[0, 1_000]), 3)),
             // Too short, or another version.
             _ => Some(if rng.pick(&[false, true]) {
@@ -413,18 +448,39 @@ mod tests {
     #[test]
     fn the_script_decides_as_verify_step_does() {
         let Some(mut conn) = connection() else { return };
+        decides_as_verify_step_does(&mut conn, false);
+    }
+
+    /// As above, with a cluster's keys (hash-tagged by slot byte) and ids
+    /// with a slot byte, through the index entry in the record's slot.
+    #[test]
+    fn the_script_decides_as_verify_step_does_with_a_clusters_keys() {
+        let Some(mut conn) = connection() else { return };
+        decides_as_verify_step_does(&mut conn, true);
+    }
+
+    fn decides_as_verify_step_does(conn: &mut redis::Connection, cluster: bool) {
         let keys = Keys::new(&Key::from_bytes([8; 32]));
         let policy = Policy::new(6, std::time::Duration::from_secs(60), 5).unwrap();
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut seen = std::collections::HashSet::new();
-        for _ in 0..3000 {
+        let key_prefix = if cluster { SLOTTED } else { PREFIX };
+        for _ in 0..if cluster { 1500 } else { 3000 } {
             let Case {
                 record,
                 tag,
                 id_tag,
-            } = case(&mut rng, &keys, &policy);
+            } = if cluster {
+                crate::otp::record::cases::slotted_case(&mut rng, &keys, &policy)
+            } else {
+                case(&mut rng, &keys, &policy)
+            };
             let bytes = record.encode();
-            let want_id = rng.pick(&[None, Some(id_tag), Some([5 ^ 4 ^ id_tag[0]; 32])]);
+            let mut want_id = rng.pick(&[None, Some(id_tag), Some([5 ^ 4 ^ id_tag[1]; 32])]);
+            if let Some(id) = want_id.as_mut().filter(|_| cluster) {
+                // Another challenge of the same subject has its slot byte.
+                id[0] = tag[0];
+            }
             let input = rng.pick(&["123456", "123457", "12345x", "1234"]);
             let attempt = Attempt::new(&policy, want_id, input, NOW);
             let expected = verify_step(&keys, &policy, &attempt, &tag, Some(&bytes)).unwrap();
@@ -444,20 +500,22 @@ mod tests {
             } = want;
             seen.insert(format!("{verdict:?}"));
             let mac = bool::from(attempt.valid).then(|| attempt.split_mac(&keys, &tag));
-            let record_key = format!("{PREFIX}{}", subject_key(&tag));
+            let subject = subject_key(&tag);
+            let record_key = redis_key(key_prefix, &subject, cluster);
             let index = index_key(&want_id.unwrap_or(id_tag));
             // By the record's key, and (for a check by id) through the
             // index entry, as on one server.
-            let mut lookups = vec![Lookup::Record(&record_key[PREFIX.len()..])];
+            let mut lookups = vec![Lookup::Record(&subject)];
             if want_id.is_some() {
                 lookups.push(Lookup::Index(&index));
             }
             for lookup in lookups {
-                set(&mut conn, &record_key, &bytes);
-                set(&mut conn, &format!("{PREFIX}{index}"), &tag);
+                set(conn, &record_key, &bytes);
+                set(conn, &redis_key(key_prefix, &index, cluster), &tag);
                 let check = OneStepCheck {
                     lookup,
                     id_tag: want_id,
+                    slotted: cluster,
                     mac,
                     now_ms: NOW,
                     max_attempts: policy.max_attempts,
@@ -465,7 +523,8 @@ mod tests {
                     ttl_ms: policy.ttl_ms,
                     counter: None,
                 };
-                let (decision, after, ttl) = run_script(&mut conn, &check, PREFIX, &record_key);
+                let (decision, after, ttl) =
+                    run_script_on(conn, &check, key_prefix, &record_key, cluster);
                 let Decision::Decided {
                     verdict: got,
                     subject_tag,
@@ -539,6 +598,7 @@ mod tests {
                     None => Lookup::Record(&record_key[BUDGETS.len()..]),
                 },
                 id_tag: want_id,
+                slotted: false,
                 mac: bool::from(attempt.valid).then(|| attempt.split_mac(&keys, &tag)),
                 now_ms: NOW,
                 max_attempts: policy.max_attempts,
@@ -626,9 +686,26 @@ mod tests {
     /// the step says so and it still names the subject.
     #[test]
     fn the_issue_script_issues_as_issue_step_does() {
-        use crate::otp::record::{Live, issue_step};
         let Some(mut conn) = connection() else { return };
-        const ISSUES: &str = "pinseal-test:lua-issue:";
+        issues_as_issue_step_does(&mut conn, false);
+    }
+
+    /// As above, with a cluster's keys and ids with a slot byte: the stale
+    /// entry of an id without one is in another slot, and the issue falls
+    /// back to the general path when it is due to be deleted.
+    #[test]
+    fn the_issue_script_issues_as_issue_step_does_with_a_clusters_keys() {
+        let Some(mut conn) = connection() else { return };
+        issues_as_issue_step_does(&mut conn, true);
+    }
+
+    fn issues_as_issue_step_does(conn: &mut redis::Connection, cluster: bool) {
+        use crate::otp::record::{Live, issue_step};
+        let issues = if cluster {
+            "pinseal-test:lua-issue-slotted:"
+        } else {
+            "pinseal-test:lua-issue:"
+        };
         let keys = Keys::new(&Key::from_bytes([8; 32]));
         let policy = Policy::new(6, std::time::Duration::from_secs(60), 5)
             .unwrap()
@@ -636,14 +713,21 @@ mod tests {
             .unwrap();
         let mut rng = Rng(0x1234_5678_9abc_def1);
         let mut outcomes = std::collections::HashSet::new();
-        for round in 0..2000u32 {
+        for round in 0..if cluster { 1000 } else { 2000u32 } {
             let Case {
                 mut record, tag, ..
-            } = case(&mut rng, &keys, &policy);
+            } = if cluster {
+                crate::otp::record::cases::slotted_case(&mut rng, &keys, &policy)
+            } else {
+                case(&mut rng, &keys, &policy)
+            };
             record.sends = rng.pick(&[0, 1, 2, 3, 4]);
             let absent = rng.pick(&[false, false, false, true]);
             // Never one of the cases' id tags (4, 5, 6).
-            let new_id = [0x70 + (round % 8) as u8; 32];
+            let mut new_id = [0x70 + (round % 8) as u8; 32];
+            if cluster {
+                new_id[0] = tag[0];
+            }
             let live = Live {
                 id_tag: new_id,
                 macs: Macs::Split {
@@ -660,31 +744,38 @@ mod tests {
                 prefix: rng.pick(&[None, Some([0x44; 32])]),
             };
             let current = (!absent).then(|| record.encode());
-            let record_key = format!("{ISSUES}{}", subject_key(&tag));
+            let subject = subject_key(&tag);
+            let record_key = redis_key(issues, &subject, cluster);
             let index = index_key(&new_id);
             let stale_key = record
                 .stale
                 .as_ref()
-                .map(|s| format!("{ISSUES}{}", index_key(&s.id_tag)));
+                .map(|s| redis_key(issues, &index_key(&s.id_tag), cluster));
             // The stale entry names this subject, or (a reused id) another.
             let stale_value = rng.pick(&[tag, tag, [0x99; 32]]);
             let _: () = redis::cmd("DEL")
                 .arg(&record_key)
-                .arg(format!("{ISSUES}{index}"))
-                .query(&mut conn)
+                .arg(redis_key(issues, &index, cluster))
+                .query(conn)
                 .unwrap();
             if let Some(bytes) = &current {
-                set(&mut conn, &record_key, bytes);
+                set(conn, &record_key, bytes);
             }
             if let Some(key) = &stale_key {
-                set(&mut conn, key, &stale_value);
+                set(conn, key, &stale_value);
             }
             // Up to two client counters, each absent, with uses left, at
             // its budget, from a window that has ended, or damaged.
             let mut counters = Vec::new();
-            for j in 0..rng.pick(&[0usize, 0, 1, 2]) {
+            // (None on a cluster: they are in slots of their own.)
+            for j in 0..if cluster {
+                0
+            } else {
+                rng.pick(&[0usize, 0, 1, 2])
+            } {
                 let key = format!("k:{round:04}:{j}");
-                let (bucket, held) = counter_case(&mut rng, &mut conn, &format!("{ISSUES}{key}"));
+                let (bucket, held) =
+                    counter_case(&mut rng, conn, &redis_key(issues, &key, cluster));
                 counters.push((key, bucket, held));
             }
             fn limit(retry_after: std::time::Duration) -> Error {
@@ -726,7 +817,7 @@ mod tests {
             let mut encoded = Vec::new();
             live.encode_into(&mut encoded);
             let issue = OneStepIssue {
-                record_key: &record_key[ISSUES.len()..],
+                record_key: &subject,
                 index_key: &index,
                 subject_tag: &tag,
                 live: &encoded,
@@ -738,30 +829,29 @@ mod tests {
                 ttl_ms: policy.ttl_ms,
                 counters: &one_step_counters,
             };
-            let reply: Vec<i64> = issue_cmd(&issue, ISSUES, false)
+            let reply: Vec<i64> = issue_cmd(&issue, issues, cluster)
                 .unwrap()
-                .run(&mut conn)
+                .run(conn)
                 .unwrap();
             let OneStepOutcome(got) = issue_reply(reply, &issue).unwrap();
             let counters_after: Vec<Option<Vec<u8>>> = counters
                 .iter()
                 .map(|(key, ..)| {
                     redis::cmd("GET")
-                        .arg(format!("{ISSUES}{key}"))
-                        .query(&mut conn)
+                        .arg(redis_key(issues, key, cluster))
+                        .query(conn)
                         .unwrap()
                 })
                 .collect();
             let counters_held: Vec<Option<Vec<u8>>> =
                 counters.iter().map(|(_, _, held)| held.clone()).collect();
-            let after: Option<Vec<u8>> =
-                redis::cmd("GET").arg(&record_key).query(&mut conn).unwrap();
+            let after: Option<Vec<u8>> = redis::cmd("GET").arg(&record_key).query(conn).unwrap();
             let new_index: Option<Vec<u8>> = redis::cmd("GET")
-                .arg(format!("{ISSUES}{index}"))
-                .query(&mut conn)
+                .arg(redis_key(issues, &index, cluster))
+                .query(conn)
                 .unwrap();
             let stale_after: Option<Vec<u8>> = match &stale_key {
-                Some(key) => redis::cmd("GET").arg(key).query(&mut conn).unwrap(),
+                Some(key) => redis::cmd("GET").arg(key).query(conn).unwrap(),
                 None => None,
             };
             match want {
@@ -788,6 +878,17 @@ mod tests {
                         assert_eq!(stale_after.as_deref(), Some(&stale_value[..]));
                     }
                 }
+                Some(Ok(step))
+                    if cluster
+                        && matches!(step, Step::Write { first: Some(_), .. })
+                        && record.stale.as_ref().is_some_and(|s| s.id_tag[0] != tag[0]) =>
+                {
+                    outcomes.insert("a stale entry in another slot".into());
+                    assert!(matches!(got, Decision::Fallback), "round {round}");
+                    assert_eq!(after, current, "round {round}: a fallback wrote");
+                    assert_eq!(new_index, None, "round {round}");
+                    assert_eq!(stale_after.as_deref(), Some(&stale_value[..]));
+                }
                 Some(Ok(step)) => {
                     outcomes.insert("Issued".into());
                     let Ok(spent) = &spent else {
@@ -798,8 +899,8 @@ mod tests {
                     {
                         assert_eq!(after.as_ref(), Some(next), "round {round}: {key}");
                         let ttl: i64 = redis::cmd("PTTL")
-                            .arg(format!("{ISSUES}{key}"))
-                            .query(&mut conn)
+                            .arg(redis_key(issues, key, cluster))
+                            .query(conn)
                             .unwrap();
                         let want_ttl = (expires_ms - NOW) as i64;
                         assert!(ttl <= want_ttl && ttl > want_ttl - 1_000, "round {round}");
@@ -815,16 +916,13 @@ mod tests {
                         panic!("issue_step always writes");
                     };
                     assert_eq!(after, next, "round {round}");
-                    let ttl: i64 = redis::cmd("PTTL")
-                        .arg(&record_key)
-                        .query(&mut conn)
-                        .unwrap();
+                    let ttl: i64 = redis::cmd("PTTL").arg(&record_key).query(conn).unwrap();
                     let want_ttl = (expires_ms - NOW) as i64;
                     assert!(ttl <= want_ttl && ttl > want_ttl - 1_000, "round {round}");
                     assert_eq!(new_index.as_deref(), Some(&tag[..]), "round {round}");
                     let ttl: i64 = redis::cmd("PTTL")
-                        .arg(format!("{ISSUES}{index}"))
-                        .query(&mut conn)
+                        .arg(redis_key(issues, &index, cluster))
+                        .query(conn)
                         .unwrap();
                     let want_ttl = (live.expires_ms + policy.ttl_ms - NOW) as i64;
                     assert!(ttl <= want_ttl && ttl > want_ttl - 1_000, "round {round}");
@@ -837,14 +935,24 @@ mod tests {
                 }
             }
         }
-        for o in [
-            "Issued",
-            "Locked",
-            "SendLimit",
-            "ClientLimit",
-            "a damaged counter",
-        ] {
-            assert!(outcomes.contains(o), "{o} never came up: {outcomes:?}");
+        let expected: &[&str] = if cluster {
+            &[
+                "Issued",
+                "Locked",
+                "SendLimit",
+                "a stale entry in another slot",
+            ]
+        } else {
+            &[
+                "Issued",
+                "Locked",
+                "SendLimit",
+                "ClientLimit",
+                "a damaged counter",
+            ]
+        };
+        for o in expected {
+            assert!(outcomes.contains(*o), "{o} never came up: {outcomes:?}");
         }
     }
 
@@ -940,6 +1048,7 @@ mod tests {
             let check = OneStepCheck {
                 lookup: Lookup::Record(&record_key[DAMAGED.len()..]),
                 id_tag: None,
+                slotted: false,
                 mac: Some(keys.code_mac_by_subject(&tag, b"123456")),
                 now_ms: NOW,
                 max_attempts: policy.max_attempts,
@@ -962,6 +1071,7 @@ mod tests {
         let check = OneStepCheck {
             lookup: Lookup::Index(&index),
             id_tag: Some([0x72; 32]),
+            slotted: false,
             mac: None,
             now_ms: NOW,
             max_attempts: policy.max_attempts,
@@ -975,6 +1085,40 @@ mod tests {
             one_step_reply(reply, &check).unwrap(),
             OneStepOutcome(Decision::Fallback)
         ));
+        // With a cluster's keys, an index entry naming a subject whose
+        // record is in another slot (its tag starts with another byte than
+        // the id's slot byte): the script does not follow it.
+        set(&mut conn, &redis_key(DAMAGED, &index, true), &[0x73; 32]);
+        let elsewhere = redis_key(DAMAGED, &subject_key(&[0x73; 32]), true);
+        set(&mut conn, &elsewhere, b"not read");
+        let check = OneStepCheck {
+            slotted: true,
+            ..check
+        };
+        let request = one_step_cmd(&check, DAMAGED, true).unwrap();
+        let reply: Vec<Value> = request.run(&mut conn).unwrap();
+        assert!(matches!(
+            one_step_reply(reply, &check).unwrap(),
+            OneStepOutcome(Decision::Fallback)
+        ));
+        // An id without a slot byte is not sent by index on a cluster.
+        let check = OneStepCheck {
+            slotted: false,
+            ..check
+        };
+        assert!(one_step_cmd(&check, DAMAGED, true).is_none());
+    }
+
+    #[test]
+    fn on_a_cluster_records_and_index_entries_go_under_their_slot_byte() {
+        assert_eq!(redis_key("p:", "s:ab12", true), "p:{ab}s:ab12");
+        assert_eq!(redis_key("p:", "c:ab34", true), "p:{ab}c:ab34");
+        assert_eq!(redis_key("p:", "s:ab12", false), "p:s:ab12");
+        // Counters and other keys keep their own slots.
+        assert_eq!(redis_key("p:", "k:ab12", true), "p:k:ab12");
+        assert_eq!(redis_key("p:", "s:", true), "p:s:");
+        // Any key the `Store` trait is given stays whole and consistent.
+        assert_eq!(redis_key("p:", "s:é", true), "p:{é}s:é");
     }
 
     /// The same issue sent twice (its first reply lost, the request sent
@@ -988,7 +1132,13 @@ mod tests {
         let policy = Policy::new(6, std::time::Duration::from_secs(60), 5).unwrap();
         let Case { record, tag, .. } = case(&mut Rng(99), &keys, &policy);
         let record_key = format!("{TWICE}{}", subject_key(&tag));
-        let _: () = redis::cmd("DEL").arg(&record_key).query(&mut conn).unwrap();
+        // What an earlier run left (index entries live two minutes).
+        let _: () = redis::cmd("DEL")
+            .arg(&record_key)
+            .arg(format!("{TWICE}{}", index_key(&[0x73; 32])))
+            .arg(format!("{TWICE}{}", index_key(&[0x74; 32])))
+            .query(&mut conn)
+            .unwrap();
         let issue_once = |conn: &mut redis::Connection, id: [u8; 32]| {
             let mut live = record
                 .live

@@ -11,7 +11,10 @@
 -- ARGV[4]: now (ms since the epoch)
 -- ARGV[5]: max attempts; ARGV[6]: send window (ms); ARGV[7]: TTL (ms)
 -- ARGV[8]: the key prefix (for ARGV[1] == 'i')
--- KEYS[2], ARGV[9], ARGV[10], when sent: a client's check budget, its
+-- ARGV[9]: '1' on a cluster, where a record's key carries the hash tag of
+--          its slot byte ('{ab}s:ab...', see `redis_key`), which a check by
+--          index can only follow when the index entry is in the same slot
+-- KEYS[2], ARGV[10], ARGV[11], when sent: a client's check budget, its
 --          budget and window (ms): the rule of `client_reserve`, spent
 --          unless the check approves (the service's refund on approval)
 --
@@ -30,7 +33,7 @@
 local spent, spent_ttl
 if #KEYS > 1 then
   local now = tonumber(ARGV[4])
-  local budget, span = tonumber(ARGV[9]), tonumber(ARGV[10])
+  local budget, span = tonumber(ARGV[10]), tonumber(ARGV[11])
   local from, uses = now, 0
   local c = redis.call('GET', KEYS[2])
   if c then
@@ -50,7 +53,14 @@ if ARGV[1] == 'i' then
   subject = redis.call('GET', KEYS[1])
   if not subject then return {0, 0, ''} end
   if #subject ~= 32 then return {-1} end
-  key = ARGV[8] .. 's:' .. string.format(string.rep('%02x', 32), string.byte(subject, 1, 32))
+  local hex = string.format(string.rep('%02x', 32), string.byte(subject, 1, 32))
+  if ARGV[9] == '1' then
+    -- The record is in this slot only if it starts with the id's slot byte.
+    if string.byte(subject, 1) ~= string.byte(ARGV[2], 1) then return {-1} end
+    key = ARGV[8] .. '{' .. string.sub(hex, 1, 2) .. '}s:' .. hex
+  else
+    key = ARGV[8] .. 's:' .. hex
+  end
 end
 
 local r = redis.call('GET', key)
