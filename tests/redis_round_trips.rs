@@ -67,7 +67,7 @@ fn measure(
 ) -> Counts {
     // The scripts are cached on every node first: a node that does not
     // hold one costs one more request, once (see `scripts_flushed_...`).
-    for n in 0..8 {
+    for n in 0..32 {
         let subject = format!("+1555000999{n}");
         let (id, code) = issue(&subject);
         assert_eq!(
@@ -274,7 +274,7 @@ fn counted(
     issue_limited: &mut dyn FnMut(&str, &str) -> Result<(), pinseal::Error>,
 ) -> Counts {
     // The scripts cached on every node first.
-    for n in 0..8 {
+    for n in 0..32 {
         issue_from(&format!("+1555000888{n}"), &format!("warm-{n}")).unwrap();
     }
     let mut counts = Vec::new();
@@ -387,7 +387,7 @@ fn counted_checks(
     verify_from: &mut dyn FnMut(&ChallengeId, &str) -> Result<Verdict, pinseal::Error>,
     check_from: &mut dyn FnMut(&str, &str) -> Result<Verdict, pinseal::Error>,
 ) -> Counts {
-    for n in 0..8 {
+    for n in 0..32 {
         let subject = format!("+1555000777{n}");
         let (_, code) = issue(&subject);
         assert_eq!(
@@ -459,7 +459,7 @@ fn checks_with_a_client_budget_take_one_request_on_one_server() {
             &mut |s, input| {
                 // The warm-up checks each from a client of their own.
                 n += 1;
-                let client = if n <= 8 {
+                let client = if n <= 32 {
                     format!("warm-{n}")
                 } else {
                     "client-b".into()
@@ -486,7 +486,7 @@ fn checks_with_a_client_budget_take_one_request_on_one_server() {
             &mut |id, input| rt.block_on(otp.verify_from(id, "client-b", input)),
             &mut |s, input| {
                 n += 1;
-                let client = if n <= 8 {
+                let client = if n <= 32 {
                     format!("warm-{n}")
                 } else {
                     "client-b".into()
@@ -590,4 +590,59 @@ fn on_a_cluster_ids_carry_a_slot_byte_and_ids_without_one_still_verify() {
         otp.verify(&id, code.expose_secret()).unwrap(),
         Verdict::Unknown
     );
+}
+
+/// With a fraud guard, an issue to a phone number counts a send to its
+/// prefix and an approval credits it: on one server both in the same
+/// script; on a cluster, where the prefix's record is in a slot of its
+/// own, a read and a write each, around the one-request issue and check.
+#[test]
+fn a_fraud_guards_prefix_is_counted_in_the_same_request_on_one_server() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for cluster in [false, true] {
+        let Some(mut monitor) = monitor(cluster) else {
+            return;
+        };
+        let store = if cluster {
+            common::redis_cluster_store()
+        } else {
+            common::redis_store()
+        };
+        let Some(store) = store else { return };
+        let otp = Otp::with_store(&Key::from_bytes([3; 32]), policy(), store)
+            .with_fraud_guard(pinseal::otp::FraudGuard::new());
+        // The scripts cached on every node first (prefixes too: each of
+        // these numbers is in a prefix of its own).
+        for n in 0..32 {
+            let subject = format!("+155500{n:02}6660");
+            let (_, code) = otp.issue(&subject).unwrap();
+            assert_eq!(
+                otp.check(&subject, code.expose_secret()).unwrap(),
+                Verdict::Approved
+            );
+        }
+        monitor.take();
+        let (id, code) = otp.issue("+15550007771").unwrap();
+        let issue = monitor.take();
+        assert_eq!(
+            otp.verify(&id, &wrong(&code)).unwrap(),
+            Verdict::Rejected { attempts_left: 4 }
+        );
+        let rejected = monitor.take();
+        assert_eq!(
+            otp.verify(&id, code.expose_secret()).unwrap(),
+            Verdict::Approved
+        );
+        let approved = monitor.take();
+        let stats = otp.prefix_stats("+15550007771").unwrap().unwrap();
+        assert_eq!((stats.sends, stats.approvals), (1, 1));
+        let place = if cluster { "cluster" } else { "one server" };
+        println!(
+            "{place}, with a fraud guard: issue {issue}, wrong code {rejected}, approval {approved}"
+        );
+        let (want_issue, want_approved) = if cluster { (3, 3) } else { (1, 1) };
+        assert_eq!(issue, want_issue, "{place}: issue");
+        assert_eq!(rejected, 1, "{place}: a wrong code");
+        assert_eq!(approved, want_approved, "{place}: an approval");
+    }
 }

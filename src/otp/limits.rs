@@ -177,7 +177,9 @@ impl fmt::Debug for RateKey<'_> {
 ///    number in it is refused with [`Error::PrefixBlocked`] (Verify's
 ///    60410, *Fraud Guard*). Numbers in other prefixes still get codes.
 ///
-/// Approvals are credited to the prefix the send was counted under, and
+/// Approvals are credited to the prefix the send was counted under (on
+/// one Redis server the send and the credit are counted in the requests
+/// that issue and check the code: no request of their own), and
 /// [`Otp::prefix_stats`](super::Otp::prefix_stats) reports a prefix's
 /// sends, approvals and block: the approval-rate signal to watch or alert
 /// on.
@@ -222,9 +224,9 @@ impl fmt::Debug for RateKey<'_> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FraudGuard {
     drop_digits: u8,
-    prefix: Bucket,
-    block_ms: u64,
-    floor: Option<(u32, u8)>,
+    pub(super) prefix: Bucket,
+    pub(super) block_ms: u64,
+    pub(super) floor: Option<(u32, u8)>,
     allow: Vec<String>,
     deny: Vec<String>,
 }

@@ -1055,6 +1055,7 @@ pub(crate) mod cases {
 
     /// A case whose challenge has a slot byte: its id tag starts with the
     /// subject tag's first byte (see `ChallengeId`).
+    #[cfg(feature = "redis")]
     pub(crate) fn slotted_case(rng: &mut Rng, keys: &Keys, policy: &Policy) -> Case {
         case_of(rng, keys, policy, true)
     }
@@ -1275,6 +1276,7 @@ mod tests {
                 send_window_ms: policy.send_window_ms,
                 ttl_ms: policy.ttl_ms,
                 counter: None,
+                credit_window_ms: None,
             };
             let (decision, write) = one_step(&check, Some(&bytes)).unwrap();
             let Decision::Decided {
@@ -1305,6 +1307,7 @@ mod tests {
             send_window_ms: 1,
             ttl_ms: 1,
             counter: None,
+            credit_window_ms: None,
         };
         assert!(matches!(
             one_step(&check, None).unwrap(),

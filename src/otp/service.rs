@@ -22,7 +22,7 @@ use super::record::{
 };
 use super::store::{
     AsyncStore, Decision, Lookup, MemoryStore, OneStepCheck, OneStepCounter, OneStepIssue,
-    OneStepOutcome, Store,
+    OneStepOutcome, OneStepPrefix, Store,
 };
 use crate::mac::MAC_LEN;
 use crate::secret::ExposeSecret;
@@ -186,37 +186,53 @@ impl<C: Clock> Service<C> {
                 });
             }
         }
-        // Without a fraud guard, the counters and the subject's record in
-        // one request, where the store can make it (one Redis server).
-        let mut tried = None;
-        if phone.is_none() {
-            let spent: Vec<OneStepCounter<'_>> = counters
-                .iter()
-                .map(|c| OneStepCounter {
-                    key: &c.key,
-                    max: c.bucket.max,
-                    window_ms: c.bucket.window_ms,
-                    refused: c.refused,
-                })
-                .collect();
-            match self
-                .issue_one_step(
-                    store,
-                    self.fresh(subject, None, store.slots_challenges(), now)?,
-                    &spent,
-                    now,
-                )
-                .await?
-            {
-                Ok(made) => return Ok(made),
-                // A store that cannot spend the counters in the same
-                // request (a cluster: they are in slots of their own) may
-                // still make the subject's part in one.
-                Err(fresh) => tried = Some((fresh, !counters.is_empty())),
-            }
-        }
+        // The fraud guard's prefix of a phone number: its tag, kept with
+        // the challenge so that an approval is credited to it.
+        let prefix = phone.map(|(guard, digits)| {
+            let tag = self
+                .keys
+                .counter_tag(b"prefix", &[guard.prefix(digits).as_bytes()]);
+            (guard, tag, counter_key("p:", &tag))
+        });
+        // The counters, the prefix and the subject's record in one request
+        // where the store can make it (one Redis server).
+        let spent: Vec<OneStepCounter<'_>> = counters
+            .iter()
+            .map(|c| OneStepCounter {
+                key: &c.key,
+                max: c.bucket.max,
+                window_ms: c.bucket.window_ms,
+                refused: c.refused,
+            })
+            .collect();
+        let counted = prefix.as_ref().map(|(guard, _, key)| OneStepPrefix {
+            key,
+            max: guard.prefix.max,
+            window_ms: guard.prefix.window_ms,
+            block_ms: guard.block_ms,
+            floor: guard.floor,
+        });
+        let fresh = self.fresh(
+            subject,
+            prefix.as_ref().map(|(_, tag, _)| *tag),
+            store.slots_challenges(),
+            now,
+        )?;
+        let fresh = match self
+            .issue_one_step(store, fresh, &spent, counted.as_ref(), now)
+            .await?
+        {
+            Ok(made) => return Ok(made),
+            Err(fresh) => fresh,
+        };
+        // A store that cannot spend the counters or the prefix in the same
+        // request (a cluster: they are in slots of their own) may still
+        // make the subject's part in one, after them.
+        let again = !counters.is_empty() || counted.is_some();
         let held = self.reserve(store, &counters, now).await?;
-        let issued = self.issue_guarded(store, subject, phone, tried, now).await;
+        let issued = self
+            .issue_guarded(store, prefix.as_ref(), fresh, again, now)
+            .await;
         if issued.is_err() {
             self.refund(store, &counters, &held, now).await;
         }
@@ -267,43 +283,29 @@ impl<C: Clock> Service<C> {
         }
     }
 
-    /// The issue after the client counters: the fraud guard's prefix count,
-    /// then the subject's.
-    /// `tried`: the challenge whose one-step issue was already tried
-    /// (without a fraud guard, with the counters), which the store did not
-    /// make, and whether to try it once more without the counters (spent
-    /// by now); otherwise it is issued the general way.
+    /// The issue of `fresh` after the client counters, the general way:
+    /// the fraud guard's prefix count first (`prefix`: the guard, the
+    /// prefix's tag and key), then the subject's, in one request if
+    /// `again` (the store declined the request with the counters or the
+    /// prefix, and may make the subject's part alone).
     async fn issue_guarded<T: AsyncStore + ?Sized>(
         &self,
         store: &T,
-        subject: &str,
-        phone: Option<(&FraudGuard, &str)>,
-        tried: Option<(Fresh, bool)>,
+        prefix: Option<&(&FraudGuard, Mac, String)>,
+        fresh: Fresh,
+        again: bool,
         now: u64,
     ) -> Result<(ChallengeId, Secret<String>), Error> {
-        if let Some((fresh, again)) = tried {
-            if !again {
-                return self.issue_subject(store, fresh, now).await;
-            }
-            return match self.issue_one_step(store, fresh, &[], now).await? {
-                Ok(made) => Ok(made),
-                Err(fresh) => self.issue_subject(store, fresh, now).await,
-            };
-        }
-        let Some((guard, digits)) = phone else {
-            return self.issue_fresh(store, subject, None, now).await;
+        let Some((guard, _, key)) = prefix else {
+            return self.issue_rest(store, fresh, again, now).await;
         };
-        let tag = self
-            .keys
-            .counter_tag(b"prefix", &[guard.prefix(digits).as_bytes()]);
-        let key = counter_key("p:", &tag);
-        let window = drive(store, &key, now, None, |current| {
+        let window = drive(store, key, now, None, |current| {
             limits::prefix_reserve(guard, current, now)
         })
         .await??;
-        let issued = self.issue_fresh(store, subject, Some(tag), now).await;
+        let issued = self.issue_rest(store, fresh, again, now).await;
         if issued.is_err() {
-            let _ = drive(store, &key, now, None, |current| {
+            let _ = drive(store, key, now, None, |current| {
                 limits::prefix_refund(guard, current, window, now)
             })
             .await;
@@ -311,17 +313,19 @@ impl<C: Clock> Service<C> {
         issued
     }
 
-    /// A new challenge for `subject`, issued in one request where the store
-    /// makes it so, the general way otherwise.
-    async fn issue_fresh<T: AsyncStore + ?Sized>(
+    /// The subject's part of the issue of `fresh`: in one request if
+    /// `again` and the store makes it so, the general way otherwise.
+    async fn issue_rest<T: AsyncStore + ?Sized>(
         &self,
         store: &T,
-        subject: &str,
-        prefix: Option<Mac>,
+        fresh: Fresh,
+        again: bool,
         now: u64,
     ) -> Result<(ChallengeId, Secret<String>), Error> {
-        let fresh = self.fresh(subject, prefix, store.slots_challenges(), now)?;
-        match self.issue_one_step(store, fresh, &[], now).await? {
+        if !again {
+            return self.issue_subject(store, fresh, now).await;
+        }
+        match self.issue_one_step(store, fresh, &[], None, now).await? {
             Ok(made) => Ok(made),
             Err(fresh) => self.issue_subject(store, fresh, now).await,
         }
@@ -383,6 +387,7 @@ impl<C: Clock> Service<C> {
         store: &T,
         fresh: Fresh,
         counters: &[OneStepCounter<'_>],
+        prefix: Option<&OneStepPrefix<'_>>,
         now: u64,
     ) -> Result<Result<(ChallengeId, Secret<String>), Fresh>, Error> {
         let policy = &self.policy;
@@ -398,6 +403,7 @@ impl<C: Clock> Service<C> {
             send_window_ms: policy.send_window_ms,
             ttl_ms: policy.ttl_ms,
             counters,
+            prefix: prefix.copied(),
         };
         match store.issue_in_one_step(&one).await? {
             Some(OneStepOutcome(Decision::Issued)) => {
@@ -623,6 +629,7 @@ impl<C: Clock> Service<C> {
             send_window_ms: self.policy.send_window_ms,
             ttl_ms: self.policy.ttl_ms,
             counter,
+            credit_window_ms: self.guard.as_ref().map(|g| g.prefix.window_ms),
         };
         let mut outcome = store.check_in_one_step(&check).await?;
         let record_key;

@@ -39,7 +39,7 @@ mod redis;
 #[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
 pub use dynamo::{DynamoBuilder, DynamoStore, TableSetup};
 pub use memory::MemoryStore;
-pub(crate) use one_step::{Decision, Lookup, OneStepCounter};
+pub(crate) use one_step::{Decision, Lookup, OneStepCounter, OneStepPrefix};
 pub use one_step::{OneStepCheck, OneStepIssue, OneStepOutcome};
 #[cfg(feature = "redis-tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis-tokio")))]

@@ -53,6 +53,10 @@ pub struct OneStepCheck<'a> {
     /// that cannot spend it in the same request answers `None` (the
     /// general path).
     pub(crate) counter: Option<OneStepCounter<'a>>,
+    /// With a fraud guard, its prefix window: an approval is credited to
+    /// its prefix in the same request where the store can (one Redis
+    /// server), and its prefix tag then left out of the outcome.
+    pub(crate) credit_window_ms: Option<u64>,
 }
 
 impl fmt::Debug for OneStepCheck<'_> {
@@ -100,6 +104,22 @@ pub struct OneStepIssue<'a> {
     /// (a client's send budget, a rate limit's buckets): all spent, or the
     /// first with none left refuses the issue and nothing is written.
     pub(crate) counters: &'a [OneStepCounter<'a>],
+    /// With a fraud guard, the send counted to the number's prefix after
+    /// the counters (`prefix_reserve`), given back if the subject refuses.
+    pub(crate) prefix: Option<OneStepPrefix<'a>>,
+}
+
+/// A fraud guard's prefix, as a [`OneStepIssue`] counts a send to it: its
+/// store key and the guard's limits.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[derive(Clone, Copy)]
+pub(crate) struct OneStepPrefix<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) max: u32,
+    pub(crate) window_ms: u64,
+    pub(crate) block_ms: u64,
+    /// The approval floor: sends in the previous window, percent approved.
+    pub(crate) floor: Option<(u32, u8)>,
 }
 
 /// A counter a [`OneStepIssue`] spends one use of: its store key, its

@@ -85,7 +85,8 @@ enum Node {
 /// server-side step, one round trip by subject or by id, and two instances
 /// verifying the same code approve it exactly once. An issue
 /// ([`Store::issue_in_one_step`]) is one script as well, on one server
-/// with the client's send and rate-limit counters it spends. On a cluster
+/// with the client's send and rate-limit counters it spends and the fraud
+/// guard's prefix it counts (and a check credits on approval). On a cluster
 /// the store keeps a challenge's index entry in the hash slot of its
 /// subject's record ([`Store::slots_challenges`]): both keys carry the
 /// hash tag of the subject's slot byte (`{ab}s:ab...`, `{ab}c:ab...`), and

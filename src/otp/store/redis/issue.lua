@@ -6,7 +6,9 @@
 -- KEYS[1]: the subject's record; KEYS[2]: the new challenge's index entry;
 -- KEYS[3] on: the client counters the issue spends one use of each of, in
 -- order (the rule of `client_reserve`, and the refund of all of them when
--- the issue is refused, which here is writing none).
+-- the issue is refused, which here is writing none); last, when ARGV[11]
+-- is '1', the fraud guard's prefix record (`prefix_reserve`, and
+-- `prefix_refund` when the subject refuses).
 -- ARGV[1]: now (ms); ARGV[2]: max attempts; ARGV[3]: max sends;
 -- ARGV[4]: send window (ms); ARGV[5]: TTL (ms)
 -- ARGV[6]: the new challenge as the record holds it (state to prefix), its
@@ -16,15 +18,23 @@
 -- ARGV[9]: when the new challenge expires (ms)
 -- ARGV[10]: '1' on a cluster, where the index entries' keys carry the hash
 --           tag of their slot byte ('{ab}c:ab...', see `redis_key`)
--- ARGV[11], ARGV[12], ...: each counter's budget and window (ms), in pairs
+-- ARGV[11]: '1' with a prefix record, '' without; ARGV[12]: the prefix's
+--           budget; ARGV[13]: its window (ms); ARGV[14]: its block (ms);
+--           ARGV[15], ARGV[16]: the approval floor's sends and percent
+--           ('' without a floor)
+-- ARGV[17], ARGV[18], ...: each counter's budget and window (ms), in pairs
 --
 -- Returns {0} issued (or found issued by this same request, sent again
 -- after a lost reply); {1, retry after ms} locked; {2, retry after ms} send
 -- limit; {3} the new index entry exists (contention); {4, counter (from 0),
--- retry after ms} a counter has no use left; {-1} when a record or counter
+-- retry after ms} a counter has no use left; {5, retry after ms} the
+-- prefix is blocked (the block is written when this issue starts it);
+-- {-1} when a record or counter
 -- is not one this script reads (another version, damaged, or a time of
 -- 2^53 ms or more, which a double cannot hold exactly): the caller then
--- issues the general way. Nothing is written unless it returns {0}.
+-- issues the general way. Nothing is written unless it returns {0}, but for the prefix record:
+-- a block it starts, and on a refusal by the subject the record as
+-- `prefix_refund` leaves it (its window rolled; deleted when empty).
 
 -- `num`, `big` and `bytes` come from `fields.lua`, sent before this script.
 
@@ -79,10 +89,13 @@ end
 
 -- The counters, decided before anything is written: the first with no use
 -- left refuses the issue.
+local has_prefix = ARGV[11] == '1'
+local last = #KEYS
+if has_prefix then last = #KEYS - 1 end
 local counters = {}
-for i = 3, #KEYS do
-  local budget = tonumber(ARGV[2 * i + 5])
-  local span = tonumber(ARGV[2 * i + 6])
+for i = 3, last do
+  local budget = tonumber(ARGV[2 * i + 11])
+  local span = tonumber(ARGV[2 * i + 12])
   local from, uses = now, 0
   local c = redis.call('GET', KEYS[i])
   if c then
@@ -96,9 +109,43 @@ for i = 3, #KEYS do
   counters[-i] = from + span - now
 end
 
+-- The prefix, after the counters: blocked, or blocked by this send (too
+-- many sends in its window, or too few approved in the previous one).
+local prefix, prefix_window
+if has_prefix then
+  prefix_window = tonumber(ARGV[13])
+  prefix = prefix_read(redis.call('GET', KEYS[#KEYS]), now, prefix_window)
+  if not prefix then return {-1} end
+  if prefix.till > now then return {5, prefix.till - now} end
+  local too_few = false
+  if ARGV[15] ~= '' then
+    too_few = prefix.psends >= tonumber(ARGV[15])
+      and prefix.pappr * 100 < prefix.psends * tonumber(ARGV[16])
+  end
+  if prefix.sends >= tonumber(ARGV[12]) or too_few then
+    prefix.till = now + tonumber(ARGV[14])
+    redis.call('SET', KEYS[#KEYS], prefix_bytes(prefix), 'PX', prefix_ttl(prefix, prefix_window, now))
+    return {5, prefix.till - now}
+  end
+end
+
+-- A refusal by the subject gives the prefix's send back as
+-- `prefix_refund` does: the record stays with its window rolled, or goes
+-- when nothing in it is worth keeping.
+local function refused(reply)
+  if prefix then
+    if prefix.sends == 0 and prefix.appr == 0 and prefix.psends == 0 and prefix.till <= now then
+      redis.call('DEL', KEYS[#KEYS])
+    else
+      redis.call('SET', KEYS[#KEYS], prefix_bytes(prefix), 'PX', prefix_ttl(prefix, prefix_window, now))
+    end
+  end
+  return reply
+end
+
 local retry = start + window - now
-if attempts >= max then return {1, retry} end
-if sends >= max_sends then return {2, retry} end
+if attempts >= max then return refused({1, retry}) end
+if sends >= max_sends then return refused({2, retry}) end
 sends = sends + 1
 
 local index_ttl = new_expires + ttl - now
@@ -119,10 +166,14 @@ if stale_id and stale_expires > now then
 end
 -- The index entry goes in before the record names it.
 if not redis.call('SET', KEYS[2], ARGV[7], 'PX', string.format('%.0f', index_ttl), 'NX') then
-  return {3}
+  return refused({3})
 end
-for i = 3, #KEYS do
+for i = 3, last do
   redis.call('SET', KEYS[i], counters[i], 'PX', string.format('%.0f', counters[-i]))
+end
+if prefix then
+  prefix.sends = prefix.sends + 1
+  redis.call('SET', KEYS[#KEYS], prefix_bytes(prefix), 'PX', prefix_ttl(prefix, prefix_window, now))
 end
 -- The stale entry goes, if it still names this subject.
 if stale_key and redis.call('GET', stale_key) == ARGV[7] then

@@ -209,9 +209,16 @@ pub(super) fn one_step_cmd(
             .arg(check.ttl_ms)
             .arg(prefix)
             .arg(if cluster { "1" } else { "0" });
-        if let Some(counter) = &check.counter {
-            cmd.arg(counter.max).arg(counter.window_ms);
-        }
+        match &check.counter {
+            Some(counter) => cmd.arg(counter.max).arg(counter.window_ms),
+            None => cmd.arg("").arg(""),
+        };
+        // The prefix record is in a slot of its own on a cluster: there the
+        // caller credits it.
+        match check.credit_window_ms.filter(|_| !cluster) {
+            Some(window) => cmd.arg(window),
+            None => cmd.arg(""),
+        };
     }))
 }
 
@@ -271,13 +278,16 @@ pub(super) fn one_step_reply(
 /// slots of their own), or an id without the subject's slot byte.
 pub(super) fn issue_cmd(issue: &OneStepIssue<'_>, prefix: &str, cluster: bool) -> Option<Request> {
     if cluster
-        && (!issue.counters.is_empty() || issue.record_key.get(2..4) != issue.index_key.get(2..4))
+        && (!issue.counters.is_empty()
+            || issue.prefix.is_some()
+            || issue.record_key.get(2..4) != issue.index_key.get(2..4))
     {
         return None;
     }
     let keys: Vec<String> = [issue.record_key, issue.index_key]
         .into_iter()
         .chain(issue.counters.iter().map(|c| c.key))
+        .chain(issue.prefix.as_ref().map(|p| p.key))
         .map(|key| redis_key(prefix, key, cluster))
         .collect();
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
@@ -292,6 +302,16 @@ pub(super) fn issue_cmd(issue: &OneStepIssue<'_>, prefix: &str, cluster: bool) -
             .arg(prefix)
             .arg(issue.expires_ms)
             .arg(if cluster { "1" } else { "0" });
+        match &issue.prefix {
+            Some(p) => {
+                cmd.arg("1").arg(p.max).arg(p.window_ms).arg(p.block_ms);
+                match p.floor {
+                    Some((sends, percent)) => cmd.arg(sends).arg(percent),
+                    None => cmd.arg("").arg(""),
+                }
+            }
+            None => cmd.arg("").arg("").arg("").arg("").arg("").arg(""),
+        };
         for c in issue.counters {
             cmd.arg(c.max).arg(c.window_ms);
         }
@@ -328,6 +348,9 @@ pub(super) fn issue_reply(
                 .ok_or(Error::StoreCorrupt)?;
             Decision::Refused((counter.refused)(ms(2)?))
         }
+        Some(5) if issue.prefix.is_some() => Decision::Refused(Error::PrefixBlocked {
+            retry_after: ms(1)?,
+        }),
         Some(-1) => Decision::Fallback,
         _ => return Err(Error::StoreCorrupt),
     }))
@@ -346,7 +369,7 @@ mod tests {
     use crate::otp::record::{
         Attempt, Keys, Macs, Outcome, State, client_reserve, index_key, subject_key, verify_step,
     };
-    use crate::otp::store::OneStepCounter;
+    use crate::otp::store::{OneStepCounter, OneStepPrefix};
     const PREFIX: &str = "pinseal-test:lua:";
     /// The keys of a cluster (see [`redis_key`]), on one server.
     const SLOTTED: &str = "pinseal-test:lua-slotted:";
@@ -522,6 +545,7 @@ mod tests {
                     send_window_ms: policy.send_window_ms,
                     ttl_ms: policy.ttl_ms,
                     counter: None,
+                    credit_window_ms: None,
                 };
                 let (decision, after, ttl) =
                     run_script_on(conn, &check, key_prefix, &record_key, cluster);
@@ -610,6 +634,7 @@ mod tests {
                     window_ms: bucket.window_ms,
                     refused: limit,
                 }),
+                credit_window_ms: None,
             };
             let (decision, after, _) = run_script(&mut conn, &check, BUDGETS, &record_key);
             let counter_after: Option<Vec<u8>> = redis::cmd("GET")
@@ -678,6 +703,347 @@ mod tests {
             assert!(seen.contains(v), "{v} never came up: {seen:?}");
         }
         assert!(seen.iter().any(|v| v.starts_with("Rejected")));
+    }
+
+    /// A fraud guard's prefix record for a test, stored under `key`: absent,
+    /// in its window (with or without a block), its window just ended or
+    /// ended a window ago, damaged, or holding a time a double cannot hold
+    /// exactly.
+    fn prefix_case(
+        rng: &mut Rng,
+        conn: &mut redis::Connection,
+        key: &str,
+        window: u64,
+    ) -> Option<Vec<u8>> {
+        let record = |start: u64, rng: &mut Rng| {
+            let mut r = vec![1u8];
+            r.extend_from_slice(&start.to_be_bytes());
+            for n in [
+                rng.pick(&[0u32, 1, 2, 3]),
+                rng.pick(&[0u32, 1, 2]),
+                rng.pick(&[0u32, 2, 5]),
+                rng.pick(&[0u32, 1, 3]),
+            ] {
+                r.extend_from_slice(&n.to_be_bytes());
+            }
+            r.extend_from_slice(&rng.pick(&[0, 0, NOW - 1, NOW + 60_000]).to_be_bytes());
+            r
+        };
+        let held = match rng.pick(&[0u8, 1, 1, 1, 2, 3, 4, 5]) {
+            0 => None,
+            1 => Some(record(NOW - rng.pick(&[0, 1_000, window - 1_000]), rng)),
+            2 => Some(record(NOW - window - rng.pick(&[0, 1_000]), rng)),
+            3 => Some(record(NOW - 2 * window - rng.pick(&[0, 1_000]), rng)),
+            4 => Some(if rng.pick(&[false, true]) {
+                vec![1u8; 32]
+            } else {
+                let mut r = record(NOW, rng);
+                r[0] = 2;
+                r
+            }),
+            _ => Some(record(1 << 53, rng)),
+        };
+        let _: () = redis::cmd("DEL").arg(key).query(conn).unwrap();
+        if let Some(bytes) = &held {
+            set(conn, key, bytes);
+        }
+        held
+    }
+
+    /// A value written, and when it expires (ms).
+    type Written = (Vec<u8>, u64);
+
+    /// Whether the scripts read a prefix record: times below 2^53 ms, the
+    /// window's end a window ahead included.
+    fn prefix_readable(held: Option<&[u8]>, window: u64) -> bool {
+        let Some(r) = held.filter(|r| r.len() == 33) else {
+            return true;
+        };
+        let at = |i: usize| u64::from_be_bytes(r[i..i + 8].try_into().unwrap());
+        at(1) + 2 * window < 1 << 53 && at(25) < 1 << 53
+    }
+
+    fn guards() -> [crate::otp::FraudGuard; 2] {
+        let guard = crate::otp::FraudGuard::new()
+            .with_prefix_limit(3, 3, std::time::Duration::from_secs(3600))
+            .unwrap()
+            .with_block(std::time::Duration::from_secs(600))
+            .unwrap();
+        [guard.clone(), guard.with_approval_floor(2, 50).unwrap()]
+    }
+
+    /// `issue.lua` with a fraud guard's prefix against what the service
+    /// does the general way: `prefix_reserve`, then `issue_step`, then
+    /// `prefix_refund` when the subject refuses. The same refusals, and the
+    /// same bytes in the record and the prefix's record.
+    #[test]
+    fn the_issue_script_counts_a_prefix_as_the_service_does() {
+        use crate::otp::limits::{prefix_refund, prefix_reserve};
+        use crate::otp::record::issue_step;
+        let Some(mut conn) = connection() else { return };
+        const GUARDED: &str = "pinseal-test:lua-prefix:";
+        let keys = Keys::new(&Key::from_bytes([8; 32]));
+        let policy = Policy::new(6, std::time::Duration::from_secs(60), 5)
+            .unwrap()
+            .with_send_budget(3, std::time::Duration::from_secs(600))
+            .unwrap();
+        let guards = guards();
+        let mut rng = Rng(0x005e_ed0f_9a1d);
+        let mut seen = std::collections::HashSet::new();
+        for round in 0..1500u32 {
+            let Case {
+                mut record, tag, ..
+            } = case(&mut rng, &keys, &policy);
+            record.sends = rng.pick(&[0, 1, 2, 3, 4]);
+            let guard = &guards[usize::from(rng.pick(&[false, true]))];
+            let window = guard.prefix.window_ms;
+            let prefix_key = format!("p:{round:04}");
+            let held = prefix_case(
+                &mut rng,
+                &mut conn,
+                &format!("{GUARDED}{prefix_key}"),
+                window,
+            );
+            let mut live = case(&mut Rng(11), &keys, &policy).record.live.unwrap();
+            live.id_tag = [0x70 + (round % 8) as u8; 32];
+            live.state = State::Pending;
+            live.attempts = 0;
+            live.expires_ms = NOW + 60_000;
+            let current = record.encode();
+            let subject = subject_key(&tag);
+            let index = index_key(&live.id_tag);
+            let _: () = redis::cmd("DEL")
+                .arg(format!("{GUARDED}{index}"))
+                .query(&mut conn)
+                .unwrap();
+            set(&mut conn, &format!("{GUARDED}{subject}"), &current);
+            let mut encoded = Vec::new();
+            live.encode_into(&mut encoded);
+            let issue = OneStepIssue {
+                record_key: &subject,
+                index_key: &index,
+                subject_tag: &tag,
+                live: &encoded,
+                expires_ms: live.expires_ms,
+                now_ms: NOW,
+                max_attempts: policy.max_attempts,
+                max_sends: policy.max_sends,
+                send_window_ms: policy.send_window_ms,
+                ttl_ms: policy.ttl_ms,
+                counters: &[],
+                prefix: Some(OneStepPrefix {
+                    key: &prefix_key,
+                    max: guard.prefix.max,
+                    window_ms: window,
+                    block_ms: guard.block_ms,
+                    floor: guard.floor,
+                }),
+            };
+            let reply: Vec<i64> = issue_cmd(&issue, GUARDED, false)
+                .unwrap()
+                .run(&mut conn)
+                .unwrap();
+            let OneStepOutcome(got) = issue_reply(reply, &issue).unwrap();
+            let get = |conn: &mut redis::Connection, key: &str| -> (Option<Vec<u8>>, i64) {
+                let value = redis::cmd("GET").arg(key).query(conn).unwrap();
+                (value, redis::cmd("PTTL").arg(key).query(conn).unwrap())
+            };
+            let (after, _) = get(&mut conn, &format!("{GUARDED}{subject}"));
+            let (prefix_after, prefix_ttl) = get(&mut conn, &format!("{GUARDED}{prefix_key}"));
+            let what = format!("round {round}");
+            // The prefix's record as the general path leaves it, and the
+            // outcome.
+            // (The outcome: issued, or the refusal.)
+            let (want_prefix, want): (Option<Written>, Result<(), Error>) =
+                match prefix_reserve(guard, held.as_deref(), NOW) {
+                    _ if !prefix_readable(held.as_deref(), window) => {
+                        seen.insert("unreadable".to_string());
+                        assert!(matches!(got, Decision::Fallback), "{what}");
+                        assert_eq!(after.as_deref(), Some(&current[..]), "{what}");
+                        assert_eq!(prefix_after, held, "{what}");
+                        continue;
+                    }
+                    Err(e) => {
+                        assert_eq!(e, Error::StoreCorrupt);
+                        seen.insert("damaged".to_string());
+                        assert!(matches!(got, Decision::Fallback), "{what}");
+                        assert_eq!(prefix_after, held, "{what}");
+                        continue;
+                    }
+                    Ok(Step::Done(Err(e))) => (held.clone().map(|h| (h, 0)), Err(e)),
+                    Ok(Step::Done(Ok(_))) => panic!("a counted send writes"),
+                    Ok(Step::Write {
+                        next,
+                        expires_ms,
+                        then: Err(e),
+                        ..
+                    }) => (next.map(|n| (n, expires_ms)), Err(e)),
+                    Ok(Step::Write {
+                        next,
+                        expires_ms,
+                        then: Ok(window_start),
+                        ..
+                    }) => {
+                        let reserved = next.unwrap();
+                        match issue_step(&policy, &live, &tag, Some(&current), NOW) {
+                            Ok(_) => (Some((reserved, expires_ms)), Ok(())),
+                            Err(e) => {
+                                let refunded =
+                                    prefix_refund(guard, Some(&reserved), window_start, NOW)
+                                        .unwrap();
+                                let kept = match refunded {
+                                    Step::Write {
+                                        next, expires_ms, ..
+                                    } => next.map(|n| (n, expires_ms)),
+                                    Step::Done(()) => Some((reserved, expires_ms)),
+                                };
+                                (kept, Err(e))
+                            }
+                        }
+                    }
+                };
+            match want {
+                Ok(_) => {
+                    seen.insert("Issued".to_string());
+                    assert!(matches!(got, Decision::Issued), "{what}");
+                }
+                Err(e) => {
+                    seen.insert(format!("{e:?}").split(' ').next().unwrap().to_string());
+                    let Decision::Refused(got) = got else {
+                        panic!("{what}: not refused ({e:?})");
+                    };
+                    assert_eq!(got, e, "{what}");
+                    assert_eq!(
+                        after.as_deref(),
+                        Some(&current[..]),
+                        "{what}: a refusal wrote"
+                    );
+                }
+            }
+            assert_eq!(
+                prefix_after.as_deref(),
+                want_prefix.as_ref().map(|(p, _)| &p[..]),
+                "{what}"
+            );
+            if let Some((_, expires_ms)) = want_prefix.filter(|(_, e)| *e != 0) {
+                let want_ttl = (expires_ms - NOW) as i64;
+                assert!(
+                    prefix_ttl <= want_ttl && prefix_ttl > want_ttl - 1_000,
+                    "{what}: {prefix_ttl}"
+                );
+            }
+        }
+        for o in [
+            "Issued",
+            "PrefixBlocked",
+            "Locked",
+            "SendLimit",
+            "damaged",
+            "unreadable",
+        ] {
+            assert!(seen.contains(o), "{o} never came up: {seen:?}");
+        }
+    }
+
+    /// `verify.lua` with a fraud guard: an approval credited to its
+    /// prefix as `prefix_credit` does it, in the same script, whose reply
+    /// then leaves the prefix out; a prefix record the script does not
+    /// read is left to the caller, with the tag.
+    #[test]
+    fn the_script_credits_an_approval_as_prefix_credit_does() {
+        use crate::otp::limits::prefix_credit;
+        let Some(mut conn) = connection() else { return };
+        const CREDITS: &str = "pinseal-test:lua-credit:";
+        let keys = Keys::new(&Key::from_bytes([8; 32]));
+        let policy = Policy::new(6, std::time::Duration::from_secs(60), 5).unwrap();
+        let guard = &guards()[0];
+        let window = guard.prefix.window_ms;
+        let mut rng = Rng(0x0c4e_d175);
+        let mut seen = std::collections::HashSet::new();
+        for round in 0..1500u32 {
+            let Case {
+                mut record, tag, ..
+            } = case(&mut rng, &keys, &policy);
+            // Each round's own prefix tag, so rounds do not share a record.
+            let prefix_tag = [[0x50, (round >> 8) as u8, round as u8], [0; 3]].concat();
+            let prefix_tag: [u8; 32] = [&prefix_tag[..], &[0x5a; 26]].concat().try_into().unwrap();
+            if let Some(live) = record.live.as_mut().filter(|l| l.prefix.is_some()) {
+                live.prefix = Some(prefix_tag);
+            }
+            let bytes = record.encode();
+            let subject = subject_key(&tag);
+            set(&mut conn, &format!("{CREDITS}{subject}"), &bytes);
+            let prefix_key = format!("{CREDITS}{}", crate::hex::prefixed("p:", &prefix_tag));
+            let held = prefix_case(&mut rng, &mut conn, &prefix_key, window);
+            let attempt = Attempt::new(&policy, None, "123456", NOW);
+            let check = OneStepCheck {
+                lookup: Lookup::Record(&subject),
+                id_tag: None,
+                slotted: false,
+                mac: Some(attempt.split_mac(&keys, &tag)),
+                now_ms: NOW,
+                max_attempts: policy.max_attempts,
+                send_window_ms: policy.send_window_ms,
+                ttl_ms: policy.ttl_ms,
+                counter: None,
+                credit_window_ms: Some(window),
+            };
+            let (decision, _, _) =
+                run_script(&mut conn, &check, CREDITS, &format!("{CREDITS}{subject}"));
+            let Decision::Decided {
+                verdict,
+                prefix: got_prefix,
+                ..
+            } = decision
+            else {
+                panic!("round {round}: not decided");
+            };
+            let prefix_after: Option<Vec<u8>> =
+                redis::cmd("GET").arg(&prefix_key).query(&mut conn).unwrap();
+            let what = format!("round {round}");
+            let credited = verdict == Verdict::Approved
+                && record.live.as_ref().is_some_and(|l| l.prefix.is_some());
+            if !credited {
+                assert_eq!(got_prefix, None, "{what}");
+                assert_eq!(prefix_after, held, "{what}: nothing credited");
+                continue;
+            }
+            if !prefix_readable(held.as_deref(), window) {
+                seen.insert("unreadable");
+                assert_eq!(got_prefix, Some(prefix_tag), "{what}: left to the caller");
+                assert_eq!(prefix_after, held, "{what}");
+                continue;
+            }
+            match prefix_credit(guard, held.as_deref(), NOW) {
+                Err(_) => {
+                    seen.insert("damaged");
+                    // The caller's credit would fail the same way.
+                    assert_eq!(got_prefix, Some(prefix_tag), "{what}");
+                    assert_eq!(prefix_after, held, "{what}");
+                }
+                Ok(Step::Done(())) => {
+                    seen.insert("absent");
+                    assert_eq!(got_prefix, None, "{what}");
+                    assert_eq!(prefix_after, None, "{what}");
+                }
+                Ok(Step::Write {
+                    next, expires_ms, ..
+                }) => {
+                    seen.insert("credited");
+                    assert_eq!(got_prefix, None, "{what}");
+                    assert_eq!(prefix_after, next, "{what}");
+                    let ttl: i64 = redis::cmd("PTTL")
+                        .arg(&prefix_key)
+                        .query(&mut conn)
+                        .unwrap();
+                    let want_ttl = (expires_ms - NOW) as i64;
+                    assert!(ttl <= want_ttl && ttl > want_ttl - 1_000, "{what}: {ttl}");
+                }
+            }
+        }
+        for o in ["credited", "absent", "damaged", "unreadable"] {
+            assert!(seen.contains(o), "{o} never came up: {seen:?}");
+        }
     }
 
     /// `issue.lua` against `issue_step` and the writes the service makes
@@ -828,6 +1194,7 @@ mod tests {
                 send_window_ms: policy.send_window_ms,
                 ttl_ms: policy.ttl_ms,
                 counters: &one_step_counters,
+                prefix: None,
             };
             let reply: Vec<i64> = issue_cmd(&issue, issues, cluster)
                 .unwrap()
@@ -1022,6 +1389,7 @@ mod tests {
                 send_window_ms: policy.send_window_ms,
                 ttl_ms: policy.ttl_ms,
                 counters: &[],
+                prefix: None,
             };
             let reply: Vec<i64> = issue_cmd(&issue, DAMAGED, false)
                 .unwrap()
@@ -1055,6 +1423,7 @@ mod tests {
                 send_window_ms: policy.send_window_ms,
                 ttl_ms: policy.ttl_ms,
                 counter: None,
+                credit_window_ms: None,
             };
             let (decision, after, _) = run_script(&mut conn, &check, DAMAGED, &record_key);
             assert!(
@@ -1078,6 +1447,7 @@ mod tests {
             send_window_ms: policy.send_window_ms,
             ttl_ms: policy.ttl_ms,
             counter: None,
+            credit_window_ms: None,
         };
         let request = one_step_cmd(&check, DAMAGED, false).unwrap();
         let reply: Vec<Value> = request.run(&mut conn).unwrap();
@@ -1161,6 +1531,7 @@ mod tests {
                 send_window_ms: policy.send_window_ms,
                 ttl_ms: policy.ttl_ms,
                 counters: &[],
+                prefix: None,
             };
             let reply: Vec<i64> = issue_cmd(&issue, TWICE, false).unwrap().run(conn).unwrap();
             let after: Option<Vec<u8>> = redis::cmd("GET").arg(&record_key).query(conn).unwrap();

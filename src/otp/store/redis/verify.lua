@@ -17,6 +17,10 @@
 -- KEYS[2], ARGV[10], ARGV[11], when sent: a client's check budget, its
 --          budget and window (ms): the rule of `client_reserve`, spent
 --          unless the check approves (the service's refund on approval)
+--          (ARGV[10] and ARGV[11] are '' without)
+-- ARGV[12]: the fraud guard's prefix window (ms), or '': an approval is
+--          credited to its prefix's record (`prefix_credit`) by a key made
+--          here, and its prefix tag then left out of the reply
 --
 -- Returns {kind, attempts left, subject tag, challenge id tag, prefix tag}:
 -- kind 0 unknown, 1 canceled, 2 locked, 3 expired, 4 approved, 5 rejected;
@@ -140,5 +144,18 @@ local reply = check()
 -- Every decision but an approval spends one check of the client's budget.
 if spent and reply[1] ~= -1 and reply[1] ~= 4 then
   redis.call('SET', KEYS[2], spent, 'PX', string.format('%.0f', spent_ttl))
+end
+-- An approval counts for its prefix: the approval rate the guard judges.
+-- A prefix record this does not read is left to the caller, with the tag.
+if reply[1] == 4 and reply[5] ~= '' and ARGV[12] ~= '' then
+  local now, w = tonumber(ARGV[4]), tonumber(ARGV[12])
+  local key = ARGV[8] .. 'p:' .. string.format(string.rep('%02x', 32), string.byte(reply[5], 1, 32))
+  local p = redis.call('GET', key)
+  local r = p and prefix_read(p, now, w)
+  if r then
+    r.appr = math.min(r.appr + 1, 4294967295)
+    redis.call('SET', key, prefix_bytes(r), 'PX', prefix_ttl(r, w, now))
+  end
+  if r or not p then reply[5] = '' end
 end
 return reply
