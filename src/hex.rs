@@ -36,10 +36,15 @@ pub(crate) fn encode(bytes: impl AsRef<[u8]>) -> String {
 pub(crate) fn prefixed(prefix: &str, bytes: &[u8]) -> String {
     let mut out = vec![0u8; prefix.len() + 2 * bytes.len()];
     out[..prefix.len()].copy_from_slice(prefix.as_bytes());
-    // The output is exactly twice the input: encoding cannot fail.
-    let _ = const_hex::encode_to_slice(bytes, &mut out[prefix.len()..]);
-    // ASCII throughout: `prefix` is a `str` and hex digits are ASCII.
-    String::from_utf8(out).unwrap_or_default()
+    // The output is exactly twice the input and hex digits are ASCII, so
+    // neither step fails; if one did, the slower spelling gives the same
+    // key (never a shared fallback).
+    if const_hex::encode_to_slice(bytes, &mut out[prefix.len()..]).is_ok() {
+        if let Ok(key) = String::from_utf8(out) {
+            return key;
+        }
+    }
+    format!("{prefix}{}", encode(bytes))
 }
 
 /// Writes `bytes` of any length as lowercase hex, through a stack buffer

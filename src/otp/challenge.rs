@@ -9,7 +9,7 @@ use crate::{Error, Secret};
 
 /// The public handle of an issued code: 128 random bits, shown as 32
 /// lowercase hex characters (URL-safe); on a store that places records by
-/// slot (Redis Cluster), 34: the random bits and the subject's slot byte.
+/// slot (Redis Cluster), 34: the random bits and a masked slot byte.
 ///
 /// A challenge id is not a secret on its own: it cannot verify without the
 /// code. But the service can cancel or approve the challenge by its id
@@ -24,13 +24,14 @@ use crate::{Error, Secret};
 ///
 /// A store that keeps a challenge's index entry in the same hash slot as
 /// the subject's record ([`Store::slots_challenges`]: `RedisStore` and
-/// `AsyncRedisStore` on a cluster) gets ids with one more byte, the
-/// subject's slot byte: the first byte of the subject's keyed tag, so the
-/// store finds the record's slot from the id alone, and a check by id is
-/// one request. It says nothing of the subject to whoever lacks the key
-/// (the pepper), but two ids with different slot bytes are for different
-/// subjects, and ids with the same one are for the same subject or for one
-/// of about 1/256 of all others.
+/// `AsyncRedisStore` on a cluster) gets ids with one more byte, from which
+/// the service recovers the subject's slot byte (the first byte of its
+/// keyed tag): the store then finds the record's slot from the id alone,
+/// and a check by id is one request. The byte is masked with a keyed
+/// function of the id's random bytes, so to anyone without the key (the
+/// pepper) it looks random and differs between ids of the same subject:
+/// it neither links ids nor tells a subject's byte, and an id forged with
+/// another byte names no challenge.
 ///
 /// [`Store::slots_challenges`]: super::store::Store::slots_challenges
 ///
@@ -54,20 +55,7 @@ pub struct ChallengeId {
 }
 
 impl ChallengeId {
-    /// A new id: 16 random bytes and, when given, the slot byte.
-    pub(super) fn random(slot: Option<u8>) -> ChallengeId {
-        let mut bytes = [0u8; 17];
-        crate::rand::fill(&mut bytes[..16]);
-        if let Some(slot) = slot {
-            bytes[16] = slot;
-        }
-        ChallengeId {
-            bytes,
-            slotted: slot.is_some(),
-        }
-    }
-
-    /// The id of `random` bytes and `slot`.
+    /// The id of `random` bytes and, when given, a (masked) slot byte.
     pub(super) fn from_parts(random: [u8; 16], slot: Option<u8>) -> ChallengeId {
         let mut bytes = [0u8; 17];
         bytes[..16].copy_from_slice(&random);
@@ -83,7 +71,7 @@ impl ChallengeId {
         self.bytes.first_chunk::<16>().unwrap_or(&[0; 16])
     }
 
-    /// The slot byte, if the id has one.
+    /// The slot byte as the id shows it (masked), if the id has one.
     pub(super) fn slot(&self) -> Option<u8> {
         self.slotted.then_some(self.bytes[16])
     }

@@ -97,9 +97,9 @@ impl Keys {
             .split_first_chunk::<16>()
             .ok_or(Error::StoreCorrupt)?;
         let text = core::str::from_utf8(subject).map_err(|_| Error::StoreCorrupt)?;
-        // With a slot byte (the subject tag's first) if the challenge was
-        // issued with one: its tag tells.
-        let slotted = ChallengeId::from_parts(*id, Some(subject_tag[0]));
+        // With a slot byte (the subject tag's first, masked) if the
+        // challenge was issued with one: its tag tells.
+        let slotted = ChallengeId::from_parts(*id, Some(subject_tag[0] ^ self.slot_mac(id)[0]));
         let id = if self.id_tag(&slotted) == *id_tag {
             slotted
         } else {
@@ -129,16 +129,38 @@ impl Keys {
         self.subject.mac(&[subject.as_bytes()])
     }
 
-    /// The tag of challenge `id`: its HMAC under the index key; with a
-    /// slot byte, that byte in place of the HMAC's first, so the index
-    /// entry's key starts as the subject record's does (see
-    /// [`ChallengeId`]'s slot byte).
+    /// The tag of challenge `id`: its HMAC under the index key. With a
+    /// slot byte, the HMAC of its random bytes and `0x01`, whose first
+    /// byte masks the slot byte in the id and is replaced in the tag by
+    /// the slot itself, so that the index entry's key starts as the
+    /// subject record's does (see [`ChallengeId`]'s slot byte).
     pub(super) fn id_tag(&self, id: &ChallengeId) -> Mac {
-        let mut tag = self.index.mac(&[id.as_bytes()]);
-        if let Some(slot) = id.slot() {
-            tag[0] = slot;
+        match id.slot() {
+            None => self.index.mac(&[id.random_bytes()]),
+            Some(masked) => {
+                let mut tag = self.slot_mac(id.random_bytes());
+                tag[0] ^= masked;
+                tag
+            }
         }
-        tag
+    }
+
+    /// HMAC(index key, random bytes || 0x01): its first byte masks a slot
+    /// byte, the rest is the id tag's.
+    fn slot_mac(&self, random: &[u8; 16]) -> Mac {
+        self.index.mac(&[random, &[1]])
+    }
+
+    /// A new challenge id, and its tag: 16 random bytes and, with `slot`
+    /// (the subject tag's first byte), that byte masked.
+    pub(super) fn new_id(&self, slot: Option<u8>) -> (ChallengeId, Mac) {
+        let mut random = [0u8; 16];
+        crate::rand::fill(&mut random);
+        let id = match slot {
+            None => ChallengeId::from_parts(random, None),
+            Some(slot) => ChallengeId::from_parts(random, Some(slot ^ self.slot_mac(&random)[0])),
+        };
+        (id, self.id_tag(&id))
     }
 
     pub(super) fn client_tag(&self, client: &str) -> Mac {
@@ -172,12 +194,19 @@ pub(super) fn subject_key(tag: &Mac) -> String {
 
 /// [`subject_key`], written into `buf` rather than allocated: for the
 /// memory store's check by id, which looks the record up under the lock.
-pub(super) fn subject_key_in<'a>(tag: &Mac, buf: &'a mut [u8; 2 + 2 * MAC_LEN]) -> &'a str {
+pub(super) fn subject_key_in<'a>(
+    tag: &Mac,
+    buf: &'a mut [u8; 2 + 2 * MAC_LEN],
+) -> std::borrow::Cow<'a, str> {
     buf[..2].copy_from_slice(b"s:");
-    // The output is exactly twice the input: encoding cannot fail.
-    let _ = const_hex::encode_to_slice(tag, &mut buf[2..]);
-    // ASCII throughout.
-    core::str::from_utf8(buf).unwrap_or_default()
+    // Neither step fails (twice the input, ASCII); if one did, the
+    // allocated spelling gives the same key.
+    if const_hex::encode_to_slice(tag, &mut buf[2..]).is_ok() {
+        if let Ok(key) = core::str::from_utf8(buf) {
+            return std::borrow::Cow::Borrowed(key);
+        }
+    }
+    std::borrow::Cow::Owned(subject_key(tag))
 }
 
 /// The store key of a challenge's index entry.
@@ -1238,6 +1267,43 @@ mod tests {
 
     /// The Rust one-step check (the memory store's) decides as
     /// `verify_step` does, over records and attempts of every shape.
+    /// An id with a slot byte shows it masked: the tag starts with the
+    /// slot, the ids of one subject show different bytes, a byte changed
+    /// in the id names another slot, and the sealed subject gives the
+    /// same id back.
+    #[test]
+    fn slot_bytes_are_masked_in_ids() {
+        let keys = Keys::new(&Key::from_bytes([8; 32]));
+        let subject_tag = [0x42; 32];
+        let mut shown = std::collections::HashSet::new();
+        for _ in 0..64 {
+            let (id, id_tag) = keys.new_id(Some(0x42));
+            assert_eq!(id_tag, keys.id_tag(&id));
+            assert_eq!(id_tag[0], 0x42);
+            assert_eq!(id.as_bytes().len(), 17);
+            shown.insert(id.as_bytes()[16]);
+            let mut forged = id.as_bytes().to_vec();
+            forged[16] ^= 1;
+            let forged = ChallengeId::from_parts(*id.random_bytes(), Some(forged[16]));
+            assert_ne!(keys.id_tag(&forged)[0], 0x42);
+            assert_eq!(keys.id_tag(&forged)[1..], id_tag[1..]);
+            let sealed = keys.seal_subject(&id, &id_tag, &subject_tag, "+15550001234");
+            let (opened, subject) = keys.open_subject(&id_tag, &subject_tag, &sealed).unwrap();
+            assert_eq!(opened, id);
+            assert_eq!(subject.expose_secret(), "+15550001234");
+        }
+        assert!(shown.len() > 16, "{} bytes shown", shown.len());
+        // Without a slot byte: the HMAC of the 16 bytes, as before.
+        let (id, id_tag) = keys.new_id(None);
+        assert_eq!(id.as_bytes().len(), 16);
+        assert_eq!(id_tag, keys.index.mac(&[id.as_bytes()]));
+        let sealed = keys.seal_subject(&id, &id_tag, &subject_tag, "+15550001234");
+        assert_eq!(
+            keys.open_subject(&id_tag, &subject_tag, &sealed).unwrap().0,
+            id
+        );
+    }
+
     #[test]
     fn one_step_decides_as_verify_step_does() {
         use super::cases::{Case, NOW, Rng, case};

@@ -343,9 +343,8 @@ impl<C: Clock> Service<C> {
         now: u64,
     ) -> Result<Fresh, Error> {
         let tag = self.keys.subject_tag(subject);
-        let id = ChallengeId::random(slotted.then_some(tag[0]));
+        let (id, id_tag) = self.keys.new_id(slotted.then_some(tag[0]));
         let code = random_code(self.policy.digits)?;
-        let id_tag = self.keys.id_tag(&id);
         let live = Live {
             id_tag,
             macs: Macs::Split {
@@ -980,8 +979,9 @@ impl<S: Store, C: Clock> Otp<S, C> {
     /// Elsewhere the client's send is counted first and given back if the
     /// subject's issue then fails or is refused. Only if that refund fails
     /// too does the client lose one send of its window; the subject never
-    /// does. With a [`FraudGuard`](super::FraudGuard) the send is counted
-    /// first on every store, as the prefix's is next.
+    /// does. With a [`FraudGuard`](super::FraudGuard) the prefix's send
+    /// is counted after the client's, in the same script on one Redis
+    /// server, the same way (counted, then given back) elsewhere.
     ///
     /// # Panics
     ///

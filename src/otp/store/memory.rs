@@ -1,5 +1,6 @@
 //! The embedded, in-process store.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -435,7 +436,7 @@ impl Store for MemoryStore {
         let now = check.now_ms;
         let mut buf = [0u8; 2 + 2 * crate::mac::MAC_LEN];
         let (record_key, subject_tag) = match check.lookup {
-            Lookup::Record(key) => (key, None),
+            Lookup::Record(key) => (Cow::Borrowed(key), None),
             Lookup::Index(key) => {
                 let shard = self.shard(key, now);
                 let Some((tag, _)) = shard.entries.map.get(key) else {
@@ -451,13 +452,17 @@ impl Store for MemoryStore {
                 (record::subject_key_in(&tag, &mut buf), Some(tag))
             }
         };
-        let mut shard = self.shard(record_key, now);
-        let current = shard.entries.map.get(record_key).map(|(v, _)| v.as_slice());
+        let mut shard = self.shard(&record_key, now);
+        let current = shard
+            .entries
+            .map
+            .get(&*record_key)
+            .map(|(v, _)| v.as_slice());
         let (mut decision, write) = record::one_step(check, current)?;
         if let Some((next, expires_ms)) = write {
             // The record exists (a step writes only over one), so this
             // never needs room.
-            shard.put(record_key, &next, expires_ms, now)?;
+            shard.put(&record_key, &next, expires_ms, now)?;
         }
         if let Decision::Decided {
             subject_tag: found, ..

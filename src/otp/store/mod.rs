@@ -137,7 +137,10 @@ pub trait Store: Send + Sync {
     /// (see [`ChallengeId`](crate::otp::ChallengeId)): then the service
     /// issues ids with a slot byte, and a check by id is one request. Only
     /// `RedisStore` and `AsyncRedisStore` on a cluster say so; the default
-    /// is `false`.
+    /// is `false`. A store that wraps another forwards this method along
+    /// with the one-step ones; one that does not gets ids without a slot
+    /// byte, which still work, each check by id then taking two requests on
+    /// a cluster.
     fn slots_challenges(&self) -> bool {
         false
     }

@@ -155,8 +155,10 @@ pub(crate) enum Decision {
     /// The issue was made.
     Issued,
     /// The issue was refused (`Error::Locked`, `Error::SendLimit`,
-    /// `Error::Contention`, or a counter's error), or the check (its
-    /// counter's error); nothing was written.
+    /// `Error::Contention`, `Error::PrefixBlocked`, or a counter's error),
+    /// or the check (its counter's error). Nothing was written but a
+    /// fraud guard's prefix record: a block the issue started, or the
+    /// record as giving its send back leaves it.
     Refused(crate::Error),
     Decided {
         verdict: Verdict,

@@ -240,7 +240,8 @@ impl AsyncStore for AsyncRedisStore {
 
     /// One script on one server (see
     /// [`Store::issue_in_one_step`](crate::otp::store::Store::issue_in_one_step));
-    /// on a cluster, `None`: the issue is made the general way.
+    /// on a cluster, where client counters and a fraud guard's prefix are
+    /// in slots of their own, `None` when the issue spends any.
     async fn issue_in_one_step(
         &self,
         issue: &OneStepIssue<'_>,

@@ -371,7 +371,8 @@ impl Store for RedisStore {
     }
 
     /// One script on one server (see [`Store::issue_in_one_step`]); on a
-    /// cluster, `None`: the issue is made the general way.
+    /// cluster, where client counters and a fraud guard's prefix are in
+    /// slots of their own, `None` when the issue spends any.
     fn issue_in_one_step(&self, issue: &OneStepIssue<'_>) -> Result<Option<OneStepOutcome>, Error> {
         let cluster = matches!(self.node, Node::Cluster { .. });
         match issue_cmd(issue, &self.prefix, cluster) {

@@ -92,19 +92,26 @@ end
 local has_prefix = ARGV[11] == '1'
 local last = #KEYS
 if has_prefix then last = #KEYS - 1 end
-local counters = {}
+-- A key named twice (the same limit applied twice) is spent twice, as
+-- one reserve after the other would.
+local counters, spent = {}, {}
 for i = 3, last do
   local budget = tonumber(ARGV[2 * i + 11])
   local span = tonumber(ARGV[2 * i + 12])
   local from, uses = now, 0
-  local c = redis.call('GET', KEYS[i])
-  if c then
-    if #c ~= 13 or string.byte(c, 1) ~= 1 or big(c, 2) then return {-1} end
-    from, uses = num(c, 2, 8), num(c, 10, 4)
-    if now >= from + span then from, uses = now, 0 end
+  if spent[KEYS[i]] then
+    from, uses = spent[KEYS[i]][1], spent[KEYS[i]][2]
+  else
+    local c = redis.call('GET', KEYS[i])
+    if c then
+      if #c ~= 13 or string.byte(c, 1) ~= 1 or big(c, 2) then return {-1} end
+      from, uses = num(c, 2, 8), num(c, 10, 4)
+      if now >= from + span then from, uses = now, 0 end
+    end
   end
   if from + span >= 2^53 or from + span - now <= 0 then return {-1} end
   if uses >= budget then return {4, i - 3, from + span - now} end
+  spent[KEYS[i]] = {from, uses + 1}
   counters[i] = string.char(1) .. bytes(from, 8) .. bytes(uses + 1, 4)
   counters[-i] = from + span - now
 end
@@ -164,6 +171,9 @@ if stale_id and stale_expires > now then
     stale_key = ARGV[8] .. 'c:' .. hex
   end
 end
+-- Read now, before any write: whether the stale entry still names this
+-- subject (then it goes).
+local stale_names = stale_key and redis.call('GET', stale_key) == ARGV[7]
 -- The index entry goes in before the record names it.
 if not redis.call('SET', KEYS[2], ARGV[7], 'PX', string.format('%.0f', index_ttl), 'NX') then
   return refused({3})
@@ -175,10 +185,7 @@ if prefix then
   prefix.sends = prefix.sends + 1
   redis.call('SET', KEYS[#KEYS], prefix_bytes(prefix), 'PX', prefix_ttl(prefix, prefix_window, now))
 end
--- The stale entry goes, if it still names this subject.
-if stale_key and redis.call('GET', stale_key) == ARGV[7] then
-  redis.call('DEL', stale_key)
-end
+if stale_names then redis.call('DEL', stale_key) end
 -- The challenge replaced becomes the stale one.
 local stale = string.char(0)
 if old_id then stale = string.char(1) .. old_id .. bytes(old_expires + ttl, 8) end

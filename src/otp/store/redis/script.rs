@@ -1130,15 +1130,22 @@ mod tests {
             if let Some(key) = &stale_key {
                 set(conn, key, &stale_value);
             }
-            // Up to two client counters, each absent, with uses left, at
-            // its budget, from a window that has ended, or damaged.
-            let mut counters = Vec::new();
+            // Up to three client counters, each absent, with uses left, at
+            // its budget, from a window that has ended, or damaged; the
+            // last may name the first's key again (a limit applied twice).
+            let mut counters: Vec<(String, crate::otp::limits::Bucket, Option<Vec<u8>>)> =
+                Vec::new();
             // (None on a cluster: they are in slots of their own.)
             for j in 0..if cluster {
                 0
             } else {
-                rng.pick(&[0usize, 0, 1, 2])
+                rng.pick(&[0usize, 0, 1, 2, 3])
             } {
+                if j == 2 && rng.pick(&[false, true]) {
+                    let again = counters[0].clone();
+                    counters.push(again);
+                    continue;
+                }
                 let key = format!("k:{round:04}:{j}");
                 let (bucket, held) =
                     counter_case(&mut rng, conn, &redis_key(issues, &key, cluster));
@@ -1147,14 +1154,20 @@ mod tests {
             fn limit(retry_after: std::time::Duration) -> Error {
                 Error::ClientLimit { retry_after }
             }
-            // What the service's reserve makes of them: each one's write,
-            // or the first refusal.
+            // What the service's reserve makes of them, one after the
+            // other: each one's write, or the first refusal.
             let mut spent = Ok(Vec::new());
-            for (_, bucket, held) in &counters {
+            let mut now_held: std::collections::HashMap<&str, Option<Vec<u8>>> = counters
+                .iter()
+                .map(|(key, _, held)| (key.as_str(), held.clone()))
+                .collect();
+            for (key, bucket, _) in &counters {
+                let held = now_held[key.as_str()].clone();
                 match client_reserve(*bucket, limit, held.as_deref(), NOW) {
                     Ok(Step::Write {
                         next, expires_ms, ..
                     }) => {
+                        now_held.insert(key, next.clone());
                         if let Ok(spent) = &mut spent {
                             spent.push((next.unwrap(), expires_ms));
                         }
@@ -1261,10 +1274,14 @@ mod tests {
                     let Ok(spent) = &spent else {
                         unreachable!("a refused counter refuses the issue")
                     };
-                    for (((key, ..), after), (next, expires_ms)) in
+                    if counters.len() == 3 && counters[2].0 == counters[0].0 {
+                        outcomes.insert("a key named twice".into());
+                    }
+                    for (((key, ..), after), (_, expires_ms)) in
                         counters.iter().zip(&counters_after).zip(spent)
                     {
-                        assert_eq!(after.as_ref(), Some(next), "round {round}: {key}");
+                        // A key named twice holds what the second wrote.
+                        assert_eq!(after, &now_held[key.as_str()], "round {round}: {key}");
                         let ttl: i64 = redis::cmd("PTTL")
                             .arg(redis_key(issues, key, cluster))
                             .query(conn)
@@ -1316,6 +1333,7 @@ mod tests {
                 "SendLimit",
                 "ClientLimit",
                 "a damaged counter",
+                "a key named twice",
             ]
         };
         for o in expected {
