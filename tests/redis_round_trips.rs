@@ -77,60 +77,95 @@ fn measure(
         assert_eq!(check(&subject, code.expose_secret()), Verdict::Approved);
     }
     let mut counts = Vec::new();
-    let mut step = |name: &'static str, monitor: &mut Monitor, f: &mut dyn FnMut()| {
-        monitor.take();
-        f();
-        counts.push((name, monitor.take()));
-    };
     let (mut a, mut code_a) = (None, None);
-    step("issue (first for the subject)", monitor, &mut || {
-        let (id, code) = issue("+15550001111");
-        a = Some(id);
-        code_a = Some(code);
-    });
+    step(
+        &mut counts,
+        "issue (first for the subject)",
+        monitor,
+        &mut || {
+            let (id, code) = issue("+15550001111");
+            a = Some(id);
+            code_a = Some(code);
+        },
+    );
     let (a, code_a) = (a.unwrap(), code_a.unwrap());
-    step("verify by id, wrong code", monitor, &mut || {
-        assert_eq!(
-            verify(&a, &wrong(&code_a)),
-            Verdict::Rejected { attempts_left: 4 }
-        );
-    });
-    step("verify by id, right code", monitor, &mut || {
-        assert_eq!(verify(&a, code_a.expose_secret()), Verdict::Approved);
-    });
-    step("verify by id, spent", monitor, &mut || {
+    step(
+        &mut counts,
+        "verify by id, wrong code",
+        monitor,
+        &mut || {
+            assert_eq!(
+                verify(&a, &wrong(&code_a)),
+                Verdict::Rejected { attempts_left: 4 }
+            );
+        },
+    );
+    step(
+        &mut counts,
+        "verify by id, right code",
+        monitor,
+        &mut || {
+            assert_eq!(verify(&a, code_a.expose_secret()), Verdict::Approved);
+        },
+    );
+    step(&mut counts, "verify by id, spent", monitor, &mut || {
         assert_eq!(verify(&a, code_a.expose_secret()), Verdict::Unknown);
     });
     let unknown: ChallengeId = "00000000000000000000000000000000".parse().unwrap();
-    step("verify by id, unknown id", monitor, &mut || {
-        assert_eq!(verify(&unknown, "123456"), Verdict::Unknown);
-    });
+    step(
+        &mut counts,
+        "verify by id, unknown id",
+        monitor,
+        &mut || {
+            assert_eq!(verify(&unknown, "123456"), Verdict::Unknown);
+        },
+    );
     let mut code_b = None;
-    step("issue (a resend)", monitor, &mut || {
+    step(&mut counts, "issue (a resend)", monitor, &mut || {
         code_b = Some(issue("+15550001111").1);
     });
     let code_b = code_b.unwrap();
-    step("check by subject, wrong code", monitor, &mut || {
-        assert_eq!(
-            check("+15550001111", &wrong(&code_b)),
-            Verdict::Rejected { attempts_left: 4 }
-        );
-    });
-    step("check by subject, malformed", monitor, &mut || {
-        assert_eq!(
-            check("+15550001111", "12"),
-            Verdict::Rejected { attempts_left: 3 }
-        );
-    });
-    step("check by subject, right code", monitor, &mut || {
-        assert_eq!(
-            check("+15550001111", code_b.expose_secret()),
-            Verdict::Approved
-        );
-    });
-    step("check by subject, no challenge", monitor, &mut || {
-        assert_eq!(check("+15550002222", "123456"), Verdict::Unknown);
-    });
+    step(
+        &mut counts,
+        "check by subject, wrong code",
+        monitor,
+        &mut || {
+            assert_eq!(
+                check("+15550001111", &wrong(&code_b)),
+                Verdict::Rejected { attempts_left: 4 }
+            );
+        },
+    );
+    step(
+        &mut counts,
+        "check by subject, malformed",
+        monitor,
+        &mut || {
+            assert_eq!(
+                check("+15550001111", "12"),
+                Verdict::Rejected { attempts_left: 3 }
+            );
+        },
+    );
+    step(
+        &mut counts,
+        "check by subject, right code",
+        monitor,
+        &mut || {
+            assert_eq!(
+                check("+15550001111", code_b.expose_secret()),
+                Verdict::Approved
+            );
+        },
+    );
+    step(
+        &mut counts,
+        "check by subject, no challenge",
+        monitor,
+        &mut || {
+            assert_eq!(check("+15550002222", "123456"), Verdict::Unknown);
+        },
+    );
     counts
 }
 
@@ -138,24 +173,18 @@ fn policy() -> Policy {
     Policy::new(6, Duration::from_secs(60), 5).unwrap()
 }
 
-fn blocking(cluster: bool) -> Option<Counts> {
-    let mut monitor = monitor(cluster)?;
-    let store = if cluster {
-        common::redis_cluster_store()?
+/// A blocking store on one server or the cluster, with a fresh prefix.
+fn blocking_store(cluster: bool) -> Option<pinseal::otp::store::RedisStore> {
+    if cluster {
+        common::redis_cluster_store()
     } else {
-        common::redis_store()?
-    };
-    let otp = Otp::with_store(&Key::from_bytes([3; 32]), policy(), store);
-    Some(measure(
-        &mut monitor,
-        &mut |s| otp.issue(s).unwrap(),
-        &mut |id, input| otp.verify(id, input).unwrap(),
-        &mut |s, input| otp.check(s, input).unwrap(),
-    ))
+        common::redis_store()
+    }
 }
 
-fn asynchronous(cluster: bool) -> Option<Counts> {
-    let mut monitor = monitor(cluster)?;
+/// A current-thread runtime and an async store on it, on one server or
+/// the cluster, with a fresh prefix.
+fn async_store(cluster: bool) -> (tokio::runtime::Runtime, AsyncRedisStore) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -167,6 +196,31 @@ fn asynchronous(cluster: bool) -> Option<Counts> {
         builder.url(common::redis_url())
     };
     let store = rt.block_on(builder.connect()).unwrap();
+    (rt, store)
+}
+
+/// Runs `f`, and records under `name` the requests it sent.
+fn step(counts: &mut Counts, name: &'static str, monitor: &mut Monitor, f: &mut dyn FnMut()) {
+    monitor.take();
+    f();
+    counts.push((name, monitor.take()));
+}
+
+fn blocking(cluster: bool) -> Option<Counts> {
+    let mut monitor = monitor(cluster)?;
+    let store = blocking_store(cluster)?;
+    let otp = Otp::with_store(&Key::from_bytes([3; 32]), policy(), store);
+    Some(measure(
+        &mut monitor,
+        &mut |s| otp.issue(s).unwrap(),
+        &mut |id, input| otp.verify(id, input).unwrap(),
+        &mut |s, input| otp.check(s, input).unwrap(),
+    ))
+}
+
+fn asynchronous(cluster: bool) -> Option<Counts> {
+    let mut monitor = monitor(cluster)?;
+    let (rt, store) = async_store(cluster);
     let otp = aio::Otp::with_store(&Key::from_bytes([3; 32]), policy(), store);
     Some(measure(
         &mut monitor,
@@ -278,22 +332,28 @@ fn counted(
         issue_from(&format!("+1555000888{n}"), &format!("warm-{n}")).unwrap();
     }
     let mut counts = Vec::new();
-    let mut step = |name: &'static str, monitor: &mut Monitor, f: &mut dyn FnMut()| {
-        monitor.take();
-        f();
-        counts.push((name, monitor.take()));
-    };
-    step("issue from a client", monitor, &mut || {
+    step(&mut counts, "issue from a client", monitor, &mut || {
         issue_from("+15550004441", "client-a").unwrap();
     });
-    step("issue from a client, its last", monitor, &mut || {
-        issue_from("+15550004442", "client-a").unwrap();
-    });
-    step("issue from a client, refused", monitor, &mut || {
-        let refused = issue_from("+15550004443", "client-a").unwrap_err();
-        assert!(matches!(refused, pinseal::Error::ClientLimit { .. }));
-    });
     step(
+        &mut counts,
+        "issue from a client, its last",
+        monitor,
+        &mut || {
+            issue_from("+15550004442", "client-a").unwrap();
+        },
+    );
+    step(
+        &mut counts,
+        "issue from a client, refused",
+        monitor,
+        &mut || {
+            let refused = issue_from("+15550004443", "client-a").unwrap_err();
+            assert!(matches!(refused, pinseal::Error::ClientLimit { .. }));
+        },
+    );
+    step(
+        &mut counts,
         "issue under a rate limit of two buckets",
         monitor,
         &mut || {
@@ -330,29 +390,16 @@ fn issues_with_client_counters_take_one_request_on_one_server() {
             return;
         };
         let limit = limit();
-        let store = if cluster {
-            common::redis_cluster_store()
-        } else {
-            common::redis_store()
+        let Some(store) = blocking_store(cluster) else {
+            return;
         };
-        let Some(store) = store else { return };
         let otp = Otp::with_store(&Key::from_bytes([3; 32]), counted_policy(), store);
         let blocking = counted(
             &mut monitor,
             &mut |s, client| otp.issue_from(s, client).map(drop),
             &mut |s, ip| otp.issue_limited(s, &[limit.key(ip)]).map(drop),
         );
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let builder = AsyncRedisStore::builder().prefix(common::unique_prefix());
-        let builder = if cluster {
-            builder.cluster(common::redis_cluster_urls())
-        } else {
-            builder.url(common::redis_url())
-        };
-        let store = rt.block_on(builder.connect()).unwrap();
+        let (rt, store) = async_store(cluster);
         let otp = aio::Otp::with_store(&Key::from_bytes([3; 32]), counted_policy(), store);
         let asynchronous = counted(
             &mut monitor,
@@ -397,33 +444,48 @@ fn counted_checks(
     }
     let (id, code) = issue("+15550005551");
     let mut counts = Vec::new();
-    let mut step = |name: &'static str, monitor: &mut Monitor, f: &mut dyn FnMut()| {
-        monitor.take();
-        f();
-        counts.push((name, monitor.take()));
-    };
-    step("check from a client, wrong code", monitor, &mut || {
-        assert_eq!(
-            check_from("+15550005551", &wrong(&code)).unwrap(),
-            Verdict::Rejected { attempts_left: 4 }
-        );
-    });
-    step("verify from a client, right code", monitor, &mut || {
-        assert_eq!(
-            verify_from(&id, code.expose_secret()).unwrap(),
-            Verdict::Approved
-        );
-    });
-    step("check from a client, no challenge", monitor, &mut || {
-        assert_eq!(
-            check_from("+15550005552", "123456").unwrap(),
-            Verdict::Unknown
-        );
-    });
-    step("check from a client, budget spent", monitor, &mut || {
-        let refused = check_from("+15550005551", "123456").unwrap_err();
-        assert!(matches!(refused, pinseal::Error::ClientCheckLimit { .. }));
-    });
+    step(
+        &mut counts,
+        "check from a client, wrong code",
+        monitor,
+        &mut || {
+            assert_eq!(
+                check_from("+15550005551", &wrong(&code)).unwrap(),
+                Verdict::Rejected { attempts_left: 4 }
+            );
+        },
+    );
+    step(
+        &mut counts,
+        "verify from a client, right code",
+        monitor,
+        &mut || {
+            assert_eq!(
+                verify_from(&id, code.expose_secret()).unwrap(),
+                Verdict::Approved
+            );
+        },
+    );
+    step(
+        &mut counts,
+        "check from a client, no challenge",
+        monitor,
+        &mut || {
+            assert_eq!(
+                check_from("+15550005552", "123456").unwrap(),
+                Verdict::Unknown
+            );
+        },
+    );
+    step(
+        &mut counts,
+        "check from a client, budget spent",
+        monitor,
+        &mut || {
+            let refused = check_from("+15550005551", "123456").unwrap_err();
+            assert!(matches!(refused, pinseal::Error::ClientCheckLimit { .. }));
+        },
+    );
     counts
 }
 
@@ -444,12 +506,9 @@ fn checks_with_a_client_budget_take_one_request_on_one_server() {
         let Some(mut monitor) = monitor(cluster) else {
             return;
         };
-        let store = if cluster {
-            common::redis_cluster_store()
-        } else {
-            common::redis_store()
+        let Some(store) = blocking_store(cluster) else {
+            return;
         };
-        let Some(store) = store else { return };
         let otp = Otp::with_store(&Key::from_bytes([3; 32]), check_budget_policy(), store);
         let mut n = 0;
         let blocking = counted_checks(
@@ -467,17 +526,7 @@ fn checks_with_a_client_budget_take_one_request_on_one_server() {
                 otp.check_from(s, &client, input)
             },
         );
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let builder = AsyncRedisStore::builder().prefix(common::unique_prefix());
-        let builder = if cluster {
-            builder.cluster(common::redis_cluster_urls())
-        } else {
-            builder.url(common::redis_url())
-        };
-        let store = rt.block_on(builder.connect()).unwrap();
+        let (rt, store) = async_store(cluster);
         let otp = aio::Otp::with_store(&Key::from_bytes([3; 32]), check_budget_policy(), store);
         let mut n = 0;
         let asynchronous = counted_checks(
@@ -603,12 +652,9 @@ fn a_fraud_guards_prefix_is_counted_in_the_same_request_on_one_server() {
         let Some(mut monitor) = monitor(cluster) else {
             return;
         };
-        let store = if cluster {
-            common::redis_cluster_store()
-        } else {
-            common::redis_store()
+        let Some(store) = blocking_store(cluster) else {
+            return;
         };
-        let Some(store) = store else { return };
         let otp = Otp::with_store(&Key::from_bytes([3; 32]), policy(), store)
             .with_fraud_guard(pinseal::otp::FraudGuard::new());
         // The scripts cached on every node first (prefixes too: each of
