@@ -68,7 +68,8 @@ impl ChallengeId {
 
     /// The 16 random bytes.
     pub(super) fn random_bytes(&self) -> &[u8; 16] {
-        self.bytes.first_chunk::<16>().unwrap_or(&[0; 16])
+        let [random @ .., _] = &self.bytes;
+        random
     }
 
     /// The slot byte as the id shows it (masked), if the id has one.

@@ -72,7 +72,7 @@ impl Keys {
         use crate::Seal;
         let mut plain = crate::Secret::new(Vec::with_capacity(16 + subject.len()));
         let p = crate::secret::ExposeSecretMut::expose_secret_mut(&mut plain);
-        // The slot byte, if any, is the subject tag's first byte: not sealed.
+        // The slot byte, if any, comes back from the subject tag: not sealed.
         p.extend_from_slice(id.random_bytes());
         p.extend_from_slice(subject.as_bytes());
         self.to
@@ -99,9 +99,11 @@ impl Keys {
         let text = core::str::from_utf8(subject).map_err(|_| Error::StoreCorrupt)?;
         // With a slot byte (the subject tag's first, masked) if the
         // challenge was issued with one: its tag tells.
-        let slotted = ChallengeId::from_parts(*id, Some(subject_tag[0] ^ self.slot_mac(id)[0]));
-        let id = if self.id_tag(&slotted) == *id_tag {
-            slotted
+        let mut slotted_tag = self.slot_mac(id);
+        let mask = slotted_tag[0];
+        slotted_tag[0] = subject_tag[0];
+        let id = if slotted_tag == *id_tag {
+            ChallengeId::from_parts(*id, Some(subject_tag[0] ^ mask))
         } else {
             ChallengeId::from_parts(*id, None)
         };
@@ -156,11 +158,18 @@ impl Keys {
     pub(super) fn new_id(&self, slot: Option<u8>) -> (ChallengeId, Mac) {
         let mut random = [0u8; 16];
         crate::rand::fill(&mut random);
-        let id = match slot {
-            None => ChallengeId::from_parts(random, None),
-            Some(slot) => ChallengeId::from_parts(random, Some(slot ^ self.slot_mac(&random)[0])),
-        };
-        (id, self.id_tag(&id))
+        match slot {
+            None => {
+                let id = ChallengeId::from_parts(random, None);
+                (id, self.id_tag(&id))
+            }
+            Some(slot) => {
+                let mut tag = self.slot_mac(&random);
+                let id = ChallengeId::from_parts(random, Some(slot ^ tag[0]));
+                tag[0] = slot;
+                (id, tag)
+            }
+        }
     }
 
     pub(super) fn client_tag(&self, client: &str) -> Mac {

@@ -332,8 +332,7 @@ impl<C: Clock> Service<C> {
     }
 
     /// A new challenge for `subject`: its id and code, and everything the
-    /// store is sent for it.
-    /// `slotted`: the id carries the subject's slot byte (the store says
+    /// store is sent for it. `slotted`: the id carries the subject's slot byte (the store says
     /// so, [`AsyncStore::slots_challenges`]).
     fn fresh(
         &self,

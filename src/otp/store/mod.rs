@@ -120,7 +120,8 @@ pub trait Store: Send + Sync {
     /// runs it as one script, so an issue costs one round trip instead of
     /// a read and two or three writes, and a read and a write more per
     /// client counter it spends (a client's send budget, each bucket of a
-    /// rate limit), which the script spends too, all or none. `Ok(None)`,
+    /// rate limit) and for a fraud guard's prefix, which the script spends
+    /// too. `Ok(None)`,
     /// the default, has the issue made through [`Store::get`] and
     /// [`Store::compare_and_swap`].
     ///

@@ -83,9 +83,11 @@ impl fmt::Debug for OneStepCheck<'_> {
 ///
 /// It holds the subject's record key, the new challenge's index key, the
 /// new challenge as the record will hold it (MACs, the sealed subject,
-/// counters and times) and the keys and budgets of the client counters it
-/// spends: never the code, the subject, the client or the id in clear. Built only by this crate; a store written outside it keeps the
-/// default [`Store::issue_in_one_step`](super::Store::issue_in_one_step).
+/// counters and times) and the keys and budgets of the client counters
+/// and the fraud guard's prefix it spends: never the code, the subject,
+/// the client or the id in clear. Built only by this crate; a store
+/// written outside it keeps the default
+/// [`Store::issue_in_one_step`](super::Store::issue_in_one_step).
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub struct OneStepIssue<'a> {
     pub(crate) record_key: &'a str,
