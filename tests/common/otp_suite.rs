@@ -987,6 +987,66 @@ macro_rules! otp_suite {
         }
 
         #[test]
+        fn an_issue_the_subject_refuses_gives_back_every_use_it_counted() {
+            use pinseal::otp::{FraudGuard, RateLimit};
+            let clock = ManualClock::new(t0());
+            let Some(inner) = $make else { return };
+            let policy = chat()
+                .with_send_budget(2, Duration::from_secs(600))
+                .unwrap()
+                .with_client_budget(5, Duration::from_secs(3600))
+                .unwrap();
+            let otp = Otp::with_parts(&Key::from_bytes([4; 32]), policy, inner, clock.clone())
+                .with_fraud_guard(FraudGuard::new());
+            let ip = RateLimit::new("ip")
+                .unwrap()
+                .bucket(3, Duration::from_secs(60))
+                .unwrap()
+                .bucket(5, Duration::from_secs(3600))
+                .unwrap();
+            let number = "+15550002468";
+            otp.issue_from(number, "client-r").unwrap();
+            otp.issue_limited(number, &[ip.key("192.0.2.44")]).unwrap();
+            // The subject's send budget is spent: refused after the client's
+            // counters and the prefix were counted, which get their uses back.
+            assert!(matches!(
+                otp.issue_from(number, "client-r").unwrap_err(),
+                Error::SendLimit { .. }
+            ));
+            assert!(matches!(
+                otp.issue_limited(number, &[ip.key("192.0.2.44")])
+                    .unwrap_err(),
+                Error::SendLimit { .. }
+            ));
+            assert_eq!(otp.client_budget("client-r").unwrap().sends_left, 4);
+            assert_eq!(otp.prefix_stats(number).unwrap().unwrap().sends, 2);
+            // The rate limit's minute bucket has two uses left, not zero.
+            otp.issue_limited("+15550002469", &[ip.key("192.0.2.44")])
+                .unwrap();
+            otp.issue_limited("+15550002470", &[ip.key("192.0.2.44")])
+                .unwrap();
+            assert!(matches!(
+                otp.issue_limited("+15550002471", &[ip.key("192.0.2.44")])
+                    .unwrap_err(),
+                Error::ClientLimit { .. }
+            ));
+            // A counter that refuses gives back the uses the others counted:
+            // the hour bucket has 5 - 3 = 2 left.
+            clock.advance(Duration::from_secs(60));
+            for n in 0..2 {
+                otp.issue_limited(&format!("+1555000248{n}"), &[ip.key("192.0.2.44")])
+                    .unwrap();
+            }
+            assert_eq!(
+                otp.issue_limited("+15550002482", &[ip.key("192.0.2.44")])
+                    .unwrap_err(),
+                Error::ClientLimit {
+                    retry_after: Duration::from_secs(3540)
+                }
+            );
+        }
+
+        #[test]
         fn a_pumping_run_over_one_prefix_is_cut_off_and_others_still_get_codes() {
             use pinseal::otp::FraudGuard;
             let clock = ManualClock::new(t0());

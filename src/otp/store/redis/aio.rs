@@ -13,6 +13,7 @@ use super::renew::{Connect, Renewing};
 use super::script::{
     Request, cas_cmd, get_cmd, issue_cmd, issue_reply, one_step_cmd, one_step_reply, redis_key,
 };
+use super::slots;
 use super::url::{client, install_tls_provider};
 use super::{RedisBuilder, Target};
 use crate::Error;
@@ -221,35 +222,37 @@ impl AsyncStore for AsyncRedisStore {
     }
 
     /// One script (see [`Store::check_in_one_step`](crate::otp::store::Store::check_in_one_step));
-    /// by an id without a slot byte on a cluster, the caller reads the index
+    /// on a cluster one per slot: the client's check budget, the subject,
+    /// then the budget's give-back and the prefix's credit at once. By an
+    /// id without a slot byte on a cluster, the caller reads the index
     /// entry first.
     async fn check_in_one_step(
         &self,
         check: &OneStepCheck<'_>,
     ) -> Result<Option<OneStepOutcome>, Error> {
-        let cluster = matches!(self.conn, Conn::Cluster(_));
-        if cluster && check.counter.is_some() {
-            // The client's counter is in another slot.
-            return Ok(None);
-        }
-        match one_step_cmd(check, &self.prefix, cluster) {
-            None => Ok(Some(OneStepOutcome(Decision::IndexFirst))),
-            Some(cmd) => one_step_reply(self.query(&cmd).await?, check).map(Some),
+        match &self.conn {
+            Conn::Cluster(conn) => slots::check(conn, self.timeout, check, &self.prefix).await,
+            Conn::Single(_) => match one_step_cmd(check, &self.prefix, false) {
+                None => Ok(Some(OneStepOutcome(Decision::IndexFirst))),
+                Some(cmd) => one_step_reply(self.query(&cmd).await?, check).map(Some),
+            },
         }
     }
 
     /// One script on one server (see
     /// [`Store::issue_in_one_step`](crate::otp::store::Store::issue_in_one_step));
-    /// on a cluster, where client counters and a fraud guard's prefix are
-    /// in slots of their own, `None` when the issue spends any.
+    /// on a cluster one per slot: the client counters at once, the fraud
+    /// guard's prefix, then the subject.
     async fn issue_in_one_step(
         &self,
         issue: &OneStepIssue<'_>,
     ) -> Result<Option<OneStepOutcome>, Error> {
-        let cluster = matches!(self.conn, Conn::Cluster(_));
-        match issue_cmd(issue, &self.prefix, cluster) {
-            None => Ok(None),
-            Some(cmd) => issue_reply(self.query(&cmd).await?, issue).map(Some),
+        match &self.conn {
+            Conn::Cluster(conn) => slots::issue(conn, self.timeout, issue, &self.prefix).await,
+            Conn::Single(_) => match issue_cmd(issue, &self.prefix, false) {
+                None => Ok(None),
+                Some(cmd) => issue_reply(self.query(&cmd).await?, issue).map(Some),
+            },
         }
     }
 

@@ -11,6 +11,7 @@ use super::errors::classify;
 use super::script::{
     Request, cas_cmd, get_cmd, issue_cmd, issue_reply, one_step_cmd, one_step_reply, redis_key,
 };
+use super::slots;
 use super::url::{client, install_tls_provider};
 use super::{RedisBuilder, Target};
 use crate::Error;
@@ -92,8 +93,11 @@ enum Node {
 /// hash tag of the subject's slot byte (`{ab}s:ab...`, `{ab}c:ab...`), and
 /// challenge ids carry that byte (34 hex characters, see
 /// [`ChallengeId`](crate::otp::ChallengeId)), so a check by id and an
-/// issue are one script there too; counters, in slots of their own, are
-/// each a read and a write before the issue. Scripts are sent by their SHA-1 (`EVALSHA`); a
+/// issue are one script there too. Client counters and a fraud guard's
+/// prefix record are in slots of their own there: each is one script
+/// (`count.lua`), the client counters all sent at once before the issue,
+/// the prefix after them, a check's budget before the check, and a
+/// give-back or a prefix's credit after it. Scripts are sent by their SHA-1 (`EVALSHA`); a
 /// node that does not hold one (after a restart or a failover) is sent its
 /// body, once. On one server the check script reaches the record through
 /// the index entry, and the issue script deletes a stale index entry, by
@@ -163,9 +167,11 @@ enum Node {
 /// every read and write on every pooled connection: a Redis that is down,
 /// refuses the connection or stops answering turns into [`Error::Store`]
 /// within about twice that (connecting and one command), never a hang. On
-/// a cluster it bounds each call as a whole, whatever the connection is
+/// a cluster it bounds each request as a whole, whatever the connection is
 /// doing inside: the client's own tries (redirections included) get a
-/// third of it each.
+/// third of it each. A check or an issue that spends client counters or a
+/// prefix on a cluster is up to three requests in a row (counters,
+/// prefix, subject), and a give-back, each bounded so.
 ///
 /// # Errors
 ///
@@ -283,19 +289,25 @@ impl RedisStore {
                 let pooled = idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
                 self.query_single(pooled, &cmd)
             }
-            Node::Cluster { source, lanes } => {
-                let pooled = lanes.lock().unwrap_or_else(|e| e.into_inner()).pop();
-                let lane = match pooled {
-                    Some(lane) => lane,
-                    // Connects within the call's own timeout.
-                    None => Lane::new(source)?,
-                };
-                let result = lane.call(&cmd, self.timeout);
-                // A lane renews its connection on its own after a fault.
-                lanes.lock().unwrap_or_else(|e| e.into_inner()).push(lane);
-                result
-            }
+            Node::Cluster { .. } => self.on_lane(|lane| lane.call(&cmd, self.timeout)),
         }
+    }
+
+    /// Runs `op` on a pooled lane (a cluster), made when none is idle.
+    fn on_lane<T>(&self, op: impl FnOnce(&Lane) -> Result<T, Error>) -> Result<T, Error> {
+        let Node::Cluster { source, lanes } = &self.node else {
+            return Err(Error::StoreConfig);
+        };
+        let pooled = lanes.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let lane = match pooled {
+            Some(lane) => lane,
+            // Connects within the call's own timeout.
+            None => Lane::new(source)?,
+        };
+        let result = op(&lane);
+        // A lane renews its connection on its own after a fault.
+        lanes.lock().unwrap_or_else(|e| e.into_inner()).push(lane);
+        result
     }
 
     /// Runs `cmd` on `pooled` (or a new connection); a connection that
@@ -356,26 +368,32 @@ impl Store for RedisStore {
             .map(|swapped| swapped == 1)
     }
 
-    /// One script (see [`Store::check_in_one_step`]); by an id without a
-    /// slot byte on a cluster, the caller reads the index entry first.
+    /// One script (see [`Store::check_in_one_step`]); on a cluster one per
+    /// slot: the client's check budget, the subject, then the budget's
+    /// give-back and the prefix's credit at once. By an id without a slot
+    /// byte on a cluster, the caller reads the index entry first.
     fn check_in_one_step(&self, check: &OneStepCheck<'_>) -> Result<Option<OneStepOutcome>, Error> {
-        let cluster = matches!(self.node, Node::Cluster { .. });
-        if cluster && check.counter.is_some() {
-            // The client's counter is in another slot.
-            return Ok(None);
+        if matches!(self.node, Node::Cluster { .. }) {
+            return self.on_lane(|lane| {
+                lane.block_on(slots::check(lane.conn(), self.timeout, check, &self.prefix))
+            });
         }
-        match one_step_cmd(check, &self.prefix, cluster) {
+        match one_step_cmd(check, &self.prefix, false) {
             None => Ok(Some(OneStepOutcome(Decision::IndexFirst))),
             Some(cmd) => one_step_reply(self.query(cmd)?, check).map(Some),
         }
     }
 
     /// One script on one server (see [`Store::issue_in_one_step`]); on a
-    /// cluster, where client counters and a fraud guard's prefix are in
-    /// slots of their own, `None` when the issue spends any.
+    /// cluster one per slot: the client counters at once, the fraud
+    /// guard's prefix, then the subject.
     fn issue_in_one_step(&self, issue: &OneStepIssue<'_>) -> Result<Option<OneStepOutcome>, Error> {
-        let cluster = matches!(self.node, Node::Cluster { .. });
-        match issue_cmd(issue, &self.prefix, cluster) {
+        if matches!(self.node, Node::Cluster { .. }) {
+            return self.on_lane(|lane| {
+                lane.block_on(slots::issue(lane.conn(), self.timeout, issue, &self.prefix))
+            });
+        }
+        match issue_cmd(issue, &self.prefix, false) {
             None => Ok(None),
             Some(cmd) => issue_reply(self.query(cmd)?, issue).map(Some),
         }

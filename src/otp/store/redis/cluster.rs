@@ -349,10 +349,15 @@ impl Lane {
         self.block_on(self.conn.run(timeout, |c| cmd.run_cluster(c)))
     }
 
+    /// The lane's cluster connection, for [`Lane::block_on`].
+    pub(super) fn conn(&self) -> &ClusterConn {
+        &self.conn
+    }
+
     /// Runs `op` to completion on the lane's runtime from this thread, or,
     /// when this thread is already inside an async runtime (whose threads
     /// must not block on another one), from a scoped thread of its own.
-    fn block_on<T: Send>(
+    pub(super) fn block_on<T: Send>(
         &self,
         op: impl Future<Output = Result<T, Error>> + Send,
     ) -> Result<T, Error> {

@@ -10,7 +10,9 @@
 //! |---|---|
 //! | `script.rs` | the scripts (sent by digest) and the requests the stores send |
 //! | `verify.lua`, `issue.lua` | a check and an issue as one script each (ports of `record.rs`'s steps) |
-//! | `fields.lua` | the record's integer fields, sent before each of those two |
+//! | `count.lua` | one client counter or prefix record, on a cluster (ports of `record.rs`'s and `limits.rs`'s counter steps) |
+//! | `fields.lua` | the record's integer fields, sent before each of those three |
+//! | `slots.rs` | an issue or a check on a cluster as one script per slot it touches |
 //! | `errors.rs` | what a Redis error means for the caller (nothing of its message) |
 //! | `url.rs` | URLs to clients, the TLS provider |
 //! | `renew.rs` | connections replaced after a fault |
@@ -30,6 +32,7 @@ mod cluster;
 mod errors;
 mod renew;
 mod script;
+mod slots;
 mod url;
 
 #[cfg(feature = "redis-tokio")]

@@ -8,7 +8,9 @@ use redis::{Cmd, ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
 use super::cluster::cluster_query;
 use crate::Error;
 use crate::otp::Verdict;
-use crate::otp::store::{Decision, Lookup, OneStepCheck, OneStepIssue, OneStepOutcome};
+use crate::otp::store::{
+    Decision, Lookup, OneStepCheck, OneStepIssue, OneStepOutcome, OneStepPrefix,
+};
 
 /// Compare-and-swap as one server-side step. KEYS[1] = key; ARGV = has
 /// expected ("0"/"1"), expected, has new ("0"/"1"), new, time to live (ms).
@@ -87,6 +89,8 @@ static VERIFY: LazyLock<Script> =
     LazyLock::new(|| Script::new(&[FIELDS, include_str!("verify.lua")].concat()));
 static ISSUE: LazyLock<Script> =
     LazyLock::new(|| Script::new(&[FIELDS, include_str!("issue.lua")].concat()));
+static COUNT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&[FIELDS, include_str!("count.lua")].concat()));
 
 /// What a store sends: one command and, for a script, the `EVAL` that
 /// carries its body. Scripts are sent by digest (`EVALSHA`, a few dozen
@@ -172,6 +176,48 @@ pub(super) fn redis_key(prefix: &str, key: &str, cluster: bool) -> String {
         Some(slot) if slotted => format!("{prefix}{{{slot}}}{key}"),
         _ => format!("{prefix}{key}"),
     }
+}
+
+/// What `count.lua` does to one counter or prefix record.
+#[derive(Clone, Copy)]
+pub(super) enum Count<'a> {
+    /// One use of a client counter (`client_reserve`).
+    Spend { max: u32, window_ms: u64 },
+    /// The use spent in the window that started at `held`, given back
+    /// (`client_refund`).
+    Give { window_ms: u64, held: u64 },
+    /// One send counted to a fraud guard's prefix (`prefix_reserve`).
+    Prefix(&'a OneStepPrefix<'a>),
+    /// The send counted in the window that started at `held`, given back
+    /// (`prefix_refund`).
+    Unprefix { window_ms: u64, held: u64 },
+    /// An approval credited to a prefix (`prefix_credit`).
+    Credit { window_ms: u64 },
+}
+
+/// The request that runs `count.lua` on `key` (a Redis key).
+pub(super) fn count_cmd(key: &str, count: Count<'_>, now_ms: u64) -> Request {
+    COUNT.request(key, |cmd| {
+        match count {
+            Count::Spend { max, window_ms } => cmd.arg("spend").arg(now_ms).arg(window_ms).arg(max),
+            Count::Give { window_ms, held } => cmd.arg("give").arg(now_ms).arg(window_ms).arg(held),
+            Count::Prefix(p) => {
+                cmd.arg("prefix")
+                    .arg(now_ms)
+                    .arg(p.window_ms)
+                    .arg(p.max)
+                    .arg(p.block_ms);
+                match p.floor {
+                    Some((sends, percent)) => cmd.arg(sends).arg(percent),
+                    None => cmd.arg("").arg(""),
+                }
+            }
+            Count::Unprefix { window_ms, held } => {
+                cmd.arg("unprefix").arg(now_ms).arg(window_ms).arg(held)
+            }
+            Count::Credit { window_ms } => cmd.arg("credit").arg(now_ms).arg(window_ms),
+        };
+    })
 }
 
 pub(super) fn get_cmd(key: &str) -> Request {
@@ -939,6 +985,188 @@ mod tests {
             "Locked",
             "SendLimit",
             "damaged",
+            "unreadable",
+        ] {
+            assert!(seen.contains(o), "{o} never came up: {seen:?}");
+        }
+    }
+
+    /// `count.lua` against the rules it ports, one key at a time:
+    /// `client_reserve` and `client_refund` on client counters,
+    /// `prefix_reserve`, `prefix_refund` and `prefix_credit` on prefix
+    /// records; the same outcomes, the same bytes written, the same time
+    /// to live, and nothing written where the script does not read.
+    #[test]
+    fn the_count_script_counts_as_the_service_does() {
+        use crate::otp::limits::{prefix_credit, prefix_refund, prefix_reserve};
+        use crate::otp::record::client_refund;
+        let Some(mut conn) = connection() else { return };
+        const COUNTS: &str = "pinseal-test:lua-count:";
+        fn limit(retry_after: std::time::Duration) -> Error {
+            Error::ClientLimit { retry_after }
+        }
+        /// What the Rust rule leaves under the key, and when it expires
+        /// (`None` for "as it was").
+        type Left = Option<Option<Written>>;
+        fn left<T>(step: &Step<T>) -> Left {
+            match step {
+                Step::Done(_) => None,
+                Step::Write {
+                    next, expires_ms, ..
+                } => Some(next.clone().map(|n| (n, *expires_ms))),
+            }
+        }
+        let guards = guards();
+        let mut rng = Rng(0x00c0_417e);
+        let mut seen = std::collections::HashSet::new();
+        for round in 0..2500u32 {
+            let key = format!("{COUNTS}{round:04}");
+            let what = format!("round {round}");
+            let op = rng.pick(&["spend", "give", "prefix", "unprefix", "credit"]);
+            let start_of = |held: &Option<Vec<u8>>| {
+                held.as_ref()
+                    .filter(|h| h.len() >= 9)
+                    .map_or(NOW, |h| u64::from_be_bytes(h[1..9].try_into().unwrap()))
+            };
+            // The Rust rule's outcome (`Ok(window start)`, `Ok(0)` for none,
+            // or the refusal), what it leaves, and the request.
+            let (want, want_left, request, held): (Result<u64, Error>, Left, Request, _) =
+                if op == "spend" || op == "give" {
+                    let (bucket, held) = counter_case(&mut rng, &mut conn, &key);
+                    if op == "spend" {
+                        let spend = Count::Spend {
+                            max: bucket.max,
+                            window_ms: bucket.window_ms,
+                        };
+                        let request = count_cmd(&key, spend, NOW);
+                        match client_reserve(bucket, limit, held.as_deref(), NOW) {
+                            Ok(step) => {
+                                let l = left(&step);
+                                let Step::Write { then, .. } = step else {
+                                    panic!("a spent use writes");
+                                };
+                                (Ok(then), l, request, held)
+                            }
+                            Err(e) => (Err(e), None, request, held),
+                        }
+                    } else {
+                        let window = rng.pick(&[start_of(&held), start_of(&held), NOW, 7]);
+                        let give = Count::Give {
+                            window_ms: bucket.window_ms,
+                            held: window,
+                        };
+                        let request = count_cmd(&key, give, NOW);
+                        match client_refund(bucket, held.as_deref(), window, NOW) {
+                            Ok(step) => (Ok(0), left(&step), request, held),
+                            Err(e) => (Err(e), None, request, held),
+                        }
+                    }
+                } else {
+                    let guard = &guards[usize::from(rng.pick(&[false, true]))];
+                    let window = guard.prefix.window_ms;
+                    let held = prefix_case(&mut rng, &mut conn, &key, window);
+                    let (want, left, request, held) = if op == "prefix" {
+                        let counted = OneStepPrefix {
+                            key: "",
+                            max: guard.prefix.max,
+                            window_ms: window,
+                            block_ms: guard.block_ms,
+                            floor: guard.floor,
+                        };
+                        let request = count_cmd(&key, Count::Prefix(&counted), NOW);
+                        match prefix_reserve(guard, held.as_deref(), NOW) {
+                            Ok(step) => {
+                                let l = left(&step);
+                                let then = match step {
+                                    Step::Done(then) | Step::Write { then, .. } => then,
+                                };
+                                (then, l, request, held)
+                            }
+                            Err(e) => (Err(e), None, request, held),
+                        }
+                    } else if op == "unprefix" {
+                        let from = rng.pick(&[start_of(&held), start_of(&held), NOW, 7]);
+                        let give = Count::Unprefix {
+                            window_ms: window,
+                            held: from,
+                        };
+                        let request = count_cmd(&key, give, NOW);
+                        match prefix_refund(guard, held.as_deref(), from, NOW) {
+                            Ok(step) => (Ok(0), left(&step), request, held),
+                            Err(e) => (Err(e), None, request, held),
+                        }
+                    } else {
+                        let request = count_cmd(&key, Count::Credit { window_ms: window }, NOW);
+                        match prefix_credit(guard, held.as_deref(), NOW) {
+                            Ok(step) => (Ok(0), left(&step), request, held),
+                            Err(e) => (Err(e), None, request, held),
+                        }
+                    };
+                    // Times of 2^53 ms or more: the script does not read
+                    // the record, and writes nothing.
+                    if prefix_readable(held.as_deref(), window) {
+                        (want, left, request, held)
+                    } else {
+                        seen.insert("unreadable".to_string());
+                        (Err(Error::StoreCorrupt), None, request, held)
+                    }
+                };
+            let reply: Vec<i64> = request.run(&mut conn).unwrap();
+            let after: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
+            let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+            match &want {
+                Ok(0) if op != "spend" && op != "prefix" => {
+                    assert_eq!(reply, [0], "{what}: {op}");
+                }
+                Ok(start) => assert_eq!(reply, [0, *start as i64], "{what}: {op}"),
+                Err(Error::StoreCorrupt) => assert_eq!(reply, [-1], "{what}: {op}"),
+                Err(Error::ClientLimit { retry_after }) => {
+                    assert_eq!(reply, [4, retry_after.as_millis() as i64], "{what}")
+                }
+                Err(Error::PrefixBlocked { retry_after }) => {
+                    assert_eq!(reply, [5, retry_after.as_millis() as i64], "{what}")
+                }
+                Err(e) => panic!("{what}: {e:?}"),
+            }
+            let outcome = match &want {
+                Ok(_) => "counted".to_string(),
+                Err(e) => format!("{e:?}").split(' ').next().unwrap().to_string(),
+            };
+            let change = match &want_left {
+                None => "kept",
+                Some(None) => "deleted",
+                Some(Some(_)) => "written",
+            };
+            seen.insert(format!("{op} {outcome} {change}"));
+            match want_left {
+                None => assert_eq!(after, held, "{what}: {op} wrote"),
+                Some(None) => assert_eq!(after, None, "{what}: {op} did not delete"),
+                Some(Some((bytes, expires_ms))) => {
+                    assert_eq!(after.as_deref(), Some(&bytes[..]), "{what}: {op}");
+                    let want_ttl = (expires_ms - NOW) as i64;
+                    assert!(
+                        ttl <= want_ttl && ttl > want_ttl - 1_000,
+                        "{what}: {op}: {ttl}, not {want_ttl}"
+                    );
+                }
+            }
+        }
+        for o in [
+            "spend counted written",
+            "spend ClientLimit kept",
+            "spend StoreCorrupt kept",
+            "give counted kept",
+            "give counted written",
+            "give counted deleted",
+            "prefix counted written",
+            "prefix PrefixBlocked kept",
+            "prefix PrefixBlocked written",
+            "prefix StoreCorrupt kept",
+            "unprefix counted kept",
+            "unprefix counted written",
+            "unprefix counted deleted",
+            "credit counted kept",
+            "credit counted written",
             "unreadable",
         ] {
             assert!(seen.contains(o), "{o} never came up: {seen:?}");
