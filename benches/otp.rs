@@ -5,6 +5,10 @@
 //! `GET` on the same Redis, in the same process, is the baseline: one round
 //! trip.
 //!
+//! With `PINSEAL_REDIS_CLUSTER` (comma-separated seed URLs), one blocking
+//! thread on a Redis Cluster: issues with and without client counters,
+//! which are in slots of their own there, next to a raw `GET`.
+//!
 //! With `--features dynamodb` and `PINSEAL_DYNAMODB_URL` (a local server
 //! such as dynalite), the same async figures for `DynamoStore`.
 //!
@@ -539,11 +543,86 @@ fn memory_threads(c: &mut Criterion) {
     g.finish();
 }
 
+/// One blocking thread on a Redis Cluster, when `PINSEAL_REDIS_CLUSTER`
+/// names one: a plain issue and verification, and issues that spend one
+/// and two client counters (each in a slot of its own, sent at once before
+/// the subject's script), next to a raw `GET` from redis-rs's own blocking
+/// cluster client.
+#[cfg(feature = "redis")]
+fn redis_cluster(c: &mut Criterion) {
+    let Ok(seeds) = std::env::var("PINSEAL_REDIS_CLUSTER") else {
+        return;
+    };
+    let seeds: Vec<String> = seeds.split(',').map(str::to_string).collect();
+    let store = pinseal::otp::store::RedisStore::builder()
+        .cluster(seeds.clone())
+        .prefix("pinseal-bench:")
+        .connect();
+    let store = match store {
+        Ok(store) => store,
+        Err(e) => return eprintln!("otp/redis-cluster skipped: {e}"),
+    };
+    let mut raw = redis::cluster::ClusterClient::new(seeds)
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    let otp = Otp::with_parts(&Key::from_bytes([7; 32]), policy(), store, clock.clone());
+    let limit = pinseal::otp::RateLimit::new("ip")
+        .unwrap()
+        .bucket(1000, Duration::from_secs(1))
+        .unwrap()
+        .bucket(1000, Duration::from_secs(2))
+        .unwrap();
+    let mut g = c.benchmark_group("otp/redis-cluster");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("baseline GET", |b| {
+        b.iter(|| {
+            let v: Option<Vec<u8>> = redis::cmd("GET")
+                .arg("pinseal-bench:absent")
+                .query(&mut raw)
+                .unwrap();
+            black_box(v)
+        })
+    });
+    g.bench_function("issue", |b| b.iter(|| black_box(issue(&otp, &clock))));
+    g.bench_function("issue from a client", |b| {
+        b.iter(|| {
+            clock.advance(Duration::from_secs(1));
+            black_box(otp.issue_from(&subject(), "203.0.113.7").unwrap())
+        })
+    });
+    g.bench_function("issue under two buckets", |b| {
+        b.iter(|| {
+            clock.advance(Duration::from_secs(1));
+            black_box(
+                otp.issue_limited(&subject(), &[limit.key("203.0.113.8")])
+                    .unwrap(),
+            )
+        })
+    });
+    g.bench_function("verify", |b| {
+        b.iter_batched(
+            || issue(&otp, &clock),
+            |(id, code, _)| {
+                assert_eq!(
+                    otp.verify(&id, code.expose_secret()).unwrap(),
+                    Verdict::Approved
+                )
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
 fn otp(c: &mut Criterion) {
     bench_store(c, "memory", MemoryStore::new());
     memory_threads(c);
     #[cfg(feature = "redis")]
     redis(c);
+    #[cfg(feature = "redis")]
+    redis_cluster(c);
     #[cfg(all(feature = "dynamodb", feature = "aws-https"))]
     dynamo(c);
 }

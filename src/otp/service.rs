@@ -225,9 +225,9 @@ impl<C: Clock> Service<C> {
             Ok(made) => return Ok(made),
             Err(fresh) => fresh,
         };
-        // A store that cannot spend the counters or the prefix in the same
-        // request (a cluster: they are in slots of their own) may still
-        // make the subject's part in one, after them.
+        // A store that does not spend the counters or the prefix with the
+        // issue (the memory store, DynamoDB) may still make the subject's
+        // part in one request, after them.
         let again = !counters.is_empty() || counted.is_some();
         let held = self.reserve(store, &counters, now).await?;
         let issued = self

@@ -121,7 +121,9 @@ pub trait Store: Send + Sync {
     /// a read and two or three writes, and a read and a write more per
     /// client counter it spends (a client's send budget, each bucket of a
     /// rate limit) and for a fraud guard's prefix, which the script spends
-    /// too. `Ok(None)`,
+    /// too (on a Redis Cluster, where those are in slots of their own, one
+    /// script each: the counters at once, then the prefix, then the
+    /// subject's). `Ok(None)`,
     /// the default, has the issue made through [`Store::get`] and
     /// [`Store::compare_and_swap`].
     ///
