@@ -225,9 +225,11 @@ impl<C: Clock> Service<C> {
             Ok(made) => return Ok(made),
             Err(fresh) => fresh,
         };
-        // A store that does not spend the counters or the prefix with the
-        // issue (the memory store, DynamoDB) may still make the subject's
-        // part in one request, after them.
+        // A store that did not spend the counters or the prefix with the
+        // issue (the memory store and DynamoDB, which make no issue in one
+        // request; a Redis store that met a counter, prefix or record its
+        // scripts do not read) may still make the subject's part in one
+        // request, after them.
         let again = !counters.is_empty() || counted.is_some();
         let held = self.reserve(store, &counters, now).await?;
         let issued = self
@@ -489,8 +491,9 @@ impl<C: Clock> Service<C> {
     }
 
     /// Checks `input`, on behalf of `client` when one is named: its check
-    /// budget is spent first, and given back on approval (or when nothing
-    /// was decided).
+    /// budget is spent first, and given back on approval (or, on the
+    /// general path, when nothing was decided; a Redis store keeps it
+    /// spent after a store error, which may hide a counted guess).
     pub(super) async fn verify<T: AsyncStore + ?Sized>(
         &self,
         store: &T,

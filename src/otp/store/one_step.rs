@@ -160,7 +160,9 @@ pub(crate) enum Decision {
     /// `Error::Contention`, `Error::PrefixBlocked`, or a counter's error),
     /// or the check (its counter's error). Nothing was written but a
     /// fraud guard's prefix record: a block the issue started, or the
-    /// record as giving its send back leaves it.
+    /// record as giving its send back leaves it. (On a Redis Cluster the
+    /// counters and the prefix were spent and given back, each by a
+    /// request of its own: one whose give-back failed stays spent.)
     Refused(crate::Error),
     Decided {
         verdict: Verdict,

@@ -123,7 +123,10 @@ enum Node {
 /// guess counts twice, a TOTP code is refused. An issue script finds its
 /// own challenge in the record and its index entry, and reports the issue
 /// made without writing again. Every such outcome fails closed; nothing is
-/// approved twice.)
+/// approved twice. On a cluster, where the client retries on its own, a
+/// give-back of a counter's use or a prefix's credit sent twice this way
+/// counts twice: one use more for that window, one approval more for the
+/// prefix.)
 ///
 /// On a cluster, the store uses the same multiplexed cluster connection as
 /// `AsyncRedisStore` (feature `redis-tokio`), one per thread in use at

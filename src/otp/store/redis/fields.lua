@@ -1,5 +1,6 @@
--- Big-endian fields of a record, for `verify.lua` and `issue.lua`: the
--- stores send this text before each of them, as one script. Numbers are
+-- Big-endian fields of a record, for `verify.lua`, `issue.lua` and
+-- `count.lua`: the stores send this text before each of them, as one
+-- script. Numbers are
 -- Lua doubles, exact below 2^53.
 
 -- The `n`-byte big-endian integer at `at` in `s`.

@@ -1032,8 +1032,28 @@ mod tests {
             // or the refusal), what it leaves, and the request.
             let (want, want_left, request, held): (Result<u64, Error>, Left, Request, _) =
                 if op == "spend" || op == "give" {
-                    let (bucket, held) = counter_case(&mut rng, &mut conn, &key);
-                    if op == "spend" {
+                    let (bucket, mut held) = counter_case(&mut rng, &mut conn, &key);
+                    // Starts the scripts do not read (2^53 ms or more, at
+                    // the start or the end), and one in the future.
+                    let odd = rng.pick(&[0u8, 0, 0, 0, 0, 1, 2, 3]);
+                    if odd > 0 {
+                        let start: u64 = match odd {
+                            1 => NOW + 10_000,
+                            2 => (1 << 53) - 1_000,
+                            _ => 1 << 53,
+                        };
+                        let bytes =
+                            [&[1u8][..], &start.to_be_bytes(), &2u32.to_be_bytes()].concat();
+                        set(&mut conn, &key, &bytes);
+                        held = Some(bytes);
+                    }
+                    let unread = held.as_ref().is_some_and(|h| {
+                        h.len() == 13
+                            && h[0] == 1
+                            && u64::from_be_bytes(h[1..9].try_into().unwrap()) + bucket.window_ms
+                                >= 1 << 53
+                    });
+                    let (want, left, request) = if op == "spend" {
                         let spend = Count::Spend {
                             max: bucket.max,
                             window_ms: bucket.window_ms,
@@ -1045,9 +1065,9 @@ mod tests {
                                 let Step::Write { then, .. } = step else {
                                     panic!("a spent use writes");
                                 };
-                                (Ok(then), l, request, held)
+                                (Ok(then), l, request)
                             }
-                            Err(e) => (Err(e), None, request, held),
+                            Err(e) => (Err(e), None, request),
                         }
                     } else {
                         let window = rng.pick(&[start_of(&held), start_of(&held), NOW, 7]);
@@ -1057,14 +1077,28 @@ mod tests {
                         };
                         let request = count_cmd(&key, give, NOW);
                         match client_refund(bucket, held.as_deref(), window, NOW) {
-                            Ok(step) => (Ok(0), left(&step), request, held),
-                            Err(e) => (Err(e), None, request, held),
+                            Ok(step) => (Ok(0), left(&step), request),
+                            Err(e) => (Err(e), None, request),
                         }
+                    };
+                    if unread {
+                        seen.insert("unreadable counter".to_string());
+                        (Err(Error::StoreCorrupt), None, request, held)
+                    } else {
+                        (want, left, request, held)
                     }
                 } else {
                     let guard = &guards[usize::from(rng.pick(&[false, true]))];
                     let window = guard.prefix.window_ms;
-                    let held = prefix_case(&mut rng, &mut conn, &key, window);
+                    let mut held = prefix_case(&mut rng, &mut conn, &key, window);
+                    // Approvals at the top of a u32, where a credit stops.
+                    if let Some(h) = held.as_mut().filter(|h| h.len() == 33 && h[0] == 1) {
+                        if rng.pick(&[false, false, false, true]) {
+                            h[13..17].copy_from_slice(&u32::MAX.to_be_bytes());
+                            set(&mut conn, &key, h);
+                            seen.insert(format!("{op} at u32::MAX"));
+                        }
+                    }
                     let (want, left, request, held) = if op == "prefix" {
                         let counted = OneStepPrefix {
                             key: "",
@@ -1168,6 +1202,8 @@ mod tests {
             "credit counted kept",
             "credit counted written",
             "unreadable",
+            "unreadable counter",
+            "credit at u32::MAX",
         ] {
             assert!(seen.contains(o), "{o} never came up: {seen:?}");
         }

@@ -86,10 +86,12 @@ fn counted(reply: &[i64]) -> Result<Counted, Error> {
 /// a refusal gives back every use and the send already counted, at once.
 /// `None` for an id without the slot byte: nothing was sent.
 ///
-/// A counter given back was spent for the length of a round trip: a
-/// request that read it meanwhile saw one use fewer left. A give-back that
-/// fails loses that use for the rest of its window, as on the general
-/// path.
+/// A counter given back was spent until the refusal was known (up to
+/// three round trips: the counters, the prefix, the subject): a request
+/// that read it meanwhile saw one use fewer left. A give-back that fails
+/// loses that use for the rest of its window, as on the general path; one
+/// that lands and is sent again (the cluster client retries a request
+/// whose connection failed) gives back one use more.
 pub(super) async fn issue(
     conn: &ClusterConn,
     timeout: Duration,
@@ -187,7 +189,9 @@ pub(super) async fn issue(
 }
 
 /// Sends the give-backs, at once; a failed one is a use lost for the rest
-/// of its window.
+/// of its window. Their replies are not read: each record was read by the
+/// spend a moment before, so a `-1` (a record the script does not read)
+/// cannot come back but from a record damaged since.
 async fn give_back(conn: &ClusterConn, timeout: Duration, gives: &[Request]) {
     let _ = all(gives
         .iter()
@@ -199,9 +203,11 @@ async fn give_back(conn: &ClusterConn, timeout: Duration, gives: &[Request]) {
 /// The check as one script per slot: the client's check budget (one use,
 /// none left refuses before anything is decided), the subject's record
 /// (through the index entry in its slot, for an id with the slot byte),
-/// then, at once, the use given back if the check approved or decided
-/// nothing, and an approval credited to its prefix. `IndexFirst` for an id
-/// without the slot byte: nothing was sent.
+/// then, at once, the use given back if the check approved or the script
+/// decided nothing (a record it does not read), and an approval credited
+/// to its prefix. After a store error the use stays spent: the check may
+/// have been counted. `IndexFirst` for an id without the slot byte:
+/// nothing was sent.
 ///
 /// A credit that fails is not sent again (it may have landed): the prefix
 /// then counts one approval fewer.
@@ -291,4 +297,343 @@ pub(super) async fn check(
         }
     }
     Ok(Some(decided))
+}
+
+/// The control flow above on the test Redis Cluster: what is given back
+/// when a counter, the prefix or the subject refuses, and when a record
+/// is one the scripts do not read. (`count.lua`'s rules are held to the
+/// Rust ones in `script.rs`; the request counts in
+/// `tests/redis_round_trips.rs`.)
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::cluster::{ClusterSource, open_cluster};
+    use super::*;
+    use crate::otp::limits::Bucket;
+    use crate::otp::record::cases::NOW;
+    use crate::otp::record::{Live, Macs, State, index_key, subject_key};
+    use crate::otp::store::{Lookup, OneStepCounter, OneStepPrefix};
+
+    fn limit(retry_after: Duration) -> Error {
+        Error::ClientLimit { retry_after }
+    }
+
+    fn other_limit(retry_after: Duration) -> Error {
+        Error::ClientCheckLimit { retry_after }
+    }
+
+    struct Cluster {
+        rt: tokio::runtime::Runtime,
+        conn: ClusterConn,
+        raw: redis::cluster::ClusterConnection,
+        prefix: String,
+    }
+
+    impl Cluster {
+        fn get(&mut self, key: &str) -> Option<Vec<u8>> {
+            redis::cmd("GET")
+                .arg(redis_key(&self.prefix, key, true))
+                .query(&mut self.raw)
+                .unwrap()
+        }
+
+        fn set(&mut self, key: &str, value: &[u8]) {
+            let _: () = redis::cmd("SET")
+                .arg(redis_key(&self.prefix, key, true))
+                .arg(value)
+                .arg("PX")
+                .arg(60_000)
+                .query(&mut self.raw)
+                .unwrap();
+        }
+
+        fn issue(&self, issue: &OneStepIssue<'_>) -> Result<Option<OneStepOutcome>, Error> {
+            self.rt.block_on(super::issue(
+                &self.conn,
+                Duration::from_secs(2),
+                issue,
+                &self.prefix,
+            ))
+        }
+
+        fn check(&self, check: &OneStepCheck<'_>) -> Result<Option<OneStepOutcome>, Error> {
+            self.rt.block_on(super::check(
+                &self.conn,
+                Duration::from_secs(2),
+                check,
+                &self.prefix,
+            ))
+        }
+    }
+
+    fn cluster() -> Option<Cluster> {
+        let urls: Vec<String> = std::env::var("PINSEAL_REDIS_CLUSTER")
+            .unwrap_or_else(|_| {
+                "redis://127.0.0.1:7001/,redis://127.0.0.1:7002/,redis://127.0.0.1:7003/".into()
+            })
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let seeds: Vec<&str> = urls.iter().map(String::as_str).collect();
+        let source = Arc::new(ClusterSource::from_urls(&seeds, Duration::from_secs(2)).ok()?);
+        let opened = rt.block_on(open_cluster(&source));
+        let raw = redis::cluster::ClusterClient::new(urls.clone()).and_then(|c| c.get_connection());
+        let (Ok(conn), Ok(raw)) = (opened, raw) else {
+            let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+            assert!(!ci, "a Redis Cluster is required under CI");
+            eprintln!("SKIPPED: no Redis Cluster at PINSEAL_REDIS_CLUSTER");
+            return None;
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Some(Cluster {
+            rt,
+            conn,
+            raw,
+            prefix: format!("pinseal-test:slots:{nanos}:"),
+        })
+    }
+
+    /// A pending challenge for the subject tagged `[slot; 32]`, whose code's
+    /// MAC by subject is `[0x22; 32]`, counted under prefix `[0x44; 32]`.
+    fn challenge(slot: u8) -> (Vec<u8>, [u8; 32]) {
+        let mut id_tag = [0x70; 32];
+        id_tag[0] = slot;
+        let live = Live {
+            id_tag,
+            macs: Macs::Split {
+                by_id: [0x11; 32],
+                by_subject: [0x22; 32],
+            },
+            expires_ms: NOW + 60_000,
+            state: State::Pending,
+            attempts: 0,
+            created_ms: NOW,
+            updated_ms: NOW,
+            send: 0,
+            to: Vec::new(),
+            prefix: Some([0x44; 32]),
+        };
+        let mut encoded = Vec::new();
+        live.encode_into(&mut encoded);
+        (encoded, id_tag)
+    }
+
+    const BUCKET: Bucket = Bucket {
+        max: 2,
+        window_ms: 60_000,
+    };
+
+    fn counter(start: u64, uses: u32) -> Vec<u8> {
+        [&[1u8][..], &start.to_be_bytes(), &uses.to_be_bytes()].concat()
+    }
+
+    #[test]
+    fn refusals_and_unread_records_give_back_every_use_counted() {
+        let Some(mut c) = cluster() else { return };
+        let tag = [0x5a; 32];
+        let (live, id_tag) = challenge(tag[0]);
+        let (record, index) = (subject_key(&tag), index_key(&id_tag));
+        let guard = OneStepPrefix {
+            key: "p:4444",
+            max: 10,
+            window_ms: 3_600_000,
+            block_ms: 60_000,
+            floor: None,
+        };
+        let counters = [
+            OneStepCounter {
+                key: "r:one",
+                max: BUCKET.max,
+                window_ms: BUCKET.window_ms,
+                refused: limit,
+            },
+            OneStepCounter {
+                key: "r:two",
+                max: BUCKET.max,
+                window_ms: BUCKET.window_ms,
+                refused: other_limit,
+            },
+        ];
+        let issue = OneStepIssue {
+            record_key: &record,
+            index_key: &index,
+            subject_tag: &tag,
+            live: &live,
+            expires_ms: NOW + 60_000,
+            now_ms: NOW,
+            max_attempts: 5,
+            max_sends: 5,
+            send_window_ms: 600_000,
+            ttl_ms: 60_000,
+            counters: &counters,
+            prefix: Some(guard),
+        };
+        // The second counter has no use left: the second's error, and the
+        // first's use given back (its record gone, as it was).
+        c.set("r:two", &counter(NOW - 1_000, 2));
+        let refused = c.issue(&issue).unwrap().unwrap();
+        assert!(
+            matches!(refused.0, Decision::Refused(Error::ClientCheckLimit { retry_after })
+                if retry_after == Duration::from_millis(59_000)),
+            "{refused:?}"
+        );
+        assert_eq!(c.get("r:one"), None);
+        assert_eq!(c.get("r:two"), Some(counter(NOW - 1_000, 2)));
+        assert_eq!(c.get("p:4444"), None);
+        assert_eq!(c.get(&record), None);
+        // A counter the script does not read: the general path, with the
+        // first counter's use given back.
+        c.set("r:two", &[1; 12]);
+        let unread = c.issue(&issue).unwrap().unwrap();
+        assert!(matches!(unread.0, Decision::Fallback), "{unread:?}");
+        assert_eq!(c.get("r:one"), None);
+        // The subject refuses (its new index entry is taken): both counters
+        // and the prefix's send given back.
+        c.set("r:two", &counter(NOW - 1_000, 1));
+        c.set(&index, b"taken");
+        let contended = c.issue(&issue).unwrap().unwrap();
+        assert!(
+            matches!(contended.0, Decision::Refused(Error::Contention)),
+            "{contended:?}"
+        );
+        assert_eq!(c.get("r:one"), None);
+        assert_eq!(c.get("r:two"), Some(counter(NOW - 1_000, 1)));
+        assert_eq!(c.get("p:4444"), None);
+        assert_eq!(c.get(&record), None);
+        // Issued: every counter and the prefix spent once.
+        let _: () = redis::cmd("DEL")
+            .arg(redis_key(&c.prefix, &index, true))
+            .query(&mut c.raw)
+            .unwrap();
+        let made = c.issue(&issue).unwrap().unwrap();
+        assert!(matches!(made.0, Decision::Issued), "{made:?}");
+        assert_eq!(c.get("r:one"), Some(counter(NOW, 1)));
+        assert_eq!(c.get("r:two"), Some(counter(NOW - 1_000, 2)));
+        assert_eq!(c.get("p:4444").map(|p| p[12]), Some(1), "one send counted");
+        assert!(c.get(&record).is_some());
+    }
+
+    #[test]
+    fn a_check_gives_its_budget_back_on_approval_and_credits_the_prefix() {
+        let Some(mut c) = cluster() else { return };
+        let tag = [0xa5; 32];
+        let (live, id_tag) = challenge(tag[0]);
+        let (record, index) = (subject_key(&tag), index_key(&id_tag));
+        let prefix_key = crate::hex::prefixed("p:", &[0x44; 32]);
+        let issue = OneStepIssue {
+            record_key: &record,
+            index_key: &index,
+            subject_tag: &tag,
+            live: &live,
+            expires_ms: NOW + 60_000,
+            now_ms: NOW,
+            max_attempts: 5,
+            max_sends: 5,
+            send_window_ms: 600_000,
+            ttl_ms: 60_000,
+            counters: &[],
+            prefix: Some(OneStepPrefix {
+                key: &prefix_key,
+                max: 10,
+                window_ms: 3_600_000,
+                block_ms: 60_000,
+                floor: None,
+            }),
+        };
+        let check = |mac: [u8; 32], uses: u32| OneStepCheck {
+            lookup: Lookup::Record(&record),
+            id_tag: None,
+            slotted: false,
+            mac: Some(mac),
+            now_ms: NOW,
+            max_attempts: 5,
+            send_window_ms: 600_000,
+            ttl_ms: 60_000,
+            counter: Some(OneStepCounter {
+                key: "q:budget",
+                max: uses,
+                window_ms: BUCKET.window_ms,
+                refused: other_limit,
+            }),
+            credit_window_ms: Some(3_600_000),
+        };
+        assert!(matches!(
+            c.issue(&issue).unwrap().unwrap().0,
+            Decision::Issued
+        ));
+        // A wrong code spends a check of the budget; with none left, the
+        // check is refused before anything is decided.
+        let wrong = c.check(&check([0x23; 32], 1)).unwrap().unwrap();
+        assert!(matches!(
+            wrong.0,
+            Decision::Decided {
+                verdict: Verdict::Rejected { attempts_left: 4 },
+                ..
+            }
+        ));
+        assert_eq!(c.get("q:budget"), Some(counter(NOW, 1)));
+        let refused = c.check(&check([0x22; 32], 1)).unwrap().unwrap();
+        assert!(matches!(
+            refused.0,
+            Decision::Refused(Error::ClientCheckLimit { .. })
+        ));
+        // The approval gives its use back and credits the prefix, whose
+        // tag is then left out.
+        let approved = c.check(&check([0x22; 32], 2)).unwrap().unwrap();
+        let Decision::Decided {
+            verdict: Verdict::Approved,
+            prefix: None,
+            challenge: Some(decided),
+            ..
+        } = approved.0
+        else {
+            panic!("{approved:?}");
+        };
+        assert_eq!(decided, id_tag);
+        assert_eq!(c.get("q:budget"), Some(counter(NOW, 1)));
+        assert_eq!(c.get(&prefix_key).map(|p| (p[12], p[16])), Some((1, 1)));
+        // A prefix record the script does not read: the tag is left to
+        // the caller.
+        let _: () = redis::cmd("DEL")
+            .arg(redis_key(&c.prefix, &record, true))
+            .query(&mut c.raw)
+            .unwrap();
+        // Another challenge: its id tag (after the state byte) differs past
+        // the slot byte.
+        let mut again = challenge(tag[0]).0;
+        again[2] ^= 1;
+        let mut id_again = id_tag;
+        id_again[1] ^= 1;
+        let index_again = index_key(&id_again);
+        let issue = OneStepIssue {
+            live: &again,
+            index_key: &index_again,
+            ..issue
+        };
+        assert!(matches!(
+            c.issue(&issue).unwrap().unwrap().0,
+            Decision::Issued
+        ));
+        c.set(&prefix_key, &[9; 33]);
+        let approved = c.check(&check([0x22; 32], 2)).unwrap().unwrap();
+        assert!(
+            matches!(
+                approved.0,
+                Decision::Decided {
+                    verdict: Verdict::Approved,
+                    prefix: Some(p),
+                    ..
+                } if p == [0x44; 32]
+            ),
+            "{approved:?}"
+        );
+        assert_eq!(c.get(&prefix_key), Some(vec![9; 33]));
+    }
 }
