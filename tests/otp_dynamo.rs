@@ -47,6 +47,13 @@ impl Store for BlockOn {
             now_ms,
         ))
     }
+    fn check_in_one_step(
+        &self,
+        check: &pinseal::otp::store::OneStepCheck<'_>,
+    ) -> Result<Option<pinseal::otp::store::OneStepOutcome>, Error> {
+        self.rt
+            .block_on(AsyncStore::check_in_one_step(&self.inner, check))
+    }
 }
 
 fn runtime() -> Arc<tokio::runtime::Runtime> {
@@ -152,6 +159,36 @@ fn fresh_store() -> Option<DynamoStore> {
     Some(runtime().block_on(builder.connect()).unwrap())
 }
 
+/// moto's server (`PINSEAL_MOTO_URL`, which `.ci/run` starts) and a table
+/// made once per test binary: a second DynamoDB nobody here wrote, which,
+/// as DynamoDB does and dynalite does not, sends back the item a failed
+/// condition was evaluated on (`ReturnValuesOnConditionCheckFailure`).
+fn moto() -> Option<&'static (aws_sdk_dynamodb::Client, String)> {
+    static MOTO: OnceLock<Option<(aws_sdk_dynamodb::Client, String)>> = OnceLock::new();
+    MOTO.get_or_init(|| {
+        let Ok(url) = std::env::var("PINSEAL_MOTO_URL") else {
+            common::unavailable("moto's server at PINSEAL_MOTO_URL");
+            return None;
+        };
+        let client = local_client(&url);
+        let table = format!("pinseal-test-{}", &common::unique_prefix()[13..29]);
+        let builder = DynamoStore::builder(client.clone(), table.clone());
+        runtime().block_on(builder.create_table()).unwrap();
+        Some((client, table))
+    })
+    .as_ref()
+}
+
+/// A store on moto's server with a fresh prefix.
+fn moto_store() -> Option<BlockOn> {
+    let (client, table) = moto()?;
+    let builder = DynamoStore::builder(client.clone(), table).prefix(common::unique_prefix());
+    Some(BlockOn {
+        rt: runtime(),
+        inner: runtime().block_on(builder.connect()).unwrap(),
+    })
+}
+
 /// A store on the local server with a fresh prefix.
 fn local_store() -> Option<BlockOn> {
     Some(BlockOn {
@@ -192,21 +229,19 @@ fn aws_store() -> Option<BlockOn> {
     })
 }
 
-/// How many requests each operation sends, counted by the client: a check
-/// is a read and a conditional write (two), a verification by id reads the
-/// challenge's index entry first (three), an issue reads the record and
-/// writes the index entry and the record (three). The store holds each
-/// record as one opaque value, so a write cannot be decided without reading
-/// it first.
-#[test]
-fn requests_per_operation() {
+/// How many requests each operation sends, counted by the client, on
+/// `url`'s `table`; `returns_item`: the server sends back the item a failed
+/// condition was evaluated on, as DynamoDB does.
+///
+/// A right code is one conditional `UpdateItem` by subject, and by id one
+/// `GetItem` of the index entry before it. A wrong code is that update,
+/// failed, and one conditional `PutItem` (a `GetItem` more where the item
+/// does not come back). An issue reads the record and writes the index
+/// entry and the record.
+fn requests_on(url: &str, table: &str, returns_item: bool) {
     use common::dynamo_requests::Requests;
     use pinseal::otp::{Otp, Policy, Verdict};
     use pinseal::{ExposeSecret, Key};
-    let Ok(url) = std::env::var("PINSEAL_DYNAMODB_URL") else {
-        return common::unavailable("a local DynamoDB server at PINSEAL_DYNAMODB_URL");
-    };
-    let Some((_, table)) = local() else { return };
     let requests = Requests::default();
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -229,35 +264,83 @@ fn requests_per_operation() {
         println!("  {total}  {name}: {shown}");
         seen.push((name.to_string(), total, want));
     };
+    let wrong_code = if returns_item { 2 } else { 3 };
     let (id, code) = otp.issue("+15550004444").unwrap();
     step("issue", 3);
+    let wrong = if code.expose_secret() == "000000" {
+        "000001"
+    } else {
+        "000000"
+    };
+    assert_eq!(
+        otp.verify(&id, wrong).unwrap(),
+        Verdict::Rejected { attempts_left: 4 }
+    );
+    step("verify by id, wrong code", wrong_code + 1);
     assert_eq!(
         otp.verify(&id, code.expose_secret()).unwrap(),
         Verdict::Approved
     );
-    step("verify by id", 3);
+    step("verify by id, right code", 2);
+    assert_eq!(
+        otp.verify(&id, code.expose_secret()).unwrap(),
+        Verdict::Unknown
+    );
+    step("verify by id, spent", wrong_code);
     let (_, code) = otp.issue("+15550004444").unwrap();
     step("issue (a resend)", 3);
+    assert_eq!(
+        otp.check("+15550004444", "12345x").unwrap(),
+        Verdict::Rejected { attempts_left: 4 }
+    );
+    step("check by subject, malformed", 2);
     assert_eq!(
         otp.check("+15550004444", code.expose_secret()).unwrap(),
         Verdict::Approved
     );
-    step("check by subject", 2);
+    step("check by subject, right code", 1);
     assert_eq!(
         otp.check("+15550005555", "123456").unwrap(),
         Verdict::Unknown
     );
-    step("check, no challenge", 1);
+    step("check, no record", 2);
     let unknown: pinseal::otp::ChallengeId = "00000000000000000000000000000000".parse().unwrap();
     assert_eq!(otp.verify(&unknown, "123456").unwrap(), Verdict::Unknown);
     step("verify, unknown id", 1);
+    // The approval in one write reads back as the general path writes it:
+    // approved, with the time of the approval.
+    let fetched = otp.fetch_subject("+15550004444").unwrap().unwrap();
+    assert_eq!(fetched.status, pinseal::otp::ChallengeStatus::Approved);
+    assert!(fetched.updated_at.unwrap() >= fetched.created_at.unwrap());
     for (name, total, want) in seen {
         assert_eq!(total, want, "{name}");
     }
 }
 
+#[test]
+fn requests_per_operation() {
+    let Ok(url) = std::env::var("PINSEAL_DYNAMODB_URL") else {
+        return common::unavailable("a local DynamoDB server at PINSEAL_DYNAMODB_URL");
+    };
+    let Some((_, table)) = local() else { return };
+    requests_on(&url, table, false);
+}
+
+#[test]
+fn requests_per_operation_on_a_server_that_sends_the_item_back() {
+    let Ok(url) = std::env::var("PINSEAL_MOTO_URL") else {
+        return common::unavailable("moto's server at PINSEAL_MOTO_URL");
+    };
+    let Some((_, table)) = moto() else { return };
+    requests_on(&url, table, true);
+}
+
 mod local_server {
     crate::otp_suite!(crate::local_store());
+}
+
+mod moto_server {
+    crate::otp_suite!(crate::moto_store());
 }
 
 mod real_dynamodb {

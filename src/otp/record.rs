@@ -763,6 +763,96 @@ pub(crate) fn one_step(
     ))
 }
 
+/// A record whose challenge a store can approve in one conditional write
+/// that does not read it first (DynamoDB, see `store/dynamo.rs`): the
+/// record as [`one_step`] leaves it on an approval within the subject's
+/// send window, and what that write's condition compares.
+///
+/// The approved record has its challenge's time of change left at zero:
+/// the approval's time is not known until it happens, so the store keeps
+/// it apart and puts it in on reading ([`approved_at`]).
+#[cfg_attr(not(feature = "dynamodb"), allow(dead_code))]
+pub(crate) struct Approvable {
+    /// The record approved: the challenge spent (both MACs zero), the
+    /// subject's attempts forgiven, the challenge's `updated_ms` zero.
+    pub(crate) approved: Vec<u8>,
+    pub(crate) id_tag: Mac,
+    pub(crate) by_id: Mac,
+    pub(crate) by_subject: Mac,
+    /// When the challenge expires.
+    pub(crate) expires_ms: u64,
+    /// When the subject's send window started: the approval is made this
+    /// way only before that window ends (after it, the window restarts at
+    /// the approval, which the record does not know yet).
+    pub(crate) window_start_ms: u64,
+    /// The subject's attempts in its window or the code's, the larger:
+    /// the code is locked at `max_attempts`.
+    pub(crate) attempts: u32,
+}
+
+#[cfg_attr(not(feature = "dynamodb"), allow(dead_code))]
+impl Approvable {
+    /// For a record (version 4) whose challenge is pending; `None` for
+    /// any other value.
+    pub(crate) fn of(bytes: &[u8]) -> Option<Approvable> {
+        let record = Record::decode(bytes).ok()?;
+        let live = record.live.as_ref().filter(|l| l.state == State::Pending)?;
+        let Macs::Split { by_id, by_subject } = live.macs else {
+            return None;
+        };
+        let mut approved = record.clone();
+        approved.attempts = 0;
+        approved.live = Some(Live {
+            macs: live.macs.spent(),
+            state: State::Approved,
+            updated_ms: 0,
+            ..live.clone()
+        });
+        Some(Approvable {
+            approved: approved.encode(),
+            id_tag: live.id_tag,
+            by_id,
+            by_subject,
+            expires_ms: live.expires_ms,
+            window_start_ms: record.window_start_ms,
+            attempts: record.attempts.max(live.attempts),
+        })
+    }
+}
+
+/// An [`Approvable::approved`] record, approved at `at_ms`.
+#[cfg_attr(not(feature = "dynamodb"), allow(dead_code))]
+pub(crate) fn approved_at(approved: &[u8], at_ms: u64) -> Result<Vec<u8>, Error> {
+    let mut record = Record::decode(approved)?;
+    let live = record.live.as_mut().ok_or(Error::StoreCorrupt)?;
+    live.updated_ms = at_ms;
+    Ok(record.encode())
+}
+
+/// The reverse of [`approved_at`] for a record whose challenge is
+/// approved: the record with the challenge's time of change zeroed, and
+/// that time. `None` for any other value.
+#[cfg_attr(not(feature = "dynamodb"), allow(dead_code))]
+pub(crate) fn approval_of(bytes: &[u8]) -> Option<(Vec<u8>, u64)> {
+    let mut record = Record::decode(bytes).ok()?;
+    let live = record
+        .live
+        .as_mut()
+        .filter(|l| l.state == State::Approved && matches!(l.macs, Macs::Split { .. }))?;
+    let at = live.updated_ms;
+    live.updated_ms = 0;
+    Some((record.encode(), at))
+}
+
+/// The challenge a record holds: its id tag and the prefix it was counted
+/// under.
+#[cfg_attr(not(feature = "dynamodb"), allow(dead_code))]
+pub(crate) fn challenge_of(bytes: &[u8]) -> Result<(Mac, Option<Mac>), Error> {
+    let record = Record::decode(bytes)?;
+    let live = record.live.as_ref().ok_or(Error::StoreCorrupt)?;
+    Ok((live.id_tag, live.prefix))
+}
+
 /// What a check decides, given the record as read, its challenge (if it
 /// is the one asked about) and whether the code matched.
 fn decide(
@@ -1402,6 +1492,88 @@ mod tests {
             one_step(&check, Some(&v3.encode())).unwrap(),
             (Decision::Fallback, None)
         ));
+    }
+
+    /// The approval a store makes in one conditional write
+    /// ([`Approvable`], DynamoDB) is the approval [`one_step`] makes: where
+    /// the write's condition holds, `one_step` approves and writes the same
+    /// bytes, with the same expiry as before (so the write leaves it); and
+    /// `one_step` approves where the condition does not hold only when the
+    /// subject's window has ended (the write is then left to the general
+    /// path). [`approval_of`] takes the time back out.
+    #[test]
+    fn an_approval_in_one_write_is_the_approval_one_step_makes() {
+        use super::cases::{Case, NOW, Rng, case};
+        use crate::otp::store::Lookup;
+        let keys = Keys::new(&Key::from_bytes([8; 32]));
+        let policy = Policy::new(6, Duration::from_secs(60), 5).unwrap();
+        let mut rng = Rng(0x0a99_50ab_1e00);
+        let (mut in_one, mut past_window) = (0, 0);
+        for _ in 0..20_000 {
+            let Case {
+                record,
+                tag,
+                id_tag,
+            } = case(&mut rng, &keys, &policy);
+            let bytes = record.encode();
+            let want_id = rng.pick(&[None, Some(id_tag), Some([id_tag[0] ^ 1; 32])]);
+            let input = rng.pick(&["123456", "123456", "123457", "12345x"]);
+            let attempt = Attempt::new(&policy, want_id, input, NOW);
+            let mac = bool::from(attempt.valid).then(|| attempt.split_mac(&keys, &tag));
+            let check = OneStepCheck {
+                lookup: Lookup::Record("unused"),
+                id_tag: want_id,
+                slotted: false,
+                mac,
+                now_ms: NOW,
+                max_attempts: policy.max_attempts,
+                send_window_ms: policy.send_window_ms,
+                ttl_ms: policy.ttl_ms,
+                counter: None,
+                credit_window_ms: None,
+            };
+            let (decision, write) = one_step(&check, Some(&bytes)).unwrap();
+            let approved = matches!(
+                decision,
+                Decision::Decided {
+                    verdict: Verdict::Approved,
+                    ..
+                }
+            );
+            // The write's condition, as `DynamoStore` sends it.
+            let from = (NOW + 1).saturating_sub(policy.send_window_ms);
+            let holds = Approvable::of(&bytes).filter(|a| {
+                let mac_matches = match want_id {
+                    Some(id) => a.id_tag == id && mac == Some(a.by_id),
+                    None => mac == Some(a.by_subject),
+                };
+                mac_matches
+                    && a.expires_ms > NOW
+                    && a.attempts < policy.max_attempts
+                    && a.window_start_ms >= from
+            });
+            match holds {
+                Some(a) => {
+                    in_one += 1;
+                    assert!(approved, "the write approves what one_step does not");
+                    let (next, expires_ms) = write.unwrap();
+                    assert_eq!(approved_at(&a.approved, NOW).unwrap(), next);
+                    assert_eq!(expires_ms, record.expiry(&policy));
+                    assert_eq!(approval_of(&next), Some((a.approved.clone(), NOW)));
+                    assert_eq!(challenge_of(&bytes).unwrap().0, a.id_tag);
+                }
+                None if approved => {
+                    past_window += 1;
+                    assert!(record.window_start_ms < from, "an approval left out");
+                }
+                None => {}
+            }
+        }
+        assert!(in_one > 50 && past_window > 50, "{in_one} {past_window}");
+        // Nothing else reads as an approval made this way.
+        assert!(approval_of(&sample().encode()).is_none());
+        assert!(approval_of(&[1; 13]).is_none());
+        assert!(Approvable::of(&sample().encode()).is_none());
     }
 
     /// What a step writes, if anything.

@@ -987,6 +987,34 @@ macro_rules! otp_suite {
         }
 
         #[test]
+        fn an_approval_after_the_window_ends_starts_the_window_again() {
+            // Codes live 10 minutes; the send window is 10 minutes too.
+            let policy = Policy::new(6, Duration::from_secs(600), 5)
+                .unwrap()
+                .with_send_budget(5, Duration::from_secs(600))
+                .unwrap();
+            let Some((otp, clock)) = service(policy) else {
+                return;
+            };
+            let s = "+15550003131";
+            otp.issue(s).unwrap();
+            clock.advance(Duration::from_secs(540));
+            // Sent at minute 9, valid until minute 19.
+            let (_, code) = otp.issue(s).unwrap();
+            clock.advance(Duration::from_secs(120));
+            // Minute 11: the window has ended; the approval starts the next.
+            assert_eq!(
+                otp.check(s, code.expose_secret()).unwrap(),
+                Verdict::Approved
+            );
+            clock.advance(Duration::from_secs(60));
+            otp.issue(s).unwrap();
+            let budget = otp.budget(s).unwrap();
+            assert_eq!(budget.sends_left, 4);
+            assert_eq!(budget.resets_in, Duration::from_secs(540));
+        }
+
+        #[test]
         fn an_issue_the_subject_refuses_gives_back_every_use_it_counted() {
             use pinseal::otp::{FraudGuard, RateLimit};
             let clock = ManualClock::new(t0());

@@ -5,15 +5,18 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification,
 };
 
-use super::AsyncStore;
+use super::{AsyncStore, Decision, Lookup, OneStepCheck, OneStepOutcome};
 use crate::Error;
 use crate::deadline::bounded;
+use crate::otp::Verdict;
+use crate::otp::record::{self, Approvable};
 
 const DEFAULT_PREFIX: &str = "pinseal:otp:";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -23,6 +26,18 @@ const PK: &str = "pk";
 const VALUE: &str = "v";
 const EXPIRES: &str = "exp";
 const TTL: &str = "ttl";
+/// Beside a record whose challenge is pending (see [`Approvable`]): the
+/// record approved, the challenge's MACs, id tag and expiry, the
+/// subject's window start, its attempts; and, once approved in one write,
+/// when.
+const APPROVED: &str = "va";
+const BY_SUBJECT: &str = "ms";
+const BY_ID: &str = "mi";
+const ID_TAG: &str = "it";
+const CHALLENGE_EXPIRES: &str = "ce";
+const WINDOW_START: &str = "ws";
+const ATTEMPTS: &str = "at";
+const APPROVED_AT: &str = "ua";
 
 /// A challenge store on one Amazon DynamoDB table, for services without a
 /// Redis to run (a Lambda, a container on Fargate): the asynchronous
@@ -41,9 +56,18 @@ const TTL: &str = "ttl";
 /// | `exp` | N | when the entry expires, in milliseconds since the Unix epoch |
 /// | `ttl` | N | the same, in seconds: the table's TTL attribute |
 ///
+/// A subject's record whose code is pending also carries what a check
+/// needs to approve it in one conditional `UpdateItem`, without reading it
+/// first: the record as that approval leaves it (`va`), the code's two
+/// MACs (`ms`, `mi`), the challenge's id tag (`it`) and expiry (`ce`), the
+/// start of the subject's send window (`ws`) and its attempts (`at`); the
+/// approval swaps `va` in for `v`, removes the rest and writes its time
+/// (`ua`). Nothing in clear: MACs, tags, counters and times only.
+///
 /// Reads are strongly consistent. [`AsyncStore::compare_and_swap`] is one
 /// conditional `PutItem` (or `DeleteItem`) whose condition is the value
-/// read (`v = :expected AND exp > :now`) or its absence
+/// read (`v = :expected AND exp > :now`, or for a record approved in one
+/// write, its `v` and `ua` as read) or its absence
 /// (`attribute_not_exists(pk) OR exp <= :now`), so two instances verifying
 /// the same code approve it exactly once. DynamoDB deletes expired items
 /// only eventually (often within days), so the store enforces `exp`
@@ -61,9 +85,27 @@ const TTL: &str = "ttl";
 /// ```
 ///
 /// The service's role needs `dynamodb:GetItem`, `dynamodb:PutItem`,
-/// `dynamodb:DeleteItem` and `dynamodb:DescribeTable` (for
+/// `dynamodb:UpdateItem`, `dynamodb:DeleteItem` and `dynamodb:DescribeTable` (for
 /// [`DynamoBuilder::connect`]) on the table, and `CreateTable` and
 /// `UpdateTimeToLive` only for the set-up helpers.
+///
+/// # Requests
+///
+/// | operation | requests |
+/// |---|---:|
+/// | check by subject, right code (within the subject's send window) | 1 (`UpdateItem`) |
+/// | check by subject, anything else | 2 (`UpdateItem`, `PutItem`) |
+/// | verify by id | one more (`GetItem` of the index entry) |
+/// | issue | 3 (`GetItem`, `PutItem` twice) |
+///
+/// A check first tries the approval as one conditional `UpdateItem` that
+/// asks for the item back if its condition fails
+/// (`ReturnValuesOnConditionCheckFailure`); the store then decides on that
+/// item and writes the outcome with one conditional `PutItem` (none for an
+/// unknown code). A server that does not send the item back (dynalite, a
+/// local emulator) costs a `GetItem` more for those. A check on behalf of
+/// a client, or past the subject's send window, runs as reads and
+/// compare-and-swaps: 2 requests, and 2 more for the client's budget.
 ///
 /// # Timeouts and errors
 ///
@@ -382,20 +424,7 @@ impl AsyncStore for DynamoStore {
         )
         .await
         .map_err(|_| Error::Store)?;
-        let Some(item) = out.item() else {
-            return Ok(None);
-        };
-        let expires = match item.get(EXPIRES) {
-            Some(AttributeValue::N(n)) => n.parse::<u64>().map_err(|_| Error::StoreCorrupt)?,
-            _ => return Err(Error::StoreCorrupt),
-        };
-        if expires <= now_ms {
-            return Ok(None);
-        }
-        match item.get(VALUE) {
-            Some(AttributeValue::B(b)) => Ok(Some(b.as_ref().to_vec())),
-            _ => Err(Error::StoreCorrupt),
-        }
+        out.item().map_or(Ok(None), |item| value_of(item, now_ms))
     }
 
     async fn compare_and_swap(
@@ -406,22 +435,37 @@ impl AsyncStore for DynamoStore {
         expires_ms: u64,
         now_ms: u64,
     ) -> Result<bool, Error> {
-        let (condition, mut values) = match expected {
-            None => (
+        let record = key.starts_with("s:");
+        // A record approved in one write reads as its `v` with the time of
+        // the approval (`ua`) put in: the same value, as stored.
+        let approval = expected.filter(|_| record).and_then(record::approval_of);
+        let (condition, mut values) = match (expected, &approval) {
+            (None, _) => (
                 "attribute_not_exists(#pk) OR #exp <= :now",
                 vec![(":now", number(now_ms))],
             ),
-            Some(v) => (
-                "#v = :expected AND #exp > :now",
+            (Some(v), None) => (
+                "#v = :expected AND attribute_not_exists(#ua) AND #exp > :now",
                 vec![
                     (":now", number(now_ms)),
                     (":expected", AttributeValue::B(Blob::new(v))),
+                ],
+            ),
+            (Some(v), Some((stored, at))) => (
+                "((#v = :expected AND attribute_not_exists(#ua)) \
+                 OR (#v = :stored AND #ua = :at)) AND #exp > :now",
+                vec![
+                    (":now", number(now_ms)),
+                    (":expected", AttributeValue::B(Blob::new(v))),
+                    (":stored", AttributeValue::B(Blob::new(stored.as_slice()))),
+                    (":at", number(*at)),
                 ],
             ),
         };
         let mut names = vec![("#exp", EXPIRES)];
         if expected.is_some() {
             names.push(("#v", VALUE));
+            names.push(("#ua", APPROVED_AT));
         } else {
             names.push(("#pk", PK));
         }
@@ -436,6 +480,18 @@ impl AsyncStore for DynamoStore {
                     .item(EXPIRES, number(expires_ms))
                     .item(TTL, number(expires_ms.div_ceil(1000)))
                     .condition_expression(condition);
+                // What a check needs to approve the pending code in one
+                // write (`check_in_one_step`).
+                if let Some(a) = Some(value).filter(|_| record).and_then(Approvable::of) {
+                    put = put
+                        .item(APPROVED, AttributeValue::B(Blob::new(a.approved)))
+                        .item(BY_SUBJECT, AttributeValue::B(Blob::new(a.by_subject)))
+                        .item(BY_ID, AttributeValue::B(Blob::new(a.by_id)))
+                        .item(ID_TAG, AttributeValue::B(Blob::new(a.id_tag)))
+                        .item(CHALLENGE_EXPIRES, number(a.expires_ms))
+                        .item(WINDOW_START, number(a.window_start_ms))
+                        .item(ATTEMPTS, number(u64::from(a.attempts)));
+                }
                 for (name, attribute) in &names {
                     put = put.expression_attribute_names(*name, *attribute);
                 }
@@ -472,6 +528,171 @@ impl AsyncStore for DynamoStore {
             Err(true) => Ok(false),
             Err(false) => Err(Error::Store),
         }
+    }
+
+    /// A check by subject (or, after its index entry is read, by id) as
+    /// one conditional `UpdateItem` that approves the code if it is right
+    /// and may be approved; otherwise decided on the item that the failed
+    /// condition sends back (or, from a server that does not, read), as
+    /// `record::one_step` decides, and written with one conditional
+    /// `PutItem` (see "Requests" on [`DynamoStore`]). Malformed input is
+    /// decided on the item read. `None`, for the general path, on a check
+    /// on behalf of a client, on a record written before version 4, and
+    /// when the write loses a race.
+    async fn check_in_one_step(
+        &self,
+        check: &OneStepCheck<'_>,
+    ) -> Result<Option<OneStepOutcome>, Error> {
+        let key = match check.lookup {
+            Lookup::Index(_) => return Ok(Some(OneStepOutcome(Decision::IndexFirst))),
+            Lookup::Record(key) => key,
+        };
+        if check.counter.is_some() {
+            // The client's budget is another item: the general path.
+            return Ok(None);
+        }
+        let now = check.now_ms;
+        let current = match check.mac {
+            Some(mac) => match self.approve(key, check, &mac).await? {
+                Approval::Made(outcome) => return Ok(Some(outcome)),
+                Approval::Refused(Some(item)) => value_of(&item, now)?,
+                Approval::Refused(None) => self.get(key, now).await?,
+            },
+            // Malformed input, which never matches.
+            None => self.get(key, now).await?,
+        };
+        let (decision, write) = record::one_step(check, current.as_deref())?;
+        if matches!(decision, Decision::Fallback) {
+            return Ok(None);
+        }
+        if let Some((next, expires_ms)) = write {
+            if !self
+                .compare_and_swap(key, current.as_deref(), Some(&next), expires_ms, now)
+                .await?
+            {
+                // Changed since: the general path reads it again.
+                return Ok(None);
+            }
+        }
+        Ok(Some(OneStepOutcome(decision)))
+    }
+}
+
+/// What [`DynamoStore::approve`] made of a check.
+enum Approval {
+    /// Approved.
+    Made(OneStepOutcome),
+    /// The condition failed, on this item if the server sent it back.
+    Refused(Option<std::collections::HashMap<String, AttributeValue>>),
+}
+
+impl DynamoStore {
+    /// `check` (whose candidate's MAC is `mac`) as one conditional
+    /// `UpdateItem` on the record under `key` that approves it if the code
+    /// is right and the challenge may be approved.
+    async fn approve(
+        &self,
+        key: &str,
+        check: &OneStepCheck<'_>,
+        mac: &[u8; 32],
+    ) -> Result<Approval, Error> {
+        let now = check.now_ms;
+        // Within the subject's send window (past it, the window restarts
+        // at the approval, which the stored approval does not know).
+        let from = now.saturating_add(1).saturating_sub(check.send_window_ms);
+        let condition = match check.id_tag {
+            Some(_) => {
+                "#mi = :mac AND #it = :id AND #ce > :now AND #at < :max AND #ws >= :from \
+                 AND #exp > :now AND attribute_not_exists(#ua)"
+            }
+            None => {
+                "#ms = :mac AND #ce > :now AND #at < :max AND #ws >= :from \
+                 AND #exp > :now AND attribute_not_exists(#ua)"
+            }
+        };
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, self.key(key))
+            .condition_expression(condition)
+            .update_expression("SET #v = #va, #ua = :now REMOVE #va, #ms, #mi, #it, #ce, #at, #ws")
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .expression_attribute_values(":mac", AttributeValue::B(Blob::new(&mac[..])))
+            .expression_attribute_values(":now", number(now))
+            .expression_attribute_values(":max", number(u64::from(check.max_attempts)))
+            .expression_attribute_values(":from", number(from));
+        if let Some(id_tag) = check.id_tag {
+            update =
+                update.expression_attribute_values(":id", AttributeValue::B(Blob::new(id_tag)));
+        }
+        for (name, attribute) in [
+            ("#v", VALUE),
+            ("#va", APPROVED),
+            ("#ua", APPROVED_AT),
+            ("#ms", BY_SUBJECT),
+            ("#mi", BY_ID),
+            ("#it", ID_TAG),
+            ("#ce", CHALLENGE_EXPIRES),
+            ("#at", ATTEMPTS),
+            ("#ws", WINDOW_START),
+            ("#exp", EXPIRES),
+        ] {
+            update = update.expression_attribute_names(name, attribute);
+        }
+        match bounded(self.timeout, update.send()).await {
+            Ok(out) => {
+                // Approved: the challenge and its prefix from the record as
+                // it was.
+                let (challenge, prefix) = match out.attributes().and_then(|a| a.get(VALUE)) {
+                    Some(AttributeValue::B(b)) => record::challenge_of(b.as_ref())
+                        .map(|(c, p)| (Some(c), p))
+                        .unwrap_or((None, None)),
+                    _ => (None, None),
+                };
+                Ok(Approval::Made(OneStepOutcome(Decision::Decided {
+                    verdict: Verdict::Approved,
+                    subject_tag: None,
+                    challenge,
+                    prefix,
+                })))
+            }
+            Err(Some(SdkError::ServiceError(e))) => match e.into_err() {
+                UpdateItemError::ConditionalCheckFailedException(failed) => {
+                    Ok(Approval::Refused(failed.item))
+                }
+                _ => Err(Error::Store),
+            },
+            Err(_) => Err(Error::Store),
+        }
+    }
+}
+
+/// The value an item holds as of `now_ms`: `None` past its expiry; a
+/// record approved in one write with the approval's time put in.
+fn value_of(
+    item: &std::collections::HashMap<String, AttributeValue>,
+    now_ms: u64,
+) -> Result<Option<Vec<u8>>, Error> {
+    let expires = match item.get(EXPIRES) {
+        Some(AttributeValue::N(n)) => n.parse::<u64>().map_err(|_| Error::StoreCorrupt)?,
+        _ => return Err(Error::StoreCorrupt),
+    };
+    if expires <= now_ms {
+        return Ok(None);
+    }
+    let value = match item.get(VALUE) {
+        Some(AttributeValue::B(b)) => b.as_ref(),
+        _ => return Err(Error::StoreCorrupt),
+    };
+    match item.get(APPROVED_AT) {
+        None => Ok(Some(value.to_vec())),
+        Some(AttributeValue::N(n)) => {
+            let at = n.parse::<u64>().map_err(|_| Error::StoreCorrupt)?;
+            record::approved_at(value, at).map(Some)
+        }
+        Some(_) => Err(Error::StoreCorrupt),
     }
 }
 

@@ -101,9 +101,11 @@ pub trait Store: Send + Sync {
         now_ms: u64,
     ) -> Result<bool, Error>;
 
-    /// Decides `check` in one request, if this store can: Redis runs it as
-    /// one script, so a check costs one round trip instead of a read and a
-    /// compare-and-swap (and, by id, a read of the index before them).
+    /// Decides `check` in as few requests as this store can: Redis runs it
+    /// as one script, so a check costs one round trip instead of a read and
+    /// a compare-and-swap (and, by id, a read of the index before them); on
+    /// a Redis Cluster a client's check budget is one script more before
+    /// it, and DynamoDB approves a right code in one conditional write.
     /// `Ok(None)`, the default, has the check run through [`Store::get`]
     /// and [`Store::compare_and_swap`]; a store written outside this crate
     /// keeps it.
@@ -116,7 +118,7 @@ pub trait Store: Send + Sync {
         Ok(None)
     }
 
-    /// Makes `issue` in one request, if this store can: one Redis server
+    /// Makes `issue` in as few requests as this store can: one Redis server
     /// runs it as one script, so an issue costs one round trip instead of
     /// a read and two or three writes, and a read and a write more per
     /// client counter it spends (a client's send budget, each bucket of a
