@@ -24,11 +24,32 @@ use pinseal::otp::store::{AsyncStore, DynamoStore, Store, TableSetup};
 pub struct BlockOn {
     rt: Arc<tokio::runtime::Runtime>,
     inner: DynamoStore,
+    /// Held around each call, for a server whose conditional writes are
+    /// not atomic against concurrent ones (moto's; see `moto_store`).
+    serial: Option<&'static std::sync::Mutex<()>>,
+}
+
+impl BlockOn {
+    fn new(inner: DynamoStore) -> BlockOn {
+        BlockOn {
+            rt: runtime(),
+            inner,
+            serial: None,
+        }
+    }
+
+    /// Runs `call` on the runtime, one at a time if the server needs it.
+    fn run<T>(&self, call: impl std::future::Future<Output = T>) -> T {
+        let _one_at_a_time = self
+            .serial
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()));
+        self.rt.block_on(call)
+    }
 }
 
 impl Store for BlockOn {
     fn get(&self, key: &str, now_ms: u64) -> Result<Option<Vec<u8>>, Error> {
-        self.rt.block_on(AsyncStore::get(&self.inner, key, now_ms))
+        self.run(AsyncStore::get(&self.inner, key, now_ms))
     }
     fn compare_and_swap(
         &self,
@@ -38,7 +59,7 @@ impl Store for BlockOn {
         expires_ms: u64,
         now_ms: u64,
     ) -> Result<bool, Error> {
-        self.rt.block_on(AsyncStore::compare_and_swap(
+        self.run(AsyncStore::compare_and_swap(
             &self.inner,
             key,
             expected,
@@ -51,8 +72,7 @@ impl Store for BlockOn {
         &self,
         check: &pinseal::otp::store::OneStepCheck<'_>,
     ) -> Result<Option<pinseal::otp::store::OneStepOutcome>, Error> {
-        self.rt
-            .block_on(AsyncStore::check_in_one_step(&self.inner, check))
+        self.run(AsyncStore::check_in_one_step(&self.inner, check))
     }
 }
 
@@ -179,22 +199,25 @@ fn moto() -> Option<&'static (aws_sdk_dynamodb::Client, String)> {
     .as_ref()
 }
 
-/// A store on moto's server with a fresh prefix.
+/// A store on moto's server with a fresh prefix, whose calls are made one
+/// at a time: moto does not apply a conditional write atomically against a
+/// concurrent one (two conditional `UpdateItem`s of one item, each
+/// requiring an attribute the other removes, both succeed), which DynamoDB
+/// and dynalite do. The suite's races run on dynalite (`local_store`);
+/// here they run one call after another.
 fn moto_store() -> Option<BlockOn> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let (client, table) = moto()?;
     let builder = DynamoStore::builder(client.clone(), table).prefix(common::unique_prefix());
     Some(BlockOn {
-        rt: runtime(),
-        inner: runtime().block_on(builder.connect()).unwrap(),
+        serial: Some(&SERIAL),
+        ..BlockOn::new(runtime().block_on(builder.connect()).unwrap())
     })
 }
 
 /// A store on the local server with a fresh prefix.
 fn local_store() -> Option<BlockOn> {
-    Some(BlockOn {
-        rt: runtime(),
-        inner: fresh_store()?,
-    })
+    Some(BlockOn::new(fresh_store()?))
 }
 
 /// A store on real DynamoDB, when `PINSEAL_DYNAMODB_TABLE`, `AWS_REGION`
@@ -223,10 +246,7 @@ fn aws_store() -> Option<BlockOn> {
         .prefix(common::unique_prefix())
         .timeout(Duration::from_secs(5));
     let store = runtime().block_on(store.connect()).unwrap();
-    Some(BlockOn {
-        rt: runtime(),
-        inner: store,
-    })
+    Some(BlockOn::new(store))
 }
 
 /// How many requests each operation sends, counted by the client, on
@@ -252,10 +272,7 @@ fn requests_on(url: &str, table: &str, returns_item: bool) {
         .build();
     let store = DynamoStore::builder(aws_sdk_dynamodb::Client::from_conf(config), table)
         .prefix(common::unique_prefix());
-    let store = BlockOn {
-        rt: runtime(),
-        inner: runtime().block_on(store.connect()).unwrap(),
-    };
+    let store = BlockOn::new(runtime().block_on(store.connect()).unwrap());
     requests.take();
     let otp = Otp::with_store(&Key::from_bytes([4; 32]), Policy::default(), store);
     let mut seen = Vec::new();
@@ -303,7 +320,9 @@ fn requests_on(url: &str, table: &str, returns_item: bool) {
         otp.check("+15550005555", "123456").unwrap(),
         Verdict::Unknown
     );
-    step("check, no record", 2);
+    // No item sent back: no record, once the server has been seen to send
+    // one back with a failed condition (above); dynalite never does.
+    step("check, no record", if returns_item { 1 } else { 2 });
     let unknown: pinseal::otp::ChallengeId = "00000000000000000000000000000000".parse().unwrap();
     assert_eq!(otp.verify(&unknown, "123456").unwrap(), Verdict::Unknown);
     step("verify, unknown id", 1);
@@ -333,6 +352,105 @@ fn requests_per_operation_on_a_server_that_sends_the_item_back() {
     };
     let Some((_, table)) = moto() else { return };
     requests_on(&url, table, true);
+}
+
+/// A role without `dynamodb:UpdateItem`, as dynalite would answer it: each
+/// `UpdateItem` is turned into a harmless `ListTables` on the way out, and
+/// its answer into `AccessDeniedException`.
+#[derive(Debug, Default)]
+struct DenyUpdates(std::sync::Mutex<bool>);
+
+impl aws_sdk_dynamodb::config::Intercept for DenyUpdates {
+    fn name(&self) -> &'static str {
+        "DenyUpdates"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextMut<
+            '_,
+        >,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let request = context.request_mut();
+        let update = request
+            .headers()
+            .get("x-amz-target")
+            .is_some_and(|t| t.ends_with(".UpdateItem"));
+        if update {
+            request
+                .headers_mut()
+                .insert("x-amz-target", "DynamoDB_20120810.ListTables");
+            request.headers_mut().insert("content-length", "2");
+            *request.body_mut() = "{}".to_string().into();
+        }
+        *self.0.lock().unwrap() = update;
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut aws_sdk_dynamodb::config::interceptors::BeforeDeserializationInterceptorContextMut<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        if std::mem::take(&mut *self.0.lock().unwrap()) {
+            let response = context.response_mut();
+            *response.status_mut() = 400u16.try_into()?;
+            response.headers_mut().remove("content-length");
+            *response.body_mut() = r#"{"__type":"com.amazonaws.dynamodb.v20120810#AccessDeniedException","message":"denied"}"#
+                .to_string()
+                .into();
+        }
+        Ok(())
+    }
+}
+
+/// A role that may not `UpdateItem` (one that predates the permission) is
+/// not an outage: the first refusal turns the store to reads and
+/// conditional `PutItem`s, and codes are approved once as before.
+#[test]
+fn a_role_without_update_item_checks_the_general_way() {
+    use common::dynamo_requests::Requests;
+    use pinseal::otp::{Otp, Policy, Verdict};
+    use pinseal::{ExposeSecret, Key};
+    let Ok(url) = std::env::var("PINSEAL_DYNAMODB_URL") else {
+        return common::unavailable("a local DynamoDB server at PINSEAL_DYNAMODB_URL");
+    };
+    let Some((_, table)) = local() else { return };
+    let requests = Requests::default();
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(Credentials::new("local", "local", None, None, "test"))
+        .interceptor(requests.clone())
+        .interceptor(DenyUpdates::default())
+        .build();
+    let store = DynamoStore::builder(aws_sdk_dynamodb::Client::from_conf(config), table)
+        .prefix(common::unique_prefix());
+    let store = BlockOn::new(runtime().block_on(store.connect()).unwrap());
+    let otp = Otp::with_store(&Key::from_bytes([4; 32]), Policy::default(), store);
+    let (_, code) = otp.issue("+15550004445").unwrap();
+    requests.take();
+    assert_eq!(
+        otp.check("+15550004445", code.expose_secret()).unwrap(),
+        Verdict::Approved
+    );
+    assert_eq!(requests.take().1, 3, "refused, then a read and a write");
+    assert_eq!(
+        otp.check("+15550004445", code.expose_secret()).unwrap(),
+        Verdict::Unknown
+    );
+    let (_, code) = otp.issue("+15550004445").unwrap();
+    requests.take();
+    assert_eq!(
+        otp.check("+15550004445", code.expose_secret()).unwrap(),
+        Verdict::Approved
+    );
+    let (shown, total) = requests.take();
+    assert_eq!((shown.as_str(), total), ("GetItem 1, PutItem 1", 2));
 }
 
 mod local_server {

@@ -993,7 +993,7 @@ macro_rules! otp_suite {
                 .unwrap()
                 .with_send_budget(5, Duration::from_secs(600))
                 .unwrap();
-            let Some((otp, clock)) = service(policy) else {
+            let Some((otp, clock)) = service(policy.clone()) else {
                 return;
             };
             let s = "+15550003131";
@@ -1012,6 +1012,28 @@ macro_rules! otp_suite {
             let budget = otp.budget(s).unwrap();
             assert_eq!(budget.sends_left, 4);
             assert_eq!(budget.resets_in, Duration::from_secs(540));
+            // At the window's last millisecond and at its end exactly: the
+            // window restarts at the approval only in the second case.
+            for (approved_at_ms, resets_in) in [(599_999, 600_000), (600_000, 540_000)] {
+                let Some((otp, clock)) = service(policy.clone()) else {
+                    return;
+                };
+                otp.issue(s).unwrap();
+                clock.advance(Duration::from_secs(540));
+                let (_, code) = otp.issue(s).unwrap();
+                clock.advance(Duration::from_millis(approved_at_ms - 540_000));
+                assert_eq!(
+                    otp.check(s, code.expose_secret()).unwrap(),
+                    Verdict::Approved
+                );
+                clock.advance(Duration::from_secs(60));
+                otp.issue(s).unwrap();
+                assert_eq!(
+                    otp.budget(s).unwrap().resets_in,
+                    Duration::from_millis(resets_in),
+                    "approved at {approved_at_ms} ms"
+                );
+            }
         }
 
         #[test]

@@ -1,6 +1,8 @@
 //! A DynamoDB challenge store (feature `dynamodb`).
 
 use core::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
@@ -91,21 +93,38 @@ const APPROVED_AT: &str = "ua";
 ///
 /// # Requests
 ///
-/// | operation | requests |
+/// | check by subject | requests |
 /// |---|---:|
-/// | check by subject, right code (within the subject's send window) | 1 (`UpdateItem`) |
-/// | check by subject, anything else | 2 (`UpdateItem`, `PutItem`) |
-/// | verify by id | one more (`GetItem` of the index entry) |
-/// | issue | 3 (`GetItem`, `PutItem` twice) |
+/// | right code, within the subject's send window | 1 (`UpdateItem`) |
+/// | wrong code, or right code past the window | 2 (`UpdateItem`, `PutItem`) |
+/// | spent, canceled, locked or expired code; no record | 1 (`UpdateItem`) |
+/// | malformed input | 2 (`GetItem`, `PutItem`) |
+///
+/// A check by id reads the index entry first (`GetItem`, one more); a
+/// check on behalf of a client spends its budget before (a `GetItem` and a
+/// `PutItem`) and, on approval, gives it back (two more); an issue is 3
+/// (`GetItem`, `PutItem` twice).
 ///
 /// A check first tries the approval as one conditional `UpdateItem` that
 /// asks for the item back if its condition fails
 /// (`ReturnValuesOnConditionCheckFailure`); the store then decides on that
-/// item and writes the outcome with one conditional `PutItem` (none for an
-/// unknown code). A server that does not send the item back (dynalite, a
-/// local emulator) costs a `GetItem` more for those. A check on behalf of
-/// a client, or past the subject's send window, runs as reads and
-/// compare-and-swaps: 2 requests, and 2 more for the client's budget.
+/// item and writes the outcome with one conditional `PutItem` (none for a
+/// code that is no longer pending). A server that does not send the item
+/// back (dynalite, a local emulator) costs a `GetItem` more for those,
+/// as does every check until the store has seen the server send one (a
+/// failed condition with no item then means no record). A record written
+/// before version 4 (one MAC per code) costs the failed `UpdateItem` and
+/// the general `GetItem` and `PutItem`. A role without
+/// `dynamodb:UpdateItem` is not an outage: the first refusal turns the
+/// store to reads and conditional `PutItem`s (2 per check) until it is
+/// connected again.
+///
+/// **Capacity.** A failed conditional write consumes write capacity as a
+/// successful one does: a wrong code is two writes (it was a read and a
+/// write), and a check on a subject with no record one write (it was a
+/// read). The approved record kept beside a pending one about doubles the
+/// item: past 1 KB (a subject longer than about 90 bytes, such as a long
+/// e-mail address), each write of it costs two write units.
 ///
 /// # Timeouts and errors
 ///
@@ -144,6 +163,20 @@ pub struct DynamoStore {
     table: String,
     prefix: String,
     timeout: Duration,
+    /// What the store has learned of the server, shared by its clones.
+    seen: Arc<Seen>,
+}
+
+/// What a [`DynamoStore`] has learned of its server since it connected.
+#[derive(Default)]
+struct Seen {
+    /// A failed condition sent the item back
+    /// (`ReturnValuesOnConditionCheckFailure`): one that sends none back
+    /// found no item.
+    sends_items: AtomicBool,
+    /// `UpdateItem` was refused (`AccessDeniedException`, a role without
+    /// the permission): checks are read and written the general way.
+    update_denied: AtomicBool,
 }
 
 fn number(n: u64) -> AttributeValue {
@@ -358,6 +391,7 @@ impl DynamoBuilder {
             table: self.table,
             prefix: self.prefix,
             timeout: self.timeout,
+            seen: Arc::default(),
         })
     }
 
@@ -552,13 +586,28 @@ impl AsyncStore for DynamoStore {
             return Ok(None);
         }
         let now = check.now_ms;
-        let current = match check.mac {
+        let seen = &self.seen;
+        let mac = check
+            .mac
+            .filter(|_| !seen.update_denied.load(Ordering::Relaxed));
+        let current = match mac {
             Some(mac) => match self.approve(key, check, &mac).await? {
                 Approval::Made(outcome) => return Ok(Some(outcome)),
-                Approval::Refused(Some(item)) => value_of(&item, now)?,
+                Approval::Refused(Some(item)) => {
+                    seen.sends_items.store(true, Ordering::Relaxed);
+                    value_of(&item, now)?
+                }
+                // No item sent back, from a server seen to send one: there
+                // is none (and so nothing to approve or to count).
+                Approval::Refused(None) if seen.sends_items.load(Ordering::Relaxed) => None,
                 Approval::Refused(None) => self.get(key, now).await?,
+                Approval::Denied => {
+                    seen.update_denied.store(true, Ordering::Relaxed);
+                    self.get(key, now).await?
+                }
             },
-            // Malformed input, which never matches.
+            // Malformed input, which never matches; or a role without
+            // `UpdateItem`.
             None => self.get(key, now).await?,
         };
         let (decision, write) = record::one_step(check, current.as_deref())?;
@@ -584,6 +633,8 @@ enum Approval {
     Made(OneStepOutcome),
     /// The condition failed, on this item if the server sent it back.
     Refused(Option<std::collections::HashMap<String, AttributeValue>>),
+    /// The role may not `UpdateItem`: nothing was written.
+    Denied,
 }
 
 impl DynamoStore {
@@ -644,7 +695,12 @@ impl DynamoStore {
         match bounded(self.timeout, update.send()).await {
             Ok(out) => {
                 // Approved: the challenge and its prefix from the record as
-                // it was.
+                // it was. (A server that sent no old value back leaves the
+                // approval's event without its challenge and the fraud
+                // guard's prefix without its credit: the approval stands.)
+                // The item keeps its expiry: the record's, as the issue's
+                // policy set it; `one_step` would compute the same from an
+                // unchanged policy.
                 let (challenge, prefix) = match out.attributes().and_then(|a| a.get(VALUE)) {
                     Some(AttributeValue::B(b)) => record::challenge_of(b.as_ref())
                         .map(|(c, p)| (Some(c), p))
@@ -657,6 +713,9 @@ impl DynamoStore {
                     challenge,
                     prefix,
                 })))
+            }
+            Err(Some(e)) if service_code(&e) == Some("AccessDeniedException") => {
+                Ok(Approval::Denied)
             }
             Err(Some(SdkError::ServiceError(e))) => match e.into_err() {
                 UpdateItemError::ConditionalCheckFailedException(failed) => {
