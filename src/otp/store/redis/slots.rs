@@ -55,6 +55,15 @@ async fn send<T: redis::FromRedisValue>(
     conn.run(timeout, |c| request.run_cluster(c)).await
 }
 
+/// Sends `requests` at once; their replies, in order.
+async fn send_all(
+    conn: &ClusterConn,
+    timeout: Duration,
+    requests: &[Request],
+) -> Vec<Result<Vec<i64>, Error>> {
+    all(requests.iter().map(|r| send(conn, timeout, r)).collect()).await
+}
+
 /// What `count.lua` answered: counted (with the window's start, for a
 /// give-back), refused (`4` a counter, `5` the prefix, with the wait in
 /// ms), or not read (`-1`).
@@ -124,11 +133,7 @@ pub(super) async fn issue(
             count_cmd(key, spend, now)
         })
         .collect();
-    let replies = all(spends
-        .iter()
-        .map(|r| send::<Vec<i64>>(conn, timeout, r))
-        .collect())
-    .await;
+    let replies = send_all(conn, timeout, &spends).await;
     // Every use spent, to give back if the issue goes no further.
     let mut gives = Vec::new();
     let mut stop = None;
@@ -193,11 +198,7 @@ pub(super) async fn issue(
 /// spend a moment before, so a `-1` (a record the script does not read)
 /// cannot come back but from a record damaged since.
 async fn give_back(conn: &ClusterConn, timeout: Duration, gives: &[Request]) {
-    let _ = all(gives
-        .iter()
-        .map(|r| send::<Vec<i64>>(conn, timeout, r))
-        .collect())
-    .await;
+    let _ = send_all(conn, timeout, gives).await;
 }
 
 /// The check as one script per slot: the client's check budget (one use,
@@ -282,11 +283,7 @@ pub(super) async fn check(
             credited = Some(t);
         }
     }
-    let replies = all(after
-        .iter()
-        .map(|r| send::<Vec<i64>>(conn, timeout, r))
-        .collect())
-    .await;
+    let replies = send_all(conn, timeout, &after).await;
     // A prefix record the script does not read is left to the caller,
     // with the tag.
     if let (Some(t), Some(Ok(reply))) = (credited, replies.last()) {
