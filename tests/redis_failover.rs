@@ -5,8 +5,11 @@
 //!
 //! Blocking threads and async tasks issue and verify codes without pause
 //! while one primary is failed over gracefully (`CLUSTER FAILOVER`), one is
-//! killed (`SIGKILL`) and one is frozen (`SIGSTOP`, resumed later). For
-//! each, on both stores:
+//! killed (`SIGKILL`) and one is frozen (`SIGSTOP`, resumed later). Eight
+//! more blocking threads run for a while before each fault and again once
+//! the recovery bound has passed (before a frozen primary is resumed), so
+//! the blocking store has connections that sat idle through the fault and
+//! must serve at once when used again. For each fault, on both stores:
 //!
 //! - every store call returns within the store's timeout (plus scheduling
 //!   slack), so an operation (up to four calls) within four;
@@ -65,6 +68,10 @@ const SLACK: Duration = Duration::from_millis(500);
 const NODES: u16 = 6;
 const BLOCKING_THREADS: usize = 4;
 const ASYNC_TASKS: usize = 16;
+/// Blocking threads that run for [`BURST`] before the fault and again
+/// after the recovery bound.
+const BURST_THREADS: usize = 8;
+const BURST: Duration = Duration::from_millis(1200);
 
 fn report() -> bool {
     std::env::var_os("PINSEAL_FAILOVER_REPORT").is_some()
@@ -652,7 +659,7 @@ fn scenario(
     let round = Arc::new(AtomicU64::new(0));
     let label = format!("{fault:?}");
 
-    let worker = |w: usize| {
+    let spawn = |w: usize, stop: &Arc<AtomicBool>| {
         let (otp, once, log, stop, round, label) = (
             blocking.clone(),
             blocking_once.clone(),
@@ -668,7 +675,24 @@ fn scenario(
             }
         })
     };
+    let worker = |w: usize| spawn(w, &stop);
+    // A burst of `BURST_THREADS` more blocking threads for `BURST`: the
+    // store makes a lane for each thread that finds none idle, and the
+    // steady load afterwards takes only the lanes it needs, so the rest
+    // sit idle until the next burst.
+    let burst = || {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads: Vec<_> = (0..BURST_THREADS)
+            .map(|w| spawn(BLOCKING_THREADS + 1 + w, &stop))
+            .collect();
+        std::thread::sleep(BURST);
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            t.join().unwrap();
+        }
+    };
     let mut threads: Vec<_> = (0..BLOCKING_THREADS).map(worker).collect();
+    burst();
     let tasks: Vec<_> = (0..ASYNC_TASKS)
         .map(|w| {
             let (otp, once, log, stop, round, label) = (
@@ -688,7 +712,7 @@ fn scenario(
         })
         .collect();
 
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(1500).saturating_sub(BURST));
     let fault_at = t0.elapsed();
     // One more blocking thread from the fault on: it needs a lane of its
     // own, whose connection is made in the middle of the fault.
@@ -708,7 +732,12 @@ fn scenario(
         Cluster::is_primary(observer, replica)
     });
     let promoted_at = t0.elapsed();
-    std::thread::sleep(recovery_bound() + Duration::from_millis(1500));
+    // Past the recovery bound, and while a frozen primary is still
+    // frozen, the lanes that sat idle through the fault are used again:
+    // they too must have recovered.
+    std::thread::sleep(recovery_bound() + Duration::from_millis(100));
+    burst();
+    std::thread::sleep(Duration::from_millis(1400).saturating_sub(BURST));
     let mut resumed_at = None;
     if fault == Fault::Freeze {
         assert!(signal(cluster.pid(primary), "CONT"));

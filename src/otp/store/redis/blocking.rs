@@ -151,7 +151,13 @@ enum Node {
 /// makes the store connect a fresh cluster connection in the background,
 /// which asks the cluster for its slot map again and takes over once
 /// connected, so the store serves again within about twice its timeout of
-/// the replica's promotion, without a restart. It reconnects through the
+/// the replica's promotion, without a restart. Each thread's connection
+/// (one per thread in use at once) notices a fault by itself; so that one
+/// that sat idle through the failover does not send its first calls to
+/// the frozen node, a connection that finds the cluster's primaries
+/// changed has every other connection made before it replaced before its
+/// next call, which that call waits for (within its timeout). It
+/// reconnects through the
 /// seed nodes and, for a store opened from URLs, the nodes the cluster
 /// last reported, so one seed that fails is not fatal; a store on a
 /// caller's [`ClusterClient`](RedisBuilder::cluster_client) reconnects

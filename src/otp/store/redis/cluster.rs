@@ -2,6 +2,7 @@
 //! from, the slot map it learns, the `ASK` fallback, and the blocking
 //! store's lanes.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -92,6 +93,14 @@ pub(super) struct ClusterSource {
     /// The cluster's nodes (primaries first) as the last connection saw
     /// them, with the seeds' credentials and TLS settings.
     known: Mutex<Vec<redis::ConnectionInfo>>,
+    /// The cluster's primaries (sorted) as the last connection that asked
+    /// saw them, and the number of that view.
+    view: Mutex<(Vec<(String, u16)>, u64)>,
+    /// The latest view's number: it grows each time a connection finds
+    /// the primaries changed (a replica promoted, a node added or
+    /// removed), and a connection made under an older view is replaced
+    /// before its next use (see [`Renewing`]).
+    latest_view: Arc<AtomicU64>,
     pub(super) timeout: Duration,
 }
 
@@ -118,6 +127,8 @@ impl ClusterSource {
         Ok(ClusterSource {
             seeds: Seeds::Nodes(nodes),
             known: Mutex::new(Vec::new()),
+            view: Mutex::new((Vec::new(), 0)),
+            latest_view: Arc::new(AtomicU64::new(0)),
             timeout,
         })
     }
@@ -127,13 +138,16 @@ impl ClusterSource {
         ClusterSource {
             seeds: Seeds::Client(client),
             known: Mutex::new(Vec::new()),
+            view: Mutex::new((Vec::new(), 0)),
+            latest_view: Arc::new(AtomicU64::new(0)),
             timeout,
         }
     }
 
-    /// A new cluster connection, within the timeout; learns the cluster's
-    /// nodes for the next one.
-    async fn connect(&self) -> Result<redis::cluster_async::ClusterConnection, RedisError> {
+    /// A new cluster connection, within the timeout, and the number of the
+    /// view of the cluster it was made under; learns the cluster's nodes
+    /// for the next one.
+    async fn connect(&self) -> Result<(redis::cluster_async::ClusterConnection, u64), RedisError> {
         let client = match &self.seeds {
             Seeds::Client(client) => client.clone(),
             Seeds::Nodes(seeds) => {
@@ -145,19 +159,43 @@ impl ClusterSource {
         let conn = tokio::time::timeout(self.timeout, client.get_async_connection())
             .await
             .map_err(|_| timed_out())??;
+        let Some((primaries, replicas)) = cluster_slots(conn.clone(), self.timeout).await else {
+            // Made under the latest view, as far as anyone can tell.
+            return Ok((conn, self.latest_view.load(Ordering::Acquire)));
+        };
         if let Seeds::Nodes(seeds) = &self.seeds {
-            if let Some(nodes) = learn_nodes(conn.clone(), &seeds[0], self.timeout).await {
+            let nodes = with_settings_of(&seeds[0], &primaries, &replicas);
+            if !nodes.is_empty() {
                 *lock(&self.known) = nodes;
             }
         }
-        Ok(conn)
+        Ok((conn, self.saw(primaries)))
+    }
+
+    /// Records that a connection saw `primaries`; returns the number of
+    /// that view, a new one if they are not the primaries last seen.
+    ///
+    /// Two connections that ask nodes of different views, while the
+    /// cluster agrees on a change, may each start a view; that costs the
+    /// blocking store's lanes a reconnection each, not an error.
+    fn saw(&self, mut primaries: Vec<(String, u16)>) -> u64 {
+        primaries.sort_unstable();
+        let mut view = lock(&self.view);
+        if view.0 != primaries {
+            if !view.0.is_empty() {
+                view.1 += 1;
+                self.latest_view.store(view.1, Ordering::Release);
+            }
+            view.0 = primaries;
+        }
+        view.1
     }
 
     /// A connection that starts with `first` (or connects on first use)
     /// and is renewed after a fault.
     fn renewing(
         self: &Arc<Self>,
-        first: Option<redis::cluster_async::ClusterConnection>,
+        first: Option<(redis::cluster_async::ClusterConnection, u64)>,
     ) -> ClusterConn {
         let source = self.clone();
         let connect: Connect<_> = Arc::new(move || {
@@ -166,21 +204,24 @@ impl ClusterSource {
         });
         // A renewal gets half a timeout before the next may start: a
         // frozen seed alone costs it a third.
-        Arc::new(Renewing::new(first, self.timeout / 2, connect))
+        Arc::new(Renewing::new(
+            first,
+            self.timeout / 2,
+            connect,
+            Some(self.latest_view.clone()),
+        ))
     }
 }
 
-/// The nodes of the cluster `conn` is connected to, from `CLUSTER SLOTS`
-/// (primaries first, at most [`KNOWN_NODES`]), each with `template`'s
-/// credentials and TLS settings; `None` if the cluster does not answer in
-/// time or the seeds are Unix sockets.
-async fn learn_nodes(
+/// The primaries and the replicas (host and port, each once) of the
+/// cluster `conn` is connected to, from
+/// `CLUSTER SLOTS`; `None` if the cluster does not answer in time.
+async fn cluster_slots(
     mut conn: redis::cluster_async::ClusterConnection,
-    template: &redis::ConnectionInfo,
     timeout: Duration,
-) -> Option<Vec<redis::ConnectionInfo>> {
+) -> Option<(Vec<(String, u16)>, Vec<(String, u16)>)> {
+    use redis::Value;
     use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-    use redis::{ConnectionAddr, Value};
     let mut slots = redis::cmd("CLUSTER");
     slots.arg("SLOTS");
     let reply = tokio::time::timeout(
@@ -229,11 +270,24 @@ async fn learn_nodes(
             }
         }
     }
-    let nodes = primaries
-        .into_iter()
+    Some((primaries, replicas))
+}
+
+/// `primaries` then `replicas`, at most [`KNOWN_NODES`] in all, each with
+/// `template`'s credentials and TLS settings; none if the template is a
+/// Unix socket.
+fn with_settings_of(
+    template: &redis::ConnectionInfo,
+    primaries: &[(String, u16)],
+    replicas: &[(String, u16)],
+) -> Vec<redis::ConnectionInfo> {
+    use redis::ConnectionAddr;
+    primaries
+        .iter()
         .chain(replicas)
         .take(KNOWN_NODES)
         .filter_map(|(host, port)| {
+            let (host, port) = (host.clone(), *port);
             let addr = match template.addr() {
                 ConnectionAddr::Tcp(..) => ConnectionAddr::Tcp(host, port),
                 ConnectionAddr::TcpTls {
@@ -250,8 +304,7 @@ async fn learn_nodes(
             };
             Some(template.clone().set_addr(addr))
         })
-        .collect::<Vec<_>>();
-    (!nodes.is_empty()).then_some(nodes)
+        .collect()
 }
 
 /// A cluster connection that renews itself after a fault, as
@@ -303,7 +356,9 @@ pub(super) async fn open_cluster(source: &Arc<ClusterSource>) -> Result<ClusterC
 /// runtime for the length of one call, so a call costs no thread switch,
 /// and the blocking store uses the same async connection, slot-map renewal
 /// and timeouts as `AsyncRedisStore`. A lane's background work (a
-/// reconnect, a renewal connecting) advances while a call runs on it.
+/// reconnect, a renewal connecting) advances while a call runs on it, so
+/// a lane that sat idle while another saw the cluster's primaries change
+/// is renewed by its next call, which waits for it (see [`Renewing`]).
 pub(super) struct Lane {
     conn: ClusterConn,
     runtime: Option<tokio::runtime::Runtime>,
@@ -386,5 +441,32 @@ impl Drop for Lane {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(ports: &[u16]) -> Vec<(String, u16)> {
+        ports.iter().map(|&p| ("10.0.0.1".to_string(), p)).collect()
+    }
+
+    #[test]
+    fn a_view_is_numbered_anew_only_when_the_primaries_change() {
+        let source =
+            ClusterSource::from_urls(&["redis://127.0.0.1:7001/"], Duration::from_secs(1)).unwrap();
+        let latest = || source.latest_view.load(Ordering::Acquire);
+        assert_eq!(source.saw(nodes(&[7001, 7002, 7003])), 0, "the first view");
+        // The order CLUSTER SLOTS lists them in does not matter.
+        assert_eq!(source.saw(nodes(&[7003, 7001, 7002])), 0);
+        assert_eq!(latest(), 0);
+        // A replica promoted in place of 7003.
+        assert_eq!(source.saw(nodes(&[7001, 7002, 7006])), 1);
+        assert_eq!(latest(), 1);
+        assert_eq!(source.saw(nodes(&[7006, 7002, 7001])), 1);
+        // A node that asked one whose view is behind starts one more.
+        assert_eq!(source.saw(nodes(&[7001, 7002, 7003])), 2);
+        assert_eq!(latest(), 2);
     }
 }
