@@ -163,7 +163,7 @@ if index_ttl <= 0 or expiry - now <= 0 or expiry >= 2^53 then return {-1} end
 -- the subject's slot byte; otherwise the general path deletes it.
 local stale_key
 if stale_id and stale_expires > now then
-  local hex = string.format(string.rep('%02x', 32), string.byte(stale_id, 1, 32))
+  local hex = hex32(stale_id, 1)
   if ARGV[10] == '1' then
     if string.byte(stale_id, 1) ~= string.byte(ARGV[7], 1) then return {-1} end
     stale_key = ARGV[8] .. '{' .. string.sub(hex, 1, 2) .. '}c:' .. hex

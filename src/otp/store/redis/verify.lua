@@ -57,7 +57,7 @@ if ARGV[1] == 'i' then
   subject = redis.call('GET', KEYS[1])
   if not subject then return {0, 0, ''} end
   if #subject ~= 32 then return {-1} end
-  local hex = string.format(string.rep('%02x', 32), string.byte(subject, 1, 32))
+  local hex = hex32(subject, 1)
   if ARGV[9] == '1' then
     -- The record is in this slot only if it starts with the id's slot byte.
     if string.byte(subject, 1) ~= string.byte(ARGV[2], 1) then return {-1} end
@@ -149,7 +149,7 @@ end
 -- A prefix record this does not read is left to the caller, with the tag.
 if reply[1] == 4 and reply[5] ~= '' and ARGV[12] ~= '' then
   local now, w = tonumber(ARGV[4]), tonumber(ARGV[12])
-  local key = ARGV[8] .. 'p:' .. string.format(string.rep('%02x', 32), string.byte(reply[5], 1, 32))
+  local key = ARGV[8] .. 'p:' .. hex32(reply[5], 1)
   local p = redis.call('GET', key)
   local r = p and prefix_read(p, now, w)
   if r then
