@@ -153,9 +153,9 @@ impl AsyncRedisStore {
         // is replaced when it goes silent or its server is demoted.
         let connect: Connect<ConnectionManager> = Arc::new(move || {
             let fresh = ConnectionManager::new_lazy_with_config(client.clone(), config.clone());
-            Box::pin(async move { fresh.map(|manager| (manager, 0)) })
+            Box::pin(async move { fresh.map(|manager| (manager, None)) })
         });
-        let renewing = Renewing::new(Some((manager, 0)), Duration::ZERO, connect, None);
+        let renewing = Renewing::new(Some((manager, None)), Duration::ZERO, connect, None);
         Ok(AsyncRedisStore {
             conn: Conn::Single(Arc::new(renewing)),
             prefix: String::new(),

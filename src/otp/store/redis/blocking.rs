@@ -104,7 +104,9 @@ enum Node {
 /// keys they build rather than receive, which Redis allows on one server;
 /// a Redis-compatible server that requires every key to be declared
 /// refuses these scripts, and every check by id and issue then fails with
-/// [`Error::Store`]; on a cluster the script runs on the node that owns the
+/// [`Error::Store`]. The scripts read and write records with the `struct`
+/// library every Redis script has (Redis 2.6 and later, Valkey); a server
+/// without it fails them the same way. On a cluster the script runs on the node that owns the
 /// key's slot, and the client follows `MOVED` and `ASK` redirections while
 /// slots move. Each key gets a Redis time to live equal to its remaining
 /// life, so Redis drops expired challenges on its own. Keys are `prefix` +
@@ -154,10 +156,12 @@ enum Node {
 /// the replica's promotion, without a restart. Each thread's connection
 /// (one per thread in use at once) notices a fault by itself; so that one
 /// that sat idle through the failover does not send its first calls to
-/// the frozen node, a connection that finds the cluster's primaries
-/// changed has every other connection made before it replaced before its
-/// next call, which that call waits for (within its timeout). It
-/// reconnects through the
+/// the frozen node, once one connection finds the cluster's primaries
+/// changed, a call on any connection made before that first waits
+/// (within its timeout) for that connection to be replaced. (If a
+/// replacement failed within the last half timeout and none is under
+/// way, the call goes ahead on the old connection.) It reconnects
+/// through the
 /// seed nodes and, for a store opened from URLs, the nodes the cluster
 /// last reported, so one seed that fails is not fatal; a store on a
 /// caller's [`ClusterClient`](RedisBuilder::cluster_client) reconnects

@@ -145,9 +145,12 @@ impl ClusterSource {
     }
 
     /// A new cluster connection, within the timeout, and the number of the
-    /// view of the cluster it was made under; learns the cluster's nodes
+    /// view of the cluster it was made under (`None` if the cluster did
+    /// not say, within a third of the timeout); learns the cluster's nodes
     /// for the next one.
-    async fn connect(&self) -> Result<(redis::cluster_async::ClusterConnection, u64), RedisError> {
+    async fn connect(
+        &self,
+    ) -> Result<(redis::cluster_async::ClusterConnection, Option<u64>), RedisError> {
         let client = match &self.seeds {
             Seeds::Client(client) => client.clone(),
             Seeds::Nodes(seeds) => {
@@ -159,9 +162,9 @@ impl ClusterSource {
         let conn = tokio::time::timeout(self.timeout, client.get_async_connection())
             .await
             .map_err(|_| timed_out())??;
-        let Some((primaries, replicas)) = cluster_slots(conn.clone(), self.timeout).await else {
-            // Made under the latest view, as far as anyone can tell.
-            return Ok((conn, self.latest_view.load(Ordering::Acquire)));
+        let Some((primaries, replicas)) = cluster_slots(conn.clone(), self.timeout / 3).await
+        else {
+            return Ok((conn, None));
         };
         if let Seeds::Nodes(seeds) = &self.seeds {
             let nodes = with_settings_of(&seeds[0], &primaries, &replicas);
@@ -169,7 +172,7 @@ impl ClusterSource {
                 *lock(&self.known) = nodes;
             }
         }
-        Ok((conn, self.saw(primaries)))
+        Ok((conn, Some(self.saw(primaries))))
     }
 
     /// Records that a connection saw `primaries`; returns the number of
@@ -181,6 +184,10 @@ impl ClusterSource {
     fn saw(&self, mut primaries: Vec<(String, u16)>) -> u64 {
         primaries.sort_unstable();
         let mut view = lock(&self.view);
+        if primaries.is_empty() {
+            // No endpoint given (`?`, or none announced): nothing to tell.
+            return view.1;
+        }
         if view.0 != primaries {
             if !view.0.is_empty() {
                 view.1 += 1;
@@ -195,7 +202,7 @@ impl ClusterSource {
     /// and is renewed after a fault.
     fn renewing(
         self: &Arc<Self>,
-        first: Option<(redis::cluster_async::ClusterConnection, u64)>,
+        first: Option<(redis::cluster_async::ClusterConnection, Option<u64>)>,
     ) -> ClusterConn {
         let source = self.clone();
         let connect: Connect<_> = Arc::new(move || {
@@ -466,6 +473,10 @@ mod tests {
         assert_eq!(latest(), 1);
         assert_eq!(source.saw(nodes(&[7006, 7002, 7001])), 1);
         // A node that asked one whose view is behind starts one more.
+        assert_eq!(source.saw(nodes(&[7001, 7002, 7003])), 2);
+        assert_eq!(latest(), 2);
+        // No endpoints given: nothing to tell, nothing recorded.
+        assert_eq!(source.saw(Vec::new()), 2);
         assert_eq!(source.saw(nodes(&[7001, 7002, 7003])), 2);
         assert_eq!(latest(), 2);
     }

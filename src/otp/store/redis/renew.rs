@@ -14,8 +14,10 @@ pub(super) type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>
 
 /// Makes a new connection, connected (or, for a connection manager, ready
 /// to connect on first use), with the number of the view of the servers
-/// it was made under (see [`Renewing::new`]; 0 where there is none).
-pub(super) type Connect<C> = Arc<dyn Fn() -> BoxFuture<Result<(C, u64), RedisError>> + Send + Sync>;
+/// it was made under (see [`Renewing::new`]; `None` where there is none,
+/// or it could not be learned).
+pub(super) type Connect<C> =
+    Arc<dyn Fn() -> BoxFuture<Result<(C, Option<u64>), RedisError>> + Send + Sync>;
 
 /// An async connection that is replaced by a fresh one when it stops
 /// serving.
@@ -40,8 +42,12 @@ pub(super) type Connect<C> = Arc<dyn Fn() -> BoxFuture<Result<(C, u64), RedisErr
 /// another renewed after a failover would still send its first calls to a
 /// frozen primary. So each generation remembers the view of the cluster
 /// it was made under (a number that grows each time a connection finds
-/// the cluster's primaries changed, [`ClusterSource`]'s), and one made
-/// under an older view than the latest is replaced before it is used.
+/// the cluster's primaries changed, [`ClusterSource`]'s), and a call on
+/// one made under an older view than the latest (or under a view it could
+/// not learn, once there has been a change) first waits, within its
+/// timeout, for a renewal: one already connecting, or one it starts. Only
+/// within `min_age` of the last renewal, when none is connecting, does it
+/// go ahead on the old generation.
 ///
 /// [`ClusterSource`]: super::cluster::ClusterSource
 pub(super) struct Renewing<C> {
@@ -50,11 +56,13 @@ pub(super) struct Renewing<C> {
     /// The latest view's number, when views are numbered.
     latest_view: Option<Arc<AtomicU64>>,
     state: Arc<Mutex<RenewState<C>>>,
+    /// Woken each time a renewal ends, whether it connected or not.
+    ended: Arc<tokio::sync::Notify>,
 }
 
 /// A connection in use: the connection, its number among the
 /// generations, and the number of the view it was made under.
-type Generation<C> = (C, u64, u64);
+type Generation<C> = (C, u64, Option<u64>);
 
 struct RenewState<C> {
     /// The generation in use; `None` until the first connects.
@@ -70,7 +78,7 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl<C: Clone + redis::aio::ConnectionLike + Send + 'static> RenewState<C> {
-    fn install(&mut self, (conn, view): (C, u64)) -> (C, u64) {
+    fn install(&mut self, (conn, view): (C, Option<u64>)) -> (C, u64) {
         let number = self.next_number;
         self.next_number += 1;
         self.current = Some((conn.clone(), number, view));
@@ -84,7 +92,7 @@ impl<C: Clone + redis::aio::ConnectionLike + Send + 'static> Renewing<C> {
     /// timeout. With `latest_view`, a generation made under a view older
     /// than it is replaced before its next use.
     pub(super) fn new(
-        first: Option<(C, u64)>,
+        first: Option<(C, Option<u64>)>,
         min_age: Duration,
         connect: Connect<C>,
         latest_view: Option<Arc<AtomicU64>>,
@@ -103,64 +111,95 @@ impl<C: Clone + redis::aio::ConnectionLike + Send + 'static> Renewing<C> {
             min_age,
             latest_view,
             state: Arc::new(Mutex::new(state)),
+            ended: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
+    /// Whether a generation made under `view` is older than the latest
+    /// view; one made under a view it could not learn is, once the view
+    /// has changed at all.
+    fn stale(&self, view: Option<u64>) -> bool {
+        let Some(latest) = &self.latest_view else {
+            return false;
+        };
+        let latest = latest.load(Ordering::Acquire);
+        view.map_or(latest > 0, |view| view < latest)
+    }
+
     /// The current generation (connection and number), connecting one if
-    /// there is none yet; one made under an older view of the cluster
-    /// than the latest is first replaced (waiting for its renewal, within
-    /// the caller's timeout), unless a renewal started within `min_age`.
+    /// there is none yet. One made under an older view of the cluster
+    /// than the latest is replaced first: the call waits for a renewal (one
+    /// connecting, or one it starts), unless none is connecting and one
+    /// started within `min_age`. The caller bounds the wait.
     async fn current(&self) -> Result<(C, u64), RedisError> {
         let current = lock(&self.state).current.clone();
-        if let Some((conn, number, view)) = current {
-            let latest = self.latest_view.as_ref().map(|v| v.load(Ordering::Acquire));
-            if latest.is_none_or(|latest| view >= latest) {
-                return Ok((conn, number));
-            }
-            if let Some(renewal) = self.renew(number) {
-                // If the caller's timeout ends first, the renewal goes on
-                // in the background.
-                let _ = renewal.await;
-            }
-            let state = lock(&self.state);
-            let (conn, number, _) = state.current.clone().unwrap_or((conn, number, view));
+        let Some((conn, number, view)) = current else {
+            let fresh = (self.connect)().await?;
+            let mut state = lock(&self.state);
+            return Ok(match state.current.clone() {
+                // Another call connected first: use that one.
+                Some((conn, number, _)) => (conn, number),
+                None => state.install(fresh),
+            });
+        };
+        if !self.stale(view) {
             return Ok((conn, number));
         }
-        let fresh = (self.connect)().await?;
-        let mut state = lock(&self.state);
-        Ok(match state.current.clone() {
-            // Another call connected first: use that one.
-            Some((conn, number, _)) => (conn, number),
-            None => state.install(fresh),
-        })
+        // Listening before the state is read: a renewal that ends after
+        // the read wakes this call.
+        let ended = self.ended.notified();
+        tokio::pin!(ended);
+        ended.as_mut().enable();
+        let wait = {
+            let mut state = lock(&self.state);
+            match &state.current {
+                Some((conn, n, _)) if *n != number => return Ok((conn.clone(), *n)),
+                _ => self.start_renewal(&mut state, number),
+            }
+        };
+        if wait {
+            // If the caller's timeout ends first, the renewal goes on in
+            // the background.
+            ended.await;
+        }
+        let state = lock(&self.state);
+        let (conn, number, _) = state.current.clone().unwrap_or((conn, number, view));
+        Ok((conn, number))
     }
 
     /// Starts connecting a replacement for generation `seen` in the
     /// background, unless one is connecting, one started within
-    /// `min_age`, or `seen` was replaced already; returns its task.
-    fn renew(&self, seen: u64) -> Option<tokio::task::JoinHandle<()>> {
-        let runtime = tokio::runtime::Handle::try_current().ok()?;
-        {
-            let mut state = lock(&self.state);
-            let too_soon = state
-                .last_renewal
-                .is_some_and(|at| at.elapsed() < self.min_age);
-            let replaced = state.current.as_ref().is_some_and(|(_, n, _)| *n != seen);
-            if state.renewing || too_soon || replaced {
-                return None;
-            }
-            state.renewing = true;
-            state.last_renewal = Some(Instant::now());
+    /// `min_age`, or `seen` was replaced already. Returns whether a
+    /// renewal is connecting now (started here or before).
+    fn start_renewal(&self, state: &mut RenewState<C>, seen: u64) -> bool {
+        if state.renewing {
+            return true;
         }
-        let (connect, state) = (self.connect.clone(), self.state.clone());
-        Some(runtime.spawn(async move {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        let too_soon = state
+            .last_renewal
+            .is_some_and(|at| at.elapsed() < self.min_age);
+        let replaced = state.current.as_ref().is_some_and(|(_, n, _)| *n != seen);
+        if too_soon || replaced {
+            return false;
+        }
+        state.renewing = true;
+        state.last_renewal = Some(Instant::now());
+        let ending = RenewalEnds {
+            state: self.state.clone(),
+            ended: self.ended.clone(),
+        };
+        let connect = self.connect.clone();
+        runtime.spawn(async move {
             let fresh = connect().await;
-            let mut state = lock(&state);
-            state.renewing = false;
             if let Ok(fresh) = fresh {
-                state.install(fresh);
+                lock(&ending.state).install(fresh);
             }
-        }))
+            drop(ending);
+        });
+        true
     }
 
     /// Runs `op` on the current generation within `timeout` (connecting
@@ -184,10 +223,25 @@ impl<C: Clone + redis::aio::ConnectionLike + Send + 'static> Renewing<C> {
         if let Err(e) = &result {
             let number = used.load(std::sync::atomic::Ordering::Relaxed);
             if number != u64::MAX && connection_at_fault(e.as_ref()) {
-                let _ = self.renew(number);
+                self.start_renewal(&mut lock(&self.state), number);
             }
         }
         result.map_err(|_| Error::Store)
+    }
+}
+
+/// Marks a renewal ended when its task finishes or is dropped (a runtime
+/// that shuts down drops its tasks), so that a later fault can start
+/// another and no call waits for one that will never end.
+struct RenewalEnds<C> {
+    state: Arc<Mutex<RenewState<C>>>,
+    ended: Arc<tokio::sync::Notify>,
+}
+
+impl<C> Drop for RenewalEnds<C> {
+    fn drop(&mut self) {
+        lock(&self.state).renewing = false;
+        self.ended.notify_waiters();
     }
 }
 
@@ -220,82 +274,173 @@ mod tests {
         }
     }
 
-    /// Connections numbered by attempt, each made under the view `view`
-    /// holds at the time; attempts while `fail` is set fail.
-    fn numbered(
-        view: &Arc<AtomicU64>,
-        fail: &Arc<AtomicBool>,
-    ) -> (Connect<Made>, Arc<AtomicUsize>) {
-        let attempts = Arc::new(AtomicUsize::new(0));
-        let (view, fail, counted) = (view.clone(), fail.clone(), attempts.clone());
-        let connect: Connect<Made> = Arc::new(move || {
-            let n = counted.fetch_add(1, Ordering::SeqCst);
-            let made = (Made(n), view.load(Ordering::SeqCst));
-            let failed = fail.load(Ordering::SeqCst);
+    /// How the stand-in connections are made: numbered by attempt, each
+    /// under the view `view` holds at the time (none while `unknown` is
+    /// set); attempts fail while `fail` is set, and wait for `gate` while
+    /// `hold` is set.
+    #[derive(Default)]
+    struct Servers {
+        view: Arc<AtomicU64>,
+        unknown: AtomicBool,
+        fail: AtomicBool,
+        hold: AtomicBool,
+        gate: tokio::sync::Notify,
+        attempts: AtomicUsize,
+    }
+
+    fn connect(servers: &Arc<Servers>) -> Connect<Made> {
+        let servers = servers.clone();
+        Arc::new(move || {
+            let servers = servers.clone();
+            let n = servers.attempts.fetch_add(1, Ordering::SeqCst);
+            let view = (!servers.unknown.load(Ordering::SeqCst))
+                .then(|| servers.view.load(Ordering::SeqCst));
+            let (failed, held) = (
+                servers.fail.load(Ordering::SeqCst),
+                servers.hold.load(Ordering::SeqCst),
+            );
             Box::pin(async move {
-                if failed {
-                    Err(RedisError::from(std::io::Error::from(
-                        std::io::ErrorKind::ConnectionRefused,
-                    )))
-                } else {
-                    Ok(made)
+                if held {
+                    servers.gate.notified().await;
                 }
+                if failed {
+                    return Err(RedisError::from(std::io::Error::from(
+                        std::io::ErrorKind::ConnectionRefused,
+                    )));
+                }
+                Ok((Made(n), view))
             })
-        });
-        (connect, attempts)
+        })
+    }
+
+    fn renewing(servers: &Arc<Servers>, min_age: Duration, numbered: bool) -> Arc<Renewing<Made>> {
+        Arc::new(Renewing::new(
+            None,
+            min_age,
+            connect(servers),
+            numbered.then(|| servers.view.clone()),
+        ))
+    }
+
+    async fn which_within(r: &Renewing<Made>, timeout: Duration) -> Result<usize, Error> {
+        r.run(timeout, |c| async move { Ok(c.0) }).await
     }
 
     async fn which(r: &Renewing<Made>) -> usize {
-        r.run(Duration::from_secs(1), |c| async move { Ok(c.0) })
-            .await
-            .unwrap()
+        which_within(r, Duration::from_secs(5)).await.unwrap()
+    }
+
+    fn attempts(servers: &Servers) -> usize {
+        servers.attempts.load(Ordering::SeqCst)
     }
 
     #[tokio::test]
     async fn a_connection_made_under_an_older_view_is_replaced_before_it_is_used() {
-        let view = Arc::new(AtomicU64::new(0));
-        let fail = Arc::new(AtomicBool::new(false));
-        let (connect, attempts) = numbered(&view, &fail);
-        let r = Renewing::new(None, Duration::ZERO, connect, Some(view.clone()));
+        let servers = Arc::new(Servers::default());
+        let r = renewing(&servers, Duration::ZERO, true);
         assert_eq!(which(&r).await, 0);
         assert_eq!(which(&r).await, 0, "the same view keeps its connection");
-        view.store(1, Ordering::SeqCst);
+        servers.view.store(1, Ordering::SeqCst);
         assert_eq!(
             which(&r).await,
             1,
             "a newer view: the call used a fresh one"
         );
         assert_eq!(which(&r).await, 1);
-        assert_eq!(attempts.load(Ordering::SeqCst), 2);
+        assert_eq!(attempts(&servers), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_view_is_unknown_is_replaced_once_the_view_changes() {
+        let servers = Arc::new(Servers::default());
+        servers.unknown.store(true, Ordering::SeqCst);
+        let r = renewing(&servers, Duration::ZERO, true);
+        assert_eq!(which(&r).await, 0);
+        assert_eq!(which(&r).await, 0, "no change seen yet: kept");
+        servers.unknown.store(false, Ordering::SeqCst);
+        servers.view.store(1, Ordering::SeqCst);
+        assert_eq!(which(&r).await, 1);
+        assert_eq!(which(&r).await, 1);
     }
 
     #[tokio::test]
     async fn without_numbered_views_a_connection_is_kept_until_it_fails() {
-        let view = Arc::new(AtomicU64::new(0));
-        let fail = Arc::new(AtomicBool::new(false));
-        let (connect, attempts) = numbered(&view, &fail);
-        let r = Renewing::new(None, Duration::ZERO, connect, None);
+        let servers = Arc::new(Servers::default());
+        let r = renewing(&servers, Duration::ZERO, false);
         assert_eq!(which(&r).await, 0);
-        view.store(1, Ordering::SeqCst);
+        servers.view.store(1, Ordering::SeqCst);
         assert_eq!(which(&r).await, 0);
-        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+        assert_eq!(attempts(&servers), 1);
     }
 
     #[tokio::test]
     async fn a_replacement_that_cannot_connect_leaves_the_old_one_serving_and_waits_min_age() {
-        let view = Arc::new(AtomicU64::new(0));
-        let fail = Arc::new(AtomicBool::new(false));
-        let (connect, attempts) = numbered(&view, &fail);
-        let r = Renewing::new(None, Duration::from_secs(3600), connect, Some(view.clone()));
+        let servers = Arc::new(Servers::default());
+        let r = renewing(&servers, Duration::from_secs(3600), true);
         assert_eq!(which(&r).await, 0);
-        view.store(1, Ordering::SeqCst);
-        fail.store(true, Ordering::SeqCst);
+        servers.view.store(1, Ordering::SeqCst);
+        servers.fail.store(true, Ordering::SeqCst);
         assert_eq!(which(&r).await, 0, "the old connection still serves");
         assert_eq!(which(&r).await, 0);
         assert_eq!(
-            attempts.load(Ordering::SeqCst),
+            attempts(&servers),
             2,
             "one attempt within min_age, not one per call"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_call_on_an_older_view_waits_for_the_renewal_under_way() {
+        let servers = Arc::new(Servers::default());
+        let r = renewing(&servers, Duration::from_secs(3600), true);
+        assert_eq!(which(&r).await, 0);
+        servers.view.store(1, Ordering::SeqCst);
+        servers.hold.store(true, Ordering::SeqCst);
+        // The renewal outlives the first call's timeout...
+        assert_eq!(
+            which_within(&r, Duration::from_millis(20)).await,
+            Err(Error::Store)
+        );
+        // ...and the next call waits for it rather than use the old
+        // connection, though it may not start one of its own (min_age).
+        let next = tokio::spawn({
+            let r = r.clone();
+            async move { which(&r).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!next.is_finished(), "the call waits for the renewal");
+        servers.gate.notify_one();
+        assert_eq!(next.await.unwrap(), 1);
+        assert_eq!(attempts(&servers), 2);
+    }
+
+    #[test]
+    fn a_renewal_dropped_with_its_runtime_does_not_block_the_next() {
+        let servers = Arc::new(Servers::default());
+        let r = renewing(&servers, Duration::ZERO, true);
+        let first = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        assert_eq!(first.block_on(which(&r)), 0);
+        servers.view.store(1, Ordering::SeqCst);
+        servers.hold.store(true, Ordering::SeqCst);
+        // A renewal that never connects, on a runtime that then shuts
+        // down and drops it.
+        assert_eq!(
+            first.block_on(which_within(&r, Duration::from_millis(20))),
+            Err(Error::Store)
+        );
+        drop(first);
+        servers.hold.store(false, Ordering::SeqCst);
+        let second = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        assert_eq!(
+            second.block_on(which_within(&r, Duration::from_secs(5))),
+            Ok(2),
+            "a new renewal started and was waited for"
         );
     }
 }
