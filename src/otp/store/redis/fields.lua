@@ -33,10 +33,12 @@ local function bytes(v, n)
   return struct.pack('>I4', lo)
 end
 
--- The 32 bytes at `at` in `s` as 64 lowercase hex characters.
+-- The 32 bytes at `at` in `s` as 64 lowercase hex characters, 2 bytes
+-- at a time: `%x` takes a C `long` too, and a 4-byte piece of 2^31 or
+-- more would not fit in a 32-bit one.
 local function hex32(s, at)
-  return string.format('%08x%08x%08x%08x%08x%08x%08x%08x',
-    struct.unpack('>I4I4I4I4I4I4I4I4', s, at))
+  return string.format('%04x%04x%04x%04x%04x%04x%04x%04x%04x%04x%04x%04x%04x%04x%04x%04x',
+    struct.unpack('>I2I2I2I2I2I2I2I2I2I2I2I2I2I2I2I2', s, at))
 end
 
 -- A fraud guard's prefix record (`PrefixRecord` in `src/otp/limits.rs`):
