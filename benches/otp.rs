@@ -102,6 +102,21 @@ fn bench_store<S: Store + 'static>(
             BatchSize::PerIteration,
         )
     });
+    // On behalf of a client: its check budget spent, and given back on
+    // approval (in the same request on one Redis server).
+    g.bench_function("check from a client", |b| {
+        b.iter_batched(
+            || issue(&otp, &clock),
+            |(_, code, s)| {
+                assert_eq!(
+                    otp.check_from(&s, "203.0.113.7", code.expose_secret())
+                        .unwrap(),
+                    Verdict::Approved
+                )
+            },
+            BatchSize::PerIteration,
+        )
+    });
     g.finish();
     otp
 }

@@ -35,6 +35,31 @@ pub(super) enum Target<'a> {
     Subject(&'a str),
 }
 
+/// What a check computes from its target and input before any request:
+/// the store key it starts from, the tags, and the candidate's MAC.
+struct Prepared {
+    /// The subject's record (by subject) or the challenge's index entry
+    /// (by id).
+    key: String,
+    id_tag: Option<Mac>,
+    subject_tag: Option<Mac>,
+    /// The candidate's MAC as a record holds it (by id or by subject).
+    mac: Mac,
+}
+
+/// The subject tag an index entry at `key` holds, if there is one.
+async fn read_index<T: AsyncStore + ?Sized>(
+    store: &T,
+    key: &str,
+    now: u64,
+) -> Result<Option<Mac>, Error> {
+    store
+        .get(key, now)
+        .await?
+        .map(|bytes| Mac::try_from(bytes.as_slice()).map_err(|_| Error::StoreCorrupt))
+        .transpose()
+}
+
 /// The keys, policy and clock of an OTP service, and its operations over
 /// any [`AsyncStore`]: what the blocking and the async `Otp` share.
 pub(super) struct Service<C> {
@@ -480,11 +505,8 @@ impl<C: Clock> Service<C> {
             Target::Subject(subject) => Some((self.keys.subject_tag(subject), None)),
             Target::Id(id) => {
                 let id_tag = self.keys.id_tag(id);
-                store
-                    .get(&index_key(&id_tag), now)
+                read_index(store, &index_key(&id_tag), now)
                     .await?
-                    .map(|bytes| Mac::try_from(bytes.as_slice()).map_err(|_| Error::StoreCorrupt))
-                    .transpose()?
                     .map(|tag| (tag, Some(id_tag)))
             }
         })
@@ -501,8 +523,9 @@ impl<C: Clock> Service<C> {
         input: &str,
         client: Option<&str>,
     ) -> Result<Verdict, Error> {
+        let prepared = self.prepare(target, input);
         let Some(client) = client else {
-            return self.verify_target(store, target, input).await;
+            return self.verify_target(store, target, &prepared, input).await;
         };
         let now = self.now();
         let counters = [Counter {
@@ -519,13 +542,13 @@ impl<C: Clock> Service<C> {
             refused: client_check_limit,
         };
         if let Some(verdict) = self
-            .verify_one_step(store, target, input, Some(counter), now)
+            .verify_one_step(store, target, &prepared, input, Some(counter), now)
             .await?
         {
             return Ok(verdict);
         }
         let held = self.reserve(store, &counters, now).await?;
-        let verdict = self.verify_target(store, target, input).await;
+        let verdict = self.verify_target(store, target, &prepared, input).await;
         if !matches!(verdict, Ok(ref v) if !v.is_approved()) {
             self.refund(store, &counters, &held, now).await;
         }
@@ -536,16 +559,22 @@ impl<C: Clock> Service<C> {
         &self,
         store: &T,
         target: Target<'_>,
+        prepared: &Prepared,
         input: &str,
     ) -> Result<Verdict, Error> {
         let now = self.now();
         if let Some(verdict) = self
-            .verify_one_step(store, target, input, None, now)
+            .verify_one_step(store, target, prepared, input, None, now)
             .await?
         {
             return Ok(verdict);
         }
-        let located = self.locate(store, target, now).await?;
+        let located = match (prepared.subject_tag, prepared.id_tag) {
+            (Some(tag), _) => Some((tag, None)),
+            (None, id_tag) => read_index(store, &prepared.key, now)
+                .await?
+                .map(|tag| (tag, id_tag)),
+        };
         let want = located.and_then(|(_, id_tag)| id_tag);
         let attempt = Attempt::new(&self.policy, want, input, now);
         let Some((tag, _)) = located else {
@@ -596,15 +625,10 @@ impl<C: Clock> Service<C> {
     /// entry is read first).
     /// `None` when the store does not, or the record is one it does not
     /// read: the check then runs as reads and compare-and-swaps.
-    async fn verify_one_step<T: AsyncStore + ?Sized>(
-        &self,
-        store: &T,
-        target: Target<'_>,
-        input: &str,
-        counter: Option<OneStepCounter<'_>>,
-        now: u64,
-    ) -> Result<Option<Verdict>, Error> {
-        let (key, id_tag, mut subject_tag) = match target {
+    /// The tags and the candidate's MAC of a check (two HMACs), computed
+    /// once before any request, whichever path the check then takes.
+    fn prepare(&self, target: Target<'_>, input: &str) -> Prepared {
+        let (key, id_tag, subject_tag) = match target {
             Target::Subject(subject) => {
                 let tag = self.keys.subject_tag(subject);
                 (subject_key(&tag), None, Some(tag))
@@ -614,13 +638,34 @@ impl<C: Clock> Service<C> {
                 (index_key(&id_tag), Some(id_tag), None)
             }
         };
+        // One HMAC, whatever comes back (`now` plays no part in it).
+        let mac = Attempt::new(&self.policy, id_tag, input, 0)
+            .split_mac(&self.keys, subject_tag.as_ref().unwrap_or(&[0; MAC_LEN]));
+        Prepared {
+            key,
+            id_tag,
+            subject_tag,
+            mac,
+        }
+    }
+
+    async fn verify_one_step<T: AsyncStore + ?Sized>(
+        &self,
+        store: &T,
+        target: Target<'_>,
+        prepared: &Prepared,
+        input: &str,
+        counter: Option<OneStepCounter<'_>>,
+        now: u64,
+    ) -> Result<Option<Verdict>, Error> {
+        let (key, id_tag, mac) = (&prepared.key, prepared.id_tag, prepared.mac);
+        let mut subject_tag = prepared.subject_tag;
         let attempt = Attempt::new(&self.policy, id_tag, input, now);
-        // One HMAC, whatever comes back; malformed input is sent as no MAC.
-        let mac = attempt.split_mac(&self.keys, subject_tag.as_ref().unwrap_or(&[0; MAC_LEN]));
+        // Malformed input is sent as no MAC.
         let mut check = OneStepCheck {
             lookup: match target {
-                Target::Subject(_) => Lookup::Record(&key),
-                Target::Id(_) => Lookup::Index(&key),
+                Target::Subject(_) => Lookup::Record(key),
+                Target::Id(_) => Lookup::Index(key),
             },
             id_tag,
             slotted: matches!(target, Target::Id(id) if id.slot().is_some()),
@@ -1336,5 +1381,47 @@ impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for Otp<S, C> {
             .field("store", &self.store)
             .field("clock", self.service.clock())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use crate::mac::COMPUTED;
+    use crate::otp::store::MemoryStore;
+    use crate::otp::{ManualClock, Otp, Policy, Verdict};
+    use crate::{ExposeSecret, Key};
+
+    /// The MACs `op` computes on this thread.
+    fn macs<T>(op: impl FnOnce() -> T) -> (T, usize) {
+        let before = COMPUTED.with(|n| n.get());
+        let out = op();
+        (out, COMPUTED.with(|n| n.get()) - before)
+    }
+
+    #[test]
+    fn a_check_computes_its_tags_and_mac_once_whichever_path_it_takes() {
+        let otp = Otp::with_parts(
+            &Key::from_bytes([3; 32]),
+            Policy::default(),
+            MemoryStore::new(),
+            ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+        );
+        let (id, code) = otp.issue("+15551234567").unwrap();
+        // The subject's tag and the code's MAC.
+        let (verdict, n) = macs(|| otp.check("+15551234567", "000000"));
+        assert!(matches!(verdict, Ok(Verdict::Rejected { .. })));
+        assert_eq!(n, 2);
+        // The same and the client's counter tag: the memory store spends
+        // the budget the general way, then decides in one step, and no
+        // MAC is computed again on the second path.
+        let (verdict, n) = macs(|| otp.check_from("+15551234567", "203.0.113.7", "000000"));
+        assert!(matches!(verdict, Ok(Verdict::Rejected { .. })));
+        assert_eq!(n, 3);
+        // By id: the id's tag and the code's MAC (and the counter's).
+        let (verdict, n) = macs(|| otp.verify_from(&id, "203.0.113.7", code.expose_secret()));
+        assert_eq!(verdict, Ok(Verdict::Approved));
+        assert_eq!(n, 3);
     }
 }
