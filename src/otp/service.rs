@@ -685,7 +685,7 @@ impl<C: Clock> Service<C> {
                 // the general path spends it.
                 return Ok(None);
             }
-            let Some((tag, _)) = self.locate(store, target, now).await? else {
+            let Some(tag) = read_index(store, key, now).await? else {
                 return Ok(Some(Verdict::Unknown));
             };
             record_key = subject_key(&tag);
@@ -1401,7 +1401,7 @@ mod tests {
     }
 
     #[test]
-    fn a_check_computes_its_tags_and_mac_once_whichever_path_it_takes() {
+    fn a_check_from_a_client_computes_its_tags_and_mac_once() {
         let otp = Otp::with_parts(
             &Key::from_bytes([3; 32]),
             Policy::default(),

@@ -145,12 +145,14 @@ impl ClusterSource {
     }
 
     /// A new cluster connection, within the timeout, and the number of the
-    /// view of the cluster it was made under (`None` if the cluster did
-    /// not say, within a third of the timeout); learns the cluster's nodes
-    /// for the next one.
+    /// view of the cluster it was made under: the one it learns, or, when
+    /// the cluster does not say within a third of the timeout, the latest
+    /// when it started to connect (so a change seen meanwhile renews it).
+    /// Learns the cluster's nodes for the next one.
     async fn connect(
         &self,
     ) -> Result<(redis::cluster_async::ClusterConnection, Option<u64>), RedisError> {
+        let started_under = self.latest_view.load(Ordering::Acquire);
         let client = match &self.seeds {
             Seeds::Client(client) => client.clone(),
             Seeds::Nodes(seeds) => {
@@ -164,7 +166,7 @@ impl ClusterSource {
             .map_err(|_| timed_out())??;
         let Some((primaries, replicas)) = cluster_slots(conn.clone(), self.timeout / 3).await
         else {
-            return Ok((conn, None));
+            return Ok((conn, Some(started_under)));
         };
         if let Seeds::Nodes(seeds) = &self.seeds {
             let nodes = with_settings_of(&seeds[0], &primaries, &replicas);

@@ -14,8 +14,8 @@ pub(super) type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>
 
 /// Makes a new connection, connected (or, for a connection manager, ready
 /// to connect on first use), with the number of the view of the servers
-/// it was made under (see [`Renewing::new`]; `None` where there is none,
-/// or it could not be learned).
+/// it was made under (see [`Renewing::new`]; `None` where views are not
+/// numbered).
 pub(super) type Connect<C> =
     Arc<dyn Fn() -> BoxFuture<Result<(C, Option<u64>), RedisError>> + Send + Sync>;
 
@@ -43,8 +43,7 @@ pub(super) type Connect<C> =
 /// frozen primary. So each generation remembers the view of the cluster
 /// it was made under (a number that grows each time a connection finds
 /// the cluster's primaries changed, [`ClusterSource`]'s), and a call on
-/// one made under an older view than the latest (or under a view it could
-/// not learn, once there has been a change) first waits, within its
+/// one made under an older view than the latest first waits, within its
 /// timeout, for a renewal: one already connecting, or one it starts. Only
 /// within `min_age` of the last renewal, when none is connecting, does it
 /// go ahead on the old generation.
@@ -116,14 +115,12 @@ impl<C: Clone + redis::aio::ConnectionLike + Send + 'static> Renewing<C> {
     }
 
     /// Whether a generation made under `view` is older than the latest
-    /// view; one made under a view it could not learn is, once the view
-    /// has changed at all.
+    /// view.
     fn stale(&self, view: Option<u64>) -> bool {
-        let Some(latest) = &self.latest_view else {
-            return false;
-        };
-        let latest = latest.load(Ordering::Acquire);
-        view.map_or(latest > 0, |view| view < latest)
+        match (&self.latest_view, view) {
+            (Some(latest), Some(view)) => view < latest.load(Ordering::Acquire),
+            _ => false,
+        }
     }
 
     /// The current generation (connection and number), connecting one if
@@ -145,19 +142,17 @@ impl<C: Clone + redis::aio::ConnectionLike + Send + 'static> Renewing<C> {
         if !self.stale(view) {
             return Ok((conn, number));
         }
-        // Listening before the state is read: a renewal that ends after
-        // the read wakes this call.
-        let ended = self.ended.notified();
-        tokio::pin!(ended);
-        ended.as_mut().enable();
-        let wait = {
+        // Listening from under the lock: a renewal ends (and wakes its
+        // waiters) under it too, so this call is woken by the end of the
+        // renewal it waits for, never by the end of an earlier one.
+        let (ended, renewal) = {
             let mut state = lock(&self.state);
             match &state.current {
                 Some((conn, n, _)) if *n != number => return Ok((conn.clone(), *n)),
-                _ => self.start_renewal(&mut state, number),
+                _ => (self.ended.notified(), self.claim(&mut state, number)),
             }
         };
-        if wait {
+        if self.launch(renewal) {
             // If the caller's timeout ends first, the renewal goes on in
             // the background.
             ended.await;
@@ -167,29 +162,41 @@ impl<C: Clone + redis::aio::ConnectionLike + Send + 'static> Renewing<C> {
         Ok((conn, number))
     }
 
-    /// Starts connecting a replacement for generation `seen` in the
-    /// background, unless one is connecting, one started within
-    /// `min_age`, or `seen` was replaced already. Returns whether a
-    /// renewal is connecting now (started here or before).
-    fn start_renewal(&self, state: &mut RenewState<C>, seen: u64) -> bool {
+    /// Claims a renewal of generation `seen`, under the state's lock:
+    /// none if one is connecting, one started within `min_age`, `seen`
+    /// was replaced already or there is no runtime to connect on.
+    fn claim(&self, state: &mut RenewState<C>, seen: u64) -> Renewal<C> {
         if state.renewing {
-            return true;
+            return Renewal::UnderWay;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return false;
+            return Renewal::NotNow;
         };
         let too_soon = state
             .last_renewal
             .is_some_and(|at| at.elapsed() < self.min_age);
         let replaced = state.current.as_ref().is_some_and(|(_, n, _)| *n != seen);
         if too_soon || replaced {
-            return false;
+            return Renewal::NotNow;
         }
         state.renewing = true;
         state.last_renewal = Some(Instant::now());
         let ending = RenewalEnds {
             state: self.state.clone(),
             ended: self.ended.clone(),
+        };
+        Renewal::Claimed(ending, runtime)
+    }
+
+    /// Starts connecting a claimed renewal in the background, outside the
+    /// state's lock (a runtime that is shutting down drops the task at
+    /// once, and its end takes the lock). Returns whether a renewal is
+    /// connecting (started here or before).
+    fn launch(&self, renewal: Renewal<C>) -> bool {
+        let (ending, runtime) = match renewal {
+            Renewal::UnderWay => return true,
+            Renewal::NotNow => return false,
+            Renewal::Claimed(ending, runtime) => (ending, runtime),
         };
         let connect = self.connect.clone();
         runtime.spawn(async move {
@@ -223,11 +230,22 @@ impl<C: Clone + redis::aio::ConnectionLike + Send + 'static> Renewing<C> {
         if let Err(e) = &result {
             let number = used.load(std::sync::atomic::Ordering::Relaxed);
             if number != u64::MAX && connection_at_fault(e.as_ref()) {
-                self.start_renewal(&mut lock(&self.state), number);
+                let renewal = self.claim(&mut lock(&self.state), number);
+                self.launch(renewal);
             }
         }
         result.map_err(|_| Error::Store)
     }
+}
+
+/// What [`Renewing::claim`] found.
+enum Renewal<C> {
+    /// One is connecting already.
+    UnderWay,
+    /// None now (see `claim`).
+    NotNow,
+    /// This caller starts one, on this runtime.
+    Claimed(RenewalEnds<C>, tokio::runtime::Handle),
 }
 
 /// Marks a renewal ended when its task finishes or is dropped (a runtime
@@ -240,8 +258,10 @@ struct RenewalEnds<C> {
 
 impl<C> Drop for RenewalEnds<C> {
     fn drop(&mut self) {
-        lock(&self.state).renewing = false;
+        let mut state = lock(&self.state);
+        state.renewing = false;
         self.ended.notify_waiters();
+        drop(state);
     }
 }
 
@@ -275,13 +295,11 @@ mod tests {
     }
 
     /// How the stand-in connections are made: numbered by attempt, each
-    /// under the view `view` holds at the time (none while `unknown` is
-    /// set); attempts fail while `fail` is set, and wait for `gate` while
-    /// `hold` is set.
+    /// under the view `view` holds at the time; attempts fail while `fail`
+    /// is set, and wait for `gate` while `hold` is set.
     #[derive(Default)]
     struct Servers {
         view: Arc<AtomicU64>,
-        unknown: AtomicBool,
         fail: AtomicBool,
         hold: AtomicBool,
         gate: tokio::sync::Notify,
@@ -293,8 +311,7 @@ mod tests {
         Arc::new(move || {
             let servers = servers.clone();
             let n = servers.attempts.fetch_add(1, Ordering::SeqCst);
-            let view = (!servers.unknown.load(Ordering::SeqCst))
-                .then(|| servers.view.load(Ordering::SeqCst));
+            let view = Some(servers.view.load(Ordering::SeqCst));
             let (failed, held) = (
                 servers.fail.load(Ordering::SeqCst),
                 servers.hold.load(Ordering::SeqCst),
@@ -351,19 +368,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_connection_whose_view_is_unknown_is_replaced_once_the_view_changes() {
-        let servers = Arc::new(Servers::default());
-        servers.unknown.store(true, Ordering::SeqCst);
-        let r = renewing(&servers, Duration::ZERO, true);
-        assert_eq!(which(&r).await, 0);
-        assert_eq!(which(&r).await, 0, "no change seen yet: kept");
-        servers.unknown.store(false, Ordering::SeqCst);
-        servers.view.store(1, Ordering::SeqCst);
-        assert_eq!(which(&r).await, 1);
-        assert_eq!(which(&r).await, 1);
-    }
-
-    #[tokio::test]
     async fn without_numbered_views_a_connection_is_kept_until_it_fails() {
         let servers = Arc::new(Servers::default());
         let r = renewing(&servers, Duration::ZERO, false);
@@ -412,6 +416,36 @@ mod tests {
         servers.gate.notify_one();
         assert_eq!(next.await.unwrap(), 1);
         assert_eq!(attempts(&servers), 2);
+    }
+
+    #[test]
+    fn a_renewal_launched_on_a_runtime_that_shut_down_ends_at_once() {
+        let servers = Arc::new(Servers::default());
+        let r = renewing(&servers, Duration::ZERO, true);
+        let gone = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let handle = gone.handle().clone();
+        drop(gone);
+        // Claimed as `claim` would, then launched: the runtime drops the
+        // task at once, whose end takes the state's lock (not held here).
+        let claimed = {
+            let mut state = lock(&r.state);
+            state.renewing = true;
+            Renewal::Claimed(
+                RenewalEnds {
+                    state: r.state.clone(),
+                    ended: r.ended.clone(),
+                },
+                handle,
+            )
+        };
+        assert!(r.launch(claimed));
+        assert!(
+            !lock(&r.state).renewing,
+            "the dropped task ended its renewal"
+        );
+        assert_eq!(attempts(&servers), 0);
     }
 
     #[test]
