@@ -619,12 +619,6 @@ impl<C: Clock> Service<C> {
         }
     }
 
-    /// The check as one store request ([`AsyncStore::check_in_one_step`]),
-    /// when the store makes it: one round trip on Redis, by subject or by
-    /// id (two by an id without a slot byte on a cluster, where the index
-    /// entry is read first).
-    /// `None` when the store does not, or the record is one it does not
-    /// read: the check then runs as reads and compare-and-swaps.
     /// The tags and the candidate's MAC of a check (two HMACs), computed
     /// once before any request, whichever path the check then takes.
     fn prepare(&self, target: Target<'_>, input: &str) -> Prepared {
@@ -649,6 +643,12 @@ impl<C: Clock> Service<C> {
         }
     }
 
+    /// The check as one store request ([`AsyncStore::check_in_one_step`]),
+    /// when the store makes it: one round trip on Redis, by subject or by
+    /// id (two by an id without a slot byte on a cluster, where the index
+    /// entry is read first).
+    /// `None` when the store does not, or the record is one it does not
+    /// read: the check then runs as reads and compare-and-swaps.
     async fn verify_one_step<T: AsyncStore + ?Sized>(
         &self,
         store: &T,
