@@ -25,7 +25,7 @@
 -- read (another version, damaged, or a time of 2^53 ms or more, which a
 -- double cannot hold exactly).
 
--- `num`, `big`, `bytes` and the `prefix_` helpers come from `fields.lua`,
+-- `num`, `big`, `bytes` and `prefix_helpers` come from `fields.lua`,
 -- sent before this script.
 
 local what = ARGV[1]
@@ -61,6 +61,7 @@ end
 
 if what ~= 'prefix' and what ~= 'unprefix' and what ~= 'credit' then return {-1} end
 if not raw and what ~= 'prefix' then return {0} end
+local prefix_read, prefix_bytes, prefix_ttl = prefix_helpers()
 local p = prefix_read(raw, now, span)
 if not p then return {-1} end
 

@@ -36,7 +36,8 @@
 -- a block it starts, and on a refusal by the subject the record as
 -- `prefix_refund` leaves it (its window rolled; deleted when empty).
 
--- `num`, `big` and `bytes` come from `fields.lua`, sent before this script.
+-- `num`, `big`, `bytes`, `hex32` and `prefix_helpers` come from
+-- `fields.lua`, sent before this script.
 
 local now = tonumber(ARGV[1])
 local max = tonumber(ARGV[2])
@@ -118,8 +119,9 @@ end
 
 -- The prefix, after the counters: blocked, or blocked by this send (too
 -- many sends in its window, or too few approved in the previous one).
-local prefix, prefix_window
+local prefix, prefix_window, prefix_read, prefix_bytes, prefix_ttl
 if has_prefix then
+  prefix_read, prefix_bytes, prefix_ttl = prefix_helpers()
   prefix_window = tonumber(ARGV[13])
   prefix = prefix_read(redis.call('GET', KEYS[#KEYS]), now, prefix_window)
   if not prefix then return {-1} end

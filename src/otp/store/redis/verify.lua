@@ -31,7 +31,8 @@
 -- what is wrong with it. So does a record holding a time of 2^53 ms or
 -- more, which a double cannot hold exactly.
 
--- `num`, `big` and `bytes` come from `fields.lua`, sent before this script.
+-- `num`, `big`, `bytes`, `hex32` and `prefix_helpers` come from
+-- `fields.lua`, sent before this script.
 
 -- The client's check budget, decided before the check: none left refuses.
 local spent, spent_ttl
@@ -98,7 +99,12 @@ local stale = string.byte(r, at)
 if not ((stale == 0 and #r == at) or (stale == 1 and #r == at + 40)) then
   return {-1}
 end
-if state > 3 or big(r, 2) or big(r, 115) then return {-1} end
+-- The header (window start, sends, attempts), then the code's expiry and
+-- attempts, each read in one call; an 8-byte time as two halves (see
+-- `num`), whose high half is 2^21 or more from 2^53 ms on.
+local start_hi, start_lo, sends, attempts = struct.unpack('>I4I4I4I4', r, 2)
+local expires_hi, expires_lo, code_attempts = struct.unpack('>I4I4I4', r, 115)
+if state > 3 or start_hi >= 2097152 or expires_hi >= 2097152 then return {-1} end
 
 local id_tag = string.sub(r, 19, 50)
 if ARGV[2] ~= '' and ARGV[2] ~= id_tag then return {0, 0, subject} end
@@ -109,30 +115,33 @@ local now = tonumber(ARGV[4])
 local max = tonumber(ARGV[5])
 local window = tonumber(ARGV[6])
 local ttl = tonumber(ARGV[7])
-local start, sends, attempts = num(r, 2, 8), num(r, 10, 4), num(r, 14, 4)
+local start = start_hi * 4294967296 + start_lo
 if now >= start + window then
   start, sends, attempts = now, 0, 0
+  start_lo = now % 4294967296
+  start_hi = (now - start_lo) / 4294967296
 end
-local code_attempts = num(r, 123, 4)
 if attempts >= max or code_attempts >= max then return {2, 0, subject} end
-local expires = num(r, 115, 8)
+local expires = expires_hi * 4294967296 + expires_lo
 if now >= expires then return {3, 0, subject, id_tag} end
 
 local stored
 if ARGV[2] ~= '' then stored = string.sub(r, 51, 82) else stored = string.sub(r, 83, 114) end
-local head = string.char(4) .. bytes(start, 8) .. bytes(sends, 4)
+local now_lo = now % 4294967296
+local now_hi = (now - now_lo) / 4294967296
 local next, kind, left
 if ARGV[3] ~= '' and ARGV[3] == stored then
   -- Spent: both MACs zeroed, the subject's attempts forgiven.
-  next = head .. bytes(0, 4) .. string.char(3) .. id_tag .. string.rep('\0', 64)
-    .. string.sub(r, 115, 134) .. bytes(now, 8) .. string.sub(r, 143)
+  next = struct.pack('>BI4I4I4I4B', 4, start_hi, start_lo, sends, 0, 3) .. id_tag
+    .. string.rep('\0', 64) .. string.sub(r, 115, 134) .. struct.pack('>I4I4', now_hi, now_lo)
+    .. string.sub(r, 143)
   kind, left = 4, 0
 else
   attempts = attempts + 1
   code_attempts = code_attempts + 1
-  next = head .. bytes(attempts, 4) .. string.sub(r, 18, 122)
-    .. bytes(code_attempts, 4) .. string.sub(r, 127, 134) .. bytes(now, 8)
-    .. string.sub(r, 143)
+  next = struct.pack('>BI4I4I4I4', 4, start_hi, start_lo, sends, attempts % 4294967296)
+    .. string.sub(r, 18, 122) .. struct.pack('>I4', code_attempts % 4294967296)
+    .. string.sub(r, 127, 134) .. struct.pack('>I4I4', now_hi, now_lo) .. string.sub(r, 143)
   kind, left, prefix = 5, math.max(0, max - math.max(attempts, code_attempts)), ''
 end
 local expiry = math.max(start + window, expires + ttl)
@@ -150,6 +159,7 @@ end
 if reply[1] == 4 and reply[5] ~= '' and ARGV[12] ~= '' then
   local now, w = tonumber(ARGV[4]), tonumber(ARGV[12])
   local key = ARGV[8] .. 'p:' .. hex32(reply[5], 1)
+  local prefix_read, prefix_bytes, prefix_ttl = prefix_helpers()
   local p = redis.call('GET', key)
   local r = p and prefix_read(p, now, w)
   if r then
