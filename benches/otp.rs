@@ -560,9 +560,9 @@ fn memory_threads(c: &mut Criterion) {
 
 /// One blocking thread on a Redis Cluster, when `PINSEAL_REDIS_CLUSTER`
 /// names one: a plain issue and verification, and issues that spend one
-/// and two client counters (each in a slot of its own, sent at once before
-/// the subject's script), next to a raw `GET` from redis-rs's own blocking
-/// cluster client.
+/// and two client counters, and one counter and a fraud guard's prefix
+/// (each in a slot of its own, sent at once before the subject's script),
+/// next to a raw `GET` from redis-rs's own blocking cluster client.
 #[cfg(feature = "redis")]
 fn redis_cluster(c: &mut Criterion) {
     let Ok(seeds) = std::env::var("PINSEAL_REDIS_CLUSTER") else {
@@ -627,6 +627,19 @@ fn redis_cluster(c: &mut Criterion) {
             },
             BatchSize::PerIteration,
         )
+    });
+    // A fraud guard whose prefix (the number without its last six digits)
+    // never blocks here: the client's counter and the prefix's send are
+    // counted at once, before the subject's script.
+    let guard = pinseal::otp::FraudGuard::new()
+        .with_prefix_limit(6, 1_000_000, Duration::from_secs(3600))
+        .unwrap();
+    let guarded = otp.with_fraud_guard(guard);
+    g.bench_function("issue from a client, with a fraud guard", |b| {
+        b.iter(|| {
+            clock.advance(Duration::from_secs(1));
+            black_box(guarded.issue_from(&subject(), "203.0.113.9").unwrap())
+        })
     });
     g.finish();
 }
