@@ -33,10 +33,16 @@ local function bytes(v, n)
   return struct.pack('>I4', lo)
 end
 
--- The 32 bytes at `at` in `s` as 64 lowercase hex characters, 2 bytes
--- at a time: `%x` takes a C `long` too, and a 4-byte piece of 2^31 or
--- more would not fit in a 32-bit one.
+-- The 32 bytes at `at` in `s` as 64 lowercase hex characters. `%x`
+-- takes a C `long`: where it holds 2^32 - 1 (64-bit builds), 4 bytes at
+-- a time, eight conversions; elsewhere (a 32-bit `long`, which a 4-byte
+-- piece of 2^31 or more would not fit) 2 bytes at a time, sixteen. Each
+-- conversion costs Redis about 0.1 us, the whole a few times a `GET`.
 local function hex32(s, at)
+  if string.format('%x', 4294967295) == 'ffffffff' then
+    return string.format('%08x%08x%08x%08x%08x%08x%08x%08x',
+      struct.unpack('>I4I4I4I4I4I4I4I4', s, at))
+  end
   return string.format('%04x%04x%04x%04x%04x%04x%04x%04x%04x%04x%04x%04x%04x%04x%04x%04x',
     struct.unpack('>I2I2I2I2I2I2I2I2I2I2I2I2I2I2I2I2', s, at))
 end
