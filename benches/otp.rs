@@ -215,6 +215,36 @@ fn redis(c: &mut Criterion) {
             black_box(v)
         })
     });
+    // The floor for any script: one that returns 1 at once, sent with as
+    // many arguments as a check by id.
+    let sha: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg("return 1")
+        .query(&mut raw)
+        .unwrap();
+    g.bench_function("baseline EVALSHA of `return 1`", |b| {
+        b.iter(|| {
+            let v: i64 = redis::cmd("EVALSHA")
+                .arg(&sha)
+                .arg(1)
+                .arg("pinseal-bench:absent")
+                .arg("i")
+                .arg(&[0x49u8; 32][..])
+                .arg(&[0x57u8; 32][..])
+                .arg(1_700_000_001_000u64)
+                .arg(5)
+                .arg(600_000)
+                .arg(60_000)
+                .arg("pinseal-bench:")
+                .arg(0)
+                .arg("")
+                .arg("")
+                .arg("")
+                .query(&mut raw)
+                .unwrap();
+            black_box(v)
+        })
+    });
     g.finish();
     round_trips(&url);
     let otp = bench_store(c, "redis", store);
