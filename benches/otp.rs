@@ -589,10 +589,11 @@ fn memory_threads(c: &mut Criterion) {
 }
 
 /// One blocking thread on a Redis Cluster, when `PINSEAL_REDIS_CLUSTER`
-/// names one: a plain issue and verification, and issues that spend one
-/// and two client counters, and one counter and a fraud guard's prefix
-/// (each in a slot of its own, sent at once before the subject's script),
-/// next to a raw `GET` from redis-rs's own blocking cluster client.
+/// names one: a plain issue and verification, issues that spend one and
+/// two client counters (each in a slot of its own, sent at once before the
+/// subject's script), and one that spends a counter and then a fraud
+/// guard's prefix, next to a raw `GET` from redis-rs's own blocking
+/// cluster client.
 #[cfg(feature = "redis")]
 fn redis_cluster(c: &mut Criterion) {
     let Ok(seeds) = std::env::var("PINSEAL_REDIS_CLUSTER") else {
@@ -659,8 +660,8 @@ fn redis_cluster(c: &mut Criterion) {
         )
     });
     // A fraud guard whose prefix (the number without its last six digits)
-    // never blocks here: the client's counter and the prefix's send are
-    // counted at once, before the subject's script.
+    // never blocks here: the prefix's send is counted once the client's
+    // counter has said yes, then the subject's script runs.
     let guard = pinseal::otp::FraudGuard::new()
         .with_prefix_limit(6, 1_000_000, Duration::from_secs(3600))
         .unwrap();

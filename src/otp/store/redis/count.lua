@@ -18,10 +18,6 @@
 --              and percent ('' without). Returns {0, the window's start}
 --              counted, {5, retry after ms} blocked (the block written when
 --              this send starts it).
---   'try'      as 'prefix', but a send that would start a block writes
---              nothing and returns {6}: sent with the client counters, at
---              once, the block is left to a 'prefix' sent once they have
---              all said yes, so that an issue a counter refuses starts none.
 --   'unprefix' a send given back to its prefix; ARGV[4]: the start of the
 --              window it was counted in. Returns {0}.
 --   'credit'   an approval credited to its prefix. Returns {0}.
@@ -63,21 +59,19 @@ if what == 'spend' or what == 'give' then
   return {0}
 end
 
-local counts = what == 'prefix' or what == 'try'
-if not counts and what ~= 'unprefix' and what ~= 'credit' then return {-1} end
-if not raw and not counts then return {0} end
+if what ~= 'prefix' and what ~= 'unprefix' and what ~= 'credit' then return {-1} end
+if not raw and what ~= 'prefix' then return {0} end
 local prefix_read, prefix_bytes, prefix_ttl = prefix_helpers()
 local p = prefix_read(raw, now, span)
 if not p then return {-1} end
 
-if counts then
+if what == 'prefix' then
   if p.till > now then return {5, p.till - now} end
   local too_few = false
   if ARGV[6] ~= '' then
     too_few = p.psends >= tonumber(ARGV[6]) and p.pappr * 100 < p.psends * tonumber(ARGV[7])
   end
   if p.sends >= tonumber(ARGV[4]) or too_few then
-    if what == 'try' then return {6} end
     p.till = now + tonumber(ARGV[5])
     redis.call('SET', held, prefix_bytes(p), 'PX', prefix_ttl(p, span, now))
     return {5, p.till - now}

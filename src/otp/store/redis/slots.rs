@@ -1,8 +1,7 @@
 //! An issue or a check on a Redis Cluster whose client counters and fraud
 //! guard's prefix are in slots of their own: one script per slot it
 //! touches (`count.lua` for each counter and the prefix, then `issue.lua`
-//! or `verify.lua` for the subject), an issue's counters and prefix all
-//! at once.
+//! or `verify.lua` for the subject), the counters all at once.
 //!
 //! Both stores run these on their cluster connection; each request is
 //! bounded by the store's timeout. On one server the subject's script
@@ -21,7 +20,7 @@ use super::script::{
 };
 use crate::Error;
 use crate::otp::Verdict;
-use crate::otp::store::{Decision, OneStepCheck, OneStepIssue, OneStepOutcome, OneStepPrefix};
+use crate::otp::store::{Decision, OneStepCheck, OneStepIssue, OneStepOutcome};
 
 /// Runs `futures` at once; their outputs, in order.
 async fn all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
@@ -47,29 +46,8 @@ async fn all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
     done.into_iter().flatten().collect()
 }
 
-#[cfg(test)]
-thread_local! {
-    /// How many times this thread's caller waited for requests in a row.
-    static WAITS: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
-}
-
-/// One more wait for requests in a row (counted in tests).
-fn waited() {
-    #[cfg(test)]
-    WAITS.with(|w| w.set(w.get() + 1));
-}
-
 /// Sends `request` on `conn` within `timeout`.
 async fn send<T: redis::FromRedisValue>(
-    conn: &ClusterConn,
-    timeout: Duration,
-    request: &Request,
-) -> Result<T, Error> {
-    waited();
-    send_one(conn, timeout, request).await
-}
-
-async fn send_one<T: redis::FromRedisValue>(
     conn: &ClusterConn,
     timeout: Duration,
     request: &Request,
@@ -77,31 +55,21 @@ async fn send_one<T: redis::FromRedisValue>(
     conn.run(timeout, |c| request.run_cluster(c)).await
 }
 
-/// Sends `requests` at once (none: no wait); their replies, in order.
+/// Sends `requests` at once; their replies, in order.
 async fn send_all(
     conn: &ClusterConn,
     timeout: Duration,
     requests: &[Request],
 ) -> Vec<Result<Vec<i64>, Error>> {
-    if requests.is_empty() {
-        return Vec::new();
-    }
-    waited();
-    all(requests
-        .iter()
-        .map(|r| send_one(conn, timeout, r))
-        .collect())
-    .await
+    all(requests.iter().map(|r| send(conn, timeout, r)).collect()).await
 }
 
 /// What `count.lua` answered: counted (with the window's start, for a
 /// give-back), refused (`4` a counter, `5` the prefix, with the wait in
-/// ms), a send that would start its prefix's block (`6`, to `try`:
-/// nothing written), or not read (`-1`).
+/// ms), or not read (`-1`).
 enum Counted {
     Held(u64),
     Refused(i64, Duration),
-    WouldBlock,
     Unread,
 }
 
@@ -115,63 +83,24 @@ fn counted(reply: &[i64]) -> Result<Counted, Error> {
     match reply.first() {
         Some(0) => number(1).map(Counted::Held),
         Some(kind @ (4 | 5)) => Ok(Counted::Refused(*kind, Duration::from_millis(number(1)?))),
-        Some(6) => Ok(Counted::WouldBlock),
         Some(-1) => Ok(Counted::Unread),
         _ => Err(Error::StoreCorrupt),
     }
 }
 
-/// What counting the issue's send to its prefix decided: counted, with
-/// the give-back to send if the issue goes no further (`Ok(Some)`); a
-/// block this send would start, which a `try` leaves unwritten
-/// (`Ok(None)`); or the issue's end (`Err`): blocked, a record the
-/// scripts do not read (the general path), or a store error.
-fn prefix_counted(
-    guard: &OneStepPrefix<'_>,
-    key: &str,
-    decided: Result<Counted, Error>,
-    now: u64,
-) -> Result<Option<Request>, Result<Decision, Error>> {
-    match decided {
-        Ok(Counted::Held(held)) => {
-            let give = Count::Unprefix {
-                window_ms: guard.window_ms,
-                held,
-            };
-            Ok(Some(count_cmd(key, give, now)))
-        }
-        Ok(Counted::WouldBlock) => Ok(None),
-        Ok(Counted::Refused(5, wait)) => Err(Ok(Decision::Refused(Error::PrefixBlocked {
-            retry_after: wait,
-        }))),
-        Ok(Counted::Unread) => Err(Ok(Decision::Fallback)),
-        Ok(Counted::Refused(..)) => Err(Err(Error::StoreCorrupt)),
-        Err(e) => Err(Err(e)),
-    }
-}
-
-/// The issue as one script per slot: the client counters and the fraud
-/// guard's prefix at once, then the subject's record and index entry (one
-/// slot, the id carrying the subject's slot byte). The first counter (in
-/// order) with no use left refuses, then the prefix, then the subject; a
-/// refusal gives back every use and the send already counted, at once.
+/// The issue as one script per slot: the client counters at once, then
+/// the fraud guard's prefix, then the subject's record and index entry
+/// (one slot, the id carrying the subject's slot byte). The first counter
+/// (in order) with no use left refuses, then the prefix, then the subject;
+/// a refusal gives back every use and the send already counted, at once.
 /// `None` for an id without the slot byte: nothing was sent.
 ///
-/// The caller waits for two requests in a row: the counters and the
-/// prefix, then the subject, whose script must not run before they have
-/// all said yes (a refused issue would replace the live code). A send
-/// that would start its prefix's block is the exception: the prefix is
-/// sent with the counters as a `try`, which writes nothing then, and the
-/// block is written by a third request once every counter has said yes,
-/// so that an issue a counter refuses starts no block (as on the general
-/// path, which counts the prefix after the counters).
-///
-/// A counter or send given back was spent until the refusal was known
-/// (up to two round trips, three when a block starts): a request that
-/// read it meanwhile saw one use fewer left. A give-back that fails loses
-/// that use for the rest of its window, as on the general path; one that
-/// lands and is sent again (the cluster client retries a request whose
-/// connection failed) gives back one use more.
+/// A counter given back was spent until the refusal was known (up to
+/// three round trips: the counters, the prefix, the subject): a request
+/// that read it meanwhile saw one use fewer left. A give-back that fails
+/// loses that use for the rest of its window, as on the general path; one
+/// that lands and is sent again (the cluster client retries a request
+/// whose connection failed) gives back one use more.
 pub(super) async fn issue(
     conn: &ClusterConn,
     timeout: Duration,
@@ -192,7 +121,7 @@ pub(super) async fn issue(
         .iter()
         .map(|c| redis_key(prefix, c.key, true))
         .collect();
-    let mut spends: Vec<Request> = issue
+    let spends: Vec<Request> = issue
         .counters
         .iter()
         .zip(&keys)
@@ -204,15 +133,7 @@ pub(super) async fn issue(
             count_cmd(key, spend, now)
         })
         .collect();
-    let guard = issue
-        .prefix
-        .as_ref()
-        .map(|g| (g, redis_key(prefix, g.key, true)));
-    if let Some((g, key)) = &guard {
-        spends.push(count_cmd(key, Count::TryPrefix(g), now));
-    }
-    let mut replies = send_all(conn, timeout, &spends).await;
-    let prefix_reply = guard.as_ref().and_then(|_| replies.pop());
+    let replies = send_all(conn, timeout, &spends).await;
     // Every use spent, to give back if the issue goes no further.
     let mut gives = Vec::new();
     let mut stop = None;
@@ -229,38 +150,39 @@ pub(super) async fn issue(
                 Ok(Counted::Refused(_, wait)) => Ok(Decision::Refused((c.refused)(wait))),
                 Ok(Counted::Unread) => Ok(Decision::Fallback),
                 Err(e) => Err(e),
-                Ok(Counted::Held(_) | Counted::WouldBlock) => Err(Error::StoreCorrupt),
+                Ok(Counted::Held(_)) => Err(Error::StoreCorrupt),
             });
-        }
-    }
-    // The prefix refuses after the counters.
-    let mut block = None;
-    if let (Some((g, key)), Some(reply)) = (&guard, prefix_reply) {
-        match prefix_counted(g, key, reply.and_then(|r| counted(&r)), now) {
-            Ok(Some(give)) => gives.push(give),
-            Ok(None) => block = Some((*g, key)),
-            Err(refused) => {
-                stop.get_or_insert(refused);
-            }
-        }
-    }
-    if stop.is_none() {
-        if let Some((g, key)) = block {
-            // Every counter said yes: the block is this send's to start
-            // (or, had the prefix changed since, the send is counted).
-            let decided = send::<Vec<i64>>(conn, timeout, &count_cmd(key, Count::Prefix(g), now))
-                .await
-                .and_then(|r| counted(&r));
-            match prefix_counted(g, key, decided, now) {
-                Ok(Some(give)) => gives.push(give),
-                Ok(None) => stop = Some(Err(Error::StoreCorrupt)),
-                Err(refused) => stop = Some(refused),
-            }
         }
     }
     if let Some(stop) = stop {
         give_back(conn, timeout, &gives).await;
         return stop.map(|decision| Some(OneStepOutcome(decision)));
+    }
+    if let Some(guard) = &issue.prefix {
+        let key = redis_key(prefix, guard.key, true);
+        let decided = send::<Vec<i64>>(conn, timeout, &count_cmd(&key, Count::Prefix(guard), now))
+            .await
+            .and_then(|r| counted(&r));
+        let stop = match decided {
+            Ok(Counted::Held(held)) => {
+                let give = Count::Unprefix {
+                    window_ms: guard.window_ms,
+                    held,
+                };
+                gives.push(count_cmd(&key, give, now));
+                None
+            }
+            Ok(Counted::Refused(5, wait)) => Some(Ok(Decision::Refused(Error::PrefixBlocked {
+                retry_after: wait,
+            }))),
+            Ok(Counted::Unread) => Some(Ok(Decision::Fallback)),
+            Ok(Counted::Refused(..)) => Some(Err(Error::StoreCorrupt)),
+            Err(e) => Some(Err(e)),
+        };
+        if let Some(stop) = stop {
+            give_back(conn, timeout, &gives).await;
+            return stop.map(|decision| Some(OneStepOutcome(decision)));
+        }
     }
     let made = send::<Vec<i64>>(conn, timeout, &subject_request)
         .await
@@ -326,7 +248,7 @@ pub(super) async fn check(
             }
             // The general path reports what is wrong with it.
             Counted::Unread => return Ok(None),
-            Counted::Refused(..) | Counted::WouldBlock => return Err(Error::StoreCorrupt),
+            Counted::Refused(..) => return Err(Error::StoreCorrupt),
         }
     }
     let decided = send::<Vec<Value>>(conn, timeout, &request)
@@ -593,111 +515,6 @@ mod tests {
         assert_eq!(c.get("r:two"), Some(counter(NOW - 1_000, 2)));
         assert_eq!(c.get("p:4444").map(|p| p[12]), Some(1), "one send counted");
         assert!(c.get(&record).is_some());
-    }
-
-    /// A prefix record (version 1): its window's start and sends, no
-    /// approvals, no previous window, blocked until `till`.
-    fn prefix_record(start: u64, sends: u32, till: u64) -> Vec<u8> {
-        [
-            &[1u8][..],
-            &start.to_be_bytes(),
-            &sends.to_be_bytes(),
-            &[0; 12],
-            &till.to_be_bytes(),
-        ]
-        .concat()
-    }
-
-    /// The waits for requests in a row since the last call, on this
-    /// thread.
-    fn waits() -> u32 {
-        WAITS.with(|w| w.replace(0))
-    }
-
-    /// With a fraud guard, an issue waits for two requests in a row: its
-    /// counters and its prefix at once, then the subject. A send that
-    /// would start the prefix's block writes it in a request of its own,
-    /// once every counter has said yes: an issue a counter refuses starts
-    /// no block.
-    #[test]
-    fn a_guarded_issue_counts_its_prefix_with_its_counters() {
-        let Some(mut c) = cluster() else { return };
-        let tag = [0x3c; 32];
-        let (live, id_tag) = challenge(tag[0]);
-        let (record, index) = (subject_key(&tag), index_key(&id_tag));
-        let counters = [OneStepCounter {
-            key: "r:3c",
-            max: BUCKET.max,
-            window_ms: BUCKET.window_ms,
-            refused: limit,
-        }];
-        let issue = OneStepIssue {
-            record_key: &record,
-            index_key: &index,
-            subject_tag: &tag,
-            live: &live,
-            expires_ms: NOW + 60_000,
-            now_ms: NOW,
-            max_attempts: 5,
-            max_sends: 5,
-            send_window_ms: 600_000,
-            ttl_ms: 60_000,
-            counters: &counters,
-            prefix: Some(OneStepPrefix {
-                key: "p:3c3c",
-                max: 2,
-                window_ms: 3_600_000,
-                block_ms: 60_000,
-                floor: None,
-            }),
-        };
-        waits();
-        let made = c.issue(&issue).unwrap().unwrap();
-        assert!(matches!(made.0, Decision::Issued), "{made:?}");
-        assert_eq!(waits(), 2, "counters and prefix, then the subject");
-        assert_eq!(c.get("r:3c"), Some(counter(NOW, 1)));
-        assert_eq!(c.get("p:3c3c"), Some(prefix_record(NOW, 1, 0)));
-        let issued = c.get(&record);
-        assert!(issued.is_some());
-
-        // The prefix at its budget and the counter spent: the counter's
-        // refusal, and the prefix as it was, with no block.
-        let full = prefix_record(NOW - 1_000, 2, 0);
-        c.set("p:3c3c", &full);
-        c.set("r:3c", &counter(NOW - 1_000, 2));
-        let refused = c.issue(&issue).unwrap().unwrap();
-        assert!(
-            matches!(refused.0, Decision::Refused(Error::ClientLimit { .. })),
-            "{refused:?}"
-        );
-        assert_eq!(waits(), 1, "nothing to give back");
-        assert_eq!(c.get("p:3c3c"), Some(full.clone()));
-
-        // The counter with a use left: the block is written by a request of
-        // its own, then the counter's use is given back.
-        c.set("r:3c", &counter(NOW - 1_000, 1));
-        let blocked = c.issue(&issue).unwrap().unwrap();
-        assert!(
-            matches!(blocked.0, Decision::Refused(Error::PrefixBlocked { retry_after })
-                if retry_after == Duration::from_secs(60)),
-            "{blocked:?}"
-        );
-        assert_eq!(waits(), 3, "counters and prefix, the block, the give-back");
-        assert_eq!(
-            c.get("p:3c3c"),
-            Some(prefix_record(NOW - 1_000, 2, NOW + 60_000))
-        );
-        assert_eq!(c.get("r:3c"), Some(counter(NOW - 1_000, 1)));
-
-        // Blocked: refused with the counters, whose use is given back.
-        let again = c.issue(&issue).unwrap().unwrap();
-        assert!(
-            matches!(again.0, Decision::Refused(Error::PrefixBlocked { .. })),
-            "{again:?}"
-        );
-        assert_eq!(waits(), 2, "counters and prefix, the give-back");
-        assert_eq!(c.get("r:3c"), Some(counter(NOW - 1_000, 1)));
-        assert_eq!(c.get(&record), issued, "the subject untouched");
     }
 
     #[test]
