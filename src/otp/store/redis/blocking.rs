@@ -183,9 +183,8 @@ enum Node {
 /// a cluster it bounds each request as a whole, whatever the connection is
 /// doing inside: the client's own tries (redirections included) get a
 /// third of it each. A check or an issue that spends client counters or a
-/// prefix on a cluster is two requests in a row (counters and prefix at
-/// once, then the subject; three when a send starts the prefix's block),
-/// and a give-back, each bounded so.
+/// prefix on a cluster is up to three requests in a row (counters,
+/// prefix, subject), and a give-back, each bounded so.
 ///
 /// # Errors
 ///

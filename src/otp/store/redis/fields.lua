@@ -35,9 +35,9 @@ end
 
 -- The 32 bytes at `at` in `s` as 64 lowercase hex characters. `%x`
 -- takes a C `long`: where it holds 2^32 - 1 (64-bit builds), 4 bytes at
--- a time, eight conversions; elsewhere (a 32-bit `long`, which a 4-byte
--- piece of 2^31 or more would not fit) 2 bytes at a time, sixteen. Each
--- conversion costs Redis about 0.1 us, the whole a few times a `GET`.
+-- a time, eight conversions after the one that checks; elsewhere (a
+-- 32-bit `long`, which a 4-byte piece of 2^31 or more would not fit) 2
+-- bytes at a time, sixteen. Each conversion costs Redis about 0.1 us.
 local function hex32(s, at)
   if string.format('%x', 4294967295) == 'ffffffff' then
     return string.format('%08x%08x%08x%08x%08x%08x%08x%08x',
