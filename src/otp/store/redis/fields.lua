@@ -52,7 +52,7 @@ end
 -- window's sends and approvals (4 each), blocked until (8); 33 bytes.
 --
 -- Its three helpers are made by `prefix_helpers()`, only by the runs that
--- use them: making them on every run of every script cost each about
+-- use them: made on every run of every script, they cost each run about
 -- half a microsecond of Redis's time.
 --
 --   read(p, now, w): the fields as of `now`, the window rolled as
